@@ -1,0 +1,189 @@
+//! The memcached nodes of one manager: their health, and which node holds what.
+//!
+//! A node that fails an operation is marked down at once and probed in the background; while it
+//! is down nothing is sent to it, so a dead or hung node costs at most one operation deadline.
+//! Node order defines the "next" node: the backup of a session, and where it goes when its node
+//! fails. Failover nodes come last, used only when no regular node is up.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use tokio::task::JoinHandle;
+
+use crate::client::NodeClient;
+use crate::config::{Config, NodeConfig};
+use crate::error::{Error, Result};
+use crate::runtime;
+use crate::stats::{Stats, bump};
+
+/// One memcached server and its health.
+#[derive(Debug)]
+pub struct Node {
+    config: NodeConfig,
+    client: NodeClient,
+    up: AtomicBool,
+}
+
+impl Node {
+    /// The node id used in session ids.
+    pub fn id(&self) -> &str {
+        &self.config.id
+    }
+
+    /// Whether operations are sent to this node.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    /// A failover node is used only when no regular node is up.
+    pub fn is_failover(&self) -> bool {
+        self.config.failover
+    }
+}
+
+/// The nodes of a manager, with the background probe of those that are down.
+#[derive(Debug)]
+pub struct Cluster {
+    nodes: Arc<[Node]>,
+    next_primary: AtomicUsize,
+    stats: Arc<Stats>,
+    prober: JoinHandle<()>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.prober.abort();
+    }
+}
+
+impl Cluster {
+    /// Builds the clients of every configured node and starts probing.
+    pub fn new(config: &Config, stats: Arc<Stats>) -> Self {
+        // Room for the largest session plus the protocol's framing.
+        let max_value = config.max_session_size + 1024;
+        let nodes: Arc<[Node]> = config
+            .nodes
+            .iter()
+            .map(|n| Node {
+                client: NodeClient::new(
+                    &n.id,
+                    &n.address(),
+                    config.operation_timeout,
+                    config.operation_retries,
+                    max_value,
+                ),
+                config: n.clone(),
+                up: AtomicBool::new(true),
+            })
+            .collect();
+        let prober = runtime::handle().spawn(probe_forever(
+            Arc::clone(&nodes),
+            Arc::clone(&stats),
+            config.node_probe_interval,
+        ));
+        Cluster {
+            nodes,
+            next_primary: AtomicUsize::new(0),
+            stats,
+            prober,
+        }
+    }
+
+    /// The node with this id, if configured.
+    pub fn node(&self, id: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.id() == id)
+    }
+
+    /// All nodes, in configured order.
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    /// The node for a new session: regular nodes that are up, in turn; failover nodes only when
+    /// no regular node is up; when every node is down, the first regular node (the session then
+    /// lives in the host until a node comes back).
+    pub fn choose_primary(&self) -> &Node {
+        let turn = self.next_primary.fetch_add(1, Ordering::Relaxed);
+        let pick = |failover: bool| {
+            let candidates: Vec<&Node> = self
+                .nodes
+                .iter()
+                .filter(|n| n.is_failover() == failover && n.is_up())
+                .collect();
+            (!candidates.is_empty()).then(|| candidates[turn % candidates.len()])
+        };
+        pick(false)
+            .or_else(|| pick(true))
+            .or_else(|| self.nodes.iter().find(|n| !n.is_failover()))
+            .expect("configuration guarantees a regular node")
+    }
+
+    /// The first node that is up after the node `after` in ring order (regular nodes first,
+    /// then failover nodes), never `after` itself: a session's backup node, and where it moves
+    /// when its own node fails.
+    pub fn next_available(&self, after: &str) -> Option<&Node> {
+        let regular: Vec<&Node> = self.nodes.iter().filter(|n| !n.is_failover()).collect();
+        let start = regular
+            .iter()
+            .position(|n| n.id() == after)
+            .map_or(0, |i| i + 1);
+        let ring = (0..regular.len()).map(|i| regular[(start + i) % regular.len()]);
+        let failover = self.nodes.iter().filter(|n| n.is_failover());
+        ring.chain(failover).find(|n| n.id() != after && n.is_up())
+    }
+
+    /// Runs an operation on a node. A node that is down is not contacted; a node failure marks
+    /// the node down, so only the first request meeting a dead node waits for it.
+    pub async fn call<'a, T, F>(
+        &self,
+        node: &'a Node,
+        op: impl FnOnce(&'a NodeClient) -> F,
+    ) -> Result<T>
+    where
+        F: Future<Output = Result<T>>,
+    {
+        if !node.is_up() {
+            return Err(Error::NodeDown(node.id().to_owned()));
+        }
+        let result = op(&node.client).await;
+        if let Err(e) = &result {
+            if e.is_node_failure() {
+                bump(&self.stats.node_failures);
+                if matches!(e, Error::Timeout { .. }) {
+                    bump(&self.stats.timeouts);
+                }
+                if node.up.swap(false, Ordering::AcqRel) {
+                    bump(&self.stats.nodes_marked_down);
+                    tracing::warn!(node = node.id(), error = %e, "memcached node marked down");
+                }
+            }
+        }
+        result
+    }
+
+    /// One line per node: id, address, and whether it is up.
+    pub fn describe(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| {
+                let state = if n.is_up() { "up" } else { "down" };
+                let role = if n.is_failover() { " failover" } else { "" };
+                format!("node_{} {} {state}{role}\n", n.id(), n.config.address())
+            })
+            .collect()
+    }
+}
+
+/// Probes down nodes every `interval` and marks those that answer as up.
+async fn probe_forever(nodes: Arc<[Node]>, stats: Arc<Stats>, interval: std::time::Duration) {
+    loop {
+        tokio::time::sleep(interval).await;
+        for node in nodes.iter().filter(|n| !n.is_up()) {
+            if node.client.version().await.is_ok() && !node.up.swap(true, Ordering::AcqRel) {
+                bump(&stats.nodes_recovered);
+                tracing::info!(node = node.id(), "memcached node is back up");
+            }
+        }
+    }
+}

@@ -1,0 +1,557 @@
+//! The configuration vocabulary, shared by both faces.
+//!
+//! Tomcat's `context.xml` attributes and a C host's `name=value` pairs go through the same
+//! parser, so the names, defaults and error messages are the same everywhere. Every refusal names
+//! the attribute and the value.
+
+use std::time::Duration;
+
+use regex::Regex;
+
+use crate::error::{Error, Result};
+use crate::ids::is_valid_name;
+use crate::keys::{KeyScheme, is_valid_prefix};
+
+/// One memcached server of the cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeConfig {
+    /// The id encoded in session ids (`n1`).
+    pub id: String,
+    /// Host name or address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// A failover node is used only when no other node is available.
+    pub failover: bool,
+}
+
+impl NodeConfig {
+    /// `host:port`, as used to connect.
+    pub fn address(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Which requests of a non-sticky session take the session lock.
+#[derive(Clone, Debug)]
+pub enum LockingMode {
+    /// Never lock.
+    None,
+    /// Lock every request that uses the session.
+    All,
+    /// Lock requests that are not known to be read-only.
+    Auto,
+    /// Lock requests whose URI matches the pattern.
+    UriPattern(Regex),
+}
+
+impl PartialEq for LockingMode {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (LockingMode::UriPattern(a), LockingMode::UriPattern(b)) => a.as_str() == b.as_str(),
+            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
+        }
+    }
+}
+
+/// Where the integrity key is read from; never the key itself, so it stays out of config files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeySource {
+    /// A file whose bytes (trailing newline removed) are the key.
+    File(String),
+    /// An environment variable whose value is the key.
+    Env(String),
+}
+
+/// A validated configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// The memcached nodes, in the order given (failover nodes flagged).
+    pub nodes: Vec<NodeConfig>,
+    /// Sticky sessions (Tomcat memory is the primary copy) or non-sticky (memcached is).
+    pub sticky: bool,
+    /// Locking of non-sticky sessions.
+    pub locking_mode: LockingMode,
+    /// How long a session lock lives in memcached if its holder never releases it.
+    pub lock_expiration: Duration,
+    /// How long a request waits for a session lock before giving up.
+    pub lock_max_wait: Duration,
+    /// First pause between lock attempts; it doubles up to `lock_backoff_max`.
+    pub lock_backoff_initial: Duration,
+    /// Longest pause between lock attempts.
+    pub lock_backoff_max: Duration,
+    /// Deadline of every memcached operation, retries included.
+    pub operation_timeout: Duration,
+    /// Extra attempts, on a fresh connection, after a connection failure (within the deadline).
+    pub operation_retries: u32,
+    /// Pause between probes of a node that is marked down.
+    pub node_probe_interval: Duration,
+    /// The key prefix of this context.
+    pub keys: KeyScheme,
+    /// Sticky mode: back up sessions asynchronously after the request.
+    pub session_backup_async: bool,
+    /// Sticky mode with synchronous backup: how long a request waits for its backup.
+    pub session_backup_timeout: Duration,
+    /// Default lifetime of an idle session, in seconds; 0 or less means never expires.
+    pub max_inactive_interval: i32,
+    /// Largest encoded session accepted for storing or decoding.
+    pub max_session_size: usize,
+    /// Source of the HMAC-SHA256 key; without one, values carry a checksum.
+    pub integrity_key: Option<KeySource>,
+}
+
+impl Config {
+    /// Parses `name=value` pairs for a context; see [`ConfigBuilder::set`].
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Config> {
+        let mut builder = ConfigBuilder::default();
+        for (name, value) in pairs {
+            builder.set(name, value)?;
+        }
+        builder.build()
+    }
+
+    /// The regular (non-failover) nodes, in configured order.
+    pub fn regular_nodes(&self) -> impl Iterator<Item = &NodeConfig> {
+        self.nodes.iter().filter(|n| !n.failover)
+    }
+}
+
+/// Collects attributes one at a time (as Tomcat's setters and the C API deliver them) and
+/// validates the whole at [`ConfigBuilder::build`].
+#[derive(Clone, Debug, Default)]
+pub struct ConfigBuilder {
+    nodes: Option<String>,
+    failover_nodes: Option<String>,
+    context: Option<(String, String)>,
+    prefix: Option<String>,
+    sticky: Option<bool>,
+    locking_mode: Option<LockingMode>,
+    lock_expiration: Option<u64>,
+    lock_max_wait: Option<u64>,
+    lock_backoff_initial: Option<u64>,
+    lock_backoff_max: Option<u64>,
+    operation_timeout: Option<u64>,
+    operation_retries: Option<u64>,
+    node_probe_interval: Option<u64>,
+    session_backup_async: Option<bool>,
+    session_backup_timeout: Option<u64>,
+    max_inactive_interval: Option<i32>,
+    max_session_size: Option<u64>,
+    integrity_key: Option<KeySource>,
+}
+
+/// Every attribute name the parser knows, in documentation order.
+pub const ATTRIBUTES: &[&str] = &[
+    "memcachedNodes",
+    "failoverNodes",
+    "sticky",
+    "lockingMode",
+    "lockExpiration",
+    "lockMaxWait",
+    "lockBackoffInitial",
+    "lockBackoffMax",
+    "operationTimeout",
+    "operationRetries",
+    "nodeProbeInterval",
+    "storageKeyPrefix",
+    "sessionBackupAsync",
+    "sessionBackupTimeout",
+    "maxInactiveInterval",
+    "maxSessionSize",
+    "integrityKey",
+];
+
+fn parse_bool(name: &str, value: &str) -> Result<bool> {
+    match value.trim() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(Error::config(name, value, "expected `true` or `false`")),
+    }
+}
+
+fn parse_ranged(name: &str, value: &str, min: u64, max: u64) -> Result<u64> {
+    let n: u64 = value
+        .trim()
+        .parse()
+        .map_err(|_| Error::config(name, value, "expected a whole number"))?;
+    if (min..=max).contains(&n) {
+        Ok(n)
+    } else {
+        Err(Error::config(
+            name,
+            value,
+            format!("expected a number from {min} to {max}"),
+        ))
+    }
+}
+
+fn parse_locking_mode(name: &str, value: &str) -> Result<LockingMode> {
+    match value.trim() {
+        "none" => Ok(LockingMode::None),
+        "all" => Ok(LockingMode::All),
+        "auto" => Ok(LockingMode::Auto),
+        other => match other.strip_prefix("uriPattern:") {
+            Some(pattern) => Regex::new(pattern)
+                .map(LockingMode::UriPattern)
+                .map_err(|e| Error::config(name, value, format!("bad regular expression: {e}"))),
+            None => Err(Error::config(
+                name,
+                value,
+                "expected `none`, `all`, `auto` or `uriPattern:<regex>`",
+            )),
+        },
+    }
+}
+
+fn parse_key_source(name: &str, value: &str) -> Result<KeySource> {
+    let value = value.trim();
+    if let Some(path) = value.strip_prefix("file:").filter(|p| !p.is_empty()) {
+        Ok(KeySource::File(path.to_owned()))
+    } else if let Some(var) = value.strip_prefix("env:").filter(|v| !v.is_empty()) {
+        Ok(KeySource::Env(var.to_owned()))
+    } else {
+        // Never echo what might be a key pasted in clear.
+        Err(Error::config(
+            name,
+            "<hidden>",
+            "expected `file:<path>` or `env:<VARIABLE>`; keys are never written in the configuration",
+        ))
+    }
+}
+
+/// Splits a list on spaces and commas, dropping empty entries.
+fn list(value: &str) -> impl Iterator<Item = &str> {
+    value
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+}
+
+/// Splits `id:host` (or `host`, `id:[v6]`, `[v6]`) into the optional id and the host.
+fn split_id(rest: &str) -> Option<(Option<&str>, &str)> {
+    match rest.find('[') {
+        Some(0) => Some((None, rest.strip_prefix('[')?.strip_suffix(']')?)),
+        Some(open) => Some((
+            Some(rest[..open].strip_suffix(':')?),
+            rest[open + 1..].strip_suffix(']')?,
+        )),
+        None => Some(match rest.split_once(':') {
+            Some((id, host)) => (Some(id), host),
+            None => (None, rest),
+        }),
+    }
+}
+
+fn parse_nodes(value: &str) -> Result<Vec<NodeConfig>> {
+    const NAME: &str = "memcachedNodes";
+    let entries: Vec<&str> = list(value).collect();
+    if entries.is_empty() {
+        return Err(Error::config(NAME, value, "at least one node is required"));
+    }
+    let mut nodes: Vec<NodeConfig> = Vec::with_capacity(entries.len());
+    for entry in &entries {
+        let (rest, port) = entry
+            .rsplit_once(':')
+            .ok_or_else(|| Error::config(NAME, entry, "expected `id:host:port`"))?;
+        let port: u16 = port
+            .parse()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| Error::config(NAME, entry, "bad port"))?;
+        let (id, host) = split_id(rest).ok_or_else(|| Error::config(NAME, entry, "bad host"))?;
+        if id.is_none() && entries.len() > 1 {
+            return Err(Error::config(
+                NAME,
+                entry,
+                "with several nodes every entry needs an id: `id:host:port`",
+            ));
+        }
+        let id = id.unwrap_or("n1");
+        if !is_valid_name(id) {
+            return Err(Error::config(
+                NAME,
+                entry,
+                "node ids are 1 to 32 of [A-Za-z0-9_]",
+            ));
+        }
+        if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(Error::config(NAME, entry, "bad host"));
+        }
+        if nodes.iter().any(|n| n.id == id) {
+            return Err(Error::config(
+                NAME,
+                entry,
+                format!("duplicate node id `{id}`"),
+            ));
+        }
+        nodes.push(NodeConfig {
+            id: id.to_owned(),
+            host: host.to_owned(),
+            port,
+            failover: false,
+        });
+    }
+    Ok(nodes)
+}
+
+impl ConfigBuilder {
+    /// Sets one attribute by its name; unknown names and malformed values are refused here,
+    /// naming the attribute and the value.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<&mut Self> {
+        let ms = |min, max| parse_ranged(name, value, min, max);
+        match name {
+            "memcachedNodes" => self.nodes = Some(value.to_owned()),
+            "failoverNodes" => self.failover_nodes = Some(value.to_owned()),
+            "sticky" => self.sticky = Some(parse_bool(name, value)?),
+            "lockingMode" => self.locking_mode = Some(parse_locking_mode(name, value)?),
+            "lockExpiration" => self.lock_expiration = Some(ms(1, 3600)?),
+            "lockMaxWait" => self.lock_max_wait = Some(ms(0, 600_000)?),
+            "lockBackoffInitial" => self.lock_backoff_initial = Some(ms(1, 10_000)?),
+            "lockBackoffMax" => self.lock_backoff_max = Some(ms(1, 60_000)?),
+            "operationTimeout" => self.operation_timeout = Some(ms(1, 600_000)?),
+            "operationRetries" => self.operation_retries = Some(ms(0, 10)?),
+            "nodeProbeInterval" => self.node_probe_interval = Some(ms(10, 3_600_000)?),
+            "storageKeyPrefix" => {
+                if !is_valid_prefix(value) {
+                    return Err(Error::config(
+                        name,
+                        value,
+                        "expected at most 64 of [A-Za-z0-9_.:-]",
+                    ));
+                }
+                self.prefix = Some(value.to_owned());
+            }
+            "sessionBackupAsync" => self.session_backup_async = Some(parse_bool(name, value)?),
+            "sessionBackupTimeout" => self.session_backup_timeout = Some(ms(1, 600_000)?),
+            "maxInactiveInterval" => {
+                let n: i32 = value.trim().parse().map_err(|_| {
+                    Error::config(name, value, "expected a whole number of seconds")
+                })?;
+                self.max_inactive_interval = Some(n);
+            }
+            "maxSessionSize" => self.max_session_size = Some(ms(1024, 1 << 30)?),
+            "integrityKey" => self.integrity_key = Some(parse_key_source(name, value)?),
+            _ => {
+                return Err(Error::config(
+                    name,
+                    value,
+                    format!(
+                        "unknown attribute; known attributes: {}",
+                        ATTRIBUTES.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(self)
+    }
+
+    /// Names the webapp whose sessions these are; the default key prefix is derived from it.
+    pub fn context(&mut self, host: &str, context: &str) -> &mut Self {
+        self.context = Some((host.to_owned(), context.to_owned()));
+        self
+    }
+
+    /// Checks the attributes together and produces the configuration.
+    pub fn build(&self) -> Result<Config> {
+        let node_list = self
+            .nodes
+            .as_deref()
+            .ok_or_else(|| Error::config("memcachedNodes", "", "the attribute is required"))?;
+        let mut nodes = parse_nodes(node_list)?;
+        if let Some(failover) = &self.failover_nodes {
+            for id in list(failover) {
+                let node = nodes.iter_mut().find(|n| n.id == id).ok_or_else(|| {
+                    Error::config(
+                        "failoverNodes",
+                        failover,
+                        format!("node `{id}` is not in memcachedNodes"),
+                    )
+                })?;
+                node.failover = true;
+            }
+            if nodes.iter().all(|n| n.failover) {
+                return Err(Error::config(
+                    "failoverNodes",
+                    failover,
+                    "every node is a failover node; at least one regular node is required",
+                ));
+            }
+        }
+        let ms = Duration::from_millis;
+        let lock_backoff_initial = ms(self.lock_backoff_initial.unwrap_or(5));
+        let lock_backoff_max = ms(self.lock_backoff_max.unwrap_or(200));
+        if lock_backoff_max < lock_backoff_initial {
+            return Err(Error::config(
+                "lockBackoffMax",
+                &lock_backoff_max.as_millis().to_string(),
+                "must not be smaller than lockBackoffInitial",
+            ));
+        }
+        let keys = match (&self.prefix, &self.context) {
+            (Some(prefix), _) => KeyScheme::with_prefix(prefix),
+            (None, Some((host, context))) => KeyScheme::for_context(host, context),
+            (None, None) => KeyScheme::for_context("", ""),
+        };
+        Ok(Config {
+            nodes,
+            sticky: self.sticky.unwrap_or(true),
+            locking_mode: self.locking_mode.clone().unwrap_or(LockingMode::None),
+            lock_expiration: Duration::from_secs(self.lock_expiration.unwrap_or(5)),
+            lock_max_wait: ms(self.lock_max_wait.unwrap_or(3_000)),
+            lock_backoff_initial,
+            lock_backoff_max,
+            operation_timeout: ms(self.operation_timeout.unwrap_or(1_000)),
+            operation_retries: self.operation_retries.unwrap_or(1) as u32,
+            node_probe_interval: ms(self.node_probe_interval.unwrap_or(1_000)),
+            keys,
+            session_backup_async: self.session_backup_async.unwrap_or(true),
+            session_backup_timeout: ms(self.session_backup_timeout.unwrap_or(100)),
+            max_inactive_interval: self.max_inactive_interval.unwrap_or(1800),
+            max_session_size: self.max_session_size.unwrap_or(8 << 20) as usize,
+            integrity_key: self.integrity_key.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(pairs: &[(&str, &str)]) -> String {
+        Config::from_pairs(pairs.iter().copied())
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn parses_nodes_in_every_documented_form() {
+        let c = Config::from_pairs([
+            (
+                "memcachedNodes",
+                "n1:localhost:11211, n2:10.0.0.2:11212 n3:[::1]:11213",
+            ),
+            ("failoverNodes", "n3"),
+        ])
+        .unwrap();
+        let ids: Vec<_> = c
+            .nodes
+            .iter()
+            .map(|n| (n.id.as_str(), n.failover))
+            .collect();
+        assert_eq!(ids, [("n1", false), ("n2", false), ("n3", true)]);
+        assert_eq!(c.nodes[2].address(), "[::1]:11213");
+        assert_eq!(c.nodes[1].address(), "10.0.0.2:11212");
+
+        let single = Config::from_pairs([("memcachedNodes", "127.0.0.1:11211")]).unwrap();
+        assert_eq!(single.nodes[0].id, "n1");
+        assert_eq!(single.nodes[0].port, 11211);
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::from_pairs([("memcachedNodes", "n1:h:1")]).unwrap();
+        assert!(c.sticky);
+        assert_eq!(c.locking_mode, LockingMode::None);
+        assert_eq!(c.operation_timeout, Duration::from_millis(1000));
+        assert_eq!(c.max_inactive_interval, 1800);
+        assert!(c.session_backup_async);
+        assert_eq!(c.integrity_key, None);
+    }
+
+    #[test]
+    fn every_refusal_names_attribute_and_value() {
+        let n = ("memcachedNodes", "n1:h:1");
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+        let cases: &[Case] = &[
+            (
+                &[n, ("colour", "blue")],
+                &["`colour`", "`blue`", "unknown attribute"],
+            ),
+            (&[n, ("sticky", "yes")], &["`sticky`", "`yes`"]),
+            (
+                &[n, ("operationTimeout", "fast")],
+                &["`operationTimeout`", "`fast`"],
+            ),
+            (
+                &[n, ("operationTimeout", "0")],
+                &["`operationTimeout`", "from 1"],
+            ),
+            (
+                &[n, ("lockingMode", "sometimes")],
+                &["`lockingMode`", "`sometimes`"],
+            ),
+            (
+                &[n, ("lockingMode", "uriPattern:(")],
+                &["`lockingMode`", "regular expression"],
+            ),
+            (
+                &[n, ("failoverNodes", "n9")],
+                &["`failoverNodes`", "`n9`", "not in memcachedNodes"],
+            ),
+            (
+                &[n, ("failoverNodes", "n1")],
+                &["`failoverNodes`", "every node"],
+            ),
+            (
+                &[n, ("storageKeyPrefix", "a b")],
+                &["`storageKeyPrefix`", "`a b`"],
+            ),
+            (
+                &[("memcachedNodes", "n1:a:1 n1:b:2")],
+                &["`memcachedNodes`", "duplicate node id `n1`"],
+            ),
+            (
+                &[("memcachedNodes", "a:1 b:2")],
+                &["`memcachedNodes`", "`a:1`", "needs an id"],
+            ),
+            (
+                &[("memcachedNodes", "n1:h:99999")],
+                &["`n1:h:99999`", "bad port"],
+            ),
+            (&[("memcachedNodes", "n-1:h:1")], &["`n-1:h:1`", "node ids"]),
+            (
+                &[("memcachedNodes", "")],
+                &["`memcachedNodes`", "at least one"],
+            ),
+            (&[("sticky", "true")], &["`memcachedNodes`", "required"]),
+            (
+                &[n, ("maxInactiveInterval", "1h")],
+                &["`maxInactiveInterval`", "`1h`"],
+            ),
+        ];
+        for (pairs, needles) in cases {
+            let message = err(pairs);
+            for needle in *needles {
+                assert!(message.contains(needle), "{message:?} lacks {needle:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn integrity_keys_are_referenced_never_given() {
+        let n = ("memcachedNodes", "n1:h:1");
+        let c = Config::from_pairs([n, ("integrityKey", "env:MSM_KEY")]).unwrap();
+        assert_eq!(c.integrity_key, Some(KeySource::Env("MSM_KEY".into())));
+        let c = Config::from_pairs([n, ("integrityKey", "file:/etc/msm.key")]).unwrap();
+        assert_eq!(
+            c.integrity_key,
+            Some(KeySource::File("/etc/msm.key".into()))
+        );
+        let message = err(&[n, ("integrityKey", "s3cr3t-in-clear")]);
+        assert!(!message.contains("s3cr3t"), "{message}");
+        assert!(message.contains("`integrityKey`"));
+    }
+
+    #[test]
+    fn locking_modes() {
+        let n = ("memcachedNodes", "n1:h:1");
+        let c = Config::from_pairs([n, ("lockingMode", "uriPattern:^/cart/.*")]).unwrap();
+        match c.locking_mode {
+            LockingMode::UriPattern(re) => assert!(re.is_match("/cart/add")),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,769 @@
+//! The C face: opaque handles, status codes and error messages over the core.
+//!
+//! Conventions, for every function:
+//! - Handles are created by a `*_new` function and released by the matching `*_free`.
+//! - The return value is an `msm_status`; `error`, when not NULL, receives NULL on success and a
+//!   message on failure, owned by the caller and released with `msm_string_free`.
+//! - Strings passed in are NUL-terminated UTF-8 and borrowed for the call only.
+//! - No panic crosses this boundary: it becomes `MSM_STATUS_PANIC`.
+
+use std::ffi::{CStr, CString, c_char};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::ptr;
+
+use crate::config::ConfigBuilder;
+use crate::error::Error;
+use crate::locking::SessionLock;
+use crate::manager::SessionManager;
+use crate::runtime::block_on;
+use crate::session::{SessionData, now_millis};
+
+/// Outcome of a call.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MsmStatus {
+    /// Success.
+    Ok = 0,
+    /// No such session or attribute (not an error for most hosts).
+    NotFound = 1,
+    /// A pointer was NULL or a string was not UTF-8.
+    InvalidArgument = 2,
+    /// A configuration attribute was unknown, malformed or inconsistent.
+    InvalidConfig = 3,
+    /// The session id is malformed or hostile; treat it as "no session".
+    InvalidId = 4,
+    /// A stored value failed its integrity check or could not be decoded.
+    Corrupt = 5,
+    /// The session exceeds memcached's item size limit or `maxSessionSize`.
+    TooLarge = 6,
+    /// A memcached node did not answer in time.
+    Timeout = 7,
+    /// The node(s) needed are down or unreachable.
+    Unavailable = 8,
+    /// The session lock was not acquired within `lockMaxWait`.
+    LockTimeout = 9,
+    /// A memcached server refused the command or answered out of protocol.
+    ServerError = 10,
+    /// A blocking call was made from a thread that runs an async runtime, or a similar misuse.
+    Internal = 11,
+    /// The library panicked; the call had no effect that can be relied upon.
+    Panic = 12,
+}
+
+/// A configuration being assembled attribute by attribute.
+pub struct MsmConfig(ConfigBuilder);
+
+/// A session manager: one context's sessions in one memcached cluster. Thread-safe.
+pub struct MsmManager(SessionManager);
+
+/// A session's content: metadata and attributes. Not thread-safe.
+pub struct MsmSession(SessionData);
+
+/// A held session lock, released by `msm_unlock`.
+pub struct MsmLock(SessionLock);
+
+/// Metadata of a session.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct MsmSessionInfo {
+    /// Creation time, milliseconds since the Unix epoch.
+    pub creation_time: u64,
+    /// Last access, milliseconds since the Unix epoch.
+    pub last_accessed: u64,
+    /// Seconds of inactivity before expiry; 0 or less never expires.
+    pub max_inactive: i32,
+    /// Incremented by every store.
+    pub version: u64,
+}
+
+struct Failure {
+    status: MsmStatus,
+    message: String,
+}
+
+impl Failure {
+    fn argument(message: impl Into<String>) -> Self {
+        Failure {
+            status: MsmStatus::InvalidArgument,
+            message: message.into(),
+        }
+    }
+}
+
+/// The single mapping of core errors to status codes.
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        let status = match &e {
+            Error::Config { .. } => MsmStatus::InvalidConfig,
+            Error::InvalidId | Error::InvalidKey(_) => MsmStatus::InvalidId,
+            Error::Corrupt(_) => MsmStatus::Corrupt,
+            Error::TooLarge { .. } => MsmStatus::TooLarge,
+            Error::Timeout { .. } => MsmStatus::Timeout,
+            Error::NodeDown(_) | Error::Io { .. } | Error::Unavailable => MsmStatus::Unavailable,
+            Error::Protocol { .. } | Error::Server { .. } => MsmStatus::ServerError,
+            Error::LockTimeout(_) => MsmStatus::LockTimeout,
+            Error::IdExhausted(_) | Error::NestedRuntime => MsmStatus::Internal,
+        };
+        Failure {
+            status,
+            message: e.to_string(),
+        }
+    }
+}
+
+fn c_string(s: &str) -> *mut c_char {
+    CString::new(s.replace('\0', "\u{FFFD}"))
+        .expect("NULs were replaced")
+        .into_raw()
+}
+
+/// Stores `value` (or NULL) in an optional out-parameter.
+///
+/// # Safety
+/// `out` is NULL or valid for writes.
+unsafe fn put<T>(out: *mut T, value: T) {
+    if !out.is_null() {
+        // SAFETY: non-NULL and valid for writes per the caller's contract.
+        unsafe { out.write(value) };
+    }
+}
+
+/// Runs `body`, turning errors and panics into a status and an error message.
+fn guard(error: *mut *mut c_char, body: impl FnOnce() -> Result<MsmStatus, Failure>) -> MsmStatus {
+    let outcome = catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_owned());
+        Err(Failure {
+            status: MsmStatus::Panic,
+            message: format!("internal panic (contained): {what}"),
+        })
+    });
+    match outcome {
+        Ok(status) => {
+            // SAFETY: the caller's contract for `error`.
+            unsafe { put(error, ptr::null_mut()) };
+            status
+        }
+        Err(failure) => {
+            // SAFETY: the caller's contract for `error`.
+            unsafe { put(error, c_string(&failure.message)) };
+            failure.status
+        }
+    }
+}
+
+/// Borrows a required string argument.
+///
+/// # Safety
+/// `p` is NULL or a NUL-terminated string valid for the call.
+unsafe fn text<'a>(p: *const c_char, name: &str) -> Result<&'a str, Failure> {
+    if p.is_null() {
+        return Err(Failure::argument(format!("`{name}` is NULL")));
+    }
+    // SAFETY: non-NULL and NUL-terminated per the caller's contract.
+    unsafe { CStr::from_ptr(p) }
+        .to_str()
+        .map_err(|_| Failure::argument(format!("`{name}` is not UTF-8")))
+}
+
+/// Borrows a handle argument.
+///
+/// # Safety
+/// `p` is NULL or a live handle of type `T`.
+unsafe fn handle<'a, T>(p: *const T, name: &str) -> Result<&'a T, Failure> {
+    // SAFETY: per the caller's contract.
+    unsafe { p.as_ref() }.ok_or_else(|| Failure::argument(format!("`{name}` is NULL")))
+}
+
+/// Borrows a handle argument mutably.
+///
+/// # Safety
+/// `p` is NULL or a live handle of type `T` not used elsewhere during the call.
+unsafe fn handle_mut<'a, T>(p: *mut T, name: &str) -> Result<&'a mut T, Failure> {
+    // SAFETY: per the caller's contract.
+    unsafe { p.as_mut() }.ok_or_else(|| Failure::argument(format!("`{name}` is NULL")))
+}
+
+/// Frees a handle created by `Box::into_raw`.
+///
+/// # Safety
+/// `p` is NULL or a handle of type `T` not freed before.
+unsafe fn free<T>(p: *mut T) {
+    if !p.is_null() {
+        // SAFETY: per the caller's contract.
+        drop(unsafe { Box::from_raw(p) });
+    }
+}
+
+/// The name of a status code, e.g. `"MSM_STATUS_TIMEOUT"`. The string is static: do not free.
+#[unsafe(no_mangle)]
+pub extern "C" fn msm_status_name(status: MsmStatus) -> *const c_char {
+    let name: &'static CStr = match status {
+        MsmStatus::Ok => c"MSM_STATUS_OK",
+        MsmStatus::NotFound => c"MSM_STATUS_NOT_FOUND",
+        MsmStatus::InvalidArgument => c"MSM_STATUS_INVALID_ARGUMENT",
+        MsmStatus::InvalidConfig => c"MSM_STATUS_INVALID_CONFIG",
+        MsmStatus::InvalidId => c"MSM_STATUS_INVALID_ID",
+        MsmStatus::Corrupt => c"MSM_STATUS_CORRUPT",
+        MsmStatus::TooLarge => c"MSM_STATUS_TOO_LARGE",
+        MsmStatus::Timeout => c"MSM_STATUS_TIMEOUT",
+        MsmStatus::Unavailable => c"MSM_STATUS_UNAVAILABLE",
+        MsmStatus::LockTimeout => c"MSM_STATUS_LOCK_TIMEOUT",
+        MsmStatus::ServerError => c"MSM_STATUS_SERVER_ERROR",
+        MsmStatus::Internal => c"MSM_STATUS_INTERNAL",
+        MsmStatus::Panic => c"MSM_STATUS_PANIC",
+    };
+    name.as_ptr()
+}
+
+/// Releases a string returned by this library (error messages, ids, statistics). NULL is
+/// ignored.
+///
+/// # Safety
+/// `s` is NULL or a string returned by this library and not freed before.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_string_free(s: *mut c_char) {
+    if !s.is_null() {
+        // SAFETY: the string came from `CString::into_raw` per the caller's contract.
+        drop(unsafe { CString::from_raw(s) });
+    }
+}
+
+/// Creates an empty configuration. Release it with `msm_config_free`.
+#[unsafe(no_mangle)]
+pub extern "C" fn msm_config_new() -> *mut MsmConfig {
+    Box::into_raw(Box::new(MsmConfig(ConfigBuilder::default())))
+}
+
+/// Releases a configuration. NULL is ignored.
+///
+/// # Safety
+/// `config` is NULL or a configuration not freed before.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_config_free(config: *mut MsmConfig) {
+    // SAFETY: per the caller's contract.
+    unsafe { free(config) }
+}
+
+/// Sets one attribute (`memcachedNodes`, `sticky`, ...: see the README). An unknown name or a
+/// malformed value fails with `MSM_STATUS_INVALID_CONFIG` and a message naming both.
+///
+/// # Safety
+/// `config` is a live configuration; `name` and `value` are NUL-terminated strings; `error` is
+/// NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_config_set(
+    config: *mut MsmConfig,
+    name: *const c_char,
+    value: *const c_char,
+    error: *mut *mut c_char,
+) -> MsmStatus {
+    guard(error, || {
+        // SAFETY: per the caller's contract.
+        let (config, name, value) = unsafe {
+            (
+                handle_mut(config, "config")?,
+                text(name, "name")?,
+                text(value, "value")?,
+            )
+        };
+        config.0.set(name, value)?;
+        Ok(MsmStatus::Ok)
+    })
+}
+
+/// Names the application whose sessions these are (virtual host and context path); the default
+/// `storageKeyPrefix` is derived from them, so applications sharing memcached stay apart.
+///
+/// # Safety
+/// `config` is a live configuration; `host` and `context` are NUL-terminated strings; `error` is
+/// NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_config_set_context(
+    config: *mut MsmConfig,
+    host: *const c_char,
+    context: *const c_char,
+    error: *mut *mut c_char,
+) -> MsmStatus {
+    guard(error, || {
+        // SAFETY: per the caller's contract.
+        let (config, host, context) = unsafe {
+            (
+                handle_mut(config, "config")?,
+                text(host, "host")?,
+                text(context, "context")?,
+            )
+        };
+        config.0.context(host, context);
+        Ok(MsmStatus::Ok)
+    })
+}
+
+/// Validates a configuration and creates a manager; `*out` receives it (release with
+/// `msm_manager_free`). The configuration stays owned by the caller.
+///
+/// # Safety
+/// `config` is a live configuration; `out` is writable; `error` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_manager_new(
+    config: *const MsmConfig,
+    out: *mut *mut MsmManager,
+    error: *mut *mut c_char,
+) -> MsmStatus {
+    guard(error, || {
+        // SAFETY: per the caller's contract.
+        let config = unsafe { handle(config, "config")? };
+        if out.is_null() {
+            return Err(Failure::argument("`out` is NULL"));
+        }
+        let manager = SessionManager::new(config.0.build()?)?;
+        // SAFETY: checked non-NULL; writable per the caller's contract.
+        unsafe { out.write(Box::into_raw(Box::new(MsmManager(manager)))) };
+        Ok(MsmStatus::Ok)
+    })
+}
+
+/// Releases a manager and its connections. NULL is ignored. No call on it may be running.
+///
+/// # Safety
+/// `manager` is NULL or a manager not freed before.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_manager_free(manager: *mut MsmManager) {
+    // SAFETY: per the caller's contract.
+    unsafe { free(manager) }
+}
+
+/// Creates a new session id, reserved in the cluster so it cannot collide. `route` (NULL for
+/// none) is the host's route suffix for load balancer stickiness. `*out_id` receives the id
+/// (release with `msm_string_free`).
+///
+/// # Safety
+/// `manager` is a live manager; `route` is NULL or a NUL-terminated string; `out_id` is
+/// writable; `error` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_session_id_new(
+    manager: *const MsmManager,
+    route: *const c_char,
+    out_id: *mut *mut c_char,
+    error: *mut *mut c_char,
+) -> MsmStatus {
+    guard(error, || {
+        // SAFETY: per the caller's contract.
+        let manager = unsafe { handle(manager, "manager")? };
+        let route = if route.is_null() {
+            None
+        } else {
+            // SAFETY: per the caller's contract.
+            Some(unsafe { text(route, "route")? })
+        };
+        if out_id.is_null() {
+            return Err(Failure::argument("`out_id` is NULL"));
+        }
+        let id = block_on(manager.0.new_session_id(route))?;
+        // SAFETY: checked non-NULL; writable per the caller's contract.
+        unsafe { out_id.write(c_string(&id.to_string())) };
+        Ok(MsmStatus::Ok)
+    })
+}
+
+/// Creates an empty session, created now, living `max_inactive` seconds without access
+/// (0 or less: forever). Release it with `msm_session_free`.
+#[unsafe(no_mangle)]
+pub extern "C" fn msm_session_new(max_inactive: i32) -> *mut MsmSession {
+    Box::into_raw(Box::new(MsmSession(SessionData::new(max_inactive))))
+}
+
+/// Releases a session. NULL is ignored.
+///
+/// # Safety
+/// `session` is NULL or a session not freed before.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_session_free(session: *mut MsmSession) {
+    // SAFETY: per the caller's contract.
+    unsafe { free(session) }
+}
+
+/// Sets an attribute to a copy of `len` bytes at `value` (`value` may be NULL when `len` is 0).
+///
+/// # Safety
+/// `session` is a live session; `name` is a NUL-terminated string; `value` is valid for `len`
+/// bytes; `error` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_session_set_attribute(
+    session: *mut MsmSession,
+    name: *const c_char,
+    value: *const u8,
+    len: usize,
+    error: *mut *mut c_char,
+) -> MsmStatus {
+    guard(error, || {
+        // SAFETY: per the caller's contract.
+        let (session, name) = unsafe { (handle_mut(session, "session")?, text(name, "name")?) };
+        let bytes = match (value.is_null(), len) {
+            (_, 0) => Vec::new(),
+            (true, _) => return Err(Failure::argument("`value` is NULL")),
+            // SAFETY: valid for `len` bytes per the caller's contract.
+            (false, _) => unsafe { std::slice::from_raw_parts(value, len) }.to_vec(),
+        };
+        session.0.attributes.insert(name.to_owned(), bytes);
+        Ok(MsmStatus::Ok)
+    })
+}
+
+/// Finds an attribute: `*value` and `*len` receive a pointer into the session (valid until the
+/// session is changed or freed; do not free it) and the length. `MSM_STATUS_NOT_FOUND` when the
+/// session has no such attribute.
+///
+/// # Safety
+/// `session` is a live session; `name` is a NUL-terminated string; `value` and `len` are
+/// writable; `error` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_session_get_attribute(
+    session: *const MsmSession,
+    name: *const c_char,
+    value: *mut *const u8,
+    len: *mut usize,
+    error: *mut *mut c_char,
+) -> MsmStatus {
+    guard(error, || {
+        // SAFETY: per the caller's contract.
+        let (session, name) = unsafe { (handle(session, "session")?, text(name, "name")?) };
+        if value.is_null() || len.is_null() {
+            return Err(Failure::argument("`value` or `len` is NULL"));
+        }
+        let Some(bytes) = session.0.attributes.get(name) else {
+            return Ok(MsmStatus::NotFound);
+        };
+        // SAFETY: checked non-NULL; writable per the caller's contract.
+        unsafe {
+            value.write(bytes.as_ptr());
+            len.write(bytes.len());
+        }
+        Ok(MsmStatus::Ok)
+    })
+}
+
+/// Removes an attribute; `MSM_STATUS_NOT_FOUND` when there was none.
+///
+/// # Safety
+/// `session` is a live session; `name` is a NUL-terminated string; `error` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_session_remove_attribute(
+    session: *mut MsmSession,
+    name: *const c_char,
+    error: *mut *mut c_char,
+) -> MsmStatus {
+    guard(error, || {
+        // SAFETY: per the caller's contract.
+        let (session, name) = unsafe { (handle_mut(session, "session")?, text(name, "name")?) };
+        Ok(match session.0.attributes.remove(name) {
+            Some(_) => MsmStatus::Ok,
+            None => MsmStatus::NotFound,
+        })
+    })
+}
+
+/// The number of attributes; 0 for NULL.
+///
+/// # Safety
+/// `session` is NULL or a live session.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_session_attribute_count(session: *const MsmSession) -> usize {
+    // SAFETY: per the caller's contract.
+    unsafe { session.as_ref() }.map_or(0, |s| s.0.attributes.len())
+}
+
+/// The name of the attribute at `index` in name order; `*out_name` receives a copy (release
+/// with `msm_string_free`). `MSM_STATUS_NOT_FOUND` when `index` is out of range.
+///
+/// # Safety
+/// `session` is a live session; `out_name` is writable; `error` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_session_attribute_name(
+    session: *const MsmSession,
+    index: usize,
+    out_name: *mut *mut c_char,
+    error: *mut *mut c_char,
+) -> MsmStatus {
+    guard(error, || {
+        // SAFETY: per the caller's contract.
+        let session = unsafe { handle(session, "session")? };
+        if out_name.is_null() {
+            return Err(Failure::argument("`out_name` is NULL"));
+        }
+        let Some(name) = session.0.attributes.keys().nth(index) else {
+            return Ok(MsmStatus::NotFound);
+        };
+        // SAFETY: checked non-NULL; writable per the caller's contract.
+        unsafe { out_name.write(c_string(name)) };
+        Ok(MsmStatus::Ok)
+    })
+}
+
+/// Reads a session's metadata into `*out`.
+///
+/// # Safety
+/// `session` is a live session; `out` is writable; `error` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_session_info(
+    session: *const MsmSession,
+    out: *mut MsmSessionInfo,
+    error: *mut *mut c_char,
+) -> MsmStatus {
+    guard(error, || {
+        // SAFETY: per the caller's contract.
+        let s = &unsafe { handle(session, "session")? }.0;
+        if out.is_null() {
+            return Err(Failure::argument("`out` is NULL"));
+        }
+        let info = MsmSessionInfo {
+            creation_time: s.creation_time,
+            last_accessed: s.last_accessed,
+            max_inactive: s.max_inactive,
+            version: s.version,
+        };
+        // SAFETY: checked non-NULL; writable per the caller's contract.
+        unsafe { out.write(info) };
+        Ok(MsmStatus::Ok)
+    })
+}
+
+/// Records an access now and sets the session's lifetime in seconds (0 or less: forever).
+///
+/// # Safety
+/// `session` is a live session; `error` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_session_access(
+    session: *mut MsmSession,
+    max_inactive: i32,
+    error: *mut *mut c_char,
+) -> MsmStatus {
+    guard(error, || {
+        // SAFETY: per the caller's contract.
+        let s = &mut unsafe { handle_mut(session, "session")? }.0;
+        s.last_accessed = now_millis();
+        s.max_inactive = max_inactive;
+        Ok(MsmStatus::Ok)
+    })
+}
+
+/// Stores a session under `id` (plus its backup copy in non-sticky mode) and bumps its version.
+/// When the session's node is down it moves to another node: `*new_id` then receives the id to
+/// use from now on (release with `msm_string_free`), otherwise NULL. `new_id` may be NULL.
+///
+/// # Safety
+/// `manager` is a live manager; `id` is a NUL-terminated string; `session` is a live session;
+/// `new_id` and `error` are NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_store(
+    manager: *const MsmManager,
+    id: *const c_char,
+    session: *mut MsmSession,
+    new_id: *mut *mut c_char,
+    error: *mut *mut c_char,
+) -> MsmStatus {
+    // SAFETY: per the caller's contract.
+    unsafe { put(new_id, ptr::null_mut()) };
+    guard(error, || {
+        // SAFETY: per the caller's contract.
+        let (manager, raw, session) = unsafe {
+            (
+                handle(manager, "manager")?,
+                text(id, "id")?,
+                handle_mut(session, "session")?,
+            )
+        };
+        let id = manager.0.parse_id(raw)?;
+        if let Some(moved) = block_on(manager.0.store(&id, &mut session.0))? {
+            // SAFETY: per the caller's contract.
+            unsafe { put(new_id, c_string(&moved.to_string())) };
+        }
+        Ok(MsmStatus::Ok)
+    })
+}
+
+/// Loads the session `id`: `*out` receives it (release with `msm_session_free`), or NULL with
+/// `MSM_STATUS_NOT_FOUND`. When it had to move to its backup node, `*new_id` receives the id to
+/// use from now on (release with `msm_string_free`), otherwise NULL. `new_id` may be NULL.
+///
+/// # Safety
+/// `manager` is a live manager; `id` is a NUL-terminated string; `out` is writable; `new_id` and
+/// `error` are NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_load(
+    manager: *const MsmManager,
+    id: *const c_char,
+    out: *mut *mut MsmSession,
+    new_id: *mut *mut c_char,
+    error: *mut *mut c_char,
+) -> MsmStatus {
+    // SAFETY: per the caller's contract.
+    unsafe {
+        put(new_id, ptr::null_mut());
+        put(out, ptr::null_mut());
+    }
+    guard(error, || {
+        // SAFETY: per the caller's contract.
+        let (manager, raw) = unsafe { (handle(manager, "manager")?, text(id, "id")?) };
+        if out.is_null() {
+            return Err(Failure::argument("`out` is NULL"));
+        }
+        let id = manager.0.parse_id(raw)?;
+        let Some(loaded) = block_on(manager.0.load(&id))? else {
+            return Ok(MsmStatus::NotFound);
+        };
+        // SAFETY: `out` checked non-NULL; both writable per the caller's contract.
+        unsafe {
+            out.write(Box::into_raw(Box::new(MsmSession(loaded.session))));
+            if let Some(moved) = loaded.relocated {
+                put(new_id, c_string(&moved.to_string()));
+            }
+        }
+        Ok(MsmStatus::Ok)
+    })
+}
+
+/// Renews the memcached expiry of the session `id` to `max_inactive` seconds without rewriting
+/// it. `MSM_STATUS_NOT_FOUND` when memcached does not hold it.
+///
+/// # Safety
+/// `manager` is a live manager; `id` is a NUL-terminated string; `error` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_touch(
+    manager: *const MsmManager,
+    id: *const c_char,
+    max_inactive: i32,
+    error: *mut *mut c_char,
+) -> MsmStatus {
+    guard(error, || {
+        // SAFETY: per the caller's contract.
+        let (manager, raw) = unsafe { (handle(manager, "manager")?, text(id, "id")?) };
+        let id = manager.0.parse_id(raw)?;
+        Ok(match block_on(manager.0.touch(&id, max_inactive))? {
+            true => MsmStatus::Ok,
+            false => MsmStatus::NotFound,
+        })
+    })
+}
+
+/// Deletes every copy of the session `id` (session, backup, lock, validity, id reservation).
+///
+/// # Safety
+/// `manager` is a live manager; `id` is a NUL-terminated string; `error` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_delete(
+    manager: *const MsmManager,
+    id: *const c_char,
+    error: *mut *mut c_char,
+) -> MsmStatus {
+    guard(error, || {
+        // SAFETY: per the caller's contract.
+        let (manager, raw) = unsafe { (handle(manager, "manager")?, text(id, "id")?) };
+        let id = manager.0.parse_id(raw)?;
+        block_on(manager.0.delete(&id))?;
+        Ok(MsmStatus::Ok)
+    })
+}
+
+/// Takes the lock of the session `id`, waiting with exponential backoff up to `lockMaxWait`
+/// (`MSM_STATUS_LOCK_TIMEOUT` then). `*out` receives the lock; give it to `msm_unlock`.
+///
+/// # Safety
+/// `manager` is a live manager; `id` is a NUL-terminated string; `out` is writable; `error` is
+/// NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_lock(
+    manager: *const MsmManager,
+    id: *const c_char,
+    out: *mut *mut MsmLock,
+    error: *mut *mut c_char,
+) -> MsmStatus {
+    // SAFETY: per the caller's contract.
+    unsafe { put(out, ptr::null_mut()) };
+    guard(error, || {
+        // SAFETY: per the caller's contract.
+        let (manager, raw) = unsafe { (handle(manager, "manager")?, text(id, "id")?) };
+        if out.is_null() {
+            return Err(Failure::argument("`out` is NULL"));
+        }
+        let id = manager.0.parse_id(raw)?;
+        let lock = block_on(manager.0.lock(&id))?;
+        // SAFETY: checked non-NULL; writable per the caller's contract.
+        unsafe { out.write(Box::into_raw(Box::new(MsmLock(lock)))) };
+        Ok(MsmStatus::Ok)
+    })
+}
+
+/// Releases a lock taken by `msm_lock` and frees `lock`, whatever the outcome. A lock that
+/// expired and was taken by another holder is left to that holder.
+///
+/// # Safety
+/// `manager` is a live manager; `lock` is a lock from `msm_lock` not released before; `error`
+/// is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_unlock(
+    manager: *const MsmManager,
+    lock: *mut MsmLock,
+    error: *mut *mut c_char,
+) -> MsmStatus {
+    guard(error, || {
+        if lock.is_null() {
+            return Err(Failure::argument("`lock` is NULL"));
+        }
+        // SAFETY: a live lock handle, owned from here on, per the caller's contract.
+        let lock = unsafe { Box::from_raw(lock) }.0;
+        // SAFETY: per the caller's contract.
+        let manager = unsafe { handle(manager, "manager")? };
+        block_on(manager.0.unlock(lock))?;
+        Ok(MsmStatus::Ok)
+    })
+}
+
+/// The manager's statistics and node states as `name value` lines; `*out` receives them
+/// (release with `msm_string_free`).
+///
+/// # Safety
+/// `manager` is a live manager; `out` is writable; `error` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_stats(
+    manager: *const MsmManager,
+    out: *mut *mut c_char,
+    error: *mut *mut c_char,
+) -> MsmStatus {
+    guard(error, || {
+        // SAFETY: per the caller's contract.
+        let manager = unsafe { handle(manager, "manager")? };
+        if out.is_null() {
+            return Err(Failure::argument("`out` is NULL"));
+        }
+        // SAFETY: checked non-NULL; writable per the caller's contract.
+        unsafe { out.write(c_string(&manager.0.stats_text())) };
+        Ok(MsmStatus::Ok)
+    })
+}
+
+/// Panics inside the library on purpose, so a host can check that panics are contained: returns
+/// `MSM_STATUS_PANIC` with a message, and the process goes on.
+///
+/// # Safety
+/// `error` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_selftest_panic(error: *mut *mut c_char) -> MsmStatus {
+    guard(error, || panic!("msm_selftest_panic was called"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn committed_header_is_current() {
+        let generated = include_str!(concat!(env!("OUT_DIR"), "/msm.h"));
+        let committed = include_str!("../../include/msm.h");
+        assert!(
+            generated == committed,
+            "include/msm.h is stale: run `MSM_UPDATE_HEADER=1 cargo build` and commit it"
+        );
+    }
+}

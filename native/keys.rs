@@ -1,0 +1,148 @@
+//! Memcached keys for a session.
+//!
+//! Every key starts with a per-context prefix, so two webapps (or two hosts) sharing one memcached
+//! never read each other's sessions. Keys are built only from a parsed [`SessionId`] and a
+//! validated prefix, so they cannot carry whitespace or control bytes and stay far below
+//! memcached's 250-byte limit.
+
+use sha2::{Digest, Sha256};
+
+use crate::ids::{SessionId, upper_hex};
+
+/// Longest accepted `storageKeyPrefix`.
+pub const MAX_PREFIX_LEN: usize = 64;
+
+/// The kinds of record kept per session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyKind {
+    /// The session itself, on its primary node.
+    Session,
+    /// The backup copy, on the node after the primary.
+    Backup,
+    /// The lock of a session, for non-sticky locking.
+    Lock,
+    /// The small validity record (last access, max inactive).
+    Validity,
+    /// The cluster-wide reservation of a generated id.
+    IdReservation,
+}
+
+impl KeyKind {
+    fn tag(self) -> &'static str {
+        match self {
+            KeyKind::Session => "",
+            KeyKind::Backup => "bak:",
+            KeyKind::Lock => "lock:",
+            KeyKind::Validity => "validity:",
+            KeyKind::IdReservation => "id:",
+        }
+    }
+}
+
+/// Builds the keys of one context.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyScheme {
+    prefix: String,
+}
+
+/// True when `prefix` may start memcached keys: `[A-Za-z0-9_.:-]{0,64}`.
+pub fn is_valid_prefix(prefix: &str) -> bool {
+    prefix.len() <= MAX_PREFIX_LEN
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
+}
+
+impl KeyScheme {
+    /// A scheme with an explicit prefix, already validated by the configuration parser.
+    pub fn with_prefix(prefix: &str) -> Self {
+        debug_assert!(is_valid_prefix(prefix));
+        KeyScheme {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// The default scheme of a context: a short hash of host and context name, so the prefix is
+    /// stable across restarts and distinct between webapps.
+    pub fn for_context(host: &str, context: &str) -> Self {
+        let digest = Sha256::new()
+            .chain_update(host.as_bytes())
+            .chain_update([0u8])
+            .chain_update(context.as_bytes())
+            .finalize();
+        KeyScheme {
+            prefix: format!("{}:", upper_hex(&digest[..6])),
+        }
+    }
+
+    /// The prefix in use.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The key of one record of a session.
+    pub fn key(&self, kind: KeyKind, id: &SessionId) -> String {
+        format!("{}{}{}", kind.tag(), self.prefix, id.storage_part())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> SessionId {
+        SessionId::parse(s).unwrap()
+    }
+
+    #[test]
+    fn keys_strip_the_route_and_carry_the_prefix() {
+        let keys = KeyScheme::with_prefix("shop:");
+        let a = id("602F7397FBE4D9932E59A9D0E52FE178-n1.tomcat1");
+        let b = id("602F7397FBE4D9932E59A9D0E52FE178-n1.tomcat2");
+        assert_eq!(
+            keys.key(KeyKind::Session, &a),
+            "shop:602F7397FBE4D9932E59A9D0E52FE178-n1"
+        );
+        assert_eq!(
+            keys.key(KeyKind::Session, &a),
+            keys.key(KeyKind::Session, &b)
+        );
+        assert_eq!(
+            keys.key(KeyKind::Backup, &a),
+            "bak:shop:602F7397FBE4D9932E59A9D0E52FE178-n1"
+        );
+        assert!(keys.key(KeyKind::Lock, &a).starts_with("lock:shop:"));
+        assert!(
+            keys.key(KeyKind::Validity, &a)
+                .starts_with("validity:shop:")
+        );
+        assert!(keys.key(KeyKind::IdReservation, &a).starts_with("id:shop:"));
+    }
+
+    #[test]
+    fn contexts_get_distinct_stable_prefixes() {
+        let a = KeyScheme::for_context("localhost", "/shop");
+        let b = KeyScheme::for_context("localhost", "/blog");
+        let c = KeyScheme::for_context("localhost/", "shop");
+        assert_ne!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(a, KeyScheme::for_context("localhost", "/shop"));
+        assert!(is_valid_prefix(a.prefix()));
+    }
+
+    #[test]
+    fn longest_key_fits_memcached() {
+        let keys = KeyScheme::with_prefix(&"p".repeat(MAX_PREFIX_LEN));
+        let longest = id(&format!("{}-{}", "A".repeat(64), "n".repeat(32)));
+        assert!(keys.key(KeyKind::Validity, &longest).len() <= 250);
+    }
+
+    #[test]
+    fn prefix_grammar() {
+        assert!(is_valid_prefix(""));
+        assert!(is_valid_prefix("app-1.prod:"));
+        assert!(!is_valid_prefix("a b"));
+        assert!(!is_valid_prefix("a\r\n"));
+        assert!(!is_valid_prefix(&"p".repeat(65)));
+    }
+}

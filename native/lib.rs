@@ -1,0 +1,29 @@
+//! msm: a memcached-backed session manager core.
+//!
+//! Sessions of a web container (Tomcat through the Java shim, or any C host) are kept in a
+//! cluster of memcached servers so that another process can take them over, and so that a
+//! memcached outage does not take the site down. This crate is the whole policy: ids, keys, the
+//! stored format, routing, failover, locking and statistics. The `ffi` module holds the two thin
+//! faces (C ABI and JNI) and is the only place that knows about foreign callers.
+
+pub mod client;
+pub mod cluster;
+pub mod config;
+pub mod envelope;
+pub mod error;
+pub mod ids;
+pub mod keys;
+pub mod locking;
+pub mod manager;
+pub mod runtime;
+pub mod session;
+pub mod stats;
+
+pub mod ffi;
+
+pub use config::{Config, ConfigBuilder};
+pub use error::{Error, Result};
+pub use ids::SessionId;
+pub use locking::SessionLock;
+pub use manager::{Loaded, SessionManager};
+pub use session::SessionData;

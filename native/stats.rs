@@ -1,0 +1,158 @@
+//! Counters and timings of one manager, readable as text by any host.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// Count, total, minimum and maximum of a duration, in microseconds.
+#[derive(Debug)]
+pub struct Timing {
+    count: AtomicU64,
+    total_us: AtomicU64,
+    min_us: AtomicU64,
+    max_us: AtomicU64,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            count: AtomicU64::new(0),
+            total_us: AtomicU64::new(0),
+            min_us: AtomicU64::new(u64::MAX),
+            max_us: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Timing {
+    /// Records one measurement.
+    pub fn record(&self, elapsed: Duration) {
+        let us = elapsed.as_micros().min(u128::from(u64::MAX)) as u64;
+        self.count.fetch_add(1, Relaxed);
+        self.total_us.fetch_add(us, Relaxed);
+        self.min_us.fetch_min(us, Relaxed);
+        self.max_us.fetch_max(us, Relaxed);
+    }
+
+    /// Number of measurements.
+    pub fn count(&self) -> u64 {
+        self.count.load(Relaxed)
+    }
+
+    fn write(&self, name: &str, out: &mut String) {
+        let count = self.count();
+        let (min, avg) = match count {
+            0 => (0, 0),
+            n => (self.min_us.load(Relaxed), self.total_us.load(Relaxed) / n),
+        };
+        let max = self.max_us.load(Relaxed);
+        let _ = writeln!(out, "{name}_count {count}");
+        let _ = writeln!(out, "{name}_min_us {min}");
+        let _ = writeln!(out, "{name}_avg_us {avg}");
+        let _ = writeln!(out, "{name}_max_us {max}");
+    }
+}
+
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+        /// Every counter of a manager. All are monotonic.
+        #[derive(Debug, Default)]
+        pub struct Stats {
+            $($(#[$doc])* pub $name: AtomicU64,)*
+            /// Time to store a session (all copies).
+            pub store_time: Timing,
+            /// Time to load a session (failover included).
+            pub load_time: Timing,
+            /// Time spent waiting for session locks.
+            pub lock_wait_time: Timing,
+        }
+
+        impl Stats {
+            /// All counters and timings as `name value` lines, in a fixed order.
+            pub fn to_text(&self) -> String {
+                let mut out = String::new();
+                $(let _ = writeln!(out, "{} {}", stringify!($name), self.$name.load(Relaxed));)*
+                self.store_time.write("store_time", &mut out);
+                self.load_time.write("load_time", &mut out);
+                self.lock_wait_time.write("lock_wait_time", &mut out);
+                out
+            }
+        }
+    };
+}
+
+counters! {
+    /// Session ids generated.
+    ids_generated,
+    /// Generated ids that collided with a reserved one and were drawn again.
+    id_collisions,
+    /// Ids handed out without a cluster-wide reservation because no node was reachable.
+    ids_unreserved,
+    /// Session ids refused by the parser (forged, malformed or hostile).
+    invalid_ids,
+    /// Sessions written to their primary node.
+    sessions_stored,
+    /// Sessions found by a load.
+    sessions_loaded,
+    /// Loads that found no session.
+    sessions_missing,
+    /// Sessions whose expiry was renewed.
+    sessions_touched,
+    /// Sessions deleted.
+    sessions_deleted,
+    /// Sessions moved to another node because theirs failed.
+    sessions_relocated,
+    /// Backup copies written.
+    backups_written,
+    /// Backup copies not written because no other node was available.
+    backups_skipped,
+    /// Backup copies that failed to write.
+    backups_failed,
+    /// Sessions served from a backup copy.
+    backups_loaded,
+    /// Values that failed the integrity tag or the decoder.
+    corrupt_values,
+    /// Sessions refused for exceeding a size limit.
+    too_large,
+    /// Operations that failed on a node (timeout, I/O, protocol).
+    node_failures,
+    /// Operations that timed out.
+    timeouts,
+    /// Times a node was marked down.
+    nodes_marked_down,
+    /// Times a down node answered a probe and was marked up.
+    nodes_recovered,
+    /// Session locks acquired.
+    locks_acquired,
+    /// Lock attempts that found the lock taken and backed off.
+    lock_retries,
+    /// Lock acquisitions that gave up after `lockMaxWait`.
+    lock_timeouts,
+    /// Unlocks that found the lock expired or taken over by another holder.
+    locks_lost,
+}
+
+/// Adds one to a counter.
+pub(crate) fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_lists_counters_and_timings() {
+        let stats = Stats::default();
+        bump(&stats.sessions_stored);
+        stats.store_time.record(Duration::from_micros(10));
+        stats.store_time.record(Duration::from_micros(30));
+        let text = stats.to_text();
+        assert!(text.contains("sessions_stored 1\n"));
+        assert!(text.contains("store_time_count 2\n"));
+        assert!(text.contains("store_time_min_us 10\n"));
+        assert!(text.contains("store_time_avg_us 20\n"));
+        assert!(text.contains("store_time_max_us 30\n"));
+        assert!(text.contains("load_time_min_us 0\n"));
+    }
+}
