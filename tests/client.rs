@@ -1,0 +1,161 @@
+//! The memcached client against real servers, directly and through twemproxy.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Memcached, Twemproxy};
+use msm::Error;
+use msm::client::{CasOutcome, NodeClient};
+
+fn client(port: u16, timeout_ms: u64) -> NodeClient {
+    NodeClient::new(
+        "n1",
+        &format!("127.0.0.1:{port}"),
+        Duration::from_millis(timeout_ms),
+        1,
+        1 << 20,
+    )
+}
+
+async fn exercise_every_command(c: &NodeClient, supports_cas: bool) {
+    assert_eq!(c.get("k1").await.unwrap(), None);
+    c.set("k1", b"one", 0).await.unwrap();
+    assert_eq!(c.get("k1").await.unwrap().as_deref(), Some(&b"one"[..]));
+    assert!(!c.add("k1", b"again", 0).await.unwrap());
+    assert!(c.add("k2", b"two", 0).await.unwrap());
+
+    let found = c.get_multi(&["k1", "k2", "absent"]).await.unwrap();
+    assert_eq!(found.len(), 2);
+    assert_eq!(found["k2"], b"two");
+
+    let (value, cas) = c.gets("k1").await.unwrap().unwrap();
+    assert_eq!(value, b"one");
+    if supports_cas {
+        assert_eq!(
+            c.cas("k1", b"uno", 0, cas).await.unwrap(),
+            CasOutcome::Stored
+        );
+        assert_eq!(
+            c.cas("k1", b"eins", 0, cas).await.unwrap(),
+            CasOutcome::Exists
+        );
+        assert_eq!(
+            c.cas("nope", b"x", 0, 1).await.unwrap(),
+            CasOutcome::NotFound
+        );
+        assert_eq!(c.get("k1").await.unwrap().as_deref(), Some(&b"uno"[..]));
+    }
+
+    assert!(c.touch("k1", 100).await.unwrap());
+    assert!(!c.touch("absent", 100).await.unwrap());
+
+    c.set("n", b"41", 0).await.unwrap();
+    assert_eq!(c.incr("n", 1).await.unwrap(), Some(42));
+    assert_eq!(c.incr("absent", 1).await.unwrap(), None);
+
+    assert!(c.delete("k1").await.unwrap());
+    assert!(!c.delete("k1").await.unwrap());
+    assert!(c.version().await.unwrap().starts_with("1."));
+
+    // Binary values with CRLF inside survive.
+    let binary: Vec<u8> = (0..=255u8).chain(*b"\r\nEND\r\n").collect();
+    c.set("bin", &binary, 0).await.unwrap();
+    assert_eq!(c.get("bin").await.unwrap(), Some(binary));
+}
+
+#[tokio::test]
+async fn every_command_against_memcached() {
+    let server = Memcached::start();
+    exercise_every_command(&client(server.port, 1000), true).await;
+}
+
+#[tokio::test]
+async fn every_command_through_twemproxy() {
+    let server = Memcached::start();
+    let proxy = Twemproxy::start(&[&server]);
+    exercise_every_command(&client(proxy.port, 1000), true).await;
+    // The proxy really forwarded to our server.
+    assert_eq!(server.get("bin").map(|v| v.len()), Some(263));
+}
+
+#[tokio::test]
+async fn hostile_keys_never_reach_the_server() {
+    let server = Memcached::start();
+    let c = client(server.port, 1000);
+    let before = server.stats();
+    for key in ["", "a b", "a\r\nflush_all", "x\0", "é", &"k".repeat(251)] {
+        assert!(
+            matches!(c.get(key).await, Err(Error::InvalidKey(_))),
+            "{key:?}"
+        );
+        assert!(matches!(
+            c.set(key, b"v", 0).await,
+            Err(Error::InvalidKey(_))
+        ));
+        assert!(matches!(c.delete(key).await, Err(Error::InvalidKey(_))));
+        assert!(matches!(c.touch(key, 1).await, Err(Error::InvalidKey(_))));
+    }
+    let after = server.stats();
+    for counter in [
+        "cmd_get",
+        "cmd_set",
+        "cmd_touch",
+        "cmd_flush",
+        "delete_misses",
+    ] {
+        assert_eq!(before[counter], after[counter], "{counter} changed");
+    }
+    // The only new connection is the one that read the second `stats`.
+    assert_eq!(after["total_connections"], before["total_connections"] + 1);
+}
+
+#[tokio::test]
+async fn oversized_value_is_a_clear_error_and_the_connection_recovers() {
+    let server = Memcached::start();
+    let c = client(server.port, 5000);
+    let big = vec![b'x'; 2 << 20];
+    let error = c.set("big", &big, 0).await.unwrap_err();
+    assert!(matches!(error, Error::TooLarge { .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains("item size limit"), "{message}");
+    assert_eq!(c.get("big").await.unwrap(), None);
+    c.set("small", b"ok", 0).await.unwrap();
+    assert_eq!(c.get("small").await.unwrap().as_deref(), Some(&b"ok"[..]));
+}
+
+#[tokio::test]
+async fn a_hung_server_times_out_and_its_connection_is_never_reused() {
+    let mut server = Memcached::start();
+    let c = client(server.port, 200);
+    c.set("a", b"first", 0).await.unwrap();
+    c.set("b", b"second", 0).await.unwrap();
+    server.pause();
+    let error = c.get("a").await.unwrap_err();
+    assert!(matches!(error, Error::Timeout { .. }), "{error:?}");
+    server.resume();
+    // A reused connection would now read the late reply to `get a`.
+    assert_eq!(c.get("b").await.unwrap().as_deref(), Some(&b"second"[..]));
+}
+
+#[tokio::test]
+async fn a_restarted_server_is_reached_on_a_fresh_connection() {
+    let mut server = Memcached::start();
+    let c = client(server.port, 1000);
+    c.set("a", b"1", 0).await.unwrap();
+    server.restart();
+    // The pooled connection is dead; the retry connects afresh within the same deadline.
+    assert_eq!(c.get("a").await.unwrap(), None);
+    c.set("a", b"2", 0).await.unwrap();
+    assert_eq!(server.get("a").as_deref(), Some(&b"2"[..]));
+}
+
+#[tokio::test]
+async fn a_dead_server_is_an_io_error() {
+    let mut server = Memcached::start();
+    let c = client(server.port, 1000);
+    server.kill();
+    let error = c.get("a").await.unwrap_err();
+    assert!(matches!(error, Error::Io { .. }), "{error:?}");
+    assert!(error.is_node_failure());
+}

@@ -1,0 +1,346 @@
+//! Test harness: real memcached and twemproxy processes on free loopback ports, with real faults.
+//!
+//! Every process is started as a child of the test, and stopped by its PID when its guard drops.
+//! A missing program is a test failure naming the package to install, never a skip.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use msm::{Config, SessionManager};
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("cannot bind a loopback port")
+        .port()
+}
+
+fn require(program: &str, package: &str) -> PathBuf {
+    for dir in ["/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin"] {
+        let path = PathBuf::from(dir).join(program);
+        if path.exists() {
+            return path;
+        }
+    }
+    panic!(
+        "`{program}` is not installed: run `apt-get install -y {package}` (or the README's test command, which does)"
+    );
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn signal(child: &Child, sig: libc::c_int) {
+    // SAFETY: the pid is our own live child.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, sig) };
+    assert_eq!(rc, 0, "kill({}, {sig}) failed", child.id());
+}
+
+/// Waits until something accepts connections on `port`, or panics after a few seconds.
+fn wait_for_port(port: u16, child: &mut Child, what: &str) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            panic!("{what} exited early with {status}");
+        }
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("{what} did not listen on port {port}");
+}
+
+/// A memcached server of our own.
+pub struct Memcached {
+    child: Option<Child>,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    paused: bool,
+}
+
+impl Memcached {
+    /// Starts a memcached with default settings (1 MiB item size limit).
+    pub fn start() -> Self {
+        let port = free_port();
+        let mut server = Memcached {
+            child: None,
+            port,
+            paused: false,
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let program = require("memcached", "memcached");
+        let mut cmd = Command::new(program);
+        cmd.args(["-l", "127.0.0.1", "-U", "0", "-m", "64", "-t", "2"])
+            .args(["-p", &self.port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if is_root() {
+            cmd.args(["-u", "root"]);
+        }
+        let mut child = cmd.spawn().expect("cannot start memcached");
+        wait_for_port(self.port, &mut child, "memcached");
+        self.child = Some(child);
+    }
+
+    /// `127.0.0.1:port`.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The PID of the running server.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("not running").id()
+    }
+
+    /// Kills the server (SIGKILL) and reaps it; its data is gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if self.paused {
+                signal(&child, libc::SIGCONT);
+                self.paused = false;
+            }
+            signal(&child, libc::SIGKILL);
+            child.wait().expect("wait");
+        }
+    }
+
+    /// Starts the server again, empty, on the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Freezes the server (SIGSTOP): connections are accepted by the kernel but never answered.
+    pub fn pause(&mut self) {
+        signal(self.child.as_ref().expect("not running"), libc::SIGSTOP);
+        self.paused = true;
+    }
+
+    /// Thaws a paused server (SIGCONT).
+    pub fn resume(&mut self) {
+        signal(self.child.as_ref().expect("not running"), libc::SIGCONT);
+        self.paused = false;
+    }
+
+    /// Sends raw protocol text and reads until a line equal to one of `ends` (or EOF).
+    pub fn raw(&self, request: &[u8], ends: &[&str]) -> String {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream.write_all(request).unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut out = String::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return out;
+            }
+            out.push_str(&line);
+            if ends.contains(&line.trim_end()) {
+                return out;
+            }
+        }
+    }
+
+    /// The server's `stats` counters.
+    pub fn stats(&self) -> HashMap<String, u64> {
+        self.raw(b"stats\r\n", &["END"])
+            .lines()
+            .filter_map(|l| {
+                let mut parts = l.split(' ');
+                (parts.next() == Some("STAT")).then_some(())?;
+                let name = parts.next()?.to_owned();
+                let value = parts.next()?.parse().ok()?;
+                Some((name, value))
+            })
+            .collect()
+    }
+
+    /// One counter of `stats`.
+    pub fn stat(&self, name: &str) -> u64 {
+        self.stats()[name]
+    }
+
+    /// Every key the server holds (`lru_crawler metadump all`).
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .raw(b"lru_crawler metadump all\r\n", &["END"])
+            .lines()
+            .filter_map(|l| l.strip_prefix("key="))
+            .map(|l| l.split(' ').next().unwrap_or_default().to_owned())
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// Reads a value with an independent client (the `memcache` crate, text protocol).
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        let client = memcache::Client::connect(format!(
+            "memcache://{}?protocol=ascii&timeout=5",
+            self.address()
+        ))
+        .expect("memcache client");
+        client.get::<Vec<u8>>(key).expect("memcache get")
+    }
+
+    /// Writes a value with an independent client.
+    pub fn set(&self, key: &str, value: &[u8]) {
+        let client = memcache::Client::connect(format!(
+            "memcache://{}?protocol=ascii&timeout=5",
+            self.address()
+        ))
+        .expect("memcache client");
+        client.set(key, value, 0).expect("memcache set");
+    }
+}
+
+impl Drop for Memcached {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A twemproxy (`nutcracker`) in front of some memcached servers.
+pub struct Twemproxy {
+    child: Child,
+    /// Its listening port on 127.0.0.1.
+    pub port: u16,
+    _dir: TempDir,
+}
+
+impl Twemproxy {
+    /// Starts a proxy distributing over `servers`.
+    pub fn start(servers: &[&Memcached]) -> Self {
+        let program = require("nutcracker", "nutcracker");
+        let dir = TempDir::new("twemproxy");
+        let port = free_port();
+        let mut conf = format!(
+            "pool:\n  listen: 127.0.0.1:{port}\n  hash: fnv1a_64\n  distribution: ketama\n  timeout: 2000\n  servers:\n"
+        );
+        for s in servers {
+            conf.push_str(&format!("   - {}:1\n", s.address()));
+        }
+        let conf_path = dir.path.join("nutcracker.yml");
+        std::fs::write(&conf_path, conf).unwrap();
+        let mut child = Command::new(program)
+            .arg("-c")
+            .arg(&conf_path)
+            .args(["-a", "127.0.0.1", "-s", &free_port().to_string()])
+            .arg("-o")
+            .arg(dir.path.join("nutcracker.log"))
+            .arg("-p")
+            .arg(dir.path.join("nutcracker.pid"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start nutcracker");
+        wait_for_port(port, &mut child, "nutcracker");
+        Twemproxy {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Twemproxy {
+    fn drop(&mut self) {
+        signal(&self.child, libc::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+/// A directory removed when dropped.
+pub struct TempDir {
+    /// Its path.
+    pub path: PathBuf,
+}
+
+impl TempDir {
+    /// A fresh directory under the system temp dir.
+    pub fn new(tag: &str) -> Self {
+        let mut bytes = [0u8; 8];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut bytes))
+            .unwrap();
+        let path = std::env::temp_dir().join(format!(
+            "msm-{tag}-{}-{:016x}",
+            std::process::id(),
+            u64::from_le_bytes(bytes)
+        ));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir { path }
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// `memcachedNodes` for servers named n1, n2, ... in order.
+pub fn node_list(servers: &[&Memcached]) -> String {
+    servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| format!("n{}:{}", i + 1, s.address()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A manager over `servers` (n1, n2, ...) with the given extra attributes.
+pub fn manager(servers: &[&Memcached], extra: &[(&str, &str)]) -> SessionManager {
+    SessionManager::new(config(servers, extra)).expect("manager")
+}
+
+/// The configuration of [`manager`], with a fixed key prefix `test:`.
+pub fn config(servers: &[&Memcached], extra: &[(&str, &str)]) -> Config {
+    let nodes = node_list(servers);
+    let mut pairs = vec![
+        ("memcachedNodes", nodes.as_str()),
+        ("storageKeyPrefix", "test:"),
+        ("operationTimeout", "300"),
+        ("nodeProbeInterval", "50"),
+    ];
+    pairs.extend_from_slice(extra);
+    Config::from_pairs(pairs).expect("config")
+}
+
+/// Polls `condition` every 10 ms for up to 10 s; panics with `what` if it never holds.
+pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if condition() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("never happened: {what}");
+}
+
+/// The value of one counter in a manager's statistics text.
+pub fn stat(manager: &SessionManager, name: &str) -> u64 {
+    manager
+        .stats_text()
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no statistic {name}"))
+}
