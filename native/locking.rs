@@ -39,19 +39,18 @@ pub struct Backoff {
     pub max_wait: Duration,
 }
 
-/// Calls `attempt` until it reports success, backing off between attempts; returns the number of
-/// retries made, or [`Error::LockTimeout`] once `max_wait` has passed.
-pub async fn acquire<F, Fut>(backoff: Backoff, mut attempt: F) -> Result<u32>
+/// Calls `attempt` until it reports success, backing off between attempts; fails with
+/// [`Error::LockTimeout`] once `max_wait` has passed.
+pub async fn acquire<F, Fut>(backoff: Backoff, mut attempt: F) -> Result<()>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<bool>>,
 {
     let give_up = Instant::now() + backoff.max_wait;
     let mut pause = backoff.initial;
-    let mut retries = 0;
     loop {
         if attempt().await? {
-            return Ok(retries);
+            return Ok(());
         }
         let now = Instant::now();
         if now >= give_up {
@@ -59,7 +58,6 @@ where
         }
         tokio::time::sleep(pause.min(give_up - now)).await;
         pause = (pause * 2).min(backoff.max);
-        retries += 1;
     }
 }
 
@@ -94,13 +92,13 @@ mod tests {
             max_wait: Duration::from_secs(1),
         };
         let mut calls = 0;
-        let retries = acquire(backoff, || {
+        acquire(backoff, || {
             calls += 1;
             let free = calls == 4;
             async move { Ok(free) }
         })
         .await
         .unwrap();
-        assert_eq!(retries, 3);
+        assert_eq!(calls, 4);
     }
 }

@@ -441,17 +441,20 @@ impl SessionManager {
             max_wait: self.config.lock_max_wait,
         };
         let exptime = self.config.lock_expiration.as_secs();
-        let outcome = locking::acquire(backoff, || {
-            self.cluster
+        let outcome = locking::acquire(backoff, || async {
+            let added = self
+                .cluster
                 .call(node, |c| c.add(&lock.key, lock.token.as_bytes(), exptime))
+                .await?;
+            if !added {
+                bump(&self.stats.lock_retries);
+            }
+            Ok(added)
         })
         .await;
         self.stats.lock_wait_time.record(started.elapsed());
         match outcome {
-            Ok(retries) => {
-                self.stats
-                    .lock_retries
-                    .fetch_add(u64::from(retries), std::sync::atomic::Ordering::Relaxed);
+            Ok(()) => {
                 bump(&self.stats.locks_acquired);
                 Ok(lock)
             }

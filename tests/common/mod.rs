@@ -137,7 +137,8 @@ impl Memcached {
         self.paused = false;
     }
 
-    /// Sends raw protocol text and reads until a line equal to one of `ends` (or EOF).
+    /// Sends raw protocol text and reads until a line equal to one of `ends` (any line when
+    /// `ends` is empty), or EOF.
     pub fn raw(&self, request: &[u8], ends: &[&str]) -> String {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
         stream
@@ -152,7 +153,7 @@ impl Memcached {
                 return out;
             }
             out.push_str(&line);
-            if ends.contains(&line.trim_end()) {
+            if ends.is_empty() || ends.contains(&line.trim_end()) {
                 return out;
             }
         }
@@ -177,16 +178,32 @@ impl Memcached {
         self.stats()[name]
     }
 
-    /// Every key the server holds (`lru_crawler metadump all`).
-    pub fn keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self
-            .raw(b"lru_crawler metadump all\r\n", &["END"])
-            .lines()
-            .filter_map(|l| l.strip_prefix("key="))
-            .map(|l| l.split(' ').next().unwrap_or_default().to_owned())
-            .collect();
-        keys.sort();
-        keys
+    /// Whether the server holds `key` (meta get; no value is transferred).
+    pub fn has(&self, key: &str) -> bool {
+        match self
+            .raw(format!("mg {key}\r\n").as_bytes(), &["HD", "EN"])
+            .trim_end()
+        {
+            "HD" => true,
+            "EN" => false,
+            other => panic!("unexpected meta get reply {other:?}"),
+        }
+    }
+
+    /// Seconds until `key` expires (-1: never), or `None` when absent.
+    pub fn ttl(&self, key: &str) -> Option<i64> {
+        let reply = self.raw(format!("mg {key} t\r\n").as_bytes(), &[]);
+        let reply = reply.trim_end();
+        if reply == "EN" {
+            return None;
+        }
+        let ttl = reply.strip_prefix("HD t").and_then(|t| t.parse().ok());
+        Some(ttl.unwrap_or_else(|| panic!("unexpected meta get reply {reply:?}")))
+    }
+
+    /// Number of items the server holds.
+    pub fn item_count(&self) -> u64 {
+        self.stat("curr_items")
     }
 
     /// Reads a value with an independent client (the `memcache` crate, text protocol).
