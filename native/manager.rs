@@ -262,17 +262,19 @@ impl SessionManager {
         id: &SessionId,
     ) -> Result<Option<(Vec<u8>, SessionData)>> {
         let key = self.key(kind, id);
-        let Some(value) = self.cluster.call(node, |c| c.get(&key)).await? else {
-            return Ok(None);
+        let result = match self.cluster.call(node, |c| c.get(&key)).await {
+            Ok(None) => return Ok(None),
+            Ok(Some(value)) => self
+                .codec
+                .decode(id.random(), &value)
+                .map(|session| Some((value, session))),
+            Err(e) => Err(e),
         };
-        match self.codec.decode(id.random(), &value) {
-            Ok(session) => Ok(Some((value, session))),
-            Err(e) => {
-                bump(&self.stats.corrupt_values);
-                tracing::warn!(node = node.id(), key = %key, error = %e, "corrupt session value");
-                Err(e)
-            }
+        if let Err(e @ Error::Corrupt(_)) = &result {
+            bump(&self.stats.corrupt_values);
+            tracing::warn!(node = node.id(), key = %key, error = %e, "corrupt session value");
         }
+        result
     }
 
     /// Loads a session. In non-sticky mode a session whose node is down, or whose copy there is

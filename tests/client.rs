@@ -159,3 +159,15 @@ async fn a_dead_server_is_an_io_error() {
     assert!(matches!(error, Error::Io { .. }), "{error:?}");
     assert!(error.is_node_failure());
 }
+
+#[tokio::test]
+async fn an_oversized_stored_value_is_refused_unread_and_the_node_stays_usable() {
+    let server = Memcached::start();
+    server.set("huge", &vec![b'x'; 4096]);
+    let c = NodeClient::new("n1", &server.address(), Duration::from_secs(1), 1, 1024);
+    let error = c.get("huge").await.unwrap_err();
+    assert!(matches!(error, Error::Corrupt(_)), "{error:?}");
+    assert!(!error.is_node_failure());
+    c.set("small", b"ok", 0).await.unwrap();
+    assert_eq!(c.get("small").await.unwrap().as_deref(), Some(&b"ok"[..]));
+}

@@ -54,6 +54,8 @@ pub enum Failure {
     Protocol(String),
     /// `SERVER_ERROR`, `CLIENT_ERROR` or `ERROR`: the server is fine, the request was refused.
     Refused(String),
+    /// A stored value is larger than the caller accepts; it was not read.
+    Oversized(usize),
 }
 
 impl From<std::io::Error> for Failure {
@@ -180,9 +182,7 @@ impl Connection {
                 return Err(Failure::Protocol(format!("unrequested key `{key}`")));
             }
             if len > max_value {
-                return Err(Failure::Protocol(format!(
-                    "value of {len} bytes exceeds the limit of {max_value}"
-                )));
+                return Err(Failure::Oversized(len));
             }
             let mut data = vec![0u8; len + 2];
             self.stream.read_exact(&mut data).await?;

@@ -283,6 +283,13 @@ impl NodeClient {
                     });
                 }
                 Ok(Err(Failure::Protocol(detail))) => return Err(self.protocol(detail)),
+                // A bad value, not a bad node: the node stays up, the connection is dropped.
+                Ok(Err(Failure::Oversized(len))) => {
+                    return Err(Error::Corrupt(format!(
+                        "node {} holds a value of {len} bytes, more than the {} accepted",
+                        self.node, self.max_value
+                    )));
+                }
                 Ok(Err(Failure::Refused(message))) => {
                     return Err(Error::Server {
                         node: self.node.clone(),
