@@ -1,1 +1,317 @@
-fn main() {}
+//! Load benchmark: msm's blocking store + load against raw memcached set + get, same server, same
+//! process, same value size.
+//!
+//! Run with `cargo bench --bench load`. Starts one memcached of its own (the test harness, which
+//! needs `memcached` installed) and compares two modes, each run by N worker threads:
+//!
+//! - `msm`: each worker owns one session (its id from `SessionManager::new_session_id`) and loops
+//!   `runtime::block_on(manager.store(..))` then `runtime::block_on(manager.load(..))`, exactly as
+//!   a host thread does through the C ABI. One shared manager, sticky, so one memcached `set` per
+//!   store and one `get` per load.
+//! - `baseline`: each worker has its own `memcache::Client` (text protocol) and loops a raw `set`
+//!   then `get` of a value as large as msm's encoded envelope, under a key as long as msm's.
+//!
+//! The session: 10 attributes of 100 bytes each (names `attribute0`..`attribute9`), FORM login,
+//! CRC-32 envelope (no integrity key). The modes alternate over several rounds, and which mode goes
+//! first alternates too, to spread noise over both.
+//!
+//! Environment:
+//! - `MSM_BENCH_TASKS`: worker threads (default 8);
+//! - `MSM_BENCH_SECS`: seconds per mode per round (default 5);
+//! - `MSM_BENCH_ROUNDS`: rounds (default 3).
+//!
+//! With the defaults the run takes about 3 x 2 x 5 s plus a second of warm-up.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use msm::envelope::Codec;
+use msm::ids::{OsRandom, RandomSource};
+use msm::keys::KeyKind;
+use msm::{SessionData, SessionId, SessionManager, runtime};
+
+const ATTRIBUTES: usize = 10;
+const ATTRIBUTE_SIZE: usize = 100;
+const WARM_UP: Duration = Duration::from_millis(500);
+
+fn env_or(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(value) => match value.trim().parse() {
+            Ok(n) if n > 0 => n,
+            _ => panic!("{name}={value:?}: expected a positive integer"),
+        },
+        Err(_) => default,
+    }
+}
+
+/// The benchmark session: 10 attributes of 100 bytes, a logged-in user.
+fn payload() -> SessionData {
+    let mut session = SessionData::new(1800);
+    session.auth_type = Some("FORM".into());
+    session.principal = Some("alice".into());
+    for i in 0..ATTRIBUTES {
+        let value = (0..ATTRIBUTE_SIZE)
+            .map(|j| (i * 31 + j * 7) as u8)
+            .collect();
+        session.attributes.insert(format!("attribute{i}"), value);
+    }
+    session
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Msm,
+    Baseline,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Msm => "msm",
+            Mode::Baseline => "baseline",
+        }
+    }
+}
+
+/// What one worker owns in msm mode.
+struct MsmWorker {
+    id: SessionId,
+    session: SessionData,
+}
+
+/// What one worker owns in baseline mode.
+struct BaselineWorker {
+    client: memcache::Client,
+    key: String,
+}
+
+/// Completed pairs and failed attempts of one run.
+#[derive(Clone, Copy, Default)]
+struct Tally {
+    pairs: u64,
+    errors: u64,
+}
+
+impl std::ops::AddAssign for Tally {
+    fn add_assign(&mut self, other: Self) {
+        self.pairs += other.pairs;
+        self.errors += other.errors;
+    }
+}
+
+/// One msm store + load; `false` on any error or a lost session.
+fn msm_pair(manager: &SessionManager, worker: &mut MsmWorker) -> bool {
+    match runtime::block_on(manager.store(&worker.id, &mut worker.session)) {
+        Ok(None) => {}
+        Ok(Some(moved)) => {
+            // Relocation needs a node failure; with one healthy node it is a bug.
+            panic!("session relocated to {moved} with a single healthy node");
+        }
+        Err(_) => return false,
+    }
+    match runtime::block_on(manager.load(&worker.id)) {
+        Ok(Some(loaded)) => loaded.session.version == worker.session.version,
+        _ => false,
+    }
+}
+
+/// One raw set + get; `false` on any error or a wrong value.
+fn baseline_pair(worker: &BaselineWorker, value: &[u8]) -> bool {
+    if worker.client.set(&worker.key, value, 1800).is_err() {
+        return false;
+    }
+    matches!(
+        worker.client.get::<Vec<u8>>(&worker.key),
+        Ok(Some(read)) if read.len() == value.len()
+    )
+}
+
+/// Runs one mode with every worker for `duration`; returns the tally and the elapsed time.
+fn run(
+    mode: Mode,
+    duration: Duration,
+    manager: &SessionManager,
+    msm_workers: &mut [MsmWorker],
+    baseline_workers: &[BaselineWorker],
+    value: &[u8],
+) -> (Tally, Duration) {
+    let tasks = msm_workers.len();
+    let barrier = Barrier::new(tasks + 1);
+    let (tally, elapsed) = std::thread::scope(|scope| {
+        let handles: Vec<_> = msm_workers
+            .iter_mut()
+            .zip(baseline_workers)
+            .map(|(msm_worker, baseline_worker)| {
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    barrier.wait();
+                    let deadline = Instant::now() + duration;
+                    let mut tally = Tally::default();
+                    while Instant::now() < deadline {
+                        let ok = match mode {
+                            Mode::Msm => msm_pair(manager, msm_worker),
+                            Mode::Baseline => baseline_pair(baseline_worker, value),
+                        };
+                        if ok {
+                            tally.pairs += 1;
+                        } else {
+                            tally.errors += 1;
+                        }
+                    }
+                    tally
+                })
+            })
+            .collect();
+        barrier.wait();
+        let started = Instant::now();
+        let mut total = Tally::default();
+        for handle in handles {
+            total += handle.join().expect("worker panicked");
+        }
+        (total, started.elapsed())
+    });
+    (tally, elapsed)
+}
+
+fn rate(tally: Tally, elapsed: Duration) -> f64 {
+    tally.pairs as f64 / elapsed.as_secs_f64()
+}
+
+fn main() {
+    let tasks = env_or("MSM_BENCH_TASKS", 8) as usize;
+    let secs = env_or("MSM_BENCH_SECS", 5);
+    let rounds = env_or("MSM_BENCH_ROUNDS", 3);
+    let duration = Duration::from_secs(secs);
+
+    let server = common::Memcached::start();
+    // Sticky: one memcached set per store, one get per load. A generous deadline so a scheduling
+    // hiccup under load is not counted as a failure, and a relaxed probe interval (no node is
+    // ever down here).
+    let manager = common::manager(
+        &[&server],
+        &[
+            ("sticky", "true"),
+            ("operationTimeout", "5000"),
+            ("nodeProbeInterval", "1000"),
+        ],
+    );
+    let config = manager.config();
+    assert!(config.sticky && config.integrity_key.is_none());
+
+    // The size of msm's value in memcached, computed with msm's own codec, and the length of its
+    // key, so the baseline moves the same bytes.
+    let probe_id = SessionId::new(&OsRandom.random_part(), "n1", None).expect("id");
+    let mut probe_session = payload();
+    probe_session.version = 1;
+    let codec = Codec::new(None, config.max_session_size, config.keys.prefix());
+    let value_len = codec
+        .encode(probe_id.random(), &probe_session)
+        .expect("encode")
+        .len();
+    let key_len = config.keys.key(KeyKind::Session, &probe_id).len();
+    let value = vec![0x5a; value_len];
+
+    let mut msm_workers: Vec<MsmWorker> = (0..tasks)
+        .map(|_| MsmWorker {
+            id: runtime::block_on(manager.new_session_id(None)).expect("new session id"),
+            session: payload(),
+        })
+        .collect();
+    let url = format!("memcache://{}?protocol=ascii&timeout=5", server.address());
+    let baseline_workers: Vec<BaselineWorker> = (0..tasks)
+        .map(|i| {
+            let key = format!("baseline:{i:0>width$}", width = key_len - "baseline:".len());
+            assert_eq!(key.len(), key_len);
+            BaselineWorker {
+                client: memcache::Client::connect(url.as_str()).expect("memcache client"),
+                key,
+            }
+        })
+        .collect();
+
+    // Cross-check: the value msm actually stored is the size the baseline uses (the version
+    // varint grows by a byte or two over a long run; that is all).
+    let first = &mut msm_workers[0];
+    assert!(msm_pair(&manager, first), "first store + load failed");
+    let stored = server
+        .get(&config.keys.key(KeyKind::Session, &first.id))
+        .expect("the stored session");
+    println!(
+        "load: {tasks} tasks, {secs} s per mode, {rounds} rounds; session of {ATTRIBUTES} attributes \
+         x {ATTRIBUTE_SIZE} B; envelope {value_len} B (stored: {} B), key {key_len} B; memcached \
+         on {}",
+        stored.len(),
+        server.address()
+    );
+
+    for mode in [Mode::Msm, Mode::Baseline] {
+        run(
+            mode,
+            WARM_UP,
+            &manager,
+            &mut msm_workers,
+            &baseline_workers,
+            &value,
+        );
+    }
+
+    let mut totals = [(Tally::default(), Duration::ZERO); 2];
+    for round in 0..rounds {
+        let order = if round % 2 == 0 {
+            [Mode::Msm, Mode::Baseline]
+        } else {
+            [Mode::Baseline, Mode::Msm]
+        };
+        let mut rates = [0.0; 2];
+        for mode in order {
+            let (tally, elapsed) = run(
+                mode,
+                duration,
+                &manager,
+                &mut msm_workers,
+                &baseline_workers,
+                &value,
+            );
+            let slot = mode as usize;
+            totals[slot].0 += tally;
+            totals[slot].1 += elapsed;
+            rates[slot] = rate(tally, elapsed);
+            println!(
+                "round {}: {:<8} {:>10.0} pairs/s ({} pairs, {} errors, {:.2} s, {:.1} us per pair \
+                 per task)",
+                round + 1,
+                mode.name(),
+                rates[slot],
+                tally.pairs,
+                tally.errors,
+                elapsed.as_secs_f64(),
+                1e6 * tasks as f64 / rates[slot],
+            );
+        }
+        println!(
+            "round {}: ratio msm/baseline {:.3}",
+            round + 1,
+            rates[Mode::Msm as usize] / rates[Mode::Baseline as usize]
+        );
+    }
+
+    let [(msm, msm_time), (baseline, baseline_time)] = totals;
+    let msm_rate = rate(msm, msm_time);
+    let baseline_rate = rate(baseline, baseline_time);
+    println!(
+        "total: msm {} pairs, {} errors; baseline {} pairs, {} errors",
+        msm.pairs, msm.errors, baseline.pairs, baseline.errors
+    );
+    println!(
+        "msm store+load: {msm_rate:.0}/s, memcache set+get: {baseline_rate:.0}/s, ratio: {:.3} \
+         ({tasks} tasks, payload {value_len} bytes)",
+        msm_rate / baseline_rate
+    );
+
+    drop(baseline_workers);
+    drop(manager);
+    drop(server);
+}

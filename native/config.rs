@@ -113,11 +113,6 @@ impl Config {
         }
         builder.build()
     }
-
-    /// The regular (non-failover) nodes, in configured order.
-    pub fn regular_nodes(&self) -> impl Iterator<Item = &NodeConfig> {
-        self.nodes.iter().filter(|n| !n.failover)
-    }
 }
 
 /// Collects attributes one at a time (as Tomcat's setters and the C API deliver them) and

@@ -360,10 +360,9 @@ impl SessionManager {
     /// Renews the memcached expiry of a session (and of its backup copy in non-sticky mode)
     /// without rewriting it; `false` when the session is not in memcached.
     pub async fn touch(&self, id: &SessionId, max_inactive: i32) -> Result<bool> {
-        let node = self
-            .cluster
-            .node(id.node())
-            .ok_or(Error::NodeDown(id.node().to_owned()))?;
+        let Some(node) = self.cluster.node(id.node()) else {
+            return Ok(false);
+        };
         let exptime = session_expiry(max_inactive);
         let key = self.key(KeyKind::Session, id);
         let found = self.cluster.call(node, |c| c.touch(&key, exptime)).await?;
