@@ -10,6 +10,11 @@
 //!   store and one `get` per load.
 //! - `baseline`: each worker has its own `memcache::Client` (text protocol) and loops a raw `set`
 //!   then `get` of a value as large as msm's encoded envelope, under a key as long as msm's.
+//! - `raw`: the floor: each worker has one plain blocking `TcpStream` and writes each `set` and
+//!   `get` as a single send, reading the reply through a buffer; no pool, no checks. The
+//!   `memcache` crate checks each pooled connection with a `version` round trip and writes
+//!   commands in many small sends, so it is slower than the server allows; `raw` shows what
+//!   the server allows.
 //!
 //! The session: 10 attributes of 100 bytes each (names `attribute0`..`attribute9`), FORM login,
 //! CRC-32 envelope (no integrity key). The modes alternate over several rounds, and which mode goes
@@ -25,6 +30,8 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
@@ -65,13 +72,17 @@ fn payload() -> SessionData {
 enum Mode {
     Msm,
     Baseline,
+    Raw,
 }
+
+const MODES: [Mode; 3] = [Mode::Msm, Mode::Baseline, Mode::Raw];
 
 impl Mode {
     fn name(self) -> &'static str {
         match self {
             Mode::Msm => "msm",
             Mode::Baseline => "baseline",
+            Mode::Raw => "raw",
         }
     }
 }
@@ -82,9 +93,10 @@ struct MsmWorker {
     session: SessionData,
 }
 
-/// What one worker owns in baseline mode.
+/// What one worker owns in baseline and raw modes.
 struct BaselineWorker {
     client: memcache::Client,
+    raw: BufReader<TcpStream>,
     key: String,
 }
 
@@ -129,13 +141,39 @@ fn baseline_pair(worker: &BaselineWorker, value: &[u8]) -> bool {
     )
 }
 
+/// One set + get written by hand on a plain socket; `false` on any error or a wrong value.
+fn raw_pair(worker: &mut BaselineWorker, value: &[u8]) -> bool {
+    let mut set = format!("set {} 0 1800 {}\r\n", worker.key, value.len()).into_bytes();
+    set.extend_from_slice(value);
+    set.extend_from_slice(b"\r\n");
+    let get = format!("get {}\r\n", worker.key);
+    let mut line = String::new();
+    let mut exchange = || -> std::io::Result<bool> {
+        worker.raw.get_mut().write_all(&set)?;
+        line.clear();
+        worker.raw.read_line(&mut line)?;
+        if line != "STORED\r\n" {
+            return Ok(false);
+        }
+        worker.raw.get_mut().write_all(get.as_bytes())?;
+        line.clear();
+        worker.raw.read_line(&mut line)?;
+        let mut data = vec![0; value.len() + 2];
+        worker.raw.read_exact(&mut data)?;
+        line.clear();
+        worker.raw.read_line(&mut line)?;
+        Ok(line == "END\r\n")
+    };
+    exchange().unwrap_or(false)
+}
+
 /// Runs one mode with every worker for `duration`; returns the tally and the elapsed time.
 fn run(
     mode: Mode,
     duration: Duration,
     manager: &SessionManager,
     msm_workers: &mut [MsmWorker],
-    baseline_workers: &[BaselineWorker],
+    baseline_workers: &mut [BaselineWorker],
     value: &[u8],
 ) -> (Tally, Duration) {
     let tasks = msm_workers.len();
@@ -143,7 +181,7 @@ fn run(
     let (tally, elapsed) = std::thread::scope(|scope| {
         let handles: Vec<_> = msm_workers
             .iter_mut()
-            .zip(baseline_workers)
+            .zip(baseline_workers.iter_mut())
             .map(|(msm_worker, baseline_worker)| {
                 let barrier = &barrier;
                 scope.spawn(move || {
@@ -154,6 +192,7 @@ fn run(
                         let ok = match mode {
                             Mode::Msm => msm_pair(manager, msm_worker),
                             Mode::Baseline => baseline_pair(baseline_worker, value),
+                            Mode::Raw => raw_pair(baseline_worker, value),
                         };
                         if ok {
                             tally.pairs += 1;
@@ -221,12 +260,15 @@ fn main() {
         })
         .collect();
     let url = format!("memcache://{}?protocol=ascii&timeout=5", server.address());
-    let baseline_workers: Vec<BaselineWorker> = (0..tasks)
+    let mut baseline_workers: Vec<BaselineWorker> = (0..tasks)
         .map(|i| {
             let key = format!("baseline:{i:0>width$}", width = key_len - "baseline:".len());
             assert_eq!(key.len(), key_len);
+            let raw = TcpStream::connect(server.address()).expect("raw connection");
+            raw.set_nodelay(true).expect("nodelay");
             BaselineWorker {
                 client: memcache::Client::connect(url.as_str()).expect("memcache client"),
+                raw: BufReader::new(raw),
                 key,
             }
         })
@@ -247,32 +289,30 @@ fn main() {
         server.address()
     );
 
-    for mode in [Mode::Msm, Mode::Baseline] {
+    for mode in MODES {
         run(
             mode,
             WARM_UP,
             &manager,
             &mut msm_workers,
-            &baseline_workers,
+            &mut baseline_workers,
             &value,
         );
     }
 
-    let mut totals = [(Tally::default(), Duration::ZERO); 2];
+    let mut totals = [(Tally::default(), Duration::ZERO); MODES.len()];
     for round in 0..rounds {
-        let order = if round % 2 == 0 {
-            [Mode::Msm, Mode::Baseline]
-        } else {
-            [Mode::Baseline, Mode::Msm]
-        };
-        let mut rates = [0.0; 2];
+        // Each round starts with another mode, so no mode always runs first.
+        let mut order = MODES;
+        order.rotate_left(round as usize % MODES.len());
+        let mut rates = [0.0; MODES.len()];
         for mode in order {
             let (tally, elapsed) = run(
                 mode,
                 duration,
                 &manager,
                 &mut msm_workers,
-                &baseline_workers,
+                &mut baseline_workers,
                 &value,
             );
             let slot = mode as usize;
@@ -292,23 +332,29 @@ fn main() {
             );
         }
         println!(
-            "round {}: ratio msm/baseline {:.3}",
+            "round {}: ratio msm/baseline {:.3}, msm/raw {:.3}",
             round + 1,
-            rates[Mode::Msm as usize] / rates[Mode::Baseline as usize]
+            rates[Mode::Msm as usize] / rates[Mode::Baseline as usize],
+            rates[Mode::Msm as usize] / rates[Mode::Raw as usize]
         );
     }
 
-    let [(msm, msm_time), (baseline, baseline_time)] = totals;
+    let [(msm, msm_time), (baseline, baseline_time), (raw, raw_time)] = totals;
     let msm_rate = rate(msm, msm_time);
     let baseline_rate = rate(baseline, baseline_time);
+    let raw_rate = rate(raw, raw_time);
     println!(
-        "total: msm {} pairs, {} errors; baseline {} pairs, {} errors",
-        msm.pairs, msm.errors, baseline.pairs, baseline.errors
+        "total: msm {} pairs, {} errors; baseline {} pairs, {} errors; raw {} pairs, {} errors",
+        msm.pairs, msm.errors, baseline.pairs, baseline.errors, raw.pairs, raw.errors
     );
     println!(
         "msm store+load: {msm_rate:.0}/s, memcache set+get: {baseline_rate:.0}/s, ratio: {:.3} \
          ({tasks} tasks, payload {value_len} bytes)",
         msm_rate / baseline_rate
+    );
+    println!(
+        "raw set+get floor: {raw_rate:.0}/s, ratio msm/raw: {:.3}",
+        msm_rate / raw_rate
     );
 
     drop(baseline_workers);

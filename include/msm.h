@@ -6,7 +6,7 @@
  *
  * Ownership, for every function:
  * - handles (msm_config, msm_manager, msm_session, msm_lock) are created by the library and
- *   released by the caller with the matching *_free function (msm_unlock releases a lock);
+ *   released by the caller with the matching *_free function (msm_lock_release releases a lock);
  * - strings the library returns through char** out-parameters (ids, error messages,
  *   statistics, attribute names) belong to the caller and are released with msm_string_free;
  * - strings and buffers passed in are borrowed for the duration of the call only;
@@ -55,7 +55,7 @@ typedef enum msm_status {
 // A configuration being assembled attribute by attribute.
 typedef struct msm_config msm_config;
 
-// A held session lock, released by `msm_unlock`.
+// A held session lock, released by `msm_lock_release`.
 typedef struct msm_lock msm_lock;
 
 // A session manager: one context's sessions in one memcached cluster. Thread-safe.
@@ -210,9 +210,9 @@ enum msm_status msm_session_attribute_name(const struct msm_session *session,
 //
 // # Safety
 // `session` is a live session; `out` is writable; `error` is NULL or writable.
-enum msm_status msm_session_info(const struct msm_session *session,
-                                 struct msm_session_info *out,
-                                 char **error);
+enum msm_status msm_session_get_info(const struct msm_session *session,
+                                     struct msm_session_info *out,
+                                     char **error);
 
 // Records an access now and sets the session's lifetime in seconds (0 or less: forever).
 //
@@ -263,23 +263,25 @@ enum msm_status msm_touch(const struct msm_manager *manager,
 enum msm_status msm_delete(const struct msm_manager *manager, const char *id, char **error);
 
 // Takes the lock of the session `id`, waiting with exponential backoff up to `lockMaxWait`
-// (`MSM_STATUS_LOCK_TIMEOUT` then). `*out` receives the lock; give it to `msm_unlock`.
+// (`MSM_STATUS_LOCK_TIMEOUT` then). `*out` receives the lock; give it to `msm_lock_release`.
 //
 // # Safety
 // `manager` is a live manager; `id` is a NUL-terminated string; `out` is writable; `error` is
 // NULL or writable.
-enum msm_status msm_lock(const struct msm_manager *manager,
-                         const char *id,
-                         struct msm_lock **out,
-                         char **error);
+enum msm_status msm_lock_acquire(const struct msm_manager *manager,
+                                 const char *id,
+                                 struct msm_lock **out,
+                                 char **error);
 
-// Releases a lock taken by `msm_lock` and frees `lock`, whatever the outcome. A lock that
+// Releases a lock taken by `msm_lock_acquire` and frees `lock`, whatever the outcome. A lock that
 // expired and was taken by another holder is left to that holder.
 //
 // # Safety
-// `manager` is a live manager; `lock` is a lock from `msm_lock` not released before; `error`
+// `manager` is a live manager; `lock` is a lock from `msm_lock_acquire` not released before; `error`
 // is NULL or writable.
-enum msm_status msm_unlock(const struct msm_manager *manager, struct msm_lock *lock, char **error);
+enum msm_status msm_lock_release(const struct msm_manager *manager,
+                                 struct msm_lock *lock,
+                                 char **error);
 
 // The manager's statistics and node states as `name value` lines; `*out` receives them
 // (release with `msm_string_free`).

@@ -59,7 +59,7 @@ pub struct MsmManager(SessionManager);
 /// A session's content: metadata and attributes. Not thread-safe.
 pub struct MsmSession(SessionData);
 
-/// A held session lock, released by `msm_unlock`.
+/// A held session lock, released by `msm_lock_release`.
 pub struct MsmLock(SessionLock);
 
 /// Metadata of a session.
@@ -148,8 +148,10 @@ fn guard(error: *mut *mut c_char, body: impl FnOnce() -> Result<MsmStatus, Failu
             status
         }
         Err(failure) => {
-            // SAFETY: the caller's contract for `error`.
-            unsafe { put(error, c_string(&failure.message)) };
+            if !error.is_null() {
+                // SAFETY: non-NULL, writable per the caller's contract.
+                unsafe { error.write(c_string(&failure.message)) };
+            }
             failure.status
         }
     }
@@ -508,7 +510,7 @@ pub unsafe extern "C" fn msm_session_attribute_name(
 /// # Safety
 /// `session` is a live session; `out` is writable; `error` is NULL or writable.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn msm_session_info(
+pub unsafe extern "C" fn msm_session_get_info(
     session: *const MsmSession,
     out: *mut MsmSessionInfo,
     error: *mut *mut c_char,
@@ -669,13 +671,13 @@ pub unsafe extern "C" fn msm_delete(
 }
 
 /// Takes the lock of the session `id`, waiting with exponential backoff up to `lockMaxWait`
-/// (`MSM_STATUS_LOCK_TIMEOUT` then). `*out` receives the lock; give it to `msm_unlock`.
+/// (`MSM_STATUS_LOCK_TIMEOUT` then). `*out` receives the lock; give it to `msm_lock_release`.
 ///
 /// # Safety
 /// `manager` is a live manager; `id` is a NUL-terminated string; `out` is writable; `error` is
 /// NULL or writable.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn msm_lock(
+pub unsafe extern "C" fn msm_lock_acquire(
     manager: *const MsmManager,
     id: *const c_char,
     out: *mut *mut MsmLock,
@@ -697,14 +699,14 @@ pub unsafe extern "C" fn msm_lock(
     })
 }
 
-/// Releases a lock taken by `msm_lock` and frees `lock`, whatever the outcome. A lock that
+/// Releases a lock taken by `msm_lock_acquire` and frees `lock`, whatever the outcome. A lock that
 /// expired and was taken by another holder is left to that holder.
 ///
 /// # Safety
-/// `manager` is a live manager; `lock` is a lock from `msm_lock` not released before; `error`
+/// `manager` is a live manager; `lock` is a lock from `msm_lock_acquire` not released before; `error`
 /// is NULL or writable.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn msm_unlock(
+pub unsafe extern "C" fn msm_lock_release(
     manager: *const MsmManager,
     lock: *mut MsmLock,
     error: *mut *mut c_char,

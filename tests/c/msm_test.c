@@ -1,0 +1,811 @@
+/*
+ * The C API of msm, exercised by a C host against real memcached servers.
+ *
+ * Usage: msm_test ADDR1 ADDR2 ADDR3 PID1
+ *
+ * ADDR1..3 are the `127.0.0.1:PORT` addresses of three memcached servers, which become the
+ * nodes n1, n2 and n3; PID1 is the process id of the first one, which this program kills
+ * (SIGKILL) to check failover. The process that started the servers reaps it.
+ *
+ * Every check is counted; the first failure prints where it happened, what the library
+ * returned and its error message, and ends the program with status 1. On success the only
+ * output is the line `N passed, 0 failed`.
+ *
+ * The conventions of the API, as this program uses them:
+ * - every call returns an msm_status; its last argument, `char **error`, receives NULL on
+ *   success and a message on failure, released with msm_string_free;
+ * - ids, messages, names and statistics returned through `char **` are released with
+ *   msm_string_free; handles with their *_free function;
+ * - types are named by their tags (`struct msm_session`, `enum msm_status`), as the header's
+ *   own prototypes do.
+ */
+
+#define _POSIX_C_SOURCE 200809L
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "msm.h"
+
+/* ------------------------------------------------------------------------------------------ */
+/* Checks                                                                                     */
+/* ------------------------------------------------------------------------------------------ */
+
+static int checks_passed;
+
+static void fail(void)
+{
+    printf("%d passed, 1 failed\n", checks_passed);
+    exit(1);
+}
+
+static void check(int ok, const char *file, int line, const char *what)
+{
+    if (!ok) {
+        printf("%s:%d: check failed: %s\n", file, line, what);
+        fail();
+    }
+    checks_passed++;
+}
+
+/*
+ * Checks the status of a call and its error message: a message comes with every failure
+ * status, never with MSM_STATUS_OK or MSM_STATUS_NOT_FOUND. When `needle` is not NULL the
+ * message must contain it. The message is released and `*error` reset to NULL.
+ */
+static void expect(enum msm_status got, enum msm_status want, char **error, const char *needle,
+                   const char *file, int line, const char *call)
+{
+    int wants_message = want != MSM_STATUS_OK && want != MSM_STATUS_NOT_FOUND;
+    const char *message = *error != NULL ? *error : "(no message)";
+
+    if (got != want) {
+        printf("%s:%d: %s\n    returned %s, expected %s: %s\n", file, line, call,
+               msm_status_name(got), msm_status_name(want), message);
+        fail();
+    }
+    if ((*error != NULL) != wants_message) {
+        printf("%s:%d: %s\n    returned %s %s an error message: %s\n", file, line, call,
+               msm_status_name(got), wants_message ? "without" : "with", message);
+        fail();
+    }
+    if (needle != NULL && strstr(message, needle) == NULL) {
+        printf("%s:%d: %s\n    the error message does not mention \"%s\": %s\n", file, line,
+               call, needle, message);
+        fail();
+    }
+    msm_string_free(*error);
+    *error = NULL;
+    checks_passed++;
+}
+
+/* A condition that must hold. */
+#define CHECK(cond) check((cond) ? 1 : 0, __FILE__, __LINE__, #cond)
+
+/* A call that must return `want`; its error message goes to the local `char *err`. */
+#define EXPECT(want, call) expect((call), (want), &err, NULL, __FILE__, __LINE__, #call)
+
+/* The same, and the error message must contain `needle`. */
+#define EXPECT_MSG(want, call, needle) \
+    expect((call), (want), &err, (needle), __FILE__, __LINE__, #call)
+
+/* ------------------------------------------------------------------------------------------ */
+/* Helpers                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+#define RANDOM_LEN 32
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static int is_upper_hex(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F');
+}
+
+static int is_name_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_';
+}
+
+/* True when `id` is `<32 upper hex>-<node>` followed by `.<route>` when route is not NULL. */
+static int id_has_form(const char *id, const char *route)
+{
+    size_t i;
+    const char *node;
+    const char *end;
+
+    for (i = 0; i < RANDOM_LEN; i++) {
+        if (!is_upper_hex(id[i])) {
+            return 0;
+        }
+    }
+    if (id[RANDOM_LEN] != '-') {
+        return 0;
+    }
+    node = id + RANDOM_LEN + 1;
+    for (end = node; is_name_char(*end); end++) {
+    }
+    if (end == node) {
+        return 0;
+    }
+    if (route == NULL) {
+        return *end == '\0';
+    }
+    return *end == '.' && strcmp(end + 1, route) == 0;
+}
+
+/* True when the id (without route) names the memcached node `node`. */
+static int id_on_node(const char *id, const char *node)
+{
+    return strlen(id) > RANDOM_LEN + 1 && id[RANDOM_LEN] == '-' &&
+           strcmp(id + RANDOM_LEN + 1, node) == 0;
+}
+
+/* True when two ids share their random part: the same session, maybe on another node. */
+static int same_random_part(const char *a, const char *b)
+{
+    return strncmp(a, b, RANDOM_LEN) == 0;
+}
+
+/* A new id on the node `node`: ids are drawn until one lands there; the others are released. */
+static char *new_id_on(const struct msm_manager *m, const char *node)
+{
+    char *err = NULL;
+    int attempt;
+
+    for (attempt = 0; attempt < 30; attempt++) {
+        char *id = NULL;
+        EXPECT(MSM_STATUS_OK, msm_session_id_new(m, NULL, &id, &err));
+        if (id_on_node(id, node)) {
+            return id;
+        }
+        EXPECT(MSM_STATUS_OK, msm_delete(m, id, &err));
+        msm_string_free(id);
+    }
+    check(0, __FILE__, __LINE__, "an id on the wanted node within 30 attempts");
+    return NULL;
+}
+
+static void set_text(struct msm_session *s, const char *name, const char *value)
+{
+    char *err = NULL;
+    EXPECT(MSM_STATUS_OK,
+           msm_session_set_attribute(s, name, (const uint8_t *)value, strlen(value), &err));
+}
+
+/* True when the attribute `name` of `s` holds exactly `len` bytes equal to `value`. */
+static int has_attribute(const struct msm_session *s, const char *name, const void *value,
+                         size_t len)
+{
+    const uint8_t *found = NULL;
+    size_t found_len = 0;
+    enum msm_status status = msm_session_get_attribute(s, name, &found, &found_len, NULL);
+    return status == MSM_STATUS_OK && found_len == len && memcmp(found, value, len) == 0;
+}
+
+/* True when both sessions have the same attribute names and values, byte for byte. */
+static int same_attributes(const struct msm_session *a, const struct msm_session *b)
+{
+    size_t count = msm_session_attribute_count(a);
+    size_t i;
+
+    if (count != msm_session_attribute_count(b)) {
+        return 0;
+    }
+    for (i = 0; i < count; i++) {
+        char *name_a = NULL;
+        char *name_b = NULL;
+        const uint8_t *value = NULL;
+        size_t len = 0;
+        int same = msm_session_attribute_name(a, i, &name_a, NULL) == MSM_STATUS_OK &&
+                   msm_session_attribute_name(b, i, &name_b, NULL) == MSM_STATUS_OK &&
+                   strcmp(name_a, name_b) == 0 &&
+                   msm_session_get_attribute(a, name_a, &value, &len, NULL) == MSM_STATUS_OK &&
+                   has_attribute(b, name_b, value, len);
+        msm_string_free(name_a);
+        msm_string_free(name_b);
+        if (!same) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static struct msm_session_info info_of(const struct msm_session *s)
+{
+    char *err = NULL;
+    struct msm_session_info info;
+    memset(&info, 0, sizeof info);
+    EXPECT(MSM_STATUS_OK, msm_session_get_info(s, &info, &err));
+    return info;
+}
+
+/* The binary attribute value used throughout: NULs and bytes that are not text. */
+static const uint8_t BLOB[] = {0x00, 0x01, 0x00, 0xff, 'x', '\r', '\n', 0x00};
+
+/* A session with a text, a binary and an empty attribute. */
+static struct msm_session *sample_session(void)
+{
+    char *err = NULL;
+    struct msm_session *s = msm_session_new(1800);
+    CHECK(s != NULL);
+    set_text(s, "user", "alice");
+    EXPECT(MSM_STATUS_OK, msm_session_set_attribute(s, "blob", BLOB, sizeof BLOB, &err));
+    EXPECT(MSM_STATUS_OK, msm_session_set_attribute(s, "empty", NULL, 0, &err));
+    return s;
+}
+
+/* Splits `127.0.0.1:PORT` into an IPv4 socket address. */
+static int parse_address(const char *address, struct sockaddr_in *out)
+{
+    char host[64];
+    const char *colon = strrchr(address, ':');
+    long port;
+
+    if (colon == NULL || (size_t)(colon - address) >= sizeof host) {
+        return 0;
+    }
+    memcpy(host, address, (size_t)(colon - address));
+    host[colon - address] = '\0';
+    port = strtol(colon + 1, NULL, 10);
+    memset(out, 0, sizeof *out);
+    out->sin_family = AF_INET;
+    out->sin_port = htons((uint16_t)port);
+    return port > 0 && port < 65536 && inet_pton(AF_INET, host, &out->sin_addr) == 1;
+}
+
+/* Waits up to 5 s until nothing accepts connections at `address` any more. */
+static int wait_until_refused(const char *address)
+{
+    struct sockaddr_in sa;
+    double give_up = now_ms() + 5000.0;
+
+    if (!parse_address(address, &sa)) {
+        return 0;
+    }
+    while (now_ms() < give_up) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        int rc;
+        int refused;
+        if (fd < 0) {
+            return 0;
+        }
+        rc = connect(fd, (const struct sockaddr *)&sa, sizeof sa);
+        refused = rc != 0 && errno == ECONNREFUSED;
+        close(fd);
+        if (refused) {
+            return 1;
+        }
+        sleep_ms(10);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Tests                                                                                      */
+/* ------------------------------------------------------------------------------------------ */
+
+static struct msm_config *test_config(const char *nodes)
+{
+    char *err = NULL;
+    struct msm_config *config = msm_config_new();
+    struct msm_config *empty = msm_config_new();
+    struct msm_manager *none = NULL;
+
+    CHECK(config != NULL);
+    EXPECT(MSM_STATUS_OK, msm_config_set(config, "memcachedNodes", nodes, &err));
+    EXPECT(MSM_STATUS_OK, msm_config_set(config, "sticky", "false", &err));
+    EXPECT(MSM_STATUS_OK, msm_config_set(config, "operationTimeout", "500", &err));
+    EXPECT(MSM_STATUS_OK, msm_config_set(config, "storageKeyPrefix", "ctest:", &err));
+    EXPECT(MSM_STATUS_OK, msm_config_set(config, "lockMaxWait", "200", &err));
+
+    /* Refusals name the attribute (and the value), and leave the configuration as it was. */
+    EXPECT_MSG(MSM_STATUS_INVALID_CONFIG,
+               msm_config_set(config, "memcachedNodez", "n1:127.0.0.1:1", &err),
+               "memcachedNodez");
+    EXPECT_MSG(MSM_STATUS_INVALID_CONFIG, msm_config_set(config, "sticky", "maybe", &err),
+               "sticky");
+    EXPECT_MSG(MSM_STATUS_INVALID_CONFIG, msm_config_set(config, "sticky", "maybe", &err),
+               "maybe");
+    EXPECT_MSG(MSM_STATUS_INVALID_CONFIG,
+               msm_config_set(config, "operationTimeout", "soon", &err), "operationTimeout");
+
+    /* memcachedNodes is required. */
+    CHECK(empty != NULL);
+    EXPECT_MSG(MSM_STATUS_INVALID_CONFIG, msm_manager_new(empty, &none, &err), "memcachedNodes");
+    CHECK(none == NULL);
+    msm_config_free(empty);
+    return config;
+}
+
+static void test_ids(const struct msm_manager *m)
+{
+    char *err = NULL;
+    char *plain = NULL;
+    char *routed = NULL;
+    char *other = NULL;
+
+    EXPECT(MSM_STATUS_OK, msm_session_id_new(m, NULL, &plain, &err));
+    CHECK(plain != NULL && id_has_form(plain, NULL));
+    EXPECT(MSM_STATUS_OK, msm_session_id_new(m, "route1", &routed, &err));
+    CHECK(routed != NULL && id_has_form(routed, "route1"));
+    EXPECT(MSM_STATUS_OK, msm_session_id_new(m, NULL, &other, &err));
+    CHECK(other != NULL && !same_random_part(plain, other));
+
+    EXPECT(MSM_STATUS_OK, msm_delete(m, plain, &err));
+    EXPECT(MSM_STATUS_OK, msm_delete(m, routed, &err));
+    EXPECT(MSM_STATUS_OK, msm_delete(m, other, &err));
+    msm_string_free(plain);
+    msm_string_free(routed);
+    msm_string_free(other);
+}
+
+static void test_session_content(void)
+{
+    char *err = NULL;
+    struct msm_session *s = sample_session();
+    const uint8_t *value = NULL;
+    size_t len = 99;
+    char *name = NULL;
+    struct msm_session_info info;
+
+    CHECK(msm_session_attribute_count(s) == 3);
+    CHECK(has_attribute(s, "user", "alice", 5));
+    CHECK(has_attribute(s, "blob", BLOB, sizeof BLOB));
+    EXPECT(MSM_STATUS_OK, msm_session_get_attribute(s, "empty", &value, &len, &err));
+    CHECK(len == 0);
+    EXPECT(MSM_STATUS_NOT_FOUND, msm_session_get_attribute(s, "missing", &value, &len, &err));
+
+    /* Names come in name order. */
+    EXPECT(MSM_STATUS_OK, msm_session_attribute_name(s, 0, &name, &err));
+    CHECK(strcmp(name, "blob") == 0);
+    msm_string_free(name);
+    EXPECT(MSM_STATUS_OK, msm_session_attribute_name(s, 2, &name, &err));
+    CHECK(strcmp(name, "user") == 0);
+    msm_string_free(name);
+    name = NULL;
+    EXPECT(MSM_STATUS_NOT_FOUND, msm_session_attribute_name(s, 3, &name, &err));
+    CHECK(name == NULL);
+
+    /* Setting again replaces; removing twice finds nothing the second time. */
+    set_text(s, "user", "bob");
+    CHECK(has_attribute(s, "user", "bob", 3));
+    EXPECT(MSM_STATUS_OK, msm_session_remove_attribute(s, "empty", &err));
+    EXPECT(MSM_STATUS_NOT_FOUND, msm_session_remove_attribute(s, "empty", &err));
+    CHECK(msm_session_attribute_count(s) == 2);
+
+    info = info_of(s);
+    CHECK(info.max_inactive == 1800);
+    CHECK(info.version == 0);
+    CHECK(info.creation_time > 0 && info.last_accessed >= info.creation_time);
+    EXPECT(MSM_STATUS_OK, msm_session_access(s, 600, &err));
+    CHECK(info_of(s).max_inactive == 600);
+    CHECK(info_of(s).last_accessed >= info.last_accessed);
+
+    msm_session_free(s);
+}
+
+#define UNKNOWN_NODE_ID "0123456789ABCDEF0123456789ABCDEF-n9"
+
+static void test_store_load(const struct msm_manager *m)
+{
+    char *err = NULL;
+    char *id = NULL;
+    char *never_stored = NULL;
+    char *new_id = NULL;
+    struct msm_session *s = sample_session();
+    struct msm_session *loaded = NULL;
+    struct msm_session_info before = info_of(s);
+
+    EXPECT(MSM_STATUS_OK, msm_session_id_new(m, NULL, &id, &err));
+
+    /* store, then load: same attributes byte for byte, version incremented. */
+    EXPECT(MSM_STATUS_OK, msm_store(m, id, s, &new_id, &err));
+    CHECK(new_id == NULL);
+    CHECK(info_of(s).version == before.version + 1);
+    EXPECT(MSM_STATUS_OK, msm_load(m, id, &loaded, &new_id, &err));
+    CHECK(loaded != NULL && new_id == NULL);
+    CHECK(same_attributes(s, loaded));
+    CHECK(has_attribute(loaded, "blob", BLOB, sizeof BLOB));
+    CHECK(info_of(loaded).version == before.version + 1);
+    CHECK(info_of(loaded).creation_time == before.creation_time);
+    CHECK(info_of(loaded).max_inactive == 1800);
+    msm_session_free(loaded);
+
+    /* A second store of a changed session. */
+    set_text(s, "user", "carol");
+    EXPECT(MSM_STATUS_OK, msm_store(m, id, s, NULL, &err));
+    EXPECT(MSM_STATUS_OK, msm_load(m, id, &loaded, NULL, &err));
+    CHECK(has_attribute(loaded, "user", "carol", 5));
+    CHECK(info_of(loaded).version == before.version + 2);
+    msm_session_free(loaded);
+
+    /* touch renews a stored session; a valid id that was never stored is not found. */
+    EXPECT(MSM_STATUS_OK, msm_touch(m, id, 1800, &err));
+    EXPECT(MSM_STATUS_OK, msm_session_id_new(m, NULL, &never_stored, &err));
+    EXPECT(MSM_STATUS_NOT_FOUND, msm_touch(m, never_stored, 1800, &err));
+    EXPECT(MSM_STATUS_NOT_FOUND, msm_load(m, never_stored, &loaded, NULL, &err));
+    CHECK(loaded == NULL);
+    EXPECT(MSM_STATUS_OK, msm_delete(m, never_stored, &err));
+
+    /* A well-formed id naming a node that is not configured is no session either. */
+    EXPECT(MSM_STATUS_NOT_FOUND, msm_load(m, UNKNOWN_NODE_ID, &loaded, NULL, &err));
+    CHECK(loaded == NULL);
+    EXPECT(MSM_STATUS_NOT_FOUND, msm_touch(m, UNKNOWN_NODE_ID, 1800, &err));
+
+    /* delete: gone for load and touch. */
+    EXPECT(MSM_STATUS_OK, msm_delete(m, id, &err));
+    EXPECT(MSM_STATUS_NOT_FOUND, msm_load(m, id, &loaded, &new_id, &err));
+    CHECK(loaded == NULL && new_id == NULL);
+    EXPECT(MSM_STATUS_NOT_FOUND, msm_touch(m, id, 1800, &err));
+
+    msm_string_free(id);
+    msm_string_free(never_stored);
+    msm_session_free(s);
+}
+
+static void test_hostile_ids(const struct msm_manager *m)
+{
+    char *err = NULL;
+    char long_id[301];
+    const char *hostile[6];
+    size_t i;
+    struct msm_session *s = msm_session_new(60);
+
+    memset(long_id, 'A', 297);
+    memcpy(long_id + 297, "-n1", 4); /* 300 characters */
+
+    hostile[0] = "";
+    hostile[1] = "abc";
+    hostile[2] = "0123456789ABCDEF0123456789ABCDEF-n1\r\nflush_all";
+    hostile[3] = long_id;
+    hostile[4] = "0123456789ABCDEF0123456789ABCDEF-n\xc3\xb6"; /* "-nö" in UTF-8 */
+    hostile[5] = "0123456789abcdef0123456789abcdef-n1";       /* lower-case hex */
+
+    for (i = 0; i < sizeof hostile / sizeof hostile[0]; i++) {
+        const char *id = hostile[i];
+        struct msm_session *loaded = NULL;
+        struct msm_lock *lock = NULL;
+        char *new_id = NULL;
+
+        EXPECT(MSM_STATUS_INVALID_ID, msm_load(m, id, &loaded, &new_id, &err));
+        CHECK(loaded == NULL && new_id == NULL);
+        EXPECT(MSM_STATUS_INVALID_ID, msm_store(m, id, s, &new_id, &err));
+        CHECK(new_id == NULL);
+        EXPECT(MSM_STATUS_INVALID_ID, msm_delete(m, id, &err));
+        EXPECT(MSM_STATUS_INVALID_ID, msm_touch(m, id, 60, &err));
+        EXPECT(MSM_STATUS_INVALID_ID, msm_lock_acquire(m, id, &lock, &err));
+        CHECK(lock == NULL);
+    }
+    msm_session_free(s);
+}
+
+/* One msm_lock attempt, made from its own thread. */
+struct lock_attempt {
+    const struct msm_manager *manager;
+    const char *id;
+    enum msm_status status;        /* of msm_lock */
+    char *error;                   /* its message, to release */
+    enum msm_status unlock_status; /* of msm_unlock, when the lock was taken */
+    double waited_ms;
+};
+
+static void *lock_attempt_run(void *arg)
+{
+    struct lock_attempt *a = arg;
+    struct msm_lock *lock = NULL;
+    double start = now_ms();
+
+    a->status = msm_lock_acquire(a->manager, a->id, &lock, &a->error);
+    a->waited_ms = now_ms() - start;
+    a->unlock_status = MSM_STATUS_OK;
+    if (a->status == MSM_STATUS_OK) {
+        a->unlock_status = msm_lock_release(a->manager, lock, NULL);
+    }
+    return NULL;
+}
+
+static struct lock_attempt lock_from_other_thread(const struct msm_manager *m, const char *id)
+{
+    struct lock_attempt attempt;
+    pthread_t thread;
+
+    memset(&attempt, 0, sizeof attempt);
+    attempt.manager = m;
+    attempt.id = id;
+    CHECK(pthread_create(&thread, NULL, lock_attempt_run, &attempt) == 0);
+    CHECK(pthread_join(thread, NULL) == 0);
+    return attempt;
+}
+
+static void test_lock(const struct msm_manager *m)
+{
+    char *err = NULL;
+    char *id = NULL;
+    struct msm_lock *lock = NULL;
+    struct lock_attempt other;
+
+    EXPECT(MSM_STATUS_OK, msm_session_id_new(m, NULL, &id, &err));
+    EXPECT(MSM_STATUS_OK, msm_lock_acquire(m, id, &lock, &err));
+    CHECK(lock != NULL);
+
+    /* Held here: another thread gives up after lockMaxWait (200 ms). */
+    other = lock_from_other_thread(m, id);
+    err = other.error;
+    EXPECT_MSG(MSM_STATUS_LOCK_TIMEOUT, other.status, "lock");
+    CHECK(other.waited_ms >= 150.0);
+
+    /* Released: the other thread gets it at once. */
+    EXPECT(MSM_STATUS_OK, msm_lock_release(m, lock, &err));
+    other = lock_from_other_thread(m, id);
+    err = other.error;
+    EXPECT(MSM_STATUS_OK, other.status);
+    EXPECT(MSM_STATUS_OK, other.unlock_status);
+
+    EXPECT(MSM_STATUS_OK, msm_delete(m, id, &err));
+    msm_string_free(id);
+}
+
+static void test_failover(const struct msm_manager *m, const char *n1_address, pid_t n1_pid)
+{
+    char *err = NULL;
+    char *on_n1 = new_id_on(m, "n1");
+    char *later_on_n1 = new_id_on(m, "n1");
+    char *moved = NULL;
+    char *again = NULL;
+    struct msm_session *s = sample_session();
+    struct msm_session *fresh = sample_session();
+    struct msm_session *loaded = NULL;
+    int i;
+
+    /* Non-sticky: the session goes to n1, its backup copy to n2. */
+    EXPECT(MSM_STATUS_OK, msm_store(m, on_n1, s, &moved, &err));
+    CHECK(moved == NULL);
+
+    /* A real fault: n1 dies. */
+    CHECK(kill(n1_pid, SIGKILL) == 0);
+    CHECK(wait_until_refused(n1_address));
+
+    /* The session is served from its backup and moves to n2 under a new id. */
+    EXPECT(MSM_STATUS_OK, msm_load(m, on_n1, &loaded, &moved, &err));
+    CHECK(loaded != NULL);
+    CHECK(moved != NULL && id_on_node(moved, "n2") && same_random_part(moved, on_n1));
+    CHECK(same_attributes(s, loaded));
+    msm_session_free(loaded);
+
+    /* The new id works as is. */
+    EXPECT(MSM_STATUS_OK, msm_load(m, moved, &loaded, &again, &err));
+    CHECK(loaded != NULL && again == NULL);
+    CHECK(same_attributes(s, loaded));
+    msm_session_free(loaded);
+
+    /* Storing a session whose id names the dead node moves it too. */
+    EXPECT(MSM_STATUS_OK, msm_store(m, later_on_n1, fresh, &again, &err));
+    CHECK(again != NULL && !id_on_node(again, "n1") && same_random_part(again, later_on_n1));
+    EXPECT(MSM_STATUS_OK, msm_load(m, again, &loaded, NULL, &err));
+    CHECK(loaded != NULL && same_attributes(fresh, loaded));
+    msm_session_free(loaded);
+
+    /* New ids avoid the dead node. */
+    for (i = 0; i < 4; i++) {
+        char *id = NULL;
+        EXPECT(MSM_STATUS_OK, msm_session_id_new(m, NULL, &id, &err));
+        CHECK(!id_on_node(id, "n1"));
+        EXPECT(MSM_STATUS_OK, msm_delete(m, id, &err));
+        msm_string_free(id);
+    }
+
+    EXPECT(MSM_STATUS_OK, msm_delete(m, moved, &err));
+    EXPECT(MSM_STATUS_OK, msm_delete(m, again, &err));
+    msm_string_free(on_n1);
+    msm_string_free(later_on_n1);
+    msm_string_free(moved);
+    msm_string_free(again);
+    msm_session_free(s);
+    msm_session_free(fresh);
+}
+
+/* The line of `text` that starts with `prefix`, copied into `line`; 0 when there is none. */
+static int find_line(const char *text, const char *prefix, char *line, size_t size)
+{
+    size_t prefix_len = strlen(prefix);
+    const char *p = text;
+
+    while (*p != '\0') {
+        const char *end = strchr(p, '\n');
+        size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+        if (len >= prefix_len && strncmp(p, prefix, prefix_len) == 0 && len < size) {
+            memcpy(line, p, len);
+            line[len] = '\0';
+            return 1;
+        }
+        if (end == NULL) {
+            break;
+        }
+        p = end + 1;
+    }
+    return 0;
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s);
+    size_t k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+static void test_stats(const struct msm_manager *m)
+{
+    char *err = NULL;
+    char *text = NULL;
+    char line[256];
+    unsigned long long relocated = 0;
+
+    EXPECT(MSM_STATUS_OK, msm_stats(m, &text, &err));
+    CHECK(text != NULL);
+    CHECK(find_line(text, "sessions_relocated ", line, sizeof line));
+    CHECK(sscanf(line, "sessions_relocated %llu", &relocated) == 1 && relocated >= 2);
+    CHECK(find_line(text, "node_n1 ", line, sizeof line) && ends_with(line, " down"));
+    CHECK(find_line(text, "node_n2 ", line, sizeof line) && ends_with(line, " up"));
+    CHECK(find_line(text, "node_n3 ", line, sizeof line) && ends_with(line, " up"));
+    msm_string_free(text);
+}
+
+static void test_panic(const struct msm_manager *m)
+{
+    char *err = NULL;
+    char *id = NULL;
+    struct msm_session *s = sample_session();
+    struct msm_session *loaded = NULL;
+
+    EXPECT_MSG(MSM_STATUS_PANIC, msm_selftest_panic(&err), "panic");
+    CHECK(msm_selftest_panic(NULL) == MSM_STATUS_PANIC);
+
+    /* The library keeps working. */
+    EXPECT(MSM_STATUS_OK, msm_session_id_new(m, NULL, &id, &err));
+    EXPECT(MSM_STATUS_OK, msm_store(m, id, s, NULL, &err));
+    EXPECT(MSM_STATUS_OK, msm_load(m, id, &loaded, NULL, &err));
+    CHECK(loaded != NULL && same_attributes(s, loaded));
+    EXPECT(MSM_STATUS_OK, msm_delete(m, id, &err));
+
+    msm_session_free(loaded);
+    msm_session_free(s);
+    msm_string_free(id);
+}
+
+static void test_null_arguments(const struct msm_manager *m, struct msm_config *config)
+{
+    char *err = NULL;
+    char *id = NULL;
+    char *text = NULL;
+    struct msm_session *s = msm_session_new(60);
+    struct msm_session *loaded = NULL;
+    struct msm_manager *other = NULL;
+    struct msm_lock *lock = NULL;
+    const uint8_t *value = NULL;
+    size_t len = 0;
+    struct msm_session_info info;
+
+    EXPECT(MSM_STATUS_OK, msm_session_id_new(m, NULL, &id, &err));
+
+    EXPECT(MSM_STATUS_INVALID_ARGUMENT, msm_config_set(NULL, "sticky", "true", &err));
+    EXPECT(MSM_STATUS_INVALID_ARGUMENT, msm_config_set(config, NULL, "true", &err));
+    EXPECT(MSM_STATUS_INVALID_ARGUMENT, msm_config_set(config, "sticky", NULL, &err));
+    EXPECT(MSM_STATUS_INVALID_ARGUMENT, msm_config_set_context(config, NULL, "/app", &err));
+    EXPECT(MSM_STATUS_INVALID_ARGUMENT, msm_manager_new(NULL, &other, &err));
+    EXPECT(MSM_STATUS_INVALID_ARGUMENT, msm_manager_new(config, NULL, &err));
+    CHECK(other == NULL);
+
+    EXPECT(MSM_STATUS_INVALID_ARGUMENT, msm_session_id_new(NULL, NULL, &text, &err));
+    EXPECT(MSM_STATUS_INVALID_ARGUMENT, msm_session_id_new(m, NULL, NULL, &err));
+
+    EXPECT(MSM_STATUS_INVALID_ARGUMENT,
+           msm_session_set_attribute(NULL, "a", (const uint8_t *)"x", 1, &err));
+    EXPECT(MSM_STATUS_INVALID_ARGUMENT,
+           msm_session_set_attribute(s, NULL, (const uint8_t *)"x", 1, &err));
+    EXPECT(MSM_STATUS_INVALID_ARGUMENT, msm_session_set_attribute(s, "a", NULL, 3, &err));
+    EXPECT(MSM_STATUS_INVALID_ARGUMENT, msm_session_get_attribute(s, "a", NULL, &len, &err));
+    EXPECT(MSM_STATUS_INVALID_ARGUMENT, msm_session_get_attribute(s, "a", &value, NULL, &err));
+    EXPECT(MSM_STATUS_INVALID_ARGUMENT, msm_session_remove_attribute(s, NULL, &err));
+    EXPECT(MSM_STATUS_INVALID_ARGUMENT, msm_session_attribute_name(s, 0, NULL, &err));
+    EXPECT(MSM_STATUS_INVALID_ARGUMENT, msm_session_get_info(NULL, &info, &err));
+    EXPECT(MSM_STATUS_INVALID_ARGUMENT, msm_session_get_info(s, NULL, &err));
+    EXPECT(MSM_STATUS_INVALID_ARGUMENT, msm_session_access(NULL, 60, &err));
+    CHECK(msm_session_attribute_count(NULL) == 0);
+
+    EXPECT_MSG(MSM_STATUS_INVALID_ARGUMENT, msm_load(m, NULL, &loaded, NULL, &err), "id");
+    EXPECT(MSM_STATUS_INVALID_ARGUMENT, msm_load(NULL, id, &loaded, NULL, &err));
+    EXPECT(MSM_STATUS_INVALID_ARGUMENT, msm_load(m, id, NULL, NULL, &err));
+    CHECK(loaded == NULL);
+    EXPECT(MSM_STATUS_INVALID_ARGUMENT, msm_store(m, NULL, s, NULL, &err));
+    EXPECT(MSM_STATUS_INVALID_ARGUMENT, msm_store(m, id, NULL, NULL, &err));
+    EXPECT(MSM_STATUS_INVALID_ARGUMENT, msm_store(NULL, id, s, NULL, &err));
+    EXPECT(MSM_STATUS_INVALID_ARGUMENT, msm_touch(m, NULL, 60, &err));
+    EXPECT(MSM_STATUS_INVALID_ARGUMENT, msm_delete(m, NULL, &err));
+    EXPECT(MSM_STATUS_INVALID_ARGUMENT, msm_lock_acquire(m, NULL, &lock, &err));
+    EXPECT(MSM_STATUS_INVALID_ARGUMENT, msm_lock_acquire(m, id, NULL, &err));
+    CHECK(lock == NULL);
+    EXPECT(MSM_STATUS_INVALID_ARGUMENT, msm_lock_release(m, NULL, &err));
+    EXPECT(MSM_STATUS_INVALID_ARGUMENT, msm_stats(m, NULL, &err));
+    EXPECT(MSM_STATUS_INVALID_ARGUMENT, msm_stats(NULL, &text, &err));
+    CHECK(text == NULL);
+
+    /* A string that is not UTF-8 is an invalid argument, like NULL. */
+    EXPECT_MSG(MSM_STATUS_INVALID_ARGUMENT, msm_load(m, "\xff\xfe", &loaded, NULL, &err),
+               "UTF-8");
+
+    /* `error` may be NULL; releasing NULL is a no-op. */
+    CHECK(msm_load(m, NULL, &loaded, NULL, NULL) == MSM_STATUS_INVALID_ARGUMENT);
+    msm_string_free(NULL);
+    msm_session_free(NULL);
+    msm_manager_free(NULL);
+    msm_config_free(NULL);
+
+    CHECK(strcmp(msm_status_name(MSM_STATUS_LOCK_TIMEOUT), "MSM_STATUS_LOCK_TIMEOUT") == 0);
+    CHECK(strcmp(msm_status_name(MSM_STATUS_OK), "MSM_STATUS_OK") == 0);
+
+    EXPECT(MSM_STATUS_OK, msm_delete(m, id, &err));
+    msm_string_free(id);
+    msm_session_free(s);
+}
+
+int main(int argc, char **argv)
+{
+    char *err = NULL;
+    char nodes[256];
+    struct msm_config *config;
+    struct msm_manager *m = NULL;
+    long n1_pid;
+
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc != 5) {
+        fprintf(stderr, "usage: %s ADDR1 ADDR2 ADDR3 PID1\n", argv[0]);
+        return 2;
+    }
+    n1_pid = strtol(argv[4], NULL, 10);
+    CHECK(n1_pid > 0);
+    CHECK(snprintf(nodes, sizeof nodes, "n1:%s n2:%s n3:%s", argv[1], argv[2], argv[3]) <
+          (int)sizeof nodes);
+
+    config = test_config(nodes);
+    EXPECT(MSM_STATUS_OK, msm_manager_new(config, &m, &err));
+    CHECK(m != NULL);
+
+    test_ids(m);
+    test_session_content();
+    test_store_load(m);
+    test_hostile_ids(m);
+    test_lock(m);
+    test_null_arguments(m, config);
+    test_failover(m, argv[1], (pid_t)n1_pid);
+    test_stats(m);
+    test_panic(m);
+
+    msm_manager_free(m);
+    msm_config_free(config);
+    printf("%d passed, 0 failed\n", checks_passed);
+    return 0;
+}
