@@ -233,6 +233,24 @@ impl Drop for Memcached {
     }
 }
 
+/// The counters of a `stats` snapshot that every command a client sends moves (gets, sets,
+/// touches, deletes, flushes, increments): equal in two snapshots means nothing reached the server.
+pub fn command_counters(stats: &HashMap<String, u64>) -> Vec<(&'static str, u64)> {
+    [
+        "cmd_get",
+        "cmd_set",
+        "cmd_touch",
+        "cmd_flush",
+        "delete_hits",
+        "delete_misses",
+        "incr_hits",
+        "incr_misses",
+    ]
+    .into_iter()
+    .map(|name| (name, stats[name]))
+    .collect()
+}
+
 /// A twemproxy (`nutcracker`) in front of some memcached servers.
 pub struct Twemproxy {
     child: Child,
