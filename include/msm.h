@@ -130,6 +130,15 @@ enum msm_status msm_manager_new(const struct msm_config *config,
                                 struct msm_manager **out,
                                 char **error);
 
+// Replaces the memcached node list of a running manager (`memcachedNodes` syntax). Failover
+// nodes must stay in the list. Sessions on removed nodes move as if their node had failed.
+//
+// # Safety
+// `manager` is a live manager; `nodes` is a NUL-terminated string; `error` is NULL or writable.
+enum msm_status msm_manager_set_nodes(const struct msm_manager *manager,
+                                      const char *nodes,
+                                      char **error);
+
 // Releases a manager and its connections. NULL is ignored. No call on it may be running.
 //
 // # Safety

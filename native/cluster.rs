@@ -8,7 +8,9 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
+use parking_lot::RwLock;
 use tokio::task::JoinHandle;
 
 use crate::client::NodeClient;
@@ -42,10 +44,39 @@ impl Node {
     }
 }
 
-/// The nodes of a manager, with the background probe of those that are down.
+/// A snapshot of the node list.
+pub type Nodes = Arc<[Arc<Node>]>;
+
+/// How node clients are set up.
+#[derive(Debug, Clone, Copy)]
+struct ClientSettings {
+    timeout: Duration,
+    retries: u32,
+    max_value: usize,
+}
+
+impl ClientSettings {
+    fn node(&self, config: &NodeConfig) -> Node {
+        Node {
+            client: NodeClient::new(
+                &config.id,
+                &config.address(),
+                self.timeout,
+                self.retries,
+                self.max_value,
+            ),
+            config: config.clone(),
+            up: AtomicBool::new(true),
+        }
+    }
+}
+
+/// The nodes of a manager, with the background probe of those that are down. The node list can
+/// be replaced while the manager runs.
 #[derive(Debug)]
 pub struct Cluster {
-    nodes: Arc<[Node]>,
+    nodes: Arc<RwLock<Nodes>>,
+    settings: ClientSettings,
     next_primary: AtomicUsize,
     stats: Arc<Stats>,
     prober: JoinHandle<()>,
@@ -60,23 +91,18 @@ impl Drop for Cluster {
 impl Cluster {
     /// Builds the clients of every configured node and starts probing.
     pub fn new(config: &Config, stats: Arc<Stats>) -> Self {
-        // Room for the largest session plus the protocol's framing.
-        let max_value = config.max_session_size + 1024;
-        let nodes: Arc<[Node]> = config
+        let settings = ClientSettings {
+            timeout: config.operation_timeout,
+            retries: config.operation_retries,
+            // Room for the largest session plus the protocol's framing.
+            max_value: config.max_session_size + 1024,
+        };
+        let nodes: Nodes = config
             .nodes
             .iter()
-            .map(|n| Node {
-                client: NodeClient::new(
-                    &n.id,
-                    &n.address(),
-                    config.operation_timeout,
-                    config.operation_retries,
-                    max_value,
-                ),
-                config: n.clone(),
-                up: AtomicBool::new(true),
-            })
+            .map(|n| Arc::new(settings.node(n)))
             .collect();
+        let nodes = Arc::new(RwLock::new(nodes));
         let prober = runtime::handle().spawn(probe_forever(
             Arc::clone(&nodes),
             Arc::clone(&stats),
@@ -84,6 +110,7 @@ impl Cluster {
         ));
         Cluster {
             nodes,
+            settings,
             next_primary: AtomicUsize::new(0),
             stats,
             prober,
@@ -91,46 +118,66 @@ impl Cluster {
     }
 
     /// The node with this id, if configured.
-    pub fn node(&self, id: &str) -> Option<&Node> {
-        self.nodes.iter().find(|n| n.id() == id)
+    pub fn node(&self, id: &str) -> Option<Arc<Node>> {
+        self.nodes.read().iter().find(|n| n.id() == id).cloned()
     }
 
     /// All nodes, in configured order.
-    pub fn nodes(&self) -> &[Node] {
-        &self.nodes
+    pub fn nodes(&self) -> Nodes {
+        Arc::clone(&self.nodes.read())
+    }
+
+    /// Replaces the node list. Nodes whose id and address are unchanged keep their connections
+    /// and health; sessions on removed nodes move as if their node had failed.
+    pub fn replace(&self, configs: &[NodeConfig]) {
+        let mut nodes = self.nodes.write();
+        let replaced: Nodes = configs
+            .iter()
+            .map(|config| {
+                nodes
+                    .iter()
+                    .find(|n| n.config == *config)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(self.settings.node(config)))
+            })
+            .collect();
+        *nodes = replaced;
     }
 
     /// The node for a new session: regular nodes that are up, in turn; failover nodes only when
     /// no regular node is up; when every node is down, the first regular node (the session then
     /// lives in the host until a node comes back).
-    pub fn choose_primary(&self) -> &Node {
+    pub fn choose_primary(&self) -> Arc<Node> {
         let turn = self.next_primary.fetch_add(1, Ordering::Relaxed);
+        let nodes = self.nodes();
         let pick = |failover: bool| {
-            let candidates: Vec<&Node> = self
-                .nodes
+            let candidates: Vec<&Arc<Node>> = nodes
                 .iter()
                 .filter(|n| n.is_failover() == failover && n.is_up())
                 .collect();
-            (!candidates.is_empty()).then(|| candidates[turn % candidates.len()])
+            (!candidates.is_empty()).then(|| Arc::clone(candidates[turn % candidates.len()]))
         };
         pick(false)
             .or_else(|| pick(true))
-            .or_else(|| self.nodes.iter().find(|n| !n.is_failover()))
+            .or_else(|| nodes.iter().find(|n| !n.is_failover()).cloned())
             .expect("configuration guarantees a regular node")
     }
 
     /// The first node that is up after the node `after` in ring order (regular nodes first,
     /// then failover nodes), never `after` itself: a session's backup node, and where it moves
     /// when its own node fails.
-    pub fn next_available(&self, after: &str) -> Option<&Node> {
-        let regular: Vec<&Node> = self.nodes.iter().filter(|n| !n.is_failover()).collect();
+    pub fn next_available(&self, after: &str) -> Option<Arc<Node>> {
+        let nodes = self.nodes();
+        let regular: Vec<&Arc<Node>> = nodes.iter().filter(|n| !n.is_failover()).collect();
         let start = regular
             .iter()
             .position(|n| n.id() == after)
             .map_or(0, |i| i + 1);
         let ring = (0..regular.len()).map(|i| regular[(start + i) % regular.len()]);
-        let failover = self.nodes.iter().filter(|n| n.is_failover());
-        ring.chain(failover).find(|n| n.id() != after && n.is_up())
+        let failover = nodes.iter().filter(|n| n.is_failover());
+        ring.chain(failover)
+            .find(|n| n.id() != after && n.is_up())
+            .cloned()
     }
 
     /// Runs an operation on a node. A node that is down is not contacted; a node failure marks
@@ -164,7 +211,7 @@ impl Cluster {
 
     /// One line per node: id, address, and whether it is up.
     pub fn describe(&self) -> String {
-        self.nodes
+        self.nodes()
             .iter()
             .map(|n| {
                 let state = if n.is_up() { "up" } else { "down" };
@@ -176,10 +223,11 @@ impl Cluster {
 }
 
 /// Probes down nodes every `interval` and marks those that answer as up.
-async fn probe_forever(nodes: Arc<[Node]>, stats: Arc<Stats>, interval: std::time::Duration) {
+async fn probe_forever(nodes: Arc<RwLock<Nodes>>, stats: Arc<Stats>, interval: Duration) {
     loop {
         tokio::time::sleep(interval).await;
-        for node in nodes.iter().filter(|n| !n.is_up()) {
+        let snapshot = Arc::clone(&nodes.read());
+        for node in snapshot.iter().filter(|n| !n.is_up()) {
             if node.client.version().await.is_ok() && !node.up.swap(true, Ordering::AcqRel) {
                 bump(&stats.nodes_recovered);
                 tracing::info!(node = node.id(), "memcached node is back up");

@@ -68,7 +68,7 @@ pub enum KeySource {
 }
 
 /// A validated configuration.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Config {
     /// The memcached nodes, in the order given (failover nodes flagged).
     pub nodes: Vec<NodeConfig>,
@@ -102,10 +102,32 @@ pub struct Config {
     pub max_session_size: usize,
     /// Source of the HMAC-SHA256 key; without one, values carry a checksum.
     pub integrity_key: Option<KeySource>,
+    /// Requests whose URI matches never touch memcached (static resources).
+    pub request_uri_ignore_pattern: Option<Regex>,
+    /// Only attributes whose name matches are stored; all when unset.
+    pub session_attribute_filter: Option<Regex>,
+    /// When false the manager keeps sessions in memory only, like Tomcat's default.
+    pub enabled: bool,
+    /// Most asynchronous backups in flight; past it a backup is written synchronously.
+    pub backup_queue_size: usize,
 }
 
 impl Config {
-    /// Parses `name=value` pairs for a context; see [`ConfigBuilder::set`].
+    /// Whether a request for `uri` must leave memcached alone (`requestUriIgnorePattern`).
+    pub fn ignores_uri(&self, uri: &str) -> bool {
+        self.request_uri_ignore_pattern
+            .as_ref()
+            .is_some_and(|p| p.is_match(uri))
+    }
+
+    /// Whether the attribute `name` is stored (`sessionAttributeFilter`).
+    pub fn stores_attribute(&self, name: &str) -> bool {
+        self.session_attribute_filter
+            .as_ref()
+            .is_none_or(|p| p.is_match(name))
+    }
+
+    /// Parses `name=value` pairs; see [`ConfigBuilder::set`].
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Config> {
         let mut builder = ConfigBuilder::default();
         for (name, value) in pairs {
@@ -137,6 +159,10 @@ pub struct ConfigBuilder {
     max_inactive_interval: Option<i32>,
     max_session_size: Option<u64>,
     integrity_key: Option<KeySource>,
+    request_uri_ignore_pattern: Option<Regex>,
+    session_attribute_filter: Option<Regex>,
+    enabled: Option<bool>,
+    backup_queue_size: Option<u64>,
 }
 
 /// Every attribute name the parser knows, in documentation order.
@@ -158,6 +184,10 @@ pub const ATTRIBUTES: &[&str] = &[
     "maxInactiveInterval",
     "maxSessionSize",
     "integrityKey",
+    "requestUriIgnorePattern",
+    "sessionAttributeFilter",
+    "enabled",
+    "backupQueueSize",
 ];
 
 fn parse_bool(name: &str, value: &str) -> Result<bool> {
@@ -202,6 +232,16 @@ fn parse_locking_mode(name: &str, value: &str) -> Result<LockingMode> {
     }
 }
 
+/// A regular expression matched against whole strings; empty means none.
+fn parse_pattern(name: &str, value: &str) -> Result<Option<Regex>> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    Regex::new(&format!("^(?:{value})$"))
+        .map(Some)
+        .map_err(|e| Error::config(name, value, format!("bad regular expression: {e}")))
+}
+
 fn parse_key_source(name: &str, value: &str) -> Result<KeySource> {
     let value = value.trim();
     if let Some(path) = value.strip_prefix("file:").filter(|p| !p.is_empty()) {
@@ -238,6 +278,32 @@ fn split_id(rest: &str) -> Option<(Option<&str>, &str)> {
             None => (None, rest),
         }),
     }
+}
+
+/// Parses a `memcachedNodes` value and flags the nodes named in a `failoverNodes` value; used at
+/// start and when the node list is replaced at runtime.
+pub fn parse_node_list(nodes: &str, failover: Option<&str>) -> Result<Vec<NodeConfig>> {
+    let mut nodes = parse_nodes(nodes)?;
+    if let Some(failover) = failover {
+        for id in list(failover) {
+            let node = nodes.iter_mut().find(|n| n.id == id).ok_or_else(|| {
+                Error::config(
+                    "failoverNodes",
+                    failover,
+                    format!("node `{id}` is not in memcachedNodes"),
+                )
+            })?;
+            node.failover = true;
+        }
+        if nodes.iter().all(|n| n.failover) {
+            return Err(Error::config(
+                "failoverNodes",
+                failover,
+                "every node is a failover node; at least one regular node is required",
+            ));
+        }
+    }
+    Ok(nodes)
 }
 
 fn parse_nodes(value: &str) -> Result<Vec<NodeConfig>> {
@@ -329,6 +395,12 @@ impl ConfigBuilder {
             }
             "maxSessionSize" => self.max_session_size = Some(ms(1024, 1 << 30)?),
             "integrityKey" => self.integrity_key = Some(parse_key_source(name, value)?),
+            "requestUriIgnorePattern" => {
+                self.request_uri_ignore_pattern = parse_pattern(name, value)?;
+            }
+            "sessionAttributeFilter" => self.session_attribute_filter = parse_pattern(name, value)?,
+            "enabled" => self.enabled = Some(parse_bool(name, value)?),
+            "backupQueueSize" => self.backup_queue_size = Some(ms(1, 1_000_000)?),
             _ => {
                 return Err(Error::config(
                     name,
@@ -355,26 +427,7 @@ impl ConfigBuilder {
             .nodes
             .as_deref()
             .ok_or_else(|| Error::config("memcachedNodes", "", "the attribute is required"))?;
-        let mut nodes = parse_nodes(node_list)?;
-        if let Some(failover) = &self.failover_nodes {
-            for id in list(failover) {
-                let node = nodes.iter_mut().find(|n| n.id == id).ok_or_else(|| {
-                    Error::config(
-                        "failoverNodes",
-                        failover,
-                        format!("node `{id}` is not in memcachedNodes"),
-                    )
-                })?;
-                node.failover = true;
-            }
-            if nodes.iter().all(|n| n.failover) {
-                return Err(Error::config(
-                    "failoverNodes",
-                    failover,
-                    "every node is a failover node; at least one regular node is required",
-                ));
-            }
-        }
+        let nodes = parse_node_list(node_list, self.failover_nodes.as_deref())?;
         let ms = Duration::from_millis;
         let lock_backoff_initial = ms(self.lock_backoff_initial.unwrap_or(5));
         let lock_backoff_max = ms(self.lock_backoff_max.unwrap_or(200));
@@ -407,6 +460,10 @@ impl ConfigBuilder {
             max_inactive_interval: self.max_inactive_interval.unwrap_or(1800),
             max_session_size: self.max_session_size.unwrap_or(8 << 20) as usize,
             integrity_key: self.integrity_key.clone(),
+            request_uri_ignore_pattern: self.request_uri_ignore_pattern.clone(),
+            session_attribute_filter: self.session_attribute_filter.clone(),
+            enabled: self.enabled.unwrap_or(true),
+            backup_queue_size: self.backup_queue_size.unwrap_or(4096) as usize,
         })
     }
 }
@@ -538,6 +595,25 @@ mod tests {
         let message = err(&[n, ("integrityKey", "s3cr3t-in-clear")]);
         assert!(!message.contains("s3cr3t"), "{message}");
         assert!(message.contains("`integrityKey`"));
+    }
+
+    #[test]
+    fn uri_and_attribute_patterns_match_whole_strings() {
+        let n = ("memcachedNodes", "n1:h:1");
+        let c = Config::from_pairs([
+            n,
+            ("requestUriIgnorePattern", r".*\.(png|css|js)"),
+            ("sessionAttributeFilter", "user|cart.*"),
+        ])
+        .unwrap();
+        assert!(c.ignores_uri("/static/app.js"));
+        assert!(!c.ignores_uri("/app.jsp"));
+        assert!(c.stores_attribute("user"));
+        assert!(c.stores_attribute("cart.items"));
+        assert!(!c.stores_attribute("username"));
+        let all = Config::from_pairs([n]).unwrap();
+        assert!(!all.ignores_uri("/x.png") && all.stores_attribute("anything"));
+        assert!(err(&[n, ("sessionAttributeFilter", "(")]).contains("`sessionAttributeFilter`"));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 /// What went wrong in a core operation.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// A configuration attribute is unknown, malformed or inconsistent with another one.
     #[error("invalid configuration: attribute `{attribute}` = `{value}`: {reason}")]

@@ -6,6 +6,7 @@
 //! stored format, routing, failover, locking and statistics. The `ffi` module holds the two thin
 //! faces (C ABI and JNI) and is the only place that knows about foreign callers.
 
+pub mod backup;
 pub mod client;
 pub mod cluster;
 pub mod config;
@@ -14,10 +15,12 @@ pub mod error;
 pub mod ids;
 pub mod keys;
 pub mod locking;
+pub mod logging;
 pub mod manager;
 pub mod runtime;
 pub mod session;
 pub mod stats;
+pub mod sticky;
 
 pub mod ffi;
 
@@ -27,3 +30,4 @@ pub use ids::SessionId;
 pub use locking::SessionLock;
 pub use manager::{Loaded, SessionManager};
 pub use session::SessionData;
+pub use sticky::BackupOutcome;

@@ -4,9 +4,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::backup::{Fingerprint, Queue, Tracker};
 use crate::client::expiry;
 use crate::cluster::{Cluster, Node};
-use crate::config::{Config, KeySource};
+use crate::config::{Config, KeySource, parse_node_list};
 use crate::envelope::Codec;
 use crate::error::{Error, Result};
 use crate::ids::{OsRandom, RandomSource, SessionId, upper_hex};
@@ -14,6 +15,7 @@ use crate::keys::KeyKind;
 use crate::locking::{self, Backoff, SessionLock};
 use crate::session::SessionData;
 use crate::stats::{Stats, bump};
+use crate::sticky::BackupJob;
 
 /// Attempts at drawing an id that is not reserved yet before giving up.
 const MAX_ID_ATTEMPTS: u32 = 8;
@@ -30,11 +32,13 @@ pub struct Loaded {
 
 /// Sessions of one context in one memcached cluster.
 pub struct SessionManager {
-    config: Config,
-    cluster: Cluster,
-    codec: Codec,
+    pub(crate) config: Config,
+    pub(crate) cluster: Cluster,
+    pub(crate) codec: Codec,
     random: Box<dyn RandomSource>,
-    stats: Arc<Stats>,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) tracker: Tracker,
+    pub(crate) queue: Queue<BackupJob>,
 }
 
 impl std::fmt::Debug for SessionManager {
@@ -94,11 +98,13 @@ impl SessionManager {
         let stats = Arc::new(Stats::default());
         let cluster = Cluster::new(&config, Arc::clone(&stats));
         Ok(SessionManager {
+            queue: Queue::new(config.backup_queue_size),
             config,
             cluster,
             codec,
             random,
             stats,
+            tracker: Tracker::default(),
         })
     }
 
@@ -117,6 +123,24 @@ impl SessionManager {
         self.stats.to_text() + &self.cluster.describe()
     }
 
+    /// Replaces the memcached node list while the manager runs (`memcachedNodes` syntax). The
+    /// failover nodes stay failover nodes and must remain in the list. Nodes that stay keep
+    /// their connections; sessions on removed nodes move as if their node had failed.
+    pub fn set_nodes(&self, memcached_nodes: &str) -> Result<()> {
+        let failover: Vec<String> = self
+            .cluster
+            .nodes()
+            .iter()
+            .filter(|n| n.is_failover())
+            .map(|n| n.id().to_owned())
+            .collect();
+        let failover = (!failover.is_empty()).then(|| failover.join(" "));
+        let nodes = parse_node_list(memcached_nodes, failover.as_deref())?;
+        self.cluster.replace(&nodes);
+        tracing::info!(nodes = memcached_nodes, "memcached node list replaced");
+        Ok(())
+    }
+
     /// Parses an id from untrusted input, counting refusals.
     pub fn parse_id(&self, raw: &str) -> Result<SessionId> {
         SessionId::parse(raw).ok_or_else(|| {
@@ -125,7 +149,7 @@ impl SessionManager {
         })
     }
 
-    fn key(&self, kind: KeyKind, id: &SessionId) -> String {
+    pub(crate) fn key(&self, kind: KeyKind, id: &SessionId) -> String {
         self.config.keys.key(kind, id)
     }
 
@@ -147,7 +171,7 @@ impl SessionManager {
             let key = self.key(KeyKind::IdReservation, &id);
             match self
                 .cluster
-                .call(node, |c| c.add(&key, b"", lifetime))
+                .call(&node, |c| c.add(&key, b"", lifetime))
                 .await
             {
                 Ok(true) => {
@@ -161,7 +185,7 @@ impl SessionManager {
                     );
                 }
                 Err(e) if e.is_node_failure() => {
-                    if !self.cluster.nodes().iter().any(Node::is_up) {
+                    if !self.cluster.nodes().iter().any(|n| n.is_up()) {
                         bump(&self.stats.ids_generated);
                         bump(&self.stats.ids_unreserved);
                         return Ok(id);
@@ -218,7 +242,7 @@ impl SessionManager {
             let key = self.key(KeyKind::Session, &target);
             match self
                 .cluster
-                .call(node, |c| c.set(&key, value, exptime))
+                .call(&node, |c| c.set(&key, value, exptime))
                 .await
             {
                 Ok(()) => return Ok(target),
@@ -243,7 +267,7 @@ impl SessionManager {
         let key = self.key(KeyKind::Backup, id);
         match self
             .cluster
-            .call(node, |c| c.set(&key, value, exptime))
+            .call(&node, |c| c.set(&key, value, exptime))
             .await
         {
             Ok(()) => bump(&self.stats.backups_written),
@@ -255,7 +279,7 @@ impl SessionManager {
     }
 
     /// Reads and verifies one copy of a session; corrupt values are counted and reported.
-    async fn read_copy(
+    pub(crate) async fn read_copy(
         &self,
         node: &Node,
         kind: KeyKind,
@@ -284,7 +308,16 @@ impl SessionManager {
         let started = Instant::now();
         let result = self.load_copies(id).await;
         match &result {
-            Ok(Some(_)) => {
+            Ok(Some(loaded)) => {
+                if self.config.sticky {
+                    // What memcached holds now: the next backup writes only if this changes.
+                    let current = loaded.relocated.as_ref().unwrap_or(id);
+                    self.tracker.record(
+                        &self.key(KeyKind::Session, current),
+                        Fingerprint::of(&loaded.session),
+                        loaded.session.version,
+                    );
+                }
                 bump(&self.stats.sessions_loaded);
                 self.stats.load_time.record(started.elapsed());
             }
@@ -299,7 +332,7 @@ impl SessionManager {
             tracing::debug!(node = id.node(), "session id names an unknown node");
             return Ok(None);
         };
-        let primary_failure = match self.read_copy(primary, KeyKind::Session, id).await {
+        let primary_failure = match self.read_copy(&primary, KeyKind::Session, id).await {
             Ok(Some((_, session))) => {
                 return Ok(Some(Loaded {
                     session,
@@ -315,7 +348,7 @@ impl SessionManager {
         let Some(backup) = self.cluster.next_available(id.node()) else {
             return primary_failure.map_or(Ok(None), Err);
         };
-        let (value, session) = match self.read_copy(backup, KeyKind::Backup, id).await? {
+        let (value, session) = match self.read_copy(&backup, KeyKind::Backup, id).await? {
             Some(found) => found,
             None => return primary_failure.map_or(Ok(None), Err),
         };
@@ -325,7 +358,7 @@ impl SessionManager {
             // The primary answered but lacked a good copy: restore it there.
             let key = self.key(KeyKind::Session, id);
             self.cluster
-                .call(primary, |c| c.set(&key, &value, exptime))
+                .call(&primary, |c| c.set(&key, &value, exptime))
                 .await
                 .ok();
             return Ok(Some(Loaded {
@@ -337,12 +370,12 @@ impl SessionManager {
         let moved = id.with_node(backup.id());
         let key = self.key(KeyKind::Session, &moved);
         self.cluster
-            .call(backup, |c| c.set(&key, &value, exptime))
+            .call(&backup, |c| c.set(&key, &value, exptime))
             .await?;
         self.write_backup(&moved, &value, exptime).await;
         let old_backup = self.key(KeyKind::Backup, id);
         self.cluster
-            .call(backup, |c| c.delete(&old_backup))
+            .call(&backup, |c| c.delete(&old_backup))
             .await
             .ok();
         bump(&self.stats.sessions_relocated);
@@ -365,12 +398,12 @@ impl SessionManager {
         };
         let exptime = session_expiry(max_inactive);
         let key = self.key(KeyKind::Session, id);
-        let found = self.cluster.call(node, |c| c.touch(&key, exptime)).await?;
+        let found = self.cluster.call(&node, |c| c.touch(&key, exptime)).await?;
         if found && !self.config.sticky {
             if let Some(backup) = self.cluster.next_available(id.node()) {
                 let key = self.key(KeyKind::Backup, id);
                 self.cluster
-                    .call(backup, |c| c.touch(&key, exptime))
+                    .call(&backup, |c| c.touch(&key, exptime))
                     .await
                     .ok();
             }
@@ -385,6 +418,7 @@ impl SessionManager {
     /// and its id reservation. Nodes that are down are skipped; the first failure is returned
     /// after every copy has been tried.
     pub async fn delete(&self, id: &SessionId) -> Result<()> {
+        self.tracker.forget(&self.key(KeyKind::Session, id));
         let result = self.delete_copies(id).await;
         if result.is_ok() {
             bump(&self.stats.sessions_deleted);
@@ -392,7 +426,7 @@ impl SessionManager {
         result
     }
 
-    async fn delete_copies(&self, id: &SessionId) -> Result<()> {
+    pub(crate) async fn delete_copies(&self, id: &SessionId) -> Result<()> {
         let mut first_error = None;
         let mut remove = |result: Result<bool>| {
             if let Err(e) = result {
@@ -407,12 +441,12 @@ impl SessionManager {
                 KeyKind::IdReservation,
             ] {
                 let key = self.key(kind, id);
-                remove(self.cluster.call(primary, |c| c.delete(&key)).await);
+                remove(self.cluster.call(&primary, |c| c.delete(&key)).await);
             }
         }
         if let Some(backup) = self.cluster.next_available(id.node()) {
             let key = self.key(KeyKind::Backup, id);
-            remove(self.cluster.call(backup, |c| c.delete(&key)).await);
+            remove(self.cluster.call(&backup, |c| c.delete(&key)).await);
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -445,7 +479,7 @@ impl SessionManager {
         let outcome = locking::acquire(backoff, || async {
             let added = self
                 .cluster
-                .call(node, |c| c.add(&lock.key, lock.token.as_bytes(), exptime))
+                .call(&node, |c| c.add(&lock.key, lock.token.as_bytes(), exptime))
                 .await?;
             if !added {
                 bump(&self.stats.lock_retries);
@@ -475,9 +509,9 @@ impl SessionManager {
             .cluster
             .node(&lock.node)
             .ok_or_else(|| Error::NodeDown(lock.node.clone()))?;
-        match self.cluster.call(node, |c| c.get(&lock.key)).await? {
+        match self.cluster.call(&node, |c| c.get(&lock.key)).await? {
             Some(value) if value == lock.token.as_bytes() => {
-                self.cluster.call(node, |c| c.delete(&lock.key)).await?;
+                self.cluster.call(&node, |c| c.delete(&lock.key)).await?;
             }
             _ => {
                 bump(&self.stats.locks_lost);

@@ -63,6 +63,8 @@ macro_rules! counters {
             pub store_time: Timing,
             /// Time to load a session (failover included).
             pub load_time: Timing,
+            /// Time to write a sticky session backup.
+            pub backup_time: Timing,
             /// Time spent waiting for session locks.
             pub lock_wait_time: Timing,
         }
@@ -74,6 +76,7 @@ macro_rules! counters {
                 $(let _ = writeln!(out, "{} {}", stringify!($name), self.$name.load(Relaxed));)*
                 self.store_time.write("store_time", &mut out);
                 self.load_time.write("load_time", &mut out);
+                self.backup_time.write("backup_time", &mut out);
                 self.lock_wait_time.write("lock_wait_time", &mut out);
                 out
             }
@@ -110,6 +113,22 @@ counters! {
     backups_failed,
     /// Sessions served from a backup copy.
     backups_loaded,
+    /// Sticky mode: sessions written to memcached after a request changed them.
+    session_backups,
+    /// Sticky mode: requests whose session had not changed, so nothing was sent.
+    session_backups_skipped,
+    /// Sticky mode: unchanged sessions whose memcached expiry was renewed.
+    session_backups_refreshed,
+    /// Sticky mode: writes handed to the background.
+    session_backups_queued,
+    /// Sticky mode: waiting writes replaced by a newer one of the same session.
+    session_backups_coalesced,
+    /// Sticky mode: writes done on the request thread because the background queue was full.
+    session_backups_queue_full,
+    /// Sticky mode: writes or renewals that failed.
+    session_backups_failed,
+    /// Sessions expired by the host whose memcached copy was newer, so it was kept.
+    expired_newer_kept,
     /// Values that failed the integrity tag or the decoder.
     corrupt_values,
     /// Sessions refused for exceeding a size limit.

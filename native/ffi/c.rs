@@ -328,6 +328,25 @@ pub unsafe extern "C" fn msm_manager_new(
     })
 }
 
+/// Replaces the memcached node list of a running manager (`memcachedNodes` syntax). Failover
+/// nodes must stay in the list. Sessions on removed nodes move as if their node had failed.
+///
+/// # Safety
+/// `manager` is a live manager; `nodes` is a NUL-terminated string; `error` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_manager_set_nodes(
+    manager: *const MsmManager,
+    nodes: *const c_char,
+    error: *mut *mut c_char,
+) -> MsmStatus {
+    guard(error, || {
+        // SAFETY: per the caller's contract.
+        let (manager, nodes) = unsafe { (handle(manager, "manager")?, text(nodes, "nodes")?) };
+        manager.0.set_nodes(nodes)?;
+        Ok(MsmStatus::Ok)
+    })
+}
+
 /// Releases a manager and its connections. NULL is ignored. No call on it may be running.
 ///
 /// # Safety

@@ -2,3 +2,4 @@
 //! the same core functions; neither imports the other.
 
 pub mod c;
+pub mod jni;

@@ -1,0 +1,313 @@
+//! Sticky mode: which sessions changed since they were last written to memcached.
+//!
+//! In sticky mode the host's memory holds the session and memcached holds a backup. After each
+//! request the host hands the session to the core, which compares per-attribute hashes with what
+//! it last wrote: an unchanged session costs no network at all, except a `touch` when its
+//! memcached expiry comes close.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::session::SessionData;
+
+/// What the host's session looks like, reduced to hashes: one per attribute (name and value),
+/// and one for the metadata that is stored (lifetime, authentication).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint {
+    attributes: Vec<(u64, u64)>,
+    metadata: u64,
+}
+
+impl Fingerprint {
+    /// The fingerprint of a session's stored content (last access and version excluded).
+    pub fn of(session: &SessionData) -> Self {
+        let mut metadata = Vec::with_capacity(64);
+        metadata.extend_from_slice(&session.max_inactive.to_le_bytes());
+        for part in [&session.auth_type, &session.principal] {
+            match part {
+                Some(s) => {
+                    metadata.push(1);
+                    metadata.extend_from_slice(&(s.len() as u64).to_le_bytes());
+                    metadata.extend_from_slice(s.as_bytes());
+                }
+                None => metadata.push(0),
+            }
+        }
+        Fingerprint {
+            attributes: session
+                .attributes
+                .iter()
+                .map(|(name, value)| (xxh3_64(name.as_bytes()), xxh3_64(value)))
+                .collect(),
+            metadata: xxh3_64(&metadata),
+        }
+    }
+
+    /// Number of attributes added, removed or changed between `self` and `newer`.
+    pub fn changed_attributes(&self, newer: &Fingerprint) -> usize {
+        let old: HashMap<u64, u64> = self.attributes.iter().copied().collect();
+        let new: HashMap<u64, u64> = newer.attributes.iter().copied().collect();
+        let changed = new.iter().filter(|(k, v)| old.get(k) != Some(v)).count();
+        changed + old.keys().filter(|k| !new.contains_key(k)).count()
+    }
+}
+
+/// What a backup has to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Memcached holds this content and its expiry is far: nothing to send.
+    Unchanged,
+    /// Memcached holds this content but its expiry comes close: renew it.
+    ExpiryDue,
+    /// The content differs from what was last written (or nothing was): write it.
+    Changed,
+}
+
+#[derive(Debug)]
+struct Written {
+    fingerprint: Fingerprint,
+    version: u64,
+    refreshed: Instant,
+}
+
+/// The memcached lifetime of a sticky session that lives `max_inactive` seconds in the host:
+/// a quarter longer, so that renewing it a quarter-lifetime after the last write or touch always
+/// covers the host's own expiry. 0 (never expires) stays 0.
+pub fn sticky_lifetime(max_inactive: i32) -> u64 {
+    match u64::try_from(max_inactive) {
+        Ok(secs) if secs > 0 => secs + secs.div_ceil(4),
+        _ => 0,
+    }
+}
+
+/// The last written content of every session this host wrote or loaded, by storage key.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    written: Mutex<HashMap<String, Written>>,
+}
+
+impl Tracker {
+    /// Compares a session with what was last written under `key`; returns what to do and the
+    /// version the next write carries.
+    pub fn compare(
+        &self,
+        key: &str,
+        fingerprint: &Fingerprint,
+        max_inactive: i32,
+    ) -> (Change, u64) {
+        let written = self.written.lock();
+        let Some(last) = written.get(key) else {
+            return (Change::Changed, 1);
+        };
+        let change = if last.fingerprint != *fingerprint {
+            Change::Changed
+        } else if max_inactive > 0
+            && last.refreshed.elapsed() >= Duration::from_secs(max_inactive as u64 / 4)
+        {
+            Change::ExpiryDue
+        } else {
+            Change::Unchanged
+        };
+        (change, last.version + 1)
+    }
+
+    /// Records that `key` now holds this content at this version (after a write or a load).
+    pub fn record(&self, key: &str, fingerprint: Fingerprint, version: u64) {
+        self.written.lock().insert(
+            key.to_owned(),
+            Written {
+                fingerprint,
+                version,
+                refreshed: Instant::now(),
+            },
+        );
+    }
+
+    /// Records that the expiry of `key` was renewed.
+    pub fn refreshed(&self, key: &str) {
+        if let Some(last) = self.written.lock().get_mut(key) {
+            last.refreshed = Instant::now();
+        }
+    }
+
+    /// The version last written or loaded under `key`.
+    pub fn version(&self, key: &str) -> Option<u64> {
+        self.written.lock().get(key).map(|w| w.version)
+    }
+
+    /// Forgets `key` (the session left the host, or its last write failed and must be redone).
+    pub fn forget(&self, key: &str) {
+        self.written.lock().remove(key);
+    }
+
+    /// Number of sessions tracked.
+    pub fn len(&self) -> usize {
+        self.written.lock().len()
+    }
+
+    /// Whether no session is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Outcome of [`Queue::offer`].
+#[derive(Debug)]
+pub enum Offer<J> {
+    /// No job was running for the key: the caller runs `J` and then [`Queue::next`] until empty.
+    Start(J),
+    /// A job is running for the key: this one replaced whatever was waiting behind it.
+    Replaced,
+    /// The queue is full: the caller does the work itself, synchronously.
+    Full(J),
+}
+
+/// Background writes, at most one running and one waiting per session: a newer write replaces
+/// a waiting older one (only the latest content matters), and writes of one session never
+/// overtake each other. Bounded by the number of sessions with work in flight.
+#[derive(Debug)]
+pub struct Queue<J> {
+    capacity: usize,
+    /// Keys with a running job, and the job waiting behind it.
+    slots: Mutex<HashMap<String, Option<J>>>,
+}
+
+impl<J> Queue<J> {
+    /// A queue for at most `capacity` sessions at once.
+    pub fn new(capacity: usize) -> Self {
+        Queue {
+            capacity,
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Offers a job for `key`.
+    pub fn offer(&self, key: &str, job: J) -> Offer<J> {
+        let mut slots = self.slots.lock();
+        if let Some(waiting) = slots.get_mut(key) {
+            *waiting = Some(job);
+            return Offer::Replaced;
+        }
+        if slots.len() >= self.capacity {
+            return Offer::Full(job);
+        }
+        slots.insert(key.to_owned(), None);
+        Offer::Start(job)
+    }
+
+    /// The job waiting behind the one that just finished for `key`; `None` releases the key.
+    pub fn next(&self, key: &str) -> Option<J> {
+        let mut slots = self.slots.lock();
+        let next = slots.get_mut(key).and_then(Option::take);
+        if next.is_none() {
+            slots.remove(key);
+        }
+        next
+    }
+
+    /// Number of sessions with work in flight.
+    pub fn len(&self) -> usize {
+        self.slots.lock().len()
+    }
+
+    /// Whether nothing is in flight.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(attributes: &[(&str, &[u8])]) -> SessionData {
+        let mut s = SessionData::new(1800);
+        for (k, v) in attributes {
+            s.attributes.insert((*k).into(), v.to_vec());
+        }
+        s
+    }
+
+    #[test]
+    fn only_stored_content_counts_as_change() {
+        let a = session(&[("user", b"alice"), ("cart", b"1")]);
+        let mut touched = a.clone();
+        touched.last_accessed += 5000;
+        touched.version += 3;
+        assert_eq!(Fingerprint::of(&a), Fingerprint::of(&touched));
+
+        let mut changed = a.clone();
+        changed.attributes.insert("cart".into(), b"2".to_vec());
+        assert_ne!(Fingerprint::of(&a), Fingerprint::of(&changed));
+        assert_eq!(
+            Fingerprint::of(&a).changed_attributes(&Fingerprint::of(&changed)),
+            1
+        );
+
+        let mut removed = a.clone();
+        removed.attributes.remove("cart");
+        assert_eq!(
+            Fingerprint::of(&a).changed_attributes(&Fingerprint::of(&removed)),
+            1
+        );
+
+        let mut logged_in = a.clone();
+        logged_in.principal = Some("alice".into());
+        assert_ne!(Fingerprint::of(&a), Fingerprint::of(&logged_in));
+    }
+
+    #[test]
+    fn tracker_decides_and_counts_versions() {
+        let tracker = Tracker::default();
+        let a = Fingerprint::of(&session(&[("k", b"v")]));
+        assert_eq!(tracker.compare("s", &a, 1800), (Change::Changed, 1));
+        tracker.record("s", a.clone(), 1);
+        assert_eq!(tracker.compare("s", &a, 1800), (Change::Unchanged, 2));
+        assert_eq!(tracker.compare("s", &a, 0), (Change::Unchanged, 2));
+        // A lifetime so short that a quarter of it has passed already.
+        assert_eq!(tracker.compare("s", &a, 0).0, Change::Unchanged);
+        let b = Fingerprint::of(&session(&[("k", b"w")]));
+        assert_eq!(tracker.compare("s", &b, 1800), (Change::Changed, 2));
+        tracker.forget("s");
+        assert_eq!(tracker.compare("s", &a, 1800), (Change::Changed, 1));
+    }
+
+    #[test]
+    fn expiry_comes_due_after_a_quarter_lifetime() {
+        let tracker = Tracker::default();
+        let a = Fingerprint::of(&session(&[]));
+        tracker.record("s", a.clone(), 1);
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(tracker.compare("s", &a, 4).0, Change::ExpiryDue);
+        tracker.refreshed("s");
+        assert_eq!(tracker.compare("s", &a, 4).0, Change::Unchanged);
+    }
+
+    #[test]
+    fn sticky_lifetime_covers_the_refresh_interval() {
+        assert_eq!(sticky_lifetime(1800), 2250);
+        assert_eq!(sticky_lifetime(1), 2);
+        assert_eq!(sticky_lifetime(0), 0);
+        assert_eq!(sticky_lifetime(-1), 0);
+    }
+
+    #[test]
+    fn queue_orders_coalesces_and_bounds() {
+        let q = Queue::new(2);
+        assert!(matches!(q.offer("a", 1), Offer::Start(1)));
+        assert!(matches!(q.offer("a", 2), Offer::Replaced));
+        assert!(matches!(q.offer("a", 3), Offer::Replaced));
+        assert!(matches!(q.offer("b", 4), Offer::Start(4)));
+        assert!(matches!(q.offer("c", 5), Offer::Full(5)));
+        assert_eq!(q.next("a"), Some(3), "only the latest waiting job runs");
+        assert_eq!(q.next("a"), None);
+        assert_eq!(q.len(), 1);
+        assert!(matches!(q.offer("a", 6), Offer::Start(6)));
+        assert_eq!(q.next("b"), None);
+        assert_eq!(q.next("a"), None);
+        assert!(q.is_empty());
+    }
+}
