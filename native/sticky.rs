@@ -211,6 +211,10 @@ impl SessionManager {
             .flatten();
         let node = replacement.as_ref().map_or(id.node(), |n| n.id());
         let routed = SessionId::new(id.random(), node, route)?;
+        if replacement.is_some() {
+            bump(&self.stats.sessions_relocated);
+            tracing::info!(from = id.node(), to = node, "session moves to another node");
+        }
         (routed != *id).then_some(routed)
     }
 

@@ -1,0 +1,94 @@
+package io.msm.demo;
+
+import java.io.File;
+import java.nio.file.Files;
+import java.util.ArrayList;
+import java.util.List;
+
+import org.apache.catalina.Context;
+import org.apache.catalina.LifecycleState;
+import org.apache.catalina.session.StandardManager;
+import org.apache.catalina.startup.Tomcat;
+import org.apache.tomcat.util.IntrospectionUtils;
+
+import io.msm.tomcat.MemcachedSessionManager;
+
+/**
+ * An embedded Tomcat serving {@link DemoServlet} at the root context, for the demo, the tests
+ * and the benchmarks.
+ *
+ * <pre>
+ * java io.msm.demo.EmbeddedTomcat --port 8080 [--route a] [--manager msm|standard]
+ *      [--attr name=value]...
+ * </pre>
+ *
+ * Attributes are set on the manager the way {@code context.xml} sets them. Prints
+ * {@code READY <port>} when serving; exits with status 2 when the context failed to start.
+ */
+public final class EmbeddedTomcat {
+    private EmbeddedTomcat() {}
+
+    /**
+     * Starts Tomcat and serves until killed.
+     *
+     * @param args see the class documentation
+     * @throws Exception when Tomcat cannot start
+     */
+    public static void main(String[] args) throws Exception {
+        int port = 8080;
+        String route = null;
+        String manager = "msm";
+        List<String[]> attributes = new ArrayList<>();
+        for (int i = 0; i + 1 < args.length; i += 2) {
+            switch (args[i]) {
+                case "--port":
+                    port = Integer.parseInt(args[i + 1]);
+                    break;
+                case "--route":
+                    route = args[i + 1];
+                    break;
+                case "--manager":
+                    manager = args[i + 1];
+                    break;
+                case "--attr":
+                    attributes.add(args[i + 1].split("=", 2));
+                    break;
+                default:
+                    throw new IllegalArgumentException("unknown option " + args[i]);
+            }
+        }
+        File base = Files.createTempDirectory("msm-tomcat").toFile();
+        base.deleteOnExit();
+        Tomcat tomcat = new Tomcat();
+        tomcat.setBaseDir(base.getAbsolutePath());
+        tomcat.setPort(port);
+        tomcat.getConnector();
+        if (route != null) {
+            tomcat.getEngine().setJvmRoute(route);
+            System.setProperty("msm.demo.route", route);
+        }
+        Context context = tomcat.addContext("", base.getAbsolutePath());
+        Tomcat.addServlet(context, "demo", new DemoServlet()).addMapping("/*");
+        if (manager.equals("msm")) {
+            MemcachedSessionManager msm = new MemcachedSessionManager();
+            for (String[] attribute : attributes) {
+                // As context.xml's digester does: a setter, else setProperty(name, value).
+                IntrospectionUtils.setProperty(msm, attribute[0],
+                        attribute.length > 1 ? attribute[1] : "", true);
+            }
+            context.setManager(msm);
+        } else {
+            context.setManager(new StandardManager());
+        }
+        tomcat.start();
+        if (context.getState() != LifecycleState.STARTED) {
+            System.out.println("CONTEXT FAILED");
+            System.out.flush();
+            tomcat.stop();
+            System.exit(2);
+        }
+        System.out.println("READY " + port);
+        System.out.flush();
+        tomcat.getServer().await();
+    }
+}

@@ -1,0 +1,192 @@
+package io.msm.tomcat;
+
+import java.util.HashMap;
+import java.util.Map;
+import java.util.concurrent.atomic.LongAdder;
+
+import io.msm.Native;
+
+/**
+ * The statistics of one manager: what the shim counts (requests, serialization, Tomcat
+ * failovers) and what the native core counts (writes, loads, nodes), behind one MBean.
+ */
+public final class ManagerStatistics implements ManagerStatisticsMBean {
+    final LongAdder requestsWithSession = new LongAdder();
+    final LongAdder requestsWithoutSession = new LongAdder();
+    final LongAdder requestsIgnored = new LongAdder();
+    final LongAdder serializationFailures = new LongAdder();
+    final LongAdder deserializationFailures = new LongAdder();
+    final LongAdder backupCallFailures = new LongAdder();
+    final LongAdder tomcatFailovers = new LongAdder();
+    final Timing serialization = new Timing();
+
+    private final MemcachedSessionManager manager;
+
+    ManagerStatistics(MemcachedSessionManager manager) {
+        this.manager = manager;
+    }
+
+    /** The native core's counters, by name; empty while the manager is not running. */
+    private Map<String, Long> core() {
+        Map<String, Long> values = new HashMap<>();
+        String text = getCoreStatistics();
+        for (String line : text.split("\n")) {
+            int space = line.indexOf(' ');
+            if (space > 0) {
+                try {
+                    values.put(line.substring(0, space), Long.parseLong(line.substring(space + 1)));
+                } catch (NumberFormatException e) {
+                    // Node state lines are text, not counters.
+                }
+            }
+        }
+        return values;
+    }
+
+    private long core(String name) {
+        return core().getOrDefault(name, 0L);
+    }
+
+    @Override
+    public long getRequestsWithSession() {
+        return requestsWithSession.sum();
+    }
+
+    @Override
+    public long getRequestsWithoutSession() {
+        return requestsWithoutSession.sum();
+    }
+
+    @Override
+    public long getRequestsIgnored() {
+        return requestsIgnored.sum();
+    }
+
+    @Override
+    public long getBackupsWritten() {
+        return core("session_backups");
+    }
+
+    @Override
+    public long getBackupsSkipped() {
+        return core("session_backups_skipped");
+    }
+
+    @Override
+    public long getBackupsRefreshed() {
+        return core("session_backups_refreshed");
+    }
+
+    @Override
+    public long getBackupsFailed() {
+        return core("session_backups_failed") + serializationFailures.sum()
+                + backupCallFailures.sum();
+    }
+
+    @Override
+    public long getSerializationFailures() {
+        return serializationFailures.sum();
+    }
+
+    @Override
+    public long getDeserializationFailures() {
+        return deserializationFailures.sum();
+    }
+
+    @Override
+    public long getTomcatFailovers() {
+        return tomcatFailovers.sum();
+    }
+
+    @Override
+    public long getMemcachedFailovers() {
+        return core("sessions_relocated");
+    }
+
+    @Override
+    public long getCorruptValues() {
+        return core("corrupt_values");
+    }
+
+    @Override
+    public long getBackupTimeCount() {
+        return core("backup_time_count");
+    }
+
+    @Override
+    public long getBackupTimeMin() {
+        return core("backup_time_min_us");
+    }
+
+    @Override
+    public long getBackupTimeAvg() {
+        return core("backup_time_avg_us");
+    }
+
+    @Override
+    public long getBackupTimeMax() {
+        return core("backup_time_max_us");
+    }
+
+    @Override
+    public long getLoadTimeCount() {
+        return core("load_time_count");
+    }
+
+    @Override
+    public long getLoadTimeMin() {
+        return core("load_time_min_us");
+    }
+
+    @Override
+    public long getLoadTimeAvg() {
+        return core("load_time_avg_us");
+    }
+
+    @Override
+    public long getLoadTimeMax() {
+        return core("load_time_max_us");
+    }
+
+    @Override
+    public long getSerializationTimeCount() {
+        return serialization.count();
+    }
+
+    @Override
+    public long getSerializationTimeMin() {
+        return serialization.minMicros();
+    }
+
+    @Override
+    public long getSerializationTimeAvg() {
+        return serialization.avgMicros();
+    }
+
+    @Override
+    public long getSerializationTimeMax() {
+        return serialization.maxMicros();
+    }
+
+    @Override
+    public String getNodeStates() {
+        StringBuilder states = new StringBuilder();
+        for (String line : getCoreStatistics().split("\n")) {
+            if (line.startsWith("node_")) {
+                states.append(line).append('\n');
+            }
+        }
+        return states.toString();
+    }
+
+    @Override
+    public String getCoreStatistics() {
+        long handle = manager.handle();
+        return handle == 0 ? "" : Native.stats(handle);
+    }
+
+    @Override
+    public void setMemcachedNodes(String memcachedNodes) {
+        manager.replaceMemcachedNodes(memcachedNodes);
+    }
+}

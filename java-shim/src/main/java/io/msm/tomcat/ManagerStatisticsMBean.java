@@ -1,0 +1,93 @@
+package io.msm.tomcat;
+
+/**
+ * JMX view of one {@link MemcachedSessionManager}, registered as
+ * {@code io.msm:type=MemcachedSessionManager,host=<host>,context=<context>}. Times are in
+ * microseconds.
+ */
+public interface ManagerStatisticsMBean {
+    /** @return requests that used a session */
+    long getRequestsWithSession();
+
+    /** @return requests that used no session */
+    long getRequestsWithoutSession();
+
+    /** @return requests matching {@code requestUriIgnorePattern} */
+    long getRequestsIgnored();
+
+    /** @return sessions written to memcached after a request changed them */
+    long getBackupsWritten();
+
+    /** @return requests whose session had not changed, so nothing was written */
+    long getBackupsSkipped();
+
+    /** @return unchanged sessions whose memcached expiry was renewed */
+    long getBackupsRefreshed();
+
+    /** @return backups that failed (memcached errors and serialization failures) */
+    long getBackupsFailed();
+
+    /** @return attributes that could not be serialized */
+    long getSerializationFailures();
+
+    /** @return attributes that could not be deserialized when a session was loaded */
+    long getDeserializationFailures();
+
+    /** @return sessions this Tomcat took over from memcached (Tomcat failover) */
+    long getTomcatFailovers();
+
+    /** @return sessions moved to another memcached node because theirs was down */
+    long getMemcachedFailovers();
+
+    /** @return corrupt values found in memcached */
+    long getCorruptValues();
+
+    /** @return backups measured */
+    long getBackupTimeCount();
+
+    /** @return shortest backup write */
+    long getBackupTimeMin();
+
+    /** @return average backup write */
+    long getBackupTimeAvg();
+
+    /** @return longest backup write */
+    long getBackupTimeMax();
+
+    /** @return loads measured */
+    long getLoadTimeCount();
+
+    /** @return shortest load */
+    long getLoadTimeMin();
+
+    /** @return average load */
+    long getLoadTimeAvg();
+
+    /** @return longest load */
+    long getLoadTimeMax();
+
+    /** @return serializations measured (one per backed-up request) */
+    long getSerializationTimeCount();
+
+    /** @return shortest serialization of a session's attributes */
+    long getSerializationTimeMin();
+
+    /** @return average serialization of a session's attributes */
+    long getSerializationTimeAvg();
+
+    /** @return longest serialization of a session's attributes */
+    long getSerializationTimeMax();
+
+    /** @return one line per memcached node: id, address, up or down */
+    String getNodeStates();
+
+    /** @return every statistic of the native core, as {@code name value} lines */
+    String getCoreStatistics();
+
+    /**
+     * Replaces the memcached node list while Tomcat runs.
+     *
+     * @param memcachedNodes the new list, in {@code memcachedNodes} syntax
+     */
+    void setMemcachedNodes(String memcachedNodes);
+}

@@ -1,0 +1,390 @@
+package io.msm.tomcat;
+
+import java.io.IOException;
+import java.lang.management.ManagementFactory;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+
+import javax.management.JMException;
+import javax.management.ObjectName;
+
+import org.apache.catalina.Context;
+import org.apache.catalina.LifecycleException;
+import org.apache.catalina.LifecycleState;
+import org.apache.catalina.Session;
+import org.apache.catalina.connector.Request;
+import org.apache.catalina.session.ManagerBase;
+import org.apache.juli.logging.Log;
+import org.apache.juli.logging.LogFactory;
+
+import io.msm.MsmException;
+import io.msm.MsmInvalidIdException;
+import io.msm.Native;
+
+/**
+ * A Tomcat session manager that keeps every session also in memcached, so that another Tomcat
+ * can take it over. Configured in {@code context.xml}:
+ *
+ * <pre>{@code
+ * <Manager className="io.msm.tomcat.MemcachedSessionManager"
+ *          memcachedNodes="n1:host1:11211 n2:host2:11211" />
+ * }</pre>
+ *
+ * <p>Every attribute other than Tomcat's own manager attributes and {@code serializer} is handed
+ * to the native core, which validates it: an unknown name or a bad value stops the context with a
+ * message naming it. The manager makes no routing, failover or change decision itself; it turns
+ * Tomcat's session lifecycle into calls to the core and attributes into bytes.
+ */
+public class MemcachedSessionManager extends ManagerBase {
+    private static final Log LOG = LogFactory.getLog(MemcachedSessionManager.class);
+    private static final int STOP_FLUSH_MILLIS = 5000;
+
+    private final Map<String, String> attributes = new LinkedHashMap<>();
+    private final Map<String, Boolean> storedAttributes = new ConcurrentHashMap<>();
+    private final ManagerStatistics statistics = new ManagerStatistics(this);
+    private final Object loadLock = new Object();
+    private String serializerClass = JavaSerializer.class.getName();
+    private AttributeSerializer serializer = new JavaSerializer();
+    private volatile long handle;
+    private volatile boolean enabled;
+    private int backupWaitMillis = -1;
+    private Integer maxInactiveInterval;
+    private ObjectName statisticsName;
+
+    /**
+     * Receives every {@code context.xml} attribute that has no setter of its own (Tomcat's
+     * digester calls this); the native core validates them all when the context starts.
+     *
+     * @param name attribute name
+     * @param value attribute value
+     * @return always true: unknown names are refused at start, with a message naming them
+     */
+    public boolean setProperty(String name, String value) {
+        attributes.put(name, value);
+        return true;
+    }
+
+    /**
+     * Chooses the {@link AttributeSerializer} by class name.
+     *
+     * @param className a class with a public no-argument constructor
+     */
+    public void setSerializer(String className) {
+        this.serializerClass = className;
+    }
+
+    /** @return the attribute serializer's class name */
+    public String getSerializer() {
+        return serializerClass;
+    }
+
+    /** @return the native manager's handle, 0 while not running */
+    long handle() {
+        return handle;
+    }
+
+    /** @return this manager's statistics (also registered in JMX) */
+    public ManagerStatisticsMBean getStatistics() {
+        return statistics;
+    }
+
+    /** @return true when sessions go to memcached (started, and {@code enabled}) */
+    boolean distributing() {
+        return handle != 0 && enabled;
+    }
+
+    @Override
+    public String getName() {
+        return "MemcachedSessionManager";
+    }
+
+    @Override
+    protected void startInternal() throws LifecycleException {
+        super.startInternal();
+        Context context = getContext();
+        String host = context.getParent() == null ? "" : context.getParent().getName();
+        try {
+            serializer = (AttributeSerializer) Class.forName(serializerClass, true,
+                    MemcachedSessionManager.class.getClassLoader()).getConstructor().newInstance();
+        } catch (ReflectiveOperationException | ClassCastException e) {
+            throw new LifecycleException("invalid configuration: attribute `serializer` = `"
+                    + serializerClass + "`: not an " + AttributeSerializer.class.getName()
+                    + " with a public no-argument constructor: " + e, e);
+        }
+        try {
+            handle = Native.create(attributes.keySet().toArray(new String[0]),
+                    attributes.values().toArray(new String[0]), host, context.getName());
+        } catch (MsmException | LinkageError e) {
+            LOG.error("memcached session manager of context [" + context.getName()
+                    + "] not started: " + e.getMessage());
+            throw new LifecycleException(e.getMessage(), e);
+        }
+        enabled = Native.enabled(handle);
+        backupWaitMillis = Native.backupWaitMillis(handle);
+        String lifetime = attributes.get("maxInactiveInterval");
+        maxInactiveInterval = lifetime == null ? null : Integer.valueOf(lifetime.trim());
+        registerStatistics(host, context.getName());
+        context.getPipeline().addValve(new SessionBackupValve(this));
+        LOG.info("memcached session manager of context [" + context.getName() + "] started"
+                + (enabled ? "" : " (disabled: sessions stay in memory)"));
+        setState(LifecycleState.STARTING);
+    }
+
+    @Override
+    protected void stopInternal() throws LifecycleException {
+        setState(LifecycleState.STOPPING);
+        long current = handle;
+        if (current != 0) {
+            // Sessions stay in memcached: another Tomcat, or this one restarted, takes them over.
+            int pending = Native.flush(current, STOP_FLUSH_MILLIS);
+            if (pending > 0) {
+                LOG.warn(pending + " session backups were still running at stop");
+            }
+            handle = 0;
+            Native.destroy(current);
+        }
+        unregisterStatistics();
+        storedAttributes.clear();
+        sessions.clear();
+        super.stopInternal();
+    }
+
+    private void registerStatistics(String host, String context) {
+        try {
+            statisticsName = new ObjectName("io.msm:type=MemcachedSessionManager,host="
+                    + ObjectName.quote(host) + ",context=" + ObjectName.quote(context));
+            ManagementFactory.getPlatformMBeanServer().registerMBean(statistics, statisticsName);
+        } catch (JMException e) {
+            LOG.warn("statistics not registered in JMX: " + e);
+            statisticsName = null;
+        }
+    }
+
+    private void unregisterStatistics() {
+        if (statisticsName != null) {
+            try {
+                ManagementFactory.getPlatformMBeanServer().unregisterMBean(statisticsName);
+            } catch (JMException e) {
+                LOG.debug("statistics not unregistered: " + e);
+            }
+            statisticsName = null;
+        }
+    }
+
+    void replaceMemcachedNodes(String memcachedNodes) {
+        long current = handle;
+        if (current == 0) {
+            throw new IllegalStateException("the manager is not running");
+        }
+        Native.setMemcachedNodes(current, memcachedNodes);
+        attributes.put("memcachedNodes", memcachedNodes);
+    }
+
+    @Override
+    public void load() {
+        // Sessions are loaded from memcached on demand, in findSession.
+    }
+
+    @Override
+    public void unload() {
+        // Sessions already live in memcached.
+    }
+
+    @Override
+    public Session createEmptySession() {
+        return new MsmSession(this);
+    }
+
+    @Override
+    public Session createSession(String sessionId) {
+        // Ids are always ours: node and route encoded, reserved in the cluster.
+        Session session = super.createSession(null);
+        if (maxInactiveInterval != null) {
+            session.setMaxInactiveInterval(maxInactiveInterval);
+        }
+        return session;
+    }
+
+    @Override
+    protected String generateSessionId() {
+        if (!distributing()) {
+            return super.generateSessionId();
+        }
+        return Native.newSessionId(handle, getJvmRoute());
+    }
+
+    @Override
+    public Session findSession(String id) throws IOException {
+        Session session = super.findSession(id);
+        if (session != null || id == null || !distributing()) {
+            return session;
+        }
+        return loadFromMemcached(id);
+    }
+
+    /** Takes over a session this Tomcat does not hold (Tomcat failover, or a restart). */
+    private Session loadFromMemcached(String id) {
+        Object[] loaded;
+        try {
+            loaded = Native.load(handle, id);
+        } catch (MsmInvalidIdException e) {
+            return null;
+        } catch (MsmException e) {
+            LOG.warn("session " + id + " could not be loaded from memcached: " + e.getMessage());
+            return null;
+        }
+        if (loaded == null) {
+            return null;
+        }
+        MsmSession session = (MsmSession) createEmptySession();
+        long[] times = (long[]) loaded[1];
+        session.setNew(false);
+        session.setValid(true);
+        session.setMaxInactiveInterval((int) times[2]);
+        session.restoreTimes(times[0], times[1]);
+        ClassLoader loader = getContext().getLoader() == null
+                ? Thread.currentThread().getContextClassLoader()
+                : getContext().getLoader().getClassLoader();
+        for (int i = 4; i + 1 < loaded.length; i += 2) {
+            String name = (String) loaded[i];
+            try {
+                session.restoreAttribute(name, serializer.deserialize(name, (byte[]) loaded[i + 1], loader));
+            } catch (IOException | ClassNotFoundException | RuntimeException e) {
+                statistics.deserializationFailures.increment();
+                LOG.warn("attribute [" + name + "] of session " + id
+                        + " could not be deserialized and is dropped: " + e);
+            }
+        }
+        String currentId = loaded[0] != null ? (String) loaded[0] : id;
+        synchronized (loadLock) {
+            Session existing = sessions.get(currentId);
+            if (existing != null) {
+                return existing;
+            }
+            session.setId(currentId, false);
+        }
+        session.activate();
+        statistics.tomcatFailovers.increment();
+        return session;
+    }
+
+    /**
+     * At the start of a request: gives the requested session the id it must have here (this
+     * Tomcat's route after a Tomcat failover, another node after a memcached failover) and sends
+     * the new cookie.
+     */
+    void routeRequest(Request request) throws IOException {
+        String requested = request.getRequestedSessionId();
+        if (requested == null) {
+            return;
+        }
+        String routed;
+        try {
+            routed = Native.routeRequest(handle, requested, getJvmRoute());
+        } catch (MsmInvalidIdException e) {
+            return;
+        }
+        if (routed == null) {
+            return;
+        }
+        Session session = findSession(requested);
+        if (session == null) {
+            return;
+        }
+        changeSessionId(session, routed);
+        request.changeSessionId(routed);
+    }
+
+    @Override
+    protected void changeSessionId(Session session, String newId,
+            boolean notifySessionListeners, boolean notifyContainerListeners) {
+        String oldId = session.getIdInternal();
+        super.changeSessionId(session, newId, notifySessionListeners, notifyContainerListeners);
+        if (distributing() && oldId != null) {
+            try {
+                Native.idChanged(handle, oldId, newId);
+            } catch (MsmException e) {
+                LOG.warn("copies of session " + oldId + " could not be removed: " + e.getMessage());
+            }
+        }
+    }
+
+    @Override
+    public void remove(Session session, boolean update) {
+        super.remove(session, update);
+        if (!distributing() || !(session instanceof MsmSession)
+                || !((MsmSession) session).isExpiring()) {
+            // Not ending (the id changes): changeSessionId handles memcached.
+            return;
+        }
+        String id = session.getIdInternal();
+        int maxInactive = session.getMaxInactiveInterval();
+        boolean timedOut = maxInactive > 0 && System.currentTimeMillis()
+                - session.getThisAccessedTimeInternal() >= maxInactive * 1000L;
+        try {
+            if (timedOut) {
+                Native.expire(handle, id);
+            } else {
+                Native.delete(handle, id);
+            }
+        } catch (MsmInvalidIdException e) {
+            // Not one of ours: nothing in memcached.
+        } catch (MsmException e) {
+            LOG.warn("memcached copies of session " + id + " could not be removed: " + e.getMessage());
+        }
+    }
+
+    boolean ignoresUri(String uri) {
+        boolean ignored = Native.ignoresUri(handle, uri);
+        if (ignored) {
+            statistics.requestsIgnored.increment();
+        }
+        return ignored;
+    }
+
+    /** At the end of a request: hands the session to the core, which writes it if it changed. */
+    void backupAfterRequest(Request request) {
+        Session found = request.getSessionInternal(false);
+        if (!(found instanceof MsmSession) || !found.isValid()) {
+            statistics.requestsWithoutSession.increment();
+            return;
+        }
+        statistics.requestsWithSession.increment();
+        MsmSession session = (MsmSession) found;
+        List<String> names = new ArrayList<>();
+        List<byte[]> values = new ArrayList<>();
+        long started = System.nanoTime();
+        for (Map.Entry<String, Object> attribute : session.attributeMap().entrySet()) {
+            String name = attribute.getKey();
+            if (!storedAttributes.computeIfAbsent(name, n -> Native.storesAttribute(handle, n))) {
+                continue;
+            }
+            Object value = attribute.getValue();
+            try {
+                values.add(serializer.serialize(name, value));
+                names.add(name);
+            } catch (IOException | RuntimeException e) {
+                statistics.serializationFailures.increment();
+                LOG.warn("session " + session.getIdInternal() + " not backed up: attribute ["
+                        + name + "] of class " + value.getClass().getName()
+                        + " cannot be serialized: " + e);
+                return;
+            }
+        }
+        statistics.serialization.since(started);
+        try {
+            Native.backup(handle, session.getIdInternal(), session.getCreationTimeInternal(),
+                    session.getThisAccessedTimeInternal(), session.getMaxInactiveInterval(), null,
+                    null, names.toArray(new String[0]), values.toArray(new byte[0][]),
+                    backupWaitMillis);
+        } catch (MsmInvalidIdException e) {
+            // A session Tomcat created with an id that is not ours (disabled at the time).
+        } catch (MsmException e) {
+            statistics.backupCallFailures.increment();
+            LOG.warn("session " + session.getIdInternal() + " not backed up: " + e.getMessage());
+        }
+    }
+}

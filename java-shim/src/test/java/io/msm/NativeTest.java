@@ -1,0 +1,88 @@
+package io.msm;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import org.junit.jupiter.api.Test;
+
+/** The JNI face without memcached: loading, configuration errors, contained panics. */
+class NativeTest {
+    private static final String[] NONE = new String[0];
+
+    @Test
+    void theLibraryLoadsFromTheJarForThisPlatform() {
+        assertEquals("linux-x86_64", NativeLibrary.platform());
+        assertEquals("META-INF/native/linux-x86_64/libmsm.so", NativeLibrary.resource());
+        assertTrue(NativeTest.class.getClassLoader().getResource(NativeLibrary.resource()) != null);
+        assertEquals("", "" + (System.getProperty(NativeLibrary.PATH_PROPERTY) == null ? "" : "set"));
+        NativeLibrary.load();
+    }
+
+    @Test
+    void anUnknownAttributeIsRefusedByName() {
+        MsmConfigException e = assertThrows(MsmConfigException.class, () -> Native.create(
+                new String[] {"memcachedNodes", "colour"}, new String[] {"n1:localhost:1", "blue"},
+                "localhost", "/shop"));
+        assertTrue(e.getMessage().contains("`colour`"), e.getMessage());
+        assertTrue(e.getMessage().contains("unknown attribute"), e.getMessage());
+    }
+
+    @Test
+    void aBadValueIsRefusedWithAttributeAndValue() {
+        MsmConfigException e = assertThrows(MsmConfigException.class, () -> Native.create(
+                new String[] {"memcachedNodes", "operationTimeout"},
+                new String[] {"n1:localhost:1", "soon"}, "localhost", ""));
+        assertTrue(e.getMessage().contains("`operationTimeout`"), e.getMessage());
+        assertTrue(e.getMessage().contains("`soon`"), e.getMessage());
+        assertThrows(MsmConfigException.class,
+                () -> Native.create(NONE, NONE, "localhost", ""), "memcachedNodes is required");
+    }
+
+    @Test
+    void aPanicBecomesAnExceptionAndTheJvmGoesOn() {
+        MsmException e = assertThrows(MsmException.class, Native::selftestPanic);
+        assertTrue(e.getMessage().contains("panic"), e.getMessage());
+        long handle = Native.create(new String[] {"memcachedNodes"},
+                new String[] {"n1:127.0.0.1:1"}, "localhost", "");
+        try {
+            assertTrue(Native.stats(handle).contains("ids_generated 0"));
+        } finally {
+            Native.destroy(handle);
+        }
+    }
+
+    @Test
+    void badArgumentsAreExceptionsNotCrashes() {
+        assertThrows(IllegalArgumentException.class, () -> Native.stats(987654321L));
+        assertThrows(IllegalArgumentException.class,
+                () -> Native.create(null, NONE, "localhost", ""));
+        long handle = Native.create(new String[] {"memcachedNodes"},
+                new String[] {"n1:127.0.0.1:1"}, "localhost", "");
+        try {
+            assertThrows(IllegalArgumentException.class, () -> Native.backup(handle,
+                    "0123456789ABCDEF0123456789ABCDEF-n1", 0, 0, 60, null, null,
+                    new String[] {"a"}, new byte[0][], -1));
+            assertThrows(MsmInvalidIdException.class,
+                    () -> Native.routeRequest(handle, "x\r\nflush_all", null));
+            assertThrows(IllegalArgumentException.class, () -> Native.load(handle, null));
+        } finally {
+            Native.destroy(handle);
+        }
+        assertThrows(IllegalArgumentException.class, () -> Native.stats(handle),
+                "a destroyed handle is refused");
+    }
+
+    @Test
+    void routingRewritesTheRouteAndKeepsAGoodId() {
+        long handle = Native.create(new String[] {"memcachedNodes"},
+                new String[] {"n1:127.0.0.1:1"}, "localhost", "");
+        try {
+            String id = "0123456789ABCDEF0123456789ABCDEF-n1.a";
+            assertEquals("0123456789ABCDEF0123456789ABCDEF-n1.b", Native.routeRequest(handle, id, "b"));
+            assertEquals(null, Native.routeRequest(handle, id, "a"));
+        } finally {
+            Native.destroy(handle);
+        }
+    }
+}
