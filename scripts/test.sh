@@ -4,17 +4,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Programs the tests start or call, and the Debian package of each.
-declare -A packages=(
-  [memcached]=memcached
-  [nutcracker]=nutcracker
-  [cc]=gcc
+# What the tests start or build with: a file each needs, and the Debian package providing it.
+requirements=(
+  /usr/bin/memcached:memcached
+  /usr/sbin/nutcracker:nutcracker
+  /usr/bin/cc:gcc
+  /usr/bin/javac:default-jdk-headless
+  /usr/share/tomcat10/bin/catalina.sh:tomcat10
+  /usr/share/tomcat10/lib/catalina.jar:libtomcat10-java
+  /usr/share/java/tomcat9-catalina.jar:libtomcat9-java
+  /usr/share/java/junit-platform-console-standalone.jar:junit5
+  /usr/bin/wrk:wrk
 )
 missing=()
-for program in "${!packages[@]}"; do
-  if ! command -v "$program" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$program" ]; then
-    missing+=("${packages[$program]}")
-  fi
+for requirement in "${requirements[@]}"; do
+  [ -e "${requirement%%:*}" ] || missing+=("${requirement##*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
@@ -23,7 +27,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   echo "installing ${missing[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 for component in rustfmt clippy; do
@@ -36,6 +40,8 @@ echo "== format"
 cargo fmt --check
 echo "== lint"
 cargo clippy --all-targets --locked -- -D warnings
+echo "== jars and JUnit"
+bash scripts/build-jar.sh
 echo "== tests"
 cargo test --locked
 echo "== benchmarks compile"

@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod tomcat;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -39,7 +41,8 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-fn signal(child: &Child, sig: libc::c_int) {
+/// Sends a signal to one of our children.
+pub fn signal(child: &Child, sig: libc::c_int) {
     // SAFETY: the pid is our own live child.
     let rc = unsafe { libc::kill(child.id() as libc::pid_t, sig) };
     assert_eq!(rc, 0, "kill({}, {sig}) failed", child.id());

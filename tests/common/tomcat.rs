@@ -1,0 +1,327 @@
+//! Real Tomcats for end-to-end tests: each in its own JVM, serving the demo web application with
+//! the manager under test, and a minimal HTTP client that keeps the session cookie.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{TempDir, free_port, signal};
+
+/// The Tomcat line the jars are built for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// Tomcat 10.1 (`jakarta.*`), Debian's `libtomcat10-java`.
+    Tomcat10,
+    /// Tomcat 9 (`javax.*`), Debian's `libtomcat9-java`.
+    Tomcat9,
+}
+
+impl Variant {
+    fn name(self) -> &'static str {
+        match self {
+            Variant::Tomcat10 => "tomcat10",
+            Variant::Tomcat9 => "tomcat9",
+        }
+    }
+
+    fn classpath(self) -> String {
+        match self {
+            Variant::Tomcat10 => {
+                "/usr/share/tomcat10/lib/*:/usr/share/tomcat10/bin/tomcat-juli.jar".to_owned()
+            }
+            Variant::Tomcat9 => [
+                "api",
+                "catalina",
+                "coyote",
+                "util",
+                "util-scan",
+                "juli",
+                "servlet-api",
+                "jaspic-api",
+                "annotations-api",
+                "el-api",
+                "jsp-api",
+            ]
+            .iter()
+            .map(|jar| format!("/usr/share/java/tomcat9-{jar}.jar"))
+            .collect::<Vec<_>>()
+            .join(":"),
+        }
+    }
+}
+
+/// A jar built by `scripts/build-jar.sh`.
+pub fn built_jar(name: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/java")
+        .join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `bash scripts/build-jar.sh` (the README's test command does)",
+        path.display()
+    );
+    path
+}
+
+/// How to start a Tomcat.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Tomcat 10 or 9.
+    pub variant: Variant,
+    /// `msm` or `standard` (Tomcat's StandardManager).
+    pub manager: &'static str,
+    /// The engine's jvmRoute.
+    pub route: Option<String>,
+    /// Manager attributes, as in `context.xml`.
+    pub attributes: Vec<(String, String)>,
+    /// Extra JVM options.
+    pub jvm: Vec<String>,
+}
+
+impl Options {
+    /// Tomcat 10 with this manager configuration and route.
+    pub fn msm(route: &str, attributes: &[(&str, &str)]) -> Self {
+        Options {
+            variant: Variant::Tomcat10,
+            manager: "msm",
+            route: Some(route.to_owned()),
+            attributes: attributes
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            jvm: Vec::new(),
+        }
+    }
+}
+
+/// An embedded Tomcat in its own JVM, killed when dropped.
+pub struct Tomcat {
+    child: Option<Child>,
+    /// Its HTTP port on 127.0.0.1.
+    pub port: u16,
+    dir: TempDir,
+}
+
+/// How a start ended.
+pub enum Started {
+    /// Serving.
+    Ready(Tomcat),
+    /// The context refused to start; the log says why.
+    Failed(String),
+}
+
+fn java() -> PathBuf {
+    for candidate in ["/usr/bin/java", "/usr/lib/jvm/default-java/bin/java"] {
+        if Path::new(candidate).exists() {
+            return PathBuf::from(candidate);
+        }
+    }
+    panic!("`java` is not installed: run `apt-get install -y default-jdk-headless`");
+}
+
+impl Tomcat {
+    /// Starts a Tomcat and waits until it serves; panics when it does not.
+    pub fn start(options: &Options) -> Tomcat {
+        match Self::try_start(options) {
+            Started::Ready(tomcat) => tomcat,
+            Started::Failed(log) => panic!("Tomcat did not start:\n{log}"),
+        }
+    }
+
+    /// Starts a Tomcat and reports whether its context started.
+    pub fn try_start(options: &Options) -> Started {
+        let port = free_port();
+        let dir = TempDir::new("tomcat");
+        let variant = options.variant.name();
+        let classpath = format!(
+            "{}:{}:{}",
+            built_jar(&format!("msm-{variant}.jar")).display(),
+            built_jar(&format!("msm-demo-{variant}.jar")).display(),
+            options.variant.classpath()
+        );
+        let mut command = Command::new(java());
+        command
+            .args(["-Xmx256m", "-XX:+UseSerialGC", "-Xshare:auto"])
+            .args(&options.jvm)
+            .arg(format!("-Djava.io.tmpdir={}", dir.path.display()))
+            .args(["-cp", &classpath, "io.msm.demo.EmbeddedTomcat"])
+            .args(["--port", &port.to_string(), "--manager", options.manager]);
+        if let Some(route) = &options.route {
+            command.args(["--route", route]);
+        }
+        for (name, value) in &options.attributes {
+            command.args(["--attr", &format!("{name}={value}")]);
+        }
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(dir.path.join("stdout")).unwrap())
+            .stderr(std::fs::File::create(dir.path.join("stderr")).unwrap())
+            .spawn()
+            .expect("cannot start java");
+        let mut tomcat = Tomcat {
+            child: Some(child),
+            port,
+            dir,
+        };
+        let start = Instant::now();
+        loop {
+            let stdout =
+                std::fs::read_to_string(tomcat.dir.path.join("stdout")).unwrap_or_default();
+            if stdout.contains("READY") {
+                return Started::Ready(tomcat);
+            }
+            let exited = tomcat.child.as_mut().unwrap().try_wait().unwrap().is_some();
+            if stdout.contains("CONTEXT FAILED") || exited {
+                let log = tomcat.log();
+                tomcat.kill();
+                return Started::Failed(format!("{stdout}{log}"));
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "Tomcat did not start within 60 s:\n{}",
+                tomcat.log()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Kills the JVM (SIGKILL): a crash, nothing is flushed.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(&child, libc::SIGKILL);
+            let _ = child.wait();
+        }
+    }
+
+    /// What Tomcat logged (JULI writes to stderr).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path.join("stderr")).unwrap_or_default()
+    }
+
+    /// A GET request, sending `session` as the JSESSIONID cookie.
+    pub fn get(&self, path: &str, session: Option<&str>) -> Response {
+        http_get(self.port, path, session)
+    }
+}
+
+impl Drop for Tomcat {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A browser's view of one session: sends its cookie, and follows every new cookie it is sent.
+#[derive(Debug, Default, Clone)]
+pub struct Browser {
+    /// The JSESSIONID cookie, once one was set.
+    pub cookie: Option<String>,
+}
+
+impl Browser {
+    /// A browser that already holds this cookie.
+    pub fn with_cookie(cookie: &str) -> Self {
+        Browser {
+            cookie: Some(cookie.to_owned()),
+        }
+    }
+
+    /// A GET request to `tomcat`, keeping any new session cookie.
+    pub fn get(&mut self, tomcat: &Tomcat, path: &str) -> Response {
+        let response = tomcat.get(path, self.cookie.as_deref());
+        if let Some(new) = &response.new_session {
+            self.cookie = Some(new.clone());
+        }
+        response
+    }
+}
+
+/// An HTTP response.
+#[derive(Debug)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// The JSESSIONID the response set, if any.
+    pub new_session: Option<String>,
+    /// Every `Set-Cookie` header, whole.
+    pub set_cookies: Vec<String>,
+    /// The body.
+    pub body: String,
+}
+
+impl Response {
+    /// The value of `key=value` in the one-line body of the demo application.
+    pub fn field(&self, key: &str) -> Option<&str> {
+        self.body
+            .split_whitespace()
+            .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))
+    }
+
+    /// The session the body reports.
+    pub fn session(&self) -> &str {
+        self.field("session").expect("no session field")
+    }
+}
+
+/// A minimal HTTP/1.1 GET with `Connection: close`.
+pub fn http_get(port: u16, path: &str, session: Option<&str>) -> Response {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to Tomcat");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let cookie = session.map_or(String::new(), |s| format!("Cookie: JSESSIONID={s}\r\n"));
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost:{port}\r\n{cookie}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read response");
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").expect("no header end");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let set_cookies: Vec<String> = lines
+        .filter_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("set-cookie")
+                .then(|| value.trim().to_owned())
+        })
+        .collect();
+    let new_session = set_cookies.iter().find_map(|c| {
+        let value = c.strip_prefix("JSESSIONID=")?;
+        Some(value.split(';').next()?.to_owned())
+    });
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Response {
+        status,
+        new_session,
+        set_cookies,
+        body: body.trim().to_owned(),
+    }
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}

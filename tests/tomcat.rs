@@ -1,0 +1,329 @@
+//! End to end: real Tomcats in their own JVMs, the demo web application, real memcached, HTTP
+//! requests with cookies, and Tomcats and memcached nodes killed in the middle.
+//!
+//! Needs the jars of `scripts/build-jar.sh` (the README's test command builds them first).
+
+mod common;
+
+use common::tomcat::{Browser, Options, Started, Tomcat, Variant};
+use common::{Memcached, command_counters, eventually, node_list};
+use msm::envelope::Codec;
+
+const PREFIX: &str = "e2e:";
+
+/// Manager attributes for these servers, synchronous backups (so a response means the write is
+/// done) unless overridden.
+fn attributes<'a>(nodes: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut all = vec![
+        ("memcachedNodes", nodes),
+        ("storageKeyPrefix", PREFIX),
+        ("operationTimeout", "300"),
+        ("nodeProbeInterval", "100"),
+        ("sessionBackupAsync", "false"),
+        ("sessionBackupTimeout", "2000"),
+    ];
+    all.extend_from_slice(extra);
+    all
+}
+
+fn tomcat(route: &str, nodes: &str, extra: &[(&str, &str)]) -> Tomcat {
+    Tomcat::start(&Options::msm(route, &attributes(nodes, extra)))
+}
+
+/// `random-node` of a session id (the storage part: no route).
+fn storage(id: &str) -> &str {
+    id.split('.').next().unwrap()
+}
+
+fn node_of(id: &str) -> &str {
+    storage(id).rsplit('-').next().unwrap()
+}
+
+/// Creates sessions until one lives on `node`; returns its id.
+fn session_on(tomcat: &Tomcat, node: &str) -> String {
+    for _ in 0..20 {
+        let id = tomcat.get("/", None).new_session.expect("a new session");
+        if node_of(&id) == node {
+            return id;
+        }
+    }
+    panic!("no session landed on {node}");
+}
+
+#[test]
+fn a_session_survives_its_tomcat_and_takes_the_new_route() {
+    let (m1, m2) = (Memcached::start(), Memcached::start());
+    let nodes = node_list(&[&m1, &m2]);
+    let mut a = tomcat("a", &nodes, &[]);
+    let b = tomcat("b", &nodes, &[]);
+
+    let id = a.get("/", None).new_session.expect("session created on a");
+    assert!(id.ends_with(".a"), "{id}");
+    a.get("/", Some(&id));
+    a.get("/set?name=user&value=alice", Some(&id));
+    a.kill();
+
+    let response = b.get("/", Some(&id));
+    assert_eq!(response.field("counter"), Some("3"), "{response:?}");
+    assert_eq!(response.field("tomcat"), Some("b"));
+    let taken_over = response.new_session.expect("a new cookie with b's route");
+    assert_eq!(taken_over, format!("{}.b", storage(&id)));
+    assert_eq!(
+        b.get("/get?name=user", Some(&taken_over)).field("user"),
+        Some("alice")
+    );
+    // The key strips the route: one copy, under the same key, nothing left behind.
+    let server = if node_of(&id) == "n1" { &m1 } else { &m2 };
+    let key = format!("{PREFIX}{}", storage(&id));
+    assert!(server.has(&key));
+    assert_eq!(
+        m1.item_count() + m2.item_count(),
+        2,
+        "session and id reservation only"
+    );
+}
+
+#[test]
+fn only_modified_sessions_are_written() {
+    let server = Memcached::start();
+    let tomcat = tomcat("a", &node_list(&[&server]), &[]);
+    let id = tomcat.get("/", None).new_session.unwrap();
+    let sets = server.stat("cmd_set");
+    for _ in 0..10 {
+        assert_eq!(tomcat.get("/read", Some(&id)).field("counter"), Some("1"));
+    }
+    assert_eq!(
+        server.stat("cmd_set"),
+        sets,
+        "reading requests wrote to memcached"
+    );
+    tomcat.get("/", Some(&id));
+    assert_eq!(
+        server.stat("cmd_set"),
+        sets + 1,
+        "a modifying request writes once"
+    );
+}
+
+#[test]
+fn asynchronous_backups_reach_memcached() {
+    let server = Memcached::start();
+    let nodes = node_list(&[&server]);
+    let mut a = tomcat("a", &nodes, &[("sessionBackupAsync", "true")]);
+    let id = a.get("/", None).new_session.unwrap();
+    for _ in 0..4 {
+        a.get("/", Some(&id));
+    }
+    // Five changes, five versions (a write waiting behind another may be replaced by a newer one,
+    // but the last one always lands).
+    let key = format!("{PREFIX}{}", storage(&id));
+    let random = storage(&id).split('-').next().unwrap().to_owned();
+    let codec = Codec::new(None, 8 << 20, PREFIX);
+    eventually("the fifth version is in memcached", || {
+        server
+            .get(&key)
+            .and_then(|value| codec.decode(&random, &value).ok())
+            .is_some_and(|session| session.version == 5)
+    });
+    a.kill();
+    let b = tomcat("b", &nodes, &[]);
+    assert_eq!(b.get("/read", Some(&id)).field("counter"), Some("5"));
+}
+
+#[test]
+fn a_dead_memcached_node_moves_the_session_and_reissues_the_cookie() {
+    let (mut m1, m2, m3) = (Memcached::start(), Memcached::start(), Memcached::start());
+    let nodes = node_list(&[&m1, &m2, &m3]);
+    let tomcat = tomcat("a", &nodes, &[("failoverNodes", "n2")]);
+    let mut browser = Browser::with_cookie(&session_on(&tomcat, "n1"));
+    browser.get(&tomcat, "/");
+    m1.kill();
+
+    // The first request meets the dead node (its backup fails and marks the node down); by the
+    // next one at the latest the session has moved. Nothing is lost on the way.
+    for expected in 3..=5 {
+        let response = browser.get(&tomcat, "/");
+        assert_eq!(
+            response.field("counter"),
+            Some(expected.to_string().as_str())
+        );
+    }
+    let moved = browser.cookie.clone().unwrap();
+    assert_eq!(node_of(&moved), "n3", "the failover node n2 is used last");
+    assert!(moved.ends_with(".a"));
+    assert!(m3.has(&format!("{PREFIX}{}", storage(&moved))));
+    assert!(
+        tomcat.log().contains("memcached node marked down"),
+        "core records reach JULI"
+    );
+}
+
+#[test]
+fn with_every_node_down_sessions_work_from_memory() {
+    let (mut m1, mut m2) = (Memcached::start(), Memcached::start());
+    let tomcat = tomcat("a", &node_list(&[&m1, &m2]), &[]);
+    let mut browser = Browser::default();
+    browser.get(&tomcat, "/");
+    m1.kill();
+    m2.kill();
+    for expected in 2..=6 {
+        let response = browser.get(&tomcat, "/");
+        assert_eq!(response.status, 200);
+        assert_eq!(
+            response.field("counter"),
+            Some(expected.to_string().as_str())
+        );
+    }
+    let mut fresh = Browser::default();
+    assert_eq!(fresh.get(&tomcat, "/").status, 200);
+    assert!(fresh.cookie.is_some(), "new sessions are still created");
+    assert_eq!(fresh.get(&tomcat, "/").field("counter"), Some("2"));
+}
+
+#[test]
+fn ignored_uris_never_touch_memcached() {
+    let server = Memcached::start();
+    let tomcat = tomcat(
+        "a",
+        &node_list(&[&server]),
+        &[("requestUriIgnorePattern", r".*\.(css|png|js)")],
+    );
+    let id = tomcat.get("/", None).new_session.unwrap();
+    let before = command_counters(&server.stats());
+    // This URI changes the session in the demo application, but it is ignored.
+    for _ in 0..5 {
+        assert_eq!(tomcat.get("/static/site.css", Some(&id)).status, 200);
+    }
+    assert_eq!(command_counters(&server.stats()), before);
+}
+
+#[test]
+fn invalidation_removes_the_keys() {
+    let server = Memcached::start();
+    let tomcat = tomcat("a", &node_list(&[&server]), &[]);
+    let id = tomcat.get("/", None).new_session.unwrap();
+    let key = format!("{PREFIX}{}", storage(&id));
+    assert!(server.has(&key));
+    assert!(server.has(&format!("id:{key}")));
+    tomcat.get("/invalidate", Some(&id));
+    assert!(!server.has(&key));
+    assert!(!server.has(&format!("id:{key}")));
+}
+
+#[test]
+fn a_login_changes_the_id_and_removes_the_old_copy() {
+    let server = Memcached::start();
+    let tomcat = tomcat("a", &node_list(&[&server]), &[]);
+    let id = tomcat.get("/", None).new_session.unwrap();
+    let response = tomcat.get("/login", Some(&id));
+    let new_id = response.new_session.expect("a new id after login");
+    assert_ne!(storage(&new_id), storage(&id));
+    assert_eq!(tomcat.get("/", Some(&new_id)).field("counter"), Some("2"));
+    assert!(!server.has(&format!("{PREFIX}{}", storage(&id))));
+    assert!(server.has(&format!("{PREFIX}{}", storage(&new_id))));
+}
+
+#[test]
+fn forged_cookies_get_a_new_session_and_never_become_keys() {
+    let server = Memcached::start();
+    let nodes = node_list(&[&server]);
+    let tomcat = tomcat("a", &nodes, &[]);
+    let other = Tomcat::start(&Options::msm(
+        "a",
+        &[
+            ("memcachedNodes", nodes.as_str()),
+            ("storageKeyPrefix", "othercontext:"),
+        ],
+    ));
+    let foreign = other.get("/", None).new_session.unwrap();
+    let forged = [
+        "0123456789ABCDEF0123456789ABCDEF-n1.a".to_owned(),
+        foreign.clone(),
+        "0123456789ABCDEF0123456789ABCDEF-n1%0D%0Aflush_all".to_owned(),
+        format!("{}-n1", "A".repeat(300)),
+        "..%2F..%2Fetc%2Fpasswd".to_owned(),
+    ];
+    for cookie in &forged {
+        let response = tomcat.get("/", Some(cookie));
+        assert_eq!(response.status, 200);
+        let issued = response.new_session.as_deref().expect("a new session");
+        assert_ne!(issued, cookie);
+        assert_eq!(
+            response.field("counter"),
+            Some("1"),
+            "nothing of the forged session"
+        );
+    }
+    assert_eq!(server.stat("cmd_flush"), 0);
+    assert!(!server.has(&format!("{PREFIX}0123456789ABCDEF0123456789ABCDEF-n1")));
+    assert!(!server.has(&format!("{PREFIX}{}", storage(&foreign))));
+}
+
+#[test]
+fn a_non_serializable_attribute_fails_only_that_backup() {
+    let server = Memcached::start();
+    let tomcat = tomcat("a", &node_list(&[&server]), &[]);
+    let id = tomcat.get("/", None).new_session.unwrap();
+    let response = tomcat.get("/nonserializable", Some(&id));
+    assert_eq!(response.status, 200, "the request still succeeds");
+    assert_eq!(tomcat.get("/read", Some(&id)).field("counter"), Some("1"));
+    let log = tomcat.log();
+    assert!(
+        log.contains("[unserializable]") && log.contains("io.msm.demo.DemoServlet$NotSerializable"),
+        "the log names the attribute and its class:\n{log}"
+    );
+}
+
+#[test]
+fn misconfiguration_stops_the_context_naming_the_attribute() {
+    let server = Memcached::start();
+    let nodes = node_list(&[&server]);
+    for (attribute, value) in [
+        ("colour", "blue"),
+        ("operationTimeout", "soon"),
+        ("failoverNodes", "n7"),
+    ] {
+        let options = Options::msm("a", &attributes(&nodes, &[(attribute, value)]));
+        match Tomcat::try_start(&options) {
+            Started::Failed(log) => {
+                assert!(log.contains(&format!("`{attribute}`")), "{log}");
+                assert!(log.contains(&format!("`{value}`")), "{log}");
+            }
+            Started::Ready(_) => panic!("the context started with {attribute}={value}"),
+        }
+    }
+}
+
+#[test]
+fn a_missing_native_library_is_one_clear_error_naming_the_path() {
+    let server = Memcached::start();
+    let mut options = Options::msm("a", &attributes(&node_list(&[&server]), &[]));
+    options
+        .jvm
+        .push("-Dmsm.native.library=/nonexistent/libmsm.so".to_owned());
+    match Tomcat::try_start(&options) {
+        Started::Failed(log) => {
+            assert!(log.contains("/nonexistent/libmsm.so"), "{log}");
+            assert!(log.contains("cannot load the msm native library"), "{log}");
+        }
+        Started::Ready(_) => panic!("started without its native library"),
+    }
+}
+
+#[test]
+fn tomcat9_takes_over_sessions_too() {
+    let server = Memcached::start();
+    let nodes = node_list(&[&server]);
+    let options = |route: &str| Options {
+        variant: Variant::Tomcat9,
+        ..Options::msm(route, &attributes(&nodes, &[]))
+    };
+    let mut a = Tomcat::start(&options("a"));
+    let id = a.get("/", None).new_session.unwrap();
+    a.get("/", Some(&id));
+    a.kill();
+    let b = Tomcat::start(&options("b"));
+    let response = b.get("/", Some(&id));
+    assert_eq!(response.field("counter"), Some("3"));
+    assert_eq!(response.new_session, Some(format!("{}.b", storage(&id))));
+}
