@@ -19,9 +19,13 @@ for need in /usr/share/tomcat10/lib/catalina.jar /usr/share/java/tomcat9-catalin
 done
 
 cargo build --release --lib --locked
-out=target/java
+# Build in a staging directory and rename the jars into place at the end, so Tomcats running
+# from the previous jars keep working.
+dest=target/java
+out="$dest/.build-$$"
 rm -rf "$out"
 mkdir -p "$out"
+trap 'rm -rf "$out"' EXIT
 platform="linux-$(uname -m)"
 [ "$platform" = "linux-amd64" ] && platform=linux-x86_64
 
@@ -52,4 +56,7 @@ mkdir -p "$tests"
 java -jar "$JUNIT" --disable-banner --disable-ansi-colors --details=summary --fail-if-no-tests \
   -cp "$TOMCAT10_CP:$out/msm-tomcat10.jar:$tests" --scan-classpath "$tests"
 
-echo "built $out/msm-tomcat10.jar $out/msm-tomcat9.jar"
+for jar in "$out"/*.jar; do
+  mv -f "$jar" "$dest/"
+done
+echo "built $dest/msm-tomcat10.jar $dest/msm-tomcat9.jar"

@@ -327,3 +327,74 @@ fn tomcat9_takes_over_sessions_too() {
     assert_eq!(response.field("counter"), Some("3"));
     assert_eq!(response.new_session, Some(format!("{}.b", storage(&id))));
 }
+
+#[test]
+fn an_unmodified_session_has_its_memcached_expiry_renewed() {
+    let server = Memcached::start();
+    // Tomcat keeps the session 8 s; memcached a quarter longer, renewed after a quarter of it.
+    let tomcat = tomcat("a", &node_list(&[&server]), &[("maxInactiveInterval", "8")]);
+    let id = tomcat.get("/", None).new_session.unwrap();
+    let key = format!("{PREFIX}{}", storage(&id));
+    assert!(server.ttl(&key).unwrap() <= 10);
+    let (sets, touches) = (server.stat("cmd_set"), server.stat("cmd_touch"));
+    tomcat.get("/read", Some(&id));
+    assert_eq!(server.stat("cmd_touch"), touches, "too early to renew");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert!(server.ttl(&key).unwrap() <= 8);
+    tomcat.get("/read", Some(&id));
+    assert_eq!(server.stat("cmd_touch"), touches + 1, "renewed");
+    assert!(server.ttl(&key).unwrap() >= 9, "expiry pushed back");
+    assert_eq!(server.stat("cmd_set"), sets, "renewed without rewriting");
+}
+
+#[test]
+fn jmx_shows_statistics_and_replaces_the_node_list() {
+    let (m1, m2) = (Memcached::start(), Memcached::start());
+    let tomcat = tomcat("a", &node_list(&[&m1]), &[]);
+    let mut browser = Browser::default();
+    browser.get(&tomcat, "/");
+    browser.get(&tomcat, "/read");
+    browser.get(&tomcat, "/");
+    let stats = tomcat.get("/stats", None);
+    let number = |name: &str| -> u64 {
+        stats
+            .field(name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {stats:?}"))
+    };
+    assert_eq!(number("RequestsWithSession"), 3);
+    assert_eq!(number("BackupsWritten"), 2);
+    assert_eq!(number("BackupsSkipped"), 1);
+    assert_eq!(number("BackupTimeCount"), 2);
+    assert_eq!(number("SerializationTimeCount"), 3);
+    assert!(number("BackupTimeMax") >= number("BackupTimeMin"));
+    for name in [
+        "TomcatFailovers",
+        "MemcachedFailovers",
+        "LoadTimeAvg",
+        "BackupsFailed",
+        "CorruptValues",
+    ] {
+        number(name);
+    }
+    assert!(stats.field("NodeStates").unwrap().contains("node_n1"));
+
+    let both = format!("n1:{},n2:{}", m1.address(), m2.address());
+    assert_eq!(
+        tomcat
+            .get(&format!("/nodes?value={both}"), None)
+            .field("nodes"),
+        Some(both.as_str())
+    );
+    let states = tomcat.get("/stats", None);
+    assert!(
+        states.field("NodeStates").unwrap().contains("node_n2"),
+        "{states:?}"
+    );
+    let on_n2 = (0..6)
+        .filter_map(|_| tomcat.get("/", None).new_session)
+        .filter(|id| node_of(id) == "n2")
+        .count();
+    assert!(on_n2 > 0, "new sessions use the added node");
+    assert!(m2.item_count() > 0);
+}

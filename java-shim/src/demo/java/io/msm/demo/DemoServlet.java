@@ -2,7 +2,14 @@ package io.msm.demo;
 
 import java.io.IOException;
 import java.io.PrintWriter;
+import java.lang.management.ManagementFactory;
 import java.util.Collections;
+import java.util.Set;
+
+import javax.management.JMException;
+import javax.management.MBeanAttributeInfo;
+import javax.management.MBeanServer;
+import javax.management.ObjectName;
 
 import jakarta.servlet.http.HttpServlet;
 import jakarta.servlet.http.HttpServletRequest;
@@ -21,7 +28,9 @@ import jakarta.servlet.http.HttpSession;
  * <li>{@code /invalidate}: ends the session;</li>
  * <li>{@code /login}: changes the session id (fixation protection, as a login does);</li>
  * <li>{@code /static/...}: changes the session too, but static URIs are configured to be
- * ignored by the manager in the tests.</li>
+ * ignored by the manager in the tests;</li>
+ * <li>{@code /stats}: the manager's JMX statistics, read from the platform MBean server;</li>
+ * <li>{@code /nodes?value=L}: replaces the memcached node list through the JMX operation.</li>
  * </ul>
  */
 public final class DemoServlet extends HttpServlet {
@@ -57,6 +66,10 @@ public final class DemoServlet extends HttpServlet {
                 session = request.getSession();
                 session.setAttribute("unserializable", new NotSerializable());
                 break;
+            case "/stats":
+            case "/nodes":
+                reply(response, jmx(path, request.getParameter("value")));
+                return;
             case "/invalidate":
                 session = request.getSession(false);
                 if (session != null) {
@@ -88,6 +101,36 @@ public final class DemoServlet extends HttpServlet {
                     String.join(",", Collections.list(session.getAttributeNames())));
         }
         reply(response, line.toString());
+    }
+
+    /** Reads the manager's MBean, or invokes its node-list operation. */
+    private static String jmx(String path, String nodes) {
+        MBeanServer server = ManagementFactory.getPlatformMBeanServer();
+        try {
+            Set<ObjectName> names =
+                    server.queryNames(new ObjectName("io.msm:type=MemcachedSessionManager,*"), null);
+            if (names.isEmpty()) {
+                return "mbean=none";
+            }
+            ObjectName name = names.iterator().next();
+            if (path.equals("/nodes")) {
+                server.invoke(name, "replaceMemcachedNodes", new Object[] {nodes},
+                        new String[] {String.class.getName()});
+                return "nodes=" + nodes;
+            }
+            StringBuilder line = new StringBuilder("mbean=").append(name);
+            for (MBeanAttributeInfo attribute : server.getMBeanInfo(name).getAttributes()) {
+                if (attribute.getName().equals("CoreStatistics")) {
+                    continue;
+                }
+                Object value = server.getAttribute(name, attribute.getName());
+                line.append(' ').append(attribute.getName()).append('=')
+                        .append(String.valueOf(value).trim().replace('\n', ';').replace(' ', '_'));
+            }
+            return line.toString();
+        } catch (JMException e) {
+            return "error=" + e;
+        }
     }
 
     private static void reply(HttpServletResponse response, String line) throws IOException {

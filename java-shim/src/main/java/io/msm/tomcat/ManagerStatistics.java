@@ -186,7 +186,7 @@ public final class ManagerStatistics implements ManagerStatisticsMBean {
     }
 
     @Override
-    public void setMemcachedNodes(String memcachedNodes) {
+    public void replaceMemcachedNodes(String memcachedNodes) {
         manager.replaceMemcachedNodes(memcachedNodes);
     }
 }

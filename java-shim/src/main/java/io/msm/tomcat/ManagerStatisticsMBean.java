@@ -89,5 +89,5 @@ public interface ManagerStatisticsMBean {
      *
      * @param memcachedNodes the new list, in {@code memcachedNodes} syntax
      */
-    void setMemcachedNodes(String memcachedNodes);
+    void replaceMemcachedNodes(String memcachedNodes);
 }
