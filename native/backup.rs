@@ -67,9 +67,12 @@ pub enum Change {
 }
 
 #[derive(Debug)]
-struct Written {
-    fingerprint: Fingerprint,
+struct Tracked {
+    /// The newest content handed to a write, or loaded; `None` after a failed write.
+    latest: Option<Fingerprint>,
+    /// The version of that content; every change gets the next one.
     version: u64,
+    /// When memcached's expiry was last set (write or touch).
     refreshed: Instant,
 }
 
@@ -83,69 +86,82 @@ pub fn sticky_lifetime(max_inactive: i32) -> u64 {
     }
 }
 
-/// The last written content of every session this host wrote or loaded, by storage key.
+/// What this host last sent to memcached for each session it wrote or loaded, by storage key.
 #[derive(Debug, Default)]
 pub struct Tracker {
-    written: Mutex<HashMap<String, Written>>,
+    sessions: Mutex<HashMap<String, Tracked>>,
 }
 
 impl Tracker {
-    /// Compares a session with what was last written under `key`; returns what to do and the
-    /// version the next write carries.
+    /// Decides what a backup of this content under `key` must do, and the version it carries.
+    /// A change is claimed at once (the next caller with the same content finds it unchanged),
+    /// so versions grow with every change even while writes are still queued.
     pub fn compare(
         &self,
         key: &str,
         fingerprint: &Fingerprint,
         max_inactive: i32,
     ) -> (Change, u64) {
-        let written = self.written.lock();
-        let Some(last) = written.get(key) else {
-            return (Change::Changed, 1);
-        };
-        let change = if last.fingerprint != *fingerprint {
-            Change::Changed
-        } else if max_inactive > 0
-            && last.refreshed.elapsed() >= Duration::from_secs(max_inactive as u64 / 4)
-        {
+        let mut sessions = self.sessions.lock();
+        let tracked = sessions.entry(key.to_owned()).or_insert_with(|| Tracked {
+            latest: None,
+            version: 0,
+            refreshed: Instant::now(),
+        });
+        if tracked.latest.as_ref() != Some(fingerprint) {
+            tracked.latest = Some(fingerprint.clone());
+            tracked.version += 1;
+            return (Change::Changed, tracked.version);
+        }
+        let quarter = Duration::from_secs(u64::try_from(max_inactive).unwrap_or(0) / 4);
+        let change = if max_inactive > 0 && tracked.refreshed.elapsed() >= quarter {
             Change::ExpiryDue
         } else {
             Change::Unchanged
         };
-        (change, last.version + 1)
+        (change, tracked.version)
     }
 
-    /// Records that `key` now holds this content at this version (after a write or a load).
-    pub fn record(&self, key: &str, fingerprint: Fingerprint, version: u64) {
-        self.written.lock().insert(
+    /// Records content read from memcached: it needs no write until it changes.
+    pub fn loaded(&self, key: &str, fingerprint: Fingerprint, version: u64) {
+        self.sessions.lock().insert(
             key.to_owned(),
-            Written {
-                fingerprint,
+            Tracked {
+                latest: Some(fingerprint),
                 version,
                 refreshed: Instant::now(),
             },
         );
     }
 
-    /// Records that the expiry of `key` was renewed.
+    /// Records that memcached's expiry of `key` was just set (by a write or a touch).
     pub fn refreshed(&self, key: &str) {
-        if let Some(last) = self.written.lock().get_mut(key) {
-            last.refreshed = Instant::now();
+        if let Some(tracked) = self.sessions.lock().get_mut(key) {
+            tracked.refreshed = Instant::now();
         }
     }
 
-    /// The version last written or loaded under `key`.
-    pub fn version(&self, key: &str) -> Option<u64> {
-        self.written.lock().get(key).map(|w| w.version)
+    /// Records that a write of `key` failed: memcached's content is unknown, so the next backup
+    /// writes again (with a newer version).
+    pub fn failed(&self, key: &str) {
+        if let Some(tracked) = self.sessions.lock().get_mut(key) {
+            tracked.latest = None;
+        }
     }
 
-    /// Forgets `key` (the session left the host, or its last write failed and must be redone).
+    /// The newest version written or loaded under `key`.
+    pub fn version(&self, key: &str) -> Option<u64> {
+        self.sessions.lock().get(key).map(|t| t.version)
+    }
+
+    /// Forgets `key`: the session left this host.
     pub fn forget(&self, key: &str) {
-        self.written.lock().remove(key);
+        self.sessions.lock().remove(key);
     }
 
     /// Number of sessions tracked.
     pub fn len(&self) -> usize {
-        self.written.lock().len()
+        self.sessions.lock().len()
     }
 
     /// Whether no session is tracked.
@@ -159,7 +175,9 @@ impl Tracker {
 pub enum Offer<J> {
     /// No job was running for the key: the caller runs `J` and then [`Queue::next`] until empty.
     Start(J),
-    /// A job is running for the key: this one replaced whatever was waiting behind it.
+    /// A job is running for the key: this one waits behind it.
+    Waiting,
+    /// A job is running for the key: this one replaced an older one waiting behind it.
     Replaced,
     /// The queue is full: the caller does the work itself, synchronously.
     Full(J),
@@ -188,8 +206,10 @@ impl<J> Queue<J> {
     pub fn offer(&self, key: &str, job: J) -> Offer<J> {
         let mut slots = self.slots.lock();
         if let Some(waiting) = slots.get_mut(key) {
-            *waiting = Some(job);
-            return Offer::Replaced;
+            return match waiting.replace(job) {
+                Some(_) => Offer::Replaced,
+                None => Offer::Waiting,
+            };
         }
         if slots.len() >= self.capacity {
             return Offer::Full(job);
@@ -264,14 +284,25 @@ mod tests {
         let tracker = Tracker::default();
         let a = Fingerprint::of(&session(&[("k", b"v")]));
         assert_eq!(tracker.compare("s", &a, 1800), (Change::Changed, 1));
-        tracker.record("s", a.clone(), 1);
-        assert_eq!(tracker.compare("s", &a, 1800), (Change::Unchanged, 2));
-        assert_eq!(tracker.compare("s", &a, 0), (Change::Unchanged, 2));
-        // A lifetime so short that a quarter of it has passed already.
-        assert_eq!(tracker.compare("s", &a, 0).0, Change::Unchanged);
+        assert_eq!(
+            tracker.compare("s", &a, 1800),
+            (Change::Unchanged, 1),
+            "claimed at once"
+        );
+        assert_eq!(tracker.compare("s", &a, 0), (Change::Unchanged, 1));
         let b = Fingerprint::of(&session(&[("k", b"w")]));
         assert_eq!(tracker.compare("s", &b, 1800), (Change::Changed, 2));
+        tracker.failed("s");
+        assert_eq!(
+            tracker.compare("s", &b, 1800),
+            (Change::Changed, 3),
+            "rewritten after a failure"
+        );
+        tracker.loaded("t", a.clone(), 7);
+        assert_eq!(tracker.compare("t", &a, 1800), (Change::Unchanged, 7));
+        assert_eq!(tracker.compare("t", &b, 1800), (Change::Changed, 8));
         tracker.forget("s");
+        assert_eq!(tracker.version("s"), None);
         assert_eq!(tracker.compare("s", &a, 1800), (Change::Changed, 1));
     }
 
@@ -279,7 +310,7 @@ mod tests {
     fn expiry_comes_due_after_a_quarter_lifetime() {
         let tracker = Tracker::default();
         let a = Fingerprint::of(&session(&[]));
-        tracker.record("s", a.clone(), 1);
+        tracker.compare("s", &a, 4);
         std::thread::sleep(Duration::from_millis(1100));
         assert_eq!(tracker.compare("s", &a, 4).0, Change::ExpiryDue);
         tracker.refreshed("s");
@@ -298,7 +329,7 @@ mod tests {
     fn queue_orders_coalesces_and_bounds() {
         let q = Queue::new(2);
         assert!(matches!(q.offer("a", 1), Offer::Start(1)));
-        assert!(matches!(q.offer("a", 2), Offer::Replaced));
+        assert!(matches!(q.offer("a", 2), Offer::Waiting));
         assert!(matches!(q.offer("a", 3), Offer::Replaced));
         assert!(matches!(q.offer("b", 4), Offer::Start(4)));
         assert!(matches!(q.offer("c", 5), Offer::Full(5)));

@@ -312,7 +312,7 @@ impl SessionManager {
                 if self.config.sticky {
                     // What memcached holds now: the next backup writes only if this changes.
                     let current = loaded.relocated.as_ref().unwrap_or(id);
-                    self.tracker.record(
+                    self.tracker.loaded(
                         &self.key(KeyKind::Session, current),
                         Fingerprint::of(&loaded.session),
                         loaded.session.version,

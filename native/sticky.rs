@@ -41,7 +41,6 @@ pub struct BackupJob {
     id: SessionId,
     key: String,
     work: Work,
-    fingerprint: Fingerprint,
     version: u64,
     exptime: u64,
     done: Option<oneshot::Sender<Result<BackupOutcome>>>,
@@ -89,7 +88,6 @@ impl SessionManager {
             id: id.clone(),
             key: key.clone(),
             work,
-            fingerprint,
             version,
             exptime: expiry(sticky_lifetime(session.max_inactive)),
             done,
@@ -99,6 +97,7 @@ impl SessionManager {
                 bump(&self.stats.session_backups_queued);
                 runtime::handle().spawn(Arc::clone(self).drain_backups(job));
             }
+            Offer::Waiting => bump(&self.stats.session_backups_queued),
             Offer::Replaced => {
                 bump(&self.stats.session_backups_queued);
                 bump(&self.stats.session_backups_coalesced);
@@ -157,7 +156,7 @@ impl SessionManager {
             Ok(_) => {}
             Err(e) => {
                 // Unknown state in memcached: the next request writes the session again.
-                self.tracker.forget(&job.key);
+                self.tracker.failed(&job.key);
                 bump(&self.stats.session_backups_failed);
                 if matches!(e, Error::NodeDown(_)) {
                     // Already logged when the node went down; the next request moves the session.
@@ -196,8 +195,7 @@ impl SessionManager {
         self.cluster
             .call(&node, |c| c.set(&job.key, value, job.exptime))
             .await?;
-        self.tracker
-            .record(&job.key, job.fingerprint.clone(), job.version);
+        self.tracker.refreshed(&job.key);
         Ok(BackupOutcome::Written)
     }
 

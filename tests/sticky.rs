@@ -1,0 +1,224 @@
+//! Sticky-mode operations of the core against real memcached: change detection, the background
+//! queue, request routing, id changes, expiry and runtime node lists.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Memcached, eventually, manager, stat};
+use msm::envelope::Codec;
+use msm::runtime::block_on;
+use msm::{BackupOutcome, SessionData, SessionId, SessionManager};
+
+fn shared(servers: &[&Memcached], extra: &[(&str, &str)]) -> Arc<SessionManager> {
+    Arc::new(manager(servers, extra))
+}
+
+fn session(value: &[u8]) -> SessionData {
+    let mut s = SessionData::new(1800);
+    s.attributes.insert("k".into(), value.to_vec());
+    s
+}
+
+fn stored(server: &Memcached, id: &SessionId) -> Option<SessionData> {
+    let value = server.get(&format!("test:{}", id.storage_part()))?;
+    Codec::new(None, 8 << 20, "test:")
+        .decode(id.random(), &value)
+        .ok()
+}
+
+const WAIT: Option<Duration> = Some(Duration::from_secs(5));
+
+#[test]
+fn only_changes_are_written() {
+    let server = Memcached::start();
+    let m = shared(&[&server], &[]);
+    let id = block_on(m.new_session_id(None)).unwrap();
+    let sets = server.stat("cmd_set");
+    assert_eq!(
+        m.backup(&id, &session(b"1"), WAIT).unwrap(),
+        BackupOutcome::Written
+    );
+    let mut accessed = session(b"1");
+    accessed.last_accessed += 60_000;
+    assert_eq!(
+        m.backup(&id, &accessed, WAIT).unwrap(),
+        BackupOutcome::Unchanged
+    );
+    assert_eq!(server.stat("cmd_set"), sets + 1);
+    assert_eq!(
+        m.backup(&id, &session(b"2"), WAIT).unwrap(),
+        BackupOutcome::Written
+    );
+    assert_eq!(stored(&server, &id).unwrap().version, 2);
+    assert_eq!(stat(&m, "session_backups_skipped"), 1);
+}
+
+#[test]
+fn a_loaded_session_is_not_written_back_unchanged() {
+    let server = Memcached::start();
+    let writer = shared(&[&server], &[]);
+    let id = block_on(writer.new_session_id(Some("a"))).unwrap();
+    writer.backup(&id, &session(b"v"), WAIT).unwrap();
+    let taker = shared(&[&server], &[]);
+    let loaded = block_on(taker.load(&id)).unwrap().unwrap().session;
+    assert_eq!(
+        taker.backup(&id, &loaded, WAIT).unwrap(),
+        BackupOutcome::Unchanged
+    );
+    let mut changed = loaded.clone();
+    changed.attributes.insert("k".into(), b"w".to_vec());
+    assert_eq!(
+        taker.backup(&id, &changed, WAIT).unwrap(),
+        BackupOutcome::Written
+    );
+    assert_eq!(
+        stored(&server, &id).unwrap().version,
+        2,
+        "versions continue across hosts"
+    );
+}
+
+#[test]
+fn background_writes_of_one_session_keep_their_order() {
+    let server = Memcached::start();
+    let m = shared(&[&server], &[]);
+    let id = block_on(m.new_session_id(None)).unwrap();
+    for i in 0..200u32 {
+        assert!(matches!(
+            m.backup(&id, &session(&i.to_le_bytes()), None).unwrap(),
+            BackupOutcome::Queued
+        ));
+    }
+    assert_eq!(m.flush(Duration::from_secs(10)), 0);
+    let last = stored(&server, &id).unwrap();
+    assert_eq!(
+        last.attributes["k"],
+        199u32.to_le_bytes(),
+        "the newest content wins"
+    );
+    assert_eq!(last.version, 200);
+    assert!(stat(&m, "session_backups") <= 200);
+    assert_eq!(
+        stat(&m, "session_backups") + stat(&m, "session_backups_coalesced"),
+        200,
+        "every change either written or replaced by a newer one"
+    );
+}
+
+#[test]
+fn a_full_queue_writes_on_the_callers_thread() {
+    let server = Memcached::start();
+    let m = shared(&[&server], &[("backupQueueSize", "1")]);
+    let ids: Vec<SessionId> = (0..20)
+        .map(|_| block_on(m.new_session_id(None)).unwrap())
+        .collect();
+    for id in &ids {
+        m.backup(id, &session(b"v"), None).unwrap();
+    }
+    assert_eq!(m.flush(Duration::from_secs(10)), 0);
+    assert!(
+        ids.iter().all(|id| stored(&server, id).is_some()),
+        "none lost"
+    );
+    assert!(stat(&m, "session_backups_queue_full") > 0);
+}
+
+#[test]
+fn an_evicted_session_is_written_again_when_its_expiry_is_renewed() {
+    let server = Memcached::start();
+    let m = shared(&[&server], &[]);
+    let id = block_on(m.new_session_id(None)).unwrap();
+    let mut s = session(b"v");
+    s.max_inactive = 4;
+    m.backup(&id, &s, WAIT).unwrap();
+    server.raw(
+        format!("delete test:{}\r\n", id.storage_part()).as_bytes(),
+        &["DELETED"],
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    // A quarter of the lifetime has passed: renew; the item is gone, so write it.
+    assert_eq!(m.backup(&id, &s, WAIT).unwrap(), BackupOutcome::Written);
+    assert!(stored(&server, &id).is_some());
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(m.backup(&id, &s, WAIT).unwrap(), BackupOutcome::Refreshed);
+}
+
+#[test]
+fn requests_are_routed_to_this_host_and_to_a_live_node() {
+    let (mut m1, m2) = (Memcached::start(), Memcached::start());
+    let m = shared(&[&m1, &m2], &[]);
+    let id = SessionId::parse("0123456789ABCDEF0123456789ABCDEF-n1.a").unwrap();
+    assert_eq!(m.route_request(&id, Some("a")), None);
+    assert_eq!(
+        m.route_request(&id, Some("b")).unwrap().to_string(),
+        "0123456789ABCDEF0123456789ABCDEF-n1.b"
+    );
+    m1.kill();
+    // The node's death is learnt from a failed operation.
+    let _ = m.backup(&id, &session(b"v"), WAIT);
+    assert_eq!(
+        m.route_request(&id, Some("a")).unwrap().to_string(),
+        "0123456789ABCDEF0123456789ABCDEF-n2.a"
+    );
+    drop(m2);
+}
+
+#[test]
+fn an_id_change_removes_old_copies_only_when_the_key_changes() {
+    let server = Memcached::start();
+    let m = shared(&[&server], &[]);
+    let id = block_on(m.new_session_id(Some("a"))).unwrap();
+    m.backup(&id, &session(b"v"), WAIT).unwrap();
+    let rerouted = id.with_route(Some("b")).unwrap();
+    block_on(m.id_changed(&id, &rerouted)).unwrap();
+    assert!(stored(&server, &id).is_some(), "same key: kept");
+
+    let renewed = block_on(m.new_session_id(Some("b"))).unwrap();
+    block_on(m.id_changed(&rerouted, &renewed)).unwrap();
+    assert!(
+        stored(&server, &id).is_none(),
+        "new key: the old copy is gone"
+    );
+}
+
+#[test]
+fn expiry_keeps_a_copy_another_host_wrote_since() {
+    let server = Memcached::start();
+    let first = shared(&[&server], &[]);
+    let second = shared(&[&server], &[]);
+    let id = block_on(first.new_session_id(None)).unwrap();
+    first.backup(&id, &session(b"v1"), WAIT).unwrap();
+    // The second host takes the session over and changes it.
+    let mut taken = block_on(second.load(&id)).unwrap().unwrap().session;
+    taken.attributes.insert("k".into(), b"v2".to_vec());
+    second.backup(&id, &taken, WAIT).unwrap();
+    // The first host's stale copy times out: the newer one stays.
+    block_on(first.expire(&id)).unwrap();
+    assert_eq!(stored(&server, &id).unwrap().attributes["k"], b"v2");
+    assert_eq!(stat(&first, "expired_newer_kept"), 1);
+    // When the host that wrote last expires it, it goes.
+    block_on(second.expire(&id)).unwrap();
+    assert!(stored(&server, &id).is_none());
+}
+
+#[test]
+fn the_node_list_can_grow_and_shrink_at_runtime() {
+    let (m1, m2) = (Memcached::start(), Memcached::start());
+    let m = shared(&[&m1], &[]);
+    let error = m.set_nodes("n1:127.0.0.1:1 n1:127.0.0.1:2").unwrap_err();
+    assert!(error.to_string().contains("duplicate node id"), "{error}");
+    m.set_nodes(&format!("n1:{} n2:{}", m1.address(), m2.address()))
+        .unwrap();
+    let ids: Vec<SessionId> = (0..4)
+        .map(|_| block_on(m.new_session_id(None)).unwrap())
+        .collect();
+    assert!(ids.iter().any(|id| id.node() == "n2"));
+    let on_n2 = ids.iter().find(|id| id.node() == "n2").unwrap();
+    m.backup(on_n2, &session(b"v"), WAIT).unwrap();
+    // Removing n2 moves its sessions as a failure would.
+    m.set_nodes(&format!("n1:{}", m1.address())).unwrap();
+    assert_eq!(m.route_request(on_n2, None).unwrap().node(), "n1");
+    eventually("stats list only n1", || !m.stats_text().contains("node_n2"));
+}
