@@ -196,7 +196,7 @@ impl Cluster {
         let result = op(&node.client).await;
         if let Err(e) = &result {
             if e.is_node_failure() {
-                bump(&self.stats.node_failures);
+                bump(&self.stats.failed_operations);
                 if matches!(e, Error::Timeout { .. }) {
                     bump(&self.stats.timeouts);
                 }

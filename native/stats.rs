@@ -134,7 +134,7 @@ counters! {
     /// Sessions refused for exceeding a size limit.
     too_large,
     /// Operations that failed on a node (timeout, I/O, protocol).
-    node_failures,
+    failed_operations,
     /// Operations that timed out.
     timeouts,
     /// Times a node was marked down.

@@ -15,6 +15,7 @@ requirements=(
   /usr/share/java/tomcat9-catalina.jar:libtomcat9-java
   /usr/share/java/junit-platform-console-standalone.jar:junit5
   /usr/bin/wrk:wrk
+  /usr/bin/curl:curl
 )
 missing=()
 for requirement in "${requirements[@]}"; do

@@ -388,7 +388,7 @@ fn with_every_node_down_ids_are_still_issued() {
     ));
     // Both nodes are down now: nothing waits any more.
     block_on(m.new_session_id(None)).unwrap();
-    assert_eq!(stat(&m, "node_failures"), 2);
+    assert_eq!(stat(&m, "failed_operations"), 2);
 }
 
 #[test]
