@@ -8,25 +8,43 @@ import org.apache.juli.logging.LogFactory;
  * daemon thread per class loader. The core never calls into Java: this thread asks.
  */
 final class LogPump implements Runnable {
-    private static final Log LOG = LogFactory.getLog("io.msm.core");
     private static boolean started;
 
-    private LogPump() {}
+    private final Log log;
 
+    private LogPump(Log log) {
+        this.log = log;
+    }
+
+    /**
+     * Starts the pump once. It belongs to the class loader of this jar (Tomcat's common loader),
+     * not to the web application whose manager happened to start first: its logger and thread
+     * are created under this class's loader, so no application is pinned by them.
+     */
     static synchronized void start() {
         if (started) {
             return;
         }
         started = true;
-        int level = LOG.isTraceEnabled() ? 5 : LOG.isDebugEnabled() ? 4 : LOG.isInfoEnabled() ? 3
-                : LOG.isWarnEnabled() ? 2 : 1;
-        if (!Native.installLogging(level)) {
-            LOG.info("another tracing collector is installed; msm core records go there");
-            return;
+        ClassLoader own = LogPump.class.getClassLoader();
+        Thread current = Thread.currentThread();
+        ClassLoader previous = current.getContextClassLoader();
+        current.setContextClassLoader(own);
+        try {
+            Log log = LogFactory.getLog("io.msm.core");
+            int level = log.isTraceEnabled() ? 5 : log.isDebugEnabled() ? 4
+                    : log.isInfoEnabled() ? 3 : log.isWarnEnabled() ? 2 : 1;
+            if (!Native.installLogging(level)) {
+                log.info("another tracing collector is installed; msm core records go there");
+                return;
+            }
+            Thread thread = new Thread(new LogPump(log), "msm-log-pump");
+            thread.setContextClassLoader(own);
+            thread.setDaemon(true);
+            thread.start();
+        } finally {
+            current.setContextClassLoader(previous);
         }
-        Thread thread = new Thread(new LogPump(), "msm-log-pump");
-        thread.setDaemon(true);
-        thread.start();
     }
 
     @Override
@@ -37,19 +55,19 @@ final class LogPump implements Runnable {
                 String message = "[" + records[i + 1] + "] " + records[i + 2];
                 switch (records[i]) {
                     case "1":
-                        LOG.error(message);
+                        log.error(message);
                         break;
                     case "2":
-                        LOG.warn(message);
+                        log.warn(message);
                         break;
                     case "3":
-                        LOG.info(message);
+                        log.info(message);
                         break;
                     case "4":
-                        LOG.debug(message);
+                        log.debug(message);
                         break;
                     default:
-                        LOG.trace(message);
+                        log.trace(message);
                         break;
                 }
             }
