@@ -45,14 +45,6 @@ impl Fingerprint {
             metadata: xxh3_64(&metadata),
         }
     }
-
-    /// Number of attributes added, removed or changed between `self` and `newer`.
-    pub fn changed_attributes(&self, newer: &Fingerprint) -> usize {
-        let old: HashMap<u64, u64> = self.attributes.iter().copied().collect();
-        let new: HashMap<u64, u64> = newer.attributes.iter().copied().collect();
-        let changed = new.iter().filter(|(k, v)| old.get(k) != Some(v)).count();
-        changed + old.keys().filter(|k| !new.contains_key(k)).count()
-    }
 }
 
 /// What a backup has to do.
@@ -158,16 +150,6 @@ impl Tracker {
     pub fn forget(&self, key: &str) {
         self.sessions.lock().remove(key);
     }
-
-    /// Number of sessions tracked.
-    pub fn len(&self) -> usize {
-        self.sessions.lock().len()
-    }
-
-    /// Whether no session is tracked.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// Outcome of [`Queue::offer`].
@@ -262,17 +244,10 @@ mod tests {
         let mut changed = a.clone();
         changed.attributes.insert("cart".into(), b"2".to_vec());
         assert_ne!(Fingerprint::of(&a), Fingerprint::of(&changed));
-        assert_eq!(
-            Fingerprint::of(&a).changed_attributes(&Fingerprint::of(&changed)),
-            1
-        );
 
         let mut removed = a.clone();
         removed.attributes.remove("cart");
-        assert_eq!(
-            Fingerprint::of(&a).changed_attributes(&Fingerprint::of(&removed)),
-            1
-        );
+        assert_ne!(Fingerprint::of(&a), Fingerprint::of(&removed));
 
         let mut logged_in = a.clone();
         logged_in.principal = Some("alice".into());

@@ -177,6 +177,17 @@ fn session_id(env: &Env<'_>, manager: &SessionManager, id: &JString<'_>) -> Resu
     Ok(manager.parse_id(&raw)?)
 }
 
+/// Resolves a manager handle and a session id argument together.
+fn manager_and_id(
+    env: &Env<'_>,
+    handle: jlong,
+    id: &JString<'_>,
+) -> Result<(Arc<SessionManager>, SessionId)> {
+    let manager = manager(handle)?;
+    let id = session_id(env, &manager, id)?;
+    Ok((manager, id))
+}
+
 fn new_string<'local>(env: &mut Env<'local>, s: &str) -> Result<JObject<'local>> {
     Ok(JString::from_str(env, s)?.into())
 }
@@ -256,8 +267,7 @@ pub extern "system" fn Java_io_msm_Native_routeRequest<'local>(
     route: JString<'local>,
 ) -> JString<'local> {
     run(&mut env, |env| {
-        let manager = manager(handle)?;
-        let id = session_id(env, &manager, &id)?;
+        let (manager, id) = manager_and_id(env, handle, &id)?;
         let route = optional_string(env, &route)?;
         match manager.route_request(&id, route.as_deref()) {
             Some(routed) => Ok(JString::from_str(env, routed.to_string())?),
@@ -277,8 +287,7 @@ pub extern "system" fn Java_io_msm_Native_load<'local>(
     id: JString<'local>,
 ) -> JObjectArray<'local> {
     run(&mut env, |env| {
-        let manager = manager(handle)?;
-        let id = session_id(env, &manager, &id)?;
+        let (manager, id) = manager_and_id(env, handle, &id)?;
         let Some(loaded) = block_on(manager.load(&id))? else {
             return Ok(JObjectArray::default());
         };
@@ -336,8 +345,7 @@ pub extern "system" fn Java_io_msm_Native_backup<'local>(
     wait_millis: jint,
 ) -> jint {
     run(&mut env, |env| {
-        let manager = manager(handle)?;
-        let id = session_id(env, &manager, &id)?;
+        let (manager, id) = manager_and_id(env, handle, &id)?;
         let names = strings(env, &names, "names")?;
         if values.is_null() || values.len(env)? != names.len() {
             return Err(Failure::Argument("values must match names".into()));
@@ -378,8 +386,7 @@ pub extern "system" fn Java_io_msm_Native_delete<'local>(
     id: JString<'local>,
 ) {
     run(&mut env, |env| {
-        let manager = manager(handle)?;
-        let id = session_id(env, &manager, &id)?;
+        let (manager, id) = manager_and_id(env, handle, &id)?;
         Ok(block_on(manager.delete(&id))?)
     })
 }
@@ -393,8 +400,7 @@ pub extern "system" fn Java_io_msm_Native_expire<'local>(
     id: JString<'local>,
 ) {
     run(&mut env, |env| {
-        let manager = manager(handle)?;
-        let id = session_id(env, &manager, &id)?;
+        let (manager, id) = manager_and_id(env, handle, &id)?;
         Ok(block_on(manager.expire(&id))?)
     })
 }
@@ -439,8 +445,7 @@ pub extern "system" fn Java_io_msm_Native_forget<'local>(
     id: JString<'local>,
 ) {
     run(&mut env, |env| {
-        let manager = manager(handle)?;
-        let id = session_id(env, &manager, &id)?;
+        let (manager, id) = manager_and_id(env, handle, &id)?;
         manager.forget(&id);
         Ok(())
     })
