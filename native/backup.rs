@@ -68,6 +68,18 @@ struct Tracked {
     refreshed: Instant,
 }
 
+impl Tracked {
+    /// Unchanged content: is memcached's expiry due for renewal (a quarter lifetime passed)?
+    fn expiry(&self, max_inactive: i32) -> Change {
+        let quarter = Duration::from_secs(u64::try_from(max_inactive).unwrap_or(0) / 4);
+        if max_inactive > 0 && self.refreshed.elapsed() >= quarter {
+            Change::ExpiryDue
+        } else {
+            Change::Unchanged
+        }
+    }
+}
+
 /// The memcached lifetime of a sticky session that lives `max_inactive` seconds in the host:
 /// a quarter longer, so that renewing it a quarter-lifetime after the last write or touch always
 /// covers the host's own expiry. 0 (never expires) stays 0.
@@ -105,13 +117,16 @@ impl Tracker {
             tracked.version += 1;
             return (Change::Changed, tracked.version);
         }
-        let quarter = Duration::from_secs(u64::try_from(max_inactive).unwrap_or(0) / 4);
-        let change = if max_inactive > 0 && tracked.refreshed.elapsed() >= quarter {
-            Change::ExpiryDue
-        } else {
-            Change::Unchanged
-        };
-        (change, tracked.version)
+        (tracked.expiry(max_inactive), tracked.version)
+    }
+
+    /// For a session the host knows unchanged since its last backup: whether its expiry is due,
+    /// and its version. `None` when nothing confirmed is known of it (never written, or the last
+    /// write failed): the host must then hand over its content.
+    pub fn unchanged(&self, key: &str, max_inactive: i32) -> Option<(Change, u64)> {
+        let sessions = self.sessions.lock();
+        let tracked = sessions.get(key).filter(|t| t.latest.is_some())?;
+        Some((tracked.expiry(max_inactive), tracked.version))
     }
 
     /// Records content read from memcached: it needs no write until it changes.
@@ -276,6 +291,14 @@ mod tests {
         tracker.loaded("t", a.clone(), 7);
         assert_eq!(tracker.compare("t", &a, 1800), (Change::Unchanged, 7));
         assert_eq!(tracker.compare("t", &b, 1800), (Change::Changed, 8));
+        assert_eq!(tracker.unchanged("t", 1800), Some((Change::Unchanged, 8)));
+        tracker.failed("t");
+        assert_eq!(
+            tracker.unchanged("t", 1800),
+            None,
+            "must be written with its content"
+        );
+        assert_eq!(tracker.unchanged("never", 1800), None);
         tracker.forget("s");
         assert_eq!(tracker.version("s"), None);
         assert_eq!(tracker.compare("s", &a, 1800), (Change::Changed, 1));

@@ -50,8 +50,9 @@ pub struct BackupJob {
 enum Work {
     /// Write this encoded value.
     Write(Vec<u8>),
-    /// Renew the expiry; if memcached lost the item meanwhile, write this session again.
-    Touch(SessionData),
+    /// Renew the expiry; if memcached lost the item meanwhile, write this session again (or,
+    /// without the session, have the next backup write it).
+    Touch(Option<SessionData>),
 }
 
 impl SessionManager {
@@ -74,9 +75,44 @@ impl SessionManager {
                 bump(&self.stats.session_backups_skipped);
                 return Ok(BackupOutcome::Unchanged);
             }
-            Change::ExpiryDue => Work::Touch(session.clone()),
+            Change::ExpiryDue => Work::Touch(Some(session.clone())),
             Change::Changed => Work::Write(self.encode_version(id, session, version)?),
         };
+        self.submit(id, key, work, version, session.max_inactive, wait)
+    }
+
+    /// Backs up a session the host knows to be unchanged since its last backup, without
+    /// handing over its content: renews the expiry when due. `None` when the core has no
+    /// confirmed copy of it in memcached; the host then calls [`SessionManager::backup`].
+    pub fn backup_unchanged(
+        self: &Arc<Self>,
+        id: &SessionId,
+        max_inactive: i32,
+        wait: Option<Duration>,
+    ) -> Result<Option<BackupOutcome>> {
+        let key = self.key(KeyKind::Session, id);
+        let Some((change, version)) = self.tracker.unchanged(&key, max_inactive) else {
+            return Ok(None);
+        };
+        if change == Change::Unchanged {
+            bump(&self.stats.session_backups_skipped);
+            return Ok(Some(BackupOutcome::Unchanged));
+        }
+        self.submit(id, key, Work::Touch(None), version, max_inactive, wait)
+            .map(Some)
+    }
+
+    /// Hands a backup job to the background queue (or runs it here when the queue is full), and
+    /// waits for it up to `wait`.
+    fn submit(
+        self: &Arc<Self>,
+        id: &SessionId,
+        key: String,
+        work: Work,
+        version: u64,
+        max_inactive: i32,
+        wait: Option<Duration>,
+    ) -> Result<BackupOutcome> {
         let (done, outcome) = match wait {
             Some(_) => {
                 let (tx, rx) = oneshot::channel();
@@ -89,7 +125,7 @@ impl SessionManager {
             key: key.clone(),
             work,
             version,
-            exptime: expiry(sticky_lifetime(session.max_inactive)),
+            exptime: expiry(sticky_lifetime(max_inactive)),
             done,
         };
         match self.queue.offer(&key, job) {
@@ -189,6 +225,10 @@ impl SessionManager {
                     return Ok(BackupOutcome::Refreshed);
                 }
                 // Evicted, flushed or deleted by another host: write it again.
+                let Some(session) = session else {
+                    self.tracker.failed(&job.key);
+                    return Ok(BackupOutcome::Unchanged);
+                };
                 &self.encode_version(&job.id, session, job.version)?
             }
         };

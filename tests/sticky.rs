@@ -222,3 +222,40 @@ fn the_node_list_can_grow_and_shrink_at_runtime() {
     assert_eq!(m.route_request(on_n2, None).unwrap().node(), "n1");
     eventually("stats list only n1", || !m.stats_text().contains("node_n2"));
 }
+
+#[test]
+fn an_unchanged_session_is_backed_up_without_its_content() {
+    let server = Memcached::start();
+    let m = shared(&[&server], &[]);
+    let id = block_on(m.new_session_id(None)).unwrap();
+    assert_eq!(
+        m.backup_unchanged(&id, 4, WAIT).unwrap(),
+        None,
+        "nothing confirmed yet"
+    );
+    let mut s = session(b"v");
+    s.max_inactive = 4;
+    m.backup(&id, &s, WAIT).unwrap();
+    assert_eq!(
+        m.backup_unchanged(&id, 4, WAIT).unwrap(),
+        Some(BackupOutcome::Unchanged)
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(
+        m.backup_unchanged(&id, 4, WAIT).unwrap(),
+        Some(BackupOutcome::Refreshed)
+    );
+    // memcached loses the item: the renewal misses, so the next backup must carry the content.
+    server.raw(
+        format!("delete test:{}\r\n", id.storage_part()).as_bytes(),
+        &["DELETED"],
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(
+        m.backup_unchanged(&id, 4, WAIT).unwrap(),
+        Some(BackupOutcome::Unchanged)
+    );
+    assert_eq!(m.backup_unchanged(&id, 4, WAIT).unwrap(), None);
+    assert_eq!(m.backup(&id, &s, WAIT).unwrap(), BackupOutcome::Written);
+    assert!(stored(&server, &id).is_some());
+}

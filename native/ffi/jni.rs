@@ -367,14 +367,46 @@ pub extern "system" fn Java_io_msm_Native_backup<'local>(
                 .attributes
                 .insert(name, env.convert_byte_array(&bytes)?);
         }
-        let wait = u64::try_from(wait_millis).ok().map(Duration::from_millis);
-        Ok(match manager.backup(&id, &session, wait)? {
-            BackupOutcome::Unchanged => 0,
-            BackupOutcome::Refreshed => 1,
-            BackupOutcome::Written => 2,
-            BackupOutcome::Queued => 3,
-        })
+        Ok(outcome_code(manager.backup(
+            &id,
+            &session,
+            wait(wait_millis),
+        )?))
     })
+}
+
+/// `Native.backupUnchanged(long handle, String id, int maxInactive, int waitMillis)`: the
+/// session did not change since its last backup; renews its expiry when due. Returns an outcome
+/// as `backup` does, or -1 when the core has no confirmed copy and needs the content.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_msm_Native_backupUnchanged<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    id: JString<'local>,
+    max_inactive: jint,
+    wait_millis: jint,
+) -> jint {
+    run(&mut env, |env| {
+        let (manager, id) = manager_and_id(env, handle, &id)?;
+        let outcome = manager.backup_unchanged(&id, max_inactive, wait(wait_millis))?;
+        Ok(outcome.map_or(-1, outcome_code))
+    })
+}
+
+/// A wait in milliseconds from Java; negative means do not wait.
+fn wait(millis: jint) -> Option<Duration> {
+    u64::try_from(millis).ok().map(Duration::from_millis)
+}
+
+/// The codes of `Native.BACKUP_*`.
+fn outcome_code(outcome: BackupOutcome) -> jint {
+    match outcome {
+        BackupOutcome::Unchanged => 0,
+        BackupOutcome::Refreshed => 1,
+        BackupOutcome::Written => 2,
+        BackupOutcome::Queued => 3,
+    }
 }
 
 /// `Native.delete(long handle, String id)`: the session was invalidated: delete every copy.
@@ -478,6 +510,21 @@ pub extern "system" fn Java_io_msm_Native_ignoresUri<'local>(
     run(&mut env, |env| {
         let manager = manager(handle)?;
         Ok(manager.config().ignores_uri(&string(env, &uri, "uri")?))
+    })
+}
+
+/// `Native.ignoresAnyUri(long handle)`: whether `requestUriIgnorePattern` is set at all.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_msm_Native_ignoresAnyUri<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+) -> jboolean {
+    run(&mut env, |_| {
+        Ok(manager(handle)?
+            .config()
+            .request_uri_ignore_pattern
+            .is_some())
     })
 }
 

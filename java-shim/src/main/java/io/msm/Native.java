@@ -91,6 +91,20 @@ public final class Native {
             String[] names, byte[][] values, int waitMillis);
 
     /**
+     * Backs up a session that did not change since its last backup, without its content: the
+     * core renews its memcached expiry when that is due.
+     *
+     * @param handle the manager
+     * @param id the session id
+     * @param maxInactive lifetime in seconds
+     * @param waitMillis how long to wait for a renewal; negative returns at once
+     * @return one of the {@code BACKUP_*} outcomes, or -1 when the core needs the content
+     *     ({@link #backup})
+     */
+    public static native int backupUnchanged(long handle, String id, int maxInactive,
+            int waitMillis);
+
+    /**
      * Deletes every copy of an invalidated session.
      *
      * @param handle the manager
@@ -133,6 +147,14 @@ public final class Native {
      * @return true when the request must not touch memcached
      */
     public static native boolean ignoresUri(long handle, String uri);
+
+    /**
+     * Whether {@code requestUriIgnorePattern} is set at all.
+     *
+     * @param handle the manager
+     * @return false when no request is ignored
+     */
+    public static native boolean ignoresAnyUri(long handle);
 
     /**
      * Whether {@code sessionAttributeFilter} lets the attribute be stored.

@@ -50,6 +50,7 @@ public class MemcachedSessionManager extends ManagerBase {
     private AttributeSerializer serializer = new JavaSerializer();
     private volatile long handle;
     private volatile boolean enabled;
+    private boolean ignoresAnyUri;
     private int backupWaitMillis = -1;
     private Integer maxInactiveInterval;
     private ObjectName statisticsName;
@@ -124,6 +125,7 @@ public class MemcachedSessionManager extends ManagerBase {
         }
         enabled = Native.enabled(handle);
         backupWaitMillis = Native.backupWaitMillis(handle);
+        ignoresAnyUri = Native.ignoresAnyUri(handle);
         String lifetime = attributes.get("maxInactiveInterval");
         maxInactiveInterval = lifetime == null ? null : Integer.valueOf(lifetime.trim());
         registerStatistics(host, context.getName());
@@ -338,7 +340,7 @@ public class MemcachedSessionManager extends ManagerBase {
     }
 
     boolean ignoresUri(String uri) {
-        boolean ignored = Native.ignoresUri(handle, uri);
+        boolean ignored = ignoresAnyUri && Native.ignoresUri(handle, uri);
         if (ignored) {
             statistics.requestsIgnored.increment();
         }
@@ -354,6 +356,17 @@ public class MemcachedSessionManager extends ManagerBase {
         }
         statistics.requestsWithSession.increment();
         MsmSession session = (MsmSession) found;
+        String id = session.getIdInternal();
+        try {
+            if (!session.takeChanged() && Native.backupUnchanged(handle, id,
+                    session.getMaxInactiveInterval(), backupWaitMillis) >= 0) {
+                return;
+            }
+        } catch (MsmInvalidIdException e) {
+            return;
+        } catch (MsmException e) {
+            LOG.warn("session " + id + " not backed up: " + e.getMessage());
+        }
         List<String> names = new ArrayList<>();
         List<byte[]> values = new ArrayList<>();
         long started = System.nanoTime();
@@ -367,6 +380,7 @@ public class MemcachedSessionManager extends ManagerBase {
                 values.add(serializer.serialize(name, value));
                 names.add(name);
             } catch (IOException | RuntimeException e) {
+                session.markChanged();
                 statistics.serializationFailures.increment();
                 LOG.warn("session " + session.getIdInternal() + " not backed up: attribute ["
                         + name + "] of class " + value.getClass().getName()
@@ -383,6 +397,7 @@ public class MemcachedSessionManager extends ManagerBase {
         } catch (MsmInvalidIdException e) {
             // A session Tomcat created with an id that is not ours (disabled at the time).
         } catch (MsmException e) {
+            session.markChanged();
             statistics.backupCallFailures.increment();
             LOG.warn("session " + session.getIdInternal() + " not backed up: " + e.getMessage());
         }

@@ -13,12 +13,65 @@ public class MsmSession extends StandardSession {
     private static final long serialVersionUID = 1L;
 
     /**
+     * Set by every change through the session's API since the last backup; a session that was
+     * not changed and holds only immutable values cannot differ from what was backed up.
+     */
+    private volatile boolean changed = true;
+
+    /**
      * Creates an empty session of a manager.
      *
      * @param manager the manager
      */
     public MsmSession(Manager manager) {
         super(manager);
+    }
+
+    @Override
+    public void setAttribute(String name, Object value, boolean notify) {
+        changed = true;
+        super.setAttribute(name, value, notify);
+    }
+
+    @Override
+    public void removeAttribute(String name, boolean notify) {
+        changed = true;
+        super.removeAttribute(name, notify);
+    }
+
+    @Override
+    public void setMaxInactiveInterval(int interval) {
+        changed = true;
+        super.setMaxInactiveInterval(interval);
+    }
+
+    /**
+     * Starts a backup: from now on changes count towards the next one.
+     *
+     * @return whether the session may differ from its last backup: it was changed through its
+     *     API, or it holds a value that could have been changed in place
+     */
+    boolean takeChanged() {
+        boolean result = changed;
+        changed = false;
+        return result || !immutableValuesOnly();
+    }
+
+    /** A backup failed: the next one must send the content. */
+    void markChanged() {
+        changed = true;
+    }
+
+    private boolean immutableValuesOnly() {
+        for (Object value : attributes.values()) {
+            Class<?> type = value.getClass();
+            if (type != String.class && type != Integer.class && type != Long.class
+                    && type != Boolean.class && type != Double.class && type != Float.class
+                    && type != Short.class && type != Byte.class && type != Character.class) {
+                return false;
+            }
+        }
+        return true;
     }
 
     /** @return true while the session is being expired or invalidated */
