@@ -696,6 +696,32 @@ static void test_panic(const struct msm_manager *m)
     msm_string_free(id);
 }
 
+/* The node list is replaced at runtime by n2 and n3 alone (n1 is dead by now): new ids never
+ * name n1, and a bad list is refused with a message saying why. */
+static void test_set_nodes(const struct msm_manager *m, const char *n2, const char *n3)
+{
+    char *err = NULL;
+    char nodes[256];
+    char *id = NULL;
+    char *text = NULL;
+    char line[256];
+
+    EXPECT_MSG(MSM_STATUS_INVALID_CONFIG, msm_manager_set_nodes(m, "n2:a:1 n2:b:2", &err),
+               "duplicate node id");
+    CHECK(snprintf(nodes, sizeof nodes, "n2:%s n3:%s", n2, n3) < (int)sizeof nodes);
+    EXPECT(MSM_STATUS_OK, msm_manager_set_nodes(m, nodes, &err));
+    EXPECT(MSM_STATUS_OK, msm_stats(m, &text, &err));
+    CHECK(!find_line(text, "node_n1 ", line, sizeof line));
+    CHECK(find_line(text, "node_n3 ", line, sizeof line) && ends_with(line, " up"));
+    msm_string_free(text);
+    for (int i = 0; i < 4; i++) {
+        EXPECT(MSM_STATUS_OK, msm_session_id_new(m, NULL, &id, &err));
+        CHECK(!id_on_node(id, "n1"));
+        msm_string_free(id);
+    }
+    CHECK(msm_manager_set_nodes(NULL, nodes, NULL) == MSM_STATUS_INVALID_ARGUMENT);
+}
+
 static void test_null_arguments(const struct msm_manager *m, struct msm_config *config)
 {
     char *err = NULL;
@@ -802,6 +828,7 @@ int main(int argc, char **argv)
     test_null_arguments(m, config);
     test_failover(m, argv[1], (pid_t)n1_pid);
     test_stats(m);
+    test_set_nodes(m, argv[2], argv[3]);
     test_panic(m);
 
     msm_manager_free(m);
