@@ -80,8 +80,9 @@ typedef struct msm_session_info {
 extern "C" {
 #endif // __cplusplus
 
-// The name of a status code, e.g. `"MSM_STATUS_TIMEOUT"`. The string is static: do not free.
-const char *msm_status_name(enum msm_status status);
+// The name of a status code, e.g. `"MSM_STATUS_TIMEOUT"`, or `"MSM_STATUS_UNKNOWN"` for a
+// value that is none. The string is static: do not free.
+const char *msm_status_name(int32_t status);
 
 // Releases a string returned by this library (error messages, ids, statistics). NULL is
 // ignored.

@@ -60,7 +60,8 @@ pub enum Change {
 
 #[derive(Debug)]
 struct Tracked {
-    /// The newest content handed to a write, or loaded; `None` after a failed write.
+    /// The newest content handed to a write; `None` when memcached's content is not known to
+    /// match the host's (never written, taken over, or the last write failed).
     latest: Option<Fingerprint>,
     /// The version of that content; every change gets the next one.
     version: u64,
@@ -129,12 +130,13 @@ impl Tracker {
         Some((tracked.expiry(max_inactive), tracked.version))
     }
 
-    /// Records content read from memcached: it needs no write until it changes.
-    pub fn loaded(&self, key: &str, fingerprint: Fingerprint, version: u64) {
+    /// Records a session taken over from memcached at `version`: the next backup writes it
+    /// with a newer version, whatever its content.
+    pub fn taken_over(&self, key: &str, version: u64) {
         self.sessions.lock().insert(
             key.to_owned(),
             Tracked {
-                latest: Some(fingerprint),
+                latest: None,
                 version,
                 refreshed: Instant::now(),
             },
@@ -167,22 +169,38 @@ impl Tracker {
     }
 }
 
+/// How a queued job relates to others of the same session.
+pub trait Ranked {
+    /// Jobs of rank 0 run only when the session has nothing in flight (they are dropped
+    /// otherwise: the work in flight makes them needless). A job replaces a waiting job of the
+    /// same or a lower rank, and is dropped behind a waiting job of a higher rank.
+    fn rank(&self) -> u8;
+}
+
 /// Outcome of [`Queue::offer`].
 #[derive(Debug)]
 pub enum Offer<J> {
-    /// No job was running for the key: the caller runs `J` and then [`Queue::next`] until empty.
-    Start(J),
+    /// Nothing was in flight for the key: the caller runs `J`, then [`Queue::next`] until
+    /// empty. `full` says the queue was over capacity: the caller should run it on its own
+    /// thread rather than in the background.
+    Start {
+        /// The job to run.
+        job: J,
+        /// Whether the queue is over capacity.
+        full: bool,
+    },
     /// A job is running for the key: this one waits behind it.
     Waiting,
     /// A job is running for the key: this one replaced an older one waiting behind it.
     Replaced,
-    /// The queue is full: the caller does the work itself, synchronously.
-    Full(J),
+    /// The job is needless or outranked by the work in flight, and was not queued.
+    Dropped(J),
 }
 
-/// Background writes, at most one running and one waiting per session: a newer write replaces
-/// a waiting older one (only the latest content matters), and writes of one session never
-/// overtake each other. Bounded by the number of sessions with work in flight.
+/// Background work, at most one job running and one waiting per session: a newer job replaces
+/// a waiting one of no higher rank (only the latest content matters), and jobs of one session
+/// never overtake each other. Bounded by the number of sessions with work in flight; over the
+/// bound, callers run their job themselves, still in order.
 #[derive(Debug)]
 pub struct Queue<J> {
     capacity: usize,
@@ -190,7 +208,7 @@ pub struct Queue<J> {
     slots: Mutex<HashMap<String, Option<J>>>,
 }
 
-impl<J> Queue<J> {
+impl<J: Ranked> Queue<J> {
     /// A queue for at most `capacity` sessions at once.
     pub fn new(capacity: usize) -> Self {
         Queue {
@@ -203,16 +221,22 @@ impl<J> Queue<J> {
     pub fn offer(&self, key: &str, job: J) -> Offer<J> {
         let mut slots = self.slots.lock();
         if let Some(waiting) = slots.get_mut(key) {
-            return match waiting.replace(job) {
-                Some(_) => Offer::Replaced,
-                None => Offer::Waiting,
+            return match waiting {
+                _ if job.rank() == 0 => Offer::Dropped(job),
+                Some(older) if older.rank() > job.rank() => Offer::Dropped(job),
+                Some(_) => {
+                    *waiting = Some(job);
+                    Offer::Replaced
+                }
+                None => {
+                    *waiting = Some(job);
+                    Offer::Waiting
+                }
             };
         }
-        if slots.len() >= self.capacity {
-            return Offer::Full(job);
-        }
+        let full = slots.len() >= self.capacity;
         slots.insert(key.to_owned(), None);
-        Offer::Start(job)
+        Offer::Start { job, full }
     }
 
     /// The job waiting behind the one that just finished for `key`; `None` releases the key.
@@ -288,9 +312,14 @@ mod tests {
             (Change::Changed, 3),
             "rewritten after a failure"
         );
-        tracker.loaded("t", a.clone(), 7);
-        assert_eq!(tracker.compare("t", &a, 1800), (Change::Unchanged, 7));
-        assert_eq!(tracker.compare("t", &b, 1800), (Change::Changed, 8));
+        tracker.taken_over("t", 7);
+        assert_eq!(
+            tracker.unchanged("t", 1800),
+            None,
+            "a taken-over session is claimed"
+        );
+        assert_eq!(tracker.compare("t", &a, 1800), (Change::Changed, 8));
+        assert_eq!(tracker.compare("t", &a, 1800), (Change::Unchanged, 8));
         assert_eq!(tracker.unchanged("t", 1800), Some((Change::Unchanged, 8)));
         tracker.failed("t");
         assert_eq!(
@@ -325,18 +354,49 @@ mod tests {
 
     #[test]
     fn queue_orders_coalesces_and_bounds() {
+        struct Job(u8, u32);
+        impl Ranked for Job {
+            fn rank(&self) -> u8 {
+                self.0
+            }
+        }
+        let started = |offer| {
+            matches!(
+                offer,
+                Offer::Start {
+                    job: Job(_, _),
+                    full: false
+                }
+            )
+        };
         let q = Queue::new(2);
-        assert!(matches!(q.offer("a", 1), Offer::Start(1)));
-        assert!(matches!(q.offer("a", 2), Offer::Waiting));
-        assert!(matches!(q.offer("a", 3), Offer::Replaced));
-        assert!(matches!(q.offer("b", 4), Offer::Start(4)));
-        assert!(matches!(q.offer("c", 5), Offer::Full(5)));
-        assert_eq!(q.next("a"), Some(3), "only the latest waiting job runs");
-        assert_eq!(q.next("a"), None);
-        assert_eq!(q.len(), 1);
-        assert!(matches!(q.offer("a", 6), Offer::Start(6)));
-        assert_eq!(q.next("b"), None);
-        assert_eq!(q.next("a"), None);
+        assert!(started(q.offer("a", Job(1, 1))));
+        assert!(
+            matches!(q.offer("a", Job(0, 2)), Offer::Dropped(_)),
+            "touch while busy"
+        );
+        assert!(matches!(q.offer("a", Job(1, 3)), Offer::Waiting));
+        assert!(matches!(q.offer("a", Job(1, 4)), Offer::Replaced));
+        assert!(
+            matches!(q.offer("a", Job(2, 5)), Offer::Replaced),
+            "a delete replaces a write"
+        );
+        assert!(
+            matches!(q.offer("a", Job(1, 6)), Offer::Dropped(_)),
+            "no write after a delete"
+        );
+        assert!(started(q.offer("b", Job(0, 7))), "a touch runs when idle");
+        assert!(matches!(
+            q.offer("c", Job(1, 8)),
+            Offer::Start { full: true, .. }
+        ));
+        assert!(
+            matches!(q.next("a"), Some(Job(2, 5))),
+            "only the latest waiting job runs"
+        );
+        assert!(q.next("a").is_none());
+        assert!(q.next("b").is_none());
+        assert!(q.next("c").is_none());
         assert!(q.is_empty());
     }
 }

@@ -94,11 +94,6 @@ impl Codec {
         }
     }
 
-    /// Largest envelope accepted.
-    pub fn max_size(&self) -> usize {
-        self.max_size
-    }
-
     fn tag_kind(&self) -> (u8, usize) {
         match self.integrity {
             Integrity::Checksum => (TAG_CRC32, 4),

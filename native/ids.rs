@@ -106,6 +106,12 @@ impl SessionId {
         Self::new(&self.random, &self.node, route)
     }
 
+    /// A short form for logs: ids are login tokens, so logs carry only the first six characters
+    /// of the random part (24 of 128 bits) and the node.
+    pub fn redacted(&self) -> String {
+        format!("{}…-{}", &self.random[..6], self.node)
+    }
+
     /// The part that names the stored session: the id without its route, which changes on
     /// Tomcat failover while the stored session stays the same.
     pub fn storage_part(&self) -> String {
@@ -183,5 +189,6 @@ mod tests {
         );
         assert_eq!(id.with_route(None).unwrap().to_string(), format!("{R}-n1"));
         assert_eq!(id.with_route(Some("x y")), None);
+        assert_eq!(id.redacted(), "602F73…-n1");
     }
 }

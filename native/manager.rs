@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::backup::{Fingerprint, Queue, Tracker};
+use crate::backup::{Queue, Tracker};
 use crate::client::expiry;
 use crate::cluster::{Cluster, Node};
 use crate::config::{Config, KeySource, parse_node_list};
@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::ids::{OsRandom, RandomSource, SessionId, upper_hex};
 use crate::keys::KeyKind;
 use crate::locking::{self, Backoff, SessionLock};
-use crate::session::SessionData;
+use crate::session::{SessionData, now_millis};
 use crate::stats::{Stats, bump};
 use crate::sticky::BackupJob;
 
@@ -90,6 +90,12 @@ impl SessionManager {
     /// A manager drawing the random part of ids from `random` (tests force collisions with it).
     pub fn with_random_source(config: Config, random: Box<dyn RandomSource>) -> Result<Self> {
         let key = config.integrity_key.as_ref().map(read_key).transpose()?;
+        if key.is_none() {
+            tracing::warn!(
+                "no integrityKey: values in memcached carry a checksum only, so anyone who can \
+                 write to memcached can forge session content; configure integrityKey"
+            );
+        }
         let codec = Codec::new(
             key.as_deref(),
             config.max_session_size,
@@ -296,7 +302,7 @@ impl SessionManager {
         };
         if let Err(e @ Error::Corrupt(_)) = &result {
             bump(&self.stats.corrupt_values);
-            tracing::warn!(node = node.id(), key = %key, error = %e, "corrupt session value");
+            tracing::warn!(node = node.id(), session = %id.redacted(), error = %e, "corrupt session value");
         }
         result
     }
@@ -310,13 +316,11 @@ impl SessionManager {
         match &result {
             Ok(Some(loaded)) => {
                 if self.config.sticky {
-                    // What memcached holds now: the next backup writes only if this changes.
+                    // Taken over: the next backup claims it with a newer version, so the host it
+                    // came from keeps it when that host expires its stale copy.
                     let current = loaded.relocated.as_ref().unwrap_or(id);
-                    self.tracker.loaded(
-                        &self.key(KeyKind::Session, current),
-                        Fingerprint::of(&loaded.session),
-                        loaded.session.version,
-                    );
+                    self.tracker
+                        .taken_over(&self.key(KeyKind::Session, current), loaded.session.version);
                 }
                 bump(&self.stats.sessions_loaded);
                 self.stats.load_time.record(started.elapsed());
@@ -328,6 +332,19 @@ impl SessionManager {
     }
 
     async fn load_copies(&self, id: &SessionId) -> Result<Option<Loaded>> {
+        let mut found = self.find_copy(id).await?;
+        if self.config.sticky {
+            if let Some(loaded) = &mut found {
+                // Its copy exists, so the session is alive: memcached keeps it at most a quarter
+                // lifetime past its last renewal, and its stored last access changes only with
+                // its content. The request taking it over is its access now.
+                loaded.session.last_accessed = now_millis();
+            }
+        }
+        Ok(found)
+    }
+
+    async fn find_copy(&self, id: &SessionId) -> Result<Option<Loaded>> {
         let Some(primary) = self.cluster.node(id.node()) else {
             tracing::debug!(node = id.node(), "session id names an unknown node");
             return Ok(None);
@@ -417,9 +434,11 @@ impl SessionManager {
     /// Deletes every copy of a session: the session, its backup, its validity record, its lock
     /// and its id reservation. Nodes that are down are skipped; the first failure is returned
     /// after every copy has been tried.
-    pub async fn delete(&self, id: &SessionId) -> Result<()> {
-        self.tracker.forget(&self.key(KeyKind::Session, id));
-        let result = self.delete_copies(id).await;
+    pub async fn delete(self: &Arc<Self>, id: &SessionId) -> Result<()> {
+        let key = self.key(KeyKind::Session, id);
+        self.tracker.forget(&key);
+        // In order with the session's writes: one already on its way cannot bring it back.
+        let result = self.delete_in_order(id, key).await;
         if result.is_ok() {
             bump(&self.stats.sessions_deleted);
         }
@@ -496,7 +515,7 @@ impl SessionManager {
             Err(e) => {
                 if matches!(e, Error::LockTimeout(_)) {
                     bump(&self.stats.lock_timeouts);
-                    tracing::warn!(session = %id.storage_part(), "session lock not acquired in time");
+                    tracing::warn!(session = %id.redacted(), "session lock not acquired in time");
                 }
                 Err(e)
             }
@@ -515,7 +534,7 @@ impl SessionManager {
             }
             _ => {
                 bump(&self.stats.locks_lost);
-                tracing::warn!(session = %lock.id.storage_part(), "session lock expired before release");
+                tracing::warn!(session = %lock.id.redacted(), "session lock expired before release");
             }
         }
         Ok(())

@@ -5,13 +5,17 @@
 //! background (or waits for it, up to a deadline, in synchronous mode). At the start of a request
 //! [`SessionManager::route_request`] tells the host whether the session must take a new id:
 //! another host's route (Tomcat failover) or a node that is down (memcached failover).
+//!
+//! Everything that changes a session's memcached copy (writes, renewals, deletions) goes
+//! through one queue, in order per session, so a deletion is never overtaken by a write that
+//! was already on its way.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::backup::{Change, Fingerprint, Offer, sticky_lifetime};
+use crate::backup::{Change, Fingerprint, Offer, Ranked, sticky_lifetime};
 use crate::client::expiry;
 use crate::error::{Error, Result};
 use crate::ids::SessionId;
@@ -35,7 +39,7 @@ pub enum BackupOutcome {
     Queued,
 }
 
-/// Work of one backup, run in the background or on the caller's thread.
+/// One change of a session's memcached copies, run in the background or on the caller's thread.
 #[derive(Debug)]
 pub struct BackupJob {
     id: SessionId,
@@ -53,6 +57,23 @@ enum Work {
     /// Renew the expiry; if memcached lost the item meanwhile, write this session again (or,
     /// without the session, have the next backup write it).
     Touch(Option<SessionData>),
+    /// Delete every copy (invalidation, or an old id).
+    Delete,
+    /// The host expired the session: delete every copy unless memcached holds a version newer
+    /// than this one (another host took the session over).
+    Expire(u64),
+}
+
+impl Ranked for BackupJob {
+    fn rank(&self) -> u8 {
+        match self.work {
+            // A renewal is needless while anything else is in flight.
+            Work::Touch(_) => 0,
+            Work::Write(_) => 1,
+            // Nothing overtakes or replaces a deletion.
+            Work::Delete | Work::Expire(_) => 2,
+        }
+    }
 }
 
 impl SessionManager {
@@ -78,12 +99,14 @@ impl SessionManager {
             Change::ExpiryDue => Work::Touch(Some(session.clone())),
             Change::Changed => Work::Write(self.encode_version(id, session, version)?),
         };
-        self.submit(id, key, work, version, session.max_inactive, wait)
+        let job = self.job(id, key, work, version, session.max_inactive);
+        self.submit(job, wait)
     }
 
     /// Backs up a session the host knows to be unchanged since its last backup, without
     /// handing over its content: renews the expiry when due. `None` when the core has no
-    /// confirmed copy of it in memcached; the host then calls [`SessionManager::backup`].
+    /// copy of it in memcached known to match the host's; the host then calls
+    /// [`SessionManager::backup`].
     pub fn backup_unchanged(
         self: &Arc<Self>,
         id: &SessionId,
@@ -98,60 +121,99 @@ impl SessionManager {
             bump(&self.stats.session_backups_skipped);
             return Ok(Some(BackupOutcome::Unchanged));
         }
-        self.submit(id, key, Work::Touch(None), version, max_inactive, wait)
-            .map(Some)
+        let job = self.job(id, key, Work::Touch(None), version, max_inactive);
+        self.submit(job, wait).map(Some)
     }
 
-    /// Hands a backup job to the background queue (or runs it here when the queue is full), and
-    /// waits for it up to `wait`.
-    fn submit(
-        self: &Arc<Self>,
+    /// A job for the session `id` stored under `key`; `max_inactive` sets the expiry it writes.
+    fn job(
+        &self,
         id: &SessionId,
         key: String,
         work: Work,
         version: u64,
         max_inactive: i32,
-        wait: Option<Duration>,
-    ) -> Result<BackupOutcome> {
-        let (done, outcome) = match wait {
-            Some(_) => {
-                let (tx, rx) = oneshot::channel();
-                (Some(tx), Some(rx))
-            }
-            None => (None, None),
-        };
-        let job = BackupJob {
+    ) -> BackupJob {
+        BackupJob {
             id: id.clone(),
-            key: key.clone(),
+            key,
             work,
             version,
             exptime: expiry(sticky_lifetime(max_inactive)),
-            done,
-        };
+            done: None,
+        }
+    }
+
+    /// Runs a backup job in order with the session's other jobs, waiting up to `wait` (none:
+    /// returns at once) for it.
+    fn submit(
+        self: &Arc<Self>,
+        mut job: BackupJob,
+        wait: Option<Duration>,
+    ) -> Result<BackupOutcome> {
+        let done = wait.map(|_| {
+            let (tx, rx) = oneshot::channel();
+            job.done = Some(tx);
+            rx
+        });
+        runtime::block_on(async {
+            if let Some(result) = self.enqueue(job).await {
+                return result;
+            }
+            match (done, wait) {
+                (Some(done), Some(wait)) => match tokio::time::timeout(wait, done).await {
+                    Ok(Ok(result)) => result,
+                    // Replaced by a newer job, or still running: it goes on in the background.
+                    _ => Ok(BackupOutcome::Queued),
+                },
+                _ => Ok(BackupOutcome::Queued),
+            }
+        })
+    }
+
+    /// Runs a job in order with the session's other jobs and returns its outcome. A job
+    /// replaced by a newer one, or dropped as needless, counts as done.
+    pub(crate) async fn run_in_order(
+        self: &Arc<Self>,
+        mut job: BackupJob,
+    ) -> Result<BackupOutcome> {
+        let (tx, rx) = oneshot::channel();
+        job.done = Some(tx);
+        match self.enqueue(job).await {
+            Some(result) => result,
+            None => rx.await.unwrap_or(Ok(BackupOutcome::Queued)),
+        }
+    }
+
+    /// Queues a job. Returns its outcome when it ran on the caller (the queue was full) or was
+    /// dropped; `None` when it runs in the background.
+    async fn enqueue(self: &Arc<Self>, job: BackupJob) -> Option<Result<BackupOutcome>> {
+        let key = job.key.clone();
         match self.queue.offer(&key, job) {
-            Offer::Start(job) => {
+            Offer::Start { job, full: false } => {
                 bump(&self.stats.session_backups_queued);
                 runtime::handle().spawn(Arc::clone(self).drain_backups(job));
+                None
             }
-            Offer::Waiting => bump(&self.stats.session_backups_queued),
+            Offer::Start { job, full: true } => {
+                // Over capacity: this caller does the work, still in order for its session.
+                bump(&self.stats.session_backups_queue_full);
+                let result = self.run_backup(job).await;
+                if let Some(next) = self.queue.next(&key) {
+                    runtime::handle().spawn(Arc::clone(self).drain_backups(next));
+                }
+                Some(result)
+            }
+            Offer::Waiting => {
+                bump(&self.stats.session_backups_queued);
+                None
+            }
             Offer::Replaced => {
                 bump(&self.stats.session_backups_queued);
                 bump(&self.stats.session_backups_coalesced);
+                None
             }
-            Offer::Full(job) => {
-                bump(&self.stats.session_backups_queue_full);
-                return runtime::block_on(self.run_backup(job));
-            }
-        }
-        match (outcome, wait) {
-            (Some(rx), Some(wait)) => runtime::block_on(async {
-                match tokio::time::timeout(wait, rx).await {
-                    Ok(Ok(result)) => result,
-                    // Superseded by a newer write, or still running: it goes on in the background.
-                    _ => Ok(BackupOutcome::Queued),
-                }
-            }),
-            _ => Ok(BackupOutcome::Queued),
+            Offer::Dropped(_) => Some(Ok(BackupOutcome::Unchanged)),
         }
     }
 
@@ -182,8 +244,30 @@ impl SessionManager {
 
     async fn run_backup(&self, mut job: BackupJob) -> Result<BackupOutcome> {
         let started = Instant::now();
-        let result = self.write_backup_job(&job).await;
-        match &result {
+        let result = match &job.work {
+            Work::Delete => self
+                .delete_copies(&job.id)
+                .await
+                .map(|()| BackupOutcome::Unchanged),
+            Work::Expire(ours) => self
+                .expire_copies(&job.id, *ours)
+                .await
+                .map(|()| BackupOutcome::Unchanged),
+            Work::Write(_) | Work::Touch(_) => {
+                let result = self.write_backup_job(&job).await;
+                self.account(&job, &result, started);
+                result
+            }
+        };
+        if let Some(done) = job.done.take() {
+            let _ = done.send(result.clone());
+        }
+        result
+    }
+
+    /// Counts and logs the outcome of a write or renewal.
+    fn account(&self, job: &BackupJob, result: &Result<BackupOutcome>, started: Instant) {
+        match result {
             Ok(BackupOutcome::Written) => {
                 bump(&self.stats.session_backups);
                 self.stats.backup_time.record(started.elapsed());
@@ -196,16 +280,12 @@ impl SessionManager {
                 bump(&self.stats.session_backups_failed);
                 if matches!(e, Error::NodeDown(_)) {
                     // Already logged when the node went down; the next request moves the session.
-                    tracing::debug!(session = %job.id.storage_part(), "session backup skipped: node down");
+                    tracing::debug!(session = %job.id.redacted(), "session backup skipped: node down");
                 } else {
-                    tracing::warn!(session = %job.id.storage_part(), error = %e, "session backup failed");
+                    tracing::warn!(session = %job.id.redacted(), error = %e, "session backup failed");
                 }
             }
         }
-        if let Some(done) = job.done.take() {
-            let _ = done.send(result.clone());
-        }
-        result
     }
 
     async fn write_backup_job(&self, job: &BackupJob) -> Result<BackupOutcome> {
@@ -231,6 +311,7 @@ impl SessionManager {
                 };
                 &self.encode_version(&job.id, session, job.version)?
             }
+            Work::Delete | Work::Expire(_) => unreachable!("deletions are run by run_backup"),
         };
         self.cluster
             .call(&node, |c| c.set(&job.key, value, job.exptime))
@@ -239,31 +320,18 @@ impl SessionManager {
         Ok(BackupOutcome::Written)
     }
 
-    /// The id a session requested with `id` must have on this host (route `route`): the same
-    /// random part, this host's route, and its node unless that node is down or unknown, in which
-    /// case the next available node. `None` when the id is right as it is. Sends nothing.
-    pub fn route_request(&self, id: &SessionId, route: Option<&str>) -> Option<SessionId> {
-        let node_up = self.cluster.node(id.node()).is_some_and(|n| n.is_up());
-        let replacement = (!node_up)
-            .then(|| self.cluster.next_available(id.node()))
-            .flatten();
-        let node = replacement.as_ref().map_or(id.node(), |n| n.id());
-        let routed = SessionId::new(id.random(), node, route)?;
-        if replacement.is_some() {
-            bump(&self.stats.sessions_relocated);
-            tracing::info!(from = id.node(), to = node, "session moves to another node");
-        }
-        (routed != *id).then_some(routed)
+    /// Deletes every copy of a session in order with its other jobs.
+    pub(crate) async fn delete_in_order(
+        self: &Arc<Self>,
+        id: &SessionId,
+        key: String,
+    ) -> Result<()> {
+        let job = self.job(id, key, Work::Delete, 0, 0);
+        self.run_in_order(job).await.map(|_| ())
     }
 
-    /// The host expired a session for inactivity: delete its memcached copies, unless another
-    /// host wrote a newer version meanwhile (it took the session over and is still using it).
-    pub async fn expire(&self, id: &SessionId) -> Result<()> {
-        let key = self.key(KeyKind::Session, id);
-        let Some(ours) = self.tracker.version(&key) else {
-            return Ok(());
-        };
-        self.tracker.forget(&key);
+    /// Deletes a session's copies unless memcached holds a newer version than `ours`.
+    async fn expire_copies(&self, id: &SessionId, ours: u64) -> Result<()> {
         let Some(node) = self.cluster.node(id.node()) else {
             return Ok(());
         };
@@ -277,24 +345,48 @@ impl SessionManager {
         }
     }
 
+    /// The id a session requested with `id` must have on this host (route `route`): the same
+    /// random part, this host's route, and its node unless that node is down or unknown, in which
+    /// case the next available node. `None` when the id is right as it is. Sends nothing.
+    pub fn route_request(&self, id: &SessionId, route: Option<&str>) -> Option<SessionId> {
+        let node_up = self.cluster.node(id.node()).is_some_and(|n| n.is_up());
+        let replacement = (!node_up)
+            .then(|| self.cluster.next_available(id.node()))
+            .flatten();
+        let node = replacement.as_ref().map_or(id.node(), |n| n.id());
+        let routed = SessionId::new(id.random(), node, route)?;
+        (routed != *id).then_some(routed)
+    }
+
+    /// The host expired a session for inactivity: delete its memcached copies, unless another
+    /// host wrote a newer version meanwhile (it took the session over and is still using it).
+    pub async fn expire(self: &Arc<Self>, id: &SessionId) -> Result<()> {
+        let key = self.key(KeyKind::Session, id);
+        let Some(ours) = self.tracker.version(&key) else {
+            return Ok(());
+        };
+        self.tracker.forget(&key);
+        let job = self.job(id, key, Work::Expire(ours), 0, 0);
+        self.run_in_order(job).await.map(|_| ())
+    }
+
     /// A session took a new id on this host. When its storage key changed (a new random part
     /// after login, or a new node), the copies under the old id are deleted; a new route alone
     /// keeps the key and everything stays.
-    pub async fn id_changed(&self, old: &SessionId, new: &SessionId) -> Result<()> {
+    pub async fn id_changed(self: &Arc<Self>, old: &SessionId, new: &SessionId) -> Result<()> {
         if old.storage_part() == new.storage_part() {
             return Ok(());
         }
-        self.tracker.forget(&self.key(KeyKind::Session, old));
-        match self.delete_copies(old).await {
+        if old.random() == new.random() {
+            bump(&self.stats.sessions_relocated);
+            tracing::info!(session = %new.redacted(), from = old.node(), "session moved to another node");
+        }
+        let key = self.key(KeyKind::Session, old);
+        self.tracker.forget(&key);
+        match self.delete_in_order(old, key).await {
             Err(e) if e.is_node_failure() => Ok(()),
             other => other,
         }
-    }
-
-    /// Forgets what was written for a session that left this host without being deleted (its
-    /// id changed, or the host stopped).
-    pub fn forget(&self, id: &SessionId) {
-        self.tracker.forget(&self.key(KeyKind::Session, id));
     }
 
     /// Waits up to `timeout` for background backups to finish; returns how many sessions still

@@ -53,7 +53,7 @@ build tomcat9 "$TOMCAT9_CP" "$out/tomcat9/src"
 tests="$out/tomcat10/test-classes"
 mkdir -p "$tests"
 "${JAVAC[@]}" -cp "$TOMCAT10_CP:$out/msm-tomcat10.jar:$JUNIT" -d "$tests" $(find java-shim/src/test/java -name '*.java')
-java -jar "$JUNIT" --disable-banner --disable-ansi-colors --details=summary --fail-if-no-tests \
+env -u LD_LIBRARY_PATH java -jar "$JUNIT" --disable-banner --disable-ansi-colors --details=summary --fail-if-no-tests \
   -cp "$TOMCAT10_CP:$out/msm-tomcat10.jar:$tests" --scan-classpath "$tests"
 
 for jar in "$out"/*.jar; do

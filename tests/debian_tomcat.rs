@@ -222,6 +222,8 @@ impl DebianTomcat {
             .env("CATALINA_TMPDIR", root.join("temp"))
             .env("JAVA_OPTS", "-Xmx256m")
             // Nothing from the caller's environment may change how this Tomcat runs.
+            // cargo's build directories must not shadow the library inside the jar.
+            .env_remove("LD_LIBRARY_PATH")
             .env_remove("CATALINA_OPTS")
             .env_remove("CATALINA_PID")
             .env_remove("CATALINA_OUT")

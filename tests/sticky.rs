@@ -12,7 +12,7 @@ use msm::runtime::block_on;
 use msm::{BackupOutcome, SessionData, SessionId, SessionManager};
 
 fn shared(servers: &[&Memcached], extra: &[(&str, &str)]) -> Arc<SessionManager> {
-    Arc::new(manager(servers, extra))
+    manager(servers, extra)
 }
 
 fn session(value: &[u8]) -> SessionData {
@@ -56,13 +56,30 @@ fn only_changes_are_written() {
 }
 
 #[test]
-fn a_loaded_session_is_not_written_back_unchanged() {
+fn a_taken_over_session_is_claimed_once_then_written_only_when_changed() {
     let server = Memcached::start();
     let writer = shared(&[&server], &[]);
     let id = block_on(writer.new_session_id(Some("a"))).unwrap();
-    writer.backup(&id, &session(b"v"), WAIT).unwrap();
+    let mut old = session(b"v");
+    old.last_accessed -= 3_600_000;
+    writer.backup(&id, &old, WAIT).unwrap();
     let taker = shared(&[&server], &[]);
     let loaded = block_on(taker.load(&id)).unwrap().unwrap().session;
+    let age = msm::session::now_millis() - loaded.last_accessed;
+    assert!(
+        age < 60_000,
+        "a taken-over session is accessed now, not {age} ms ago"
+    );
+    assert_eq!(taker.backup_unchanged(&id, 1800, WAIT).unwrap(), None);
+    assert_eq!(
+        taker.backup(&id, &loaded, WAIT).unwrap(),
+        BackupOutcome::Written
+    );
+    assert_eq!(
+        stored(&server, &id).unwrap().version,
+        2,
+        "claimed with a newer version"
+    );
     assert_eq!(
         taker.backup(&id, &loaded, WAIT).unwrap(),
         BackupOutcome::Unchanged
@@ -73,11 +90,34 @@ fn a_loaded_session_is_not_written_back_unchanged() {
         taker.backup(&id, &changed, WAIT).unwrap(),
         BackupOutcome::Written
     );
-    assert_eq!(
-        stored(&server, &id).unwrap().version,
-        2,
-        "versions continue across hosts"
-    );
+    assert_eq!(stored(&server, &id).unwrap().version, 3);
+    // The first host's stale copy times out there: the newer one stays.
+    block_on(writer.expire(&id)).unwrap();
+    assert!(stored(&server, &id).is_some());
+}
+
+#[test]
+fn a_renewal_never_replaces_a_waiting_write_and_a_deletion_is_not_overtaken() {
+    let server = Memcached::start();
+    let m = shared(&[&server], &[]);
+    let id = block_on(m.new_session_id(None)).unwrap();
+    let mut s = session(b"1");
+    s.max_inactive = 4;
+    m.backup(&id, &s, WAIT).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    // A write, then a renewal due at the same time, both queued at once: the write lands.
+    s.attributes.insert("k".into(), b"2".to_vec());
+    m.backup(&id, &s, None).unwrap();
+    m.backup_unchanged(&id, 4, None).unwrap();
+    assert_eq!(m.flush(Duration::from_secs(5)), 0);
+    assert_eq!(stored(&server, &id).unwrap().attributes["k"], b"2");
+    // Writes queued right before a deletion never bring the session back.
+    for i in 0..50u32 {
+        m.backup(&id, &session(&i.to_le_bytes()), None).unwrap();
+    }
+    block_on(m.delete(&id)).unwrap();
+    assert_eq!(m.flush(Duration::from_secs(5)), 0);
+    assert!(stored(&server, &id).is_none());
 }
 
 #[test]

@@ -282,6 +282,8 @@ fn misconfiguration_stops_the_context_naming_the_attribute() {
         ("colour", "blue"),
         ("operationTimeout", "soon"),
         ("failoverNodes", "n7"),
+        // Until the non-sticky issue lands, refused rather than silently sticky.
+        ("sticky", "false"),
     ] {
         let options = Options::msm("a", &attributes(&nodes, &[(attribute, value)]));
         match Tomcat::try_start(&options) {
@@ -401,4 +403,26 @@ fn jmx_shows_statistics_and_replaces_the_node_list() {
         .count();
     assert!(on_n2 > 0, "new sessions use the added node");
     assert!(m2.item_count() > 0);
+}
+
+#[test]
+fn a_session_read_for_longer_than_its_lifetime_is_still_taken_over() {
+    let server = Memcached::start();
+    let nodes = node_list(&[&server]);
+    let extra = [("maxInactiveInterval", "3")];
+    let mut a = tomcat("a", &nodes, &extra);
+    let id = a.get("/", None).new_session.unwrap();
+    // Read, never changed, for twice its lifetime: memcached's copy is renewed, not rewritten.
+    for _ in 0..6 {
+        std::thread::sleep(std::time::Duration::from_millis(1000));
+        assert_eq!(a.get("/read", Some(&id)).field("counter"), Some("1"));
+    }
+    a.kill();
+    let b = tomcat("b", &nodes, &extra);
+    let response = b.get("/", Some(&id));
+    assert_eq!(
+        response.field("counter"),
+        Some("2"),
+        "taken over alive: {response:?}"
+    );
 }

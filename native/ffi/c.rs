@@ -10,6 +10,7 @@
 use std::ffi::{CStr, CString, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr;
+use std::sync::Arc;
 
 use crate::config::ConfigBuilder;
 use crate::error::Error;
@@ -54,7 +55,7 @@ pub enum MsmStatus {
 pub struct MsmConfig(ConfigBuilder);
 
 /// A session manager: one context's sessions in one memcached cluster. Thread-safe.
-pub struct MsmManager(SessionManager);
+pub struct MsmManager(Arc<SessionManager>);
 
 /// A session's content: metadata and attributes. Not thread-safe.
 pub struct MsmSession(SessionData);
@@ -200,23 +201,25 @@ unsafe fn free<T>(p: *mut T) {
     }
 }
 
-/// The name of a status code, e.g. `"MSM_STATUS_TIMEOUT"`. The string is static: do not free.
+/// The name of a status code, e.g. `"MSM_STATUS_TIMEOUT"`, or `"MSM_STATUS_UNKNOWN"` for a
+/// value that is none. The string is static: do not free.
 #[unsafe(no_mangle)]
-pub extern "C" fn msm_status_name(status: MsmStatus) -> *const c_char {
+pub extern "C" fn msm_status_name(status: i32) -> *const c_char {
     let name: &'static CStr = match status {
-        MsmStatus::Ok => c"MSM_STATUS_OK",
-        MsmStatus::NotFound => c"MSM_STATUS_NOT_FOUND",
-        MsmStatus::InvalidArgument => c"MSM_STATUS_INVALID_ARGUMENT",
-        MsmStatus::InvalidConfig => c"MSM_STATUS_INVALID_CONFIG",
-        MsmStatus::InvalidId => c"MSM_STATUS_INVALID_ID",
-        MsmStatus::Corrupt => c"MSM_STATUS_CORRUPT",
-        MsmStatus::TooLarge => c"MSM_STATUS_TOO_LARGE",
-        MsmStatus::Timeout => c"MSM_STATUS_TIMEOUT",
-        MsmStatus::Unavailable => c"MSM_STATUS_UNAVAILABLE",
-        MsmStatus::LockTimeout => c"MSM_STATUS_LOCK_TIMEOUT",
-        MsmStatus::ServerError => c"MSM_STATUS_SERVER_ERROR",
-        MsmStatus::Internal => c"MSM_STATUS_INTERNAL",
-        MsmStatus::Panic => c"MSM_STATUS_PANIC",
+        0 => c"MSM_STATUS_OK",
+        1 => c"MSM_STATUS_NOT_FOUND",
+        2 => c"MSM_STATUS_INVALID_ARGUMENT",
+        3 => c"MSM_STATUS_INVALID_CONFIG",
+        4 => c"MSM_STATUS_INVALID_ID",
+        5 => c"MSM_STATUS_CORRUPT",
+        6 => c"MSM_STATUS_TOO_LARGE",
+        7 => c"MSM_STATUS_TIMEOUT",
+        8 => c"MSM_STATUS_UNAVAILABLE",
+        9 => c"MSM_STATUS_LOCK_TIMEOUT",
+        10 => c"MSM_STATUS_SERVER_ERROR",
+        11 => c"MSM_STATUS_INTERNAL",
+        12 => c"MSM_STATUS_PANIC",
+        _ => c"MSM_STATUS_UNKNOWN",
     };
     name.as_ptr()
 }
@@ -323,7 +326,7 @@ pub unsafe extern "C" fn msm_manager_new(
         }
         let manager = SessionManager::new(config.0.build()?)?;
         // SAFETY: checked non-NULL; writable per the caller's contract.
-        unsafe { out.write(Box::into_raw(Box::new(MsmManager(manager)))) };
+        unsafe { out.write(Box::into_raw(Box::new(MsmManager(Arc::new(manager))))) };
         Ok(MsmStatus::Ok)
     })
 }
@@ -778,6 +781,37 @@ pub unsafe extern "C" fn msm_selftest_panic(error: *mut *mut c_char) -> MsmStatu
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_has_its_name() {
+        let statuses = [
+            MsmStatus::Ok,
+            MsmStatus::NotFound,
+            MsmStatus::InvalidArgument,
+            MsmStatus::InvalidConfig,
+            MsmStatus::InvalidId,
+            MsmStatus::Corrupt,
+            MsmStatus::TooLarge,
+            MsmStatus::Timeout,
+            MsmStatus::Unavailable,
+            MsmStatus::LockTimeout,
+            MsmStatus::ServerError,
+            MsmStatus::Internal,
+            MsmStatus::Panic,
+        ];
+        for status in statuses {
+            // SAFETY: the function returns a static NUL-terminated string.
+            let name = unsafe { CStr::from_ptr(msm_status_name(status as i32)) };
+            let expected = format!("{status:?}");
+            let squashed = name.to_str().unwrap().replace('_', "").to_lowercase();
+            assert_eq!(squashed, format!("msmstatus{}", expected.to_lowercase()));
+        }
+        // SAFETY: as above.
+        let unknown = unsafe { CStr::from_ptr(msm_status_name(99)) };
+        assert_eq!(unknown.to_str().unwrap(), "MSM_STATUS_UNKNOWN");
+    }
+
     #[test]
     fn committed_header_is_current() {
         let generated = include_str!(concat!(env!("OUT_DIR"), "/msm.h"));

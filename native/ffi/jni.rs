@@ -105,7 +105,11 @@ impl<T: Default> ErrorPolicy<T, Failure> for ThrowMsm {
             .map(|s| (*s).to_owned())
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".to_owned());
-        std::mem::forget(payload);
+        // Dropping a payload may itself panic; then it is leaked rather than unwound into Java.
+        if let Err(again) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(payload)))
+        {
+            std::mem::forget(again);
+        }
         if !env.exception_check() {
             let _ = env.throw_new(
                 JNIString::from("io/msm/MsmException"),
@@ -468,21 +472,6 @@ pub extern "system" fn Java_io_msm_Native_setMemcachedNodes<'local>(
     })
 }
 
-/// `Native.forget(long handle, String id)`: the session left this host without being deleted.
-#[unsafe(no_mangle)]
-pub extern "system" fn Java_io_msm_Native_forget<'local>(
-    mut env: EnvUnowned<'local>,
-    _class: JClass<'local>,
-    handle: jlong,
-    id: JString<'local>,
-) {
-    run(&mut env, |env| {
-        let (manager, id) = manager_and_id(env, handle, &id)?;
-        manager.forget(&id);
-        Ok(())
-    })
-}
-
 /// `Native.flush(long handle, int timeoutMillis)`: waits for background backups; returns how
 /// many sessions still have work in flight.
 #[unsafe(no_mangle)]
@@ -542,6 +531,16 @@ pub extern "system" fn Java_io_msm_Native_storesAttribute<'local>(
             .config()
             .stores_attribute(&string(env, &name, "name")?))
     })
+}
+
+/// `Native.sticky(long handle)`: the `sticky` attribute.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_msm_Native_sticky<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+) -> jboolean {
+    run(&mut env, |_| Ok(manager(handle)?.config().sticky))
 }
 
 /// `Native.enabled(long handle)`: the `enabled` attribute.

@@ -12,6 +12,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use msm::{Config, SessionManager};
@@ -48,15 +49,16 @@ pub fn signal(child: &Child, sig: libc::c_int) {
     assert_eq!(rc, 0, "kill({}, {sig}) failed", child.id());
 }
 
-/// Waits until something accepts connections on `port`, or panics after a few seconds.
-fn wait_for_port(port: u16, child: &mut Child, what: &str) {
+/// Waits until something accepts connections on `port`; false when the process exited first
+/// (for memcached: someone else took the port meanwhile). Panics after ten seconds.
+fn wait_for_port(port: u16, child: &mut Child, what: &str) -> bool {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(10) {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            panic!("{what} exited early with {status}");
+        if child.try_wait().expect("try_wait").is_some() {
+            return false;
         }
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
+            return true;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -74,17 +76,21 @@ pub struct Memcached {
 impl Memcached {
     /// Starts a memcached with default settings (1 MiB item size limit).
     pub fn start() -> Self {
-        let port = free_port();
-        let mut server = Memcached {
-            child: None,
-            port,
-            paused: false,
-        };
-        server.spawn();
-        server
+        for _ in 0..5 {
+            let mut server = Memcached {
+                child: None,
+                port: free_port(),
+                paused: false,
+            };
+            if server.spawn() {
+                return server;
+            }
+        }
+        panic!("memcached could not take a free port in five tries");
     }
 
-    fn spawn(&mut self) {
+    /// Starts the process on `self.port`; false when it exited at once (the port was taken).
+    fn spawn(&mut self) -> bool {
         let program = require("memcached", "memcached");
         let mut cmd = Command::new(program);
         cmd.args(["-l", "127.0.0.1", "-U", "0", "-m", "64", "-t", "2"])
@@ -96,8 +102,11 @@ impl Memcached {
             cmd.args(["-u", "root"]);
         }
         let mut child = cmd.spawn().expect("cannot start memcached");
-        wait_for_port(self.port, &mut child, "memcached");
-        self.child = Some(child);
+        let listening = wait_for_port(self.port, &mut child, "memcached");
+        if listening {
+            self.child = Some(child);
+        }
+        listening
     }
 
     /// `127.0.0.1:port`.
@@ -125,13 +134,32 @@ impl Memcached {
     /// Starts the server again, empty, on the same port.
     pub fn restart(&mut self) {
         self.kill();
-        self.spawn();
+        assert!(
+            self.spawn(),
+            "memcached could not listen again on port {}",
+            self.port
+        );
     }
 
     /// Freezes the server (SIGSTOP): connections are accepted by the kernel but never answered.
     pub fn pause(&mut self) {
+        let pid = self.pid();
         signal(self.child.as_ref().expect("not running"), libc::SIGSTOP);
         self.paused = true;
+        // The signal is delivered asynchronously: wait until every thread is stopped, so no
+        // request sent from now on is answered.
+        eventually("memcached's threads are all stopped", || {
+            std::fs::read_dir(format!("/proc/{pid}/task"))
+                .map(|tasks| {
+                    tasks.flatten().all(|task| {
+                        std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+                            stat.rsplit_once(')')
+                                .is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
+                        })
+                    })
+                })
+                .unwrap_or(false)
+        });
     }
 
     /// Thaws a paused server (SIGCONT).
@@ -289,7 +317,10 @@ impl Twemproxy {
             .stderr(Stdio::null())
             .spawn()
             .expect("cannot start nutcracker");
-        wait_for_port(port, &mut child, "nutcracker");
+        assert!(
+            wait_for_port(port, &mut child, "nutcracker"),
+            "nutcracker exited early"
+        );
         Twemproxy {
             child,
             port,
@@ -344,9 +375,10 @@ pub fn node_list(servers: &[&Memcached]) -> String {
         .join(" ")
 }
 
-/// A manager over `servers` (n1, n2, ...) with the given extra attributes.
-pub fn manager(servers: &[&Memcached], extra: &[(&str, &str)]) -> SessionManager {
-    SessionManager::new(config(servers, extra)).expect("manager")
+/// A manager over `servers` (n1, n2, ...) with the given extra attributes, shared as the faces
+/// share it.
+pub fn manager(servers: &[&Memcached], extra: &[(&str, &str)]) -> Arc<SessionManager> {
+    Arc::new(SessionManager::new(config(servers, extra)).expect("manager"))
 }
 
 /// The configuration of [`manager`], with a fixed key prefix `test:`.

@@ -142,7 +142,10 @@ impl Tomcat {
             options.variant.classpath()
         );
         let mut command = Command::new(java());
+        // cargo puts its build directories on LD_LIBRARY_PATH, which the JVM searches for
+        // libmsm before the jar: Tomcat must load the library the jar carries.
         command
+            .env_remove("LD_LIBRARY_PATH")
             .args(["-Xmx256m", "-XX:+UseSerialGC", "-Xshare:auto"])
             .args(&options.jvm)
             .arg(format!("-Djava.io.tmpdir={}", dir.path.display()))

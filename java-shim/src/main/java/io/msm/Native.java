@@ -166,6 +166,14 @@ public final class Native {
     public static native boolean storesAttribute(long handle, String name);
 
     /**
+     * The {@code sticky} attribute.
+     *
+     * @param handle the manager
+     * @return false for non-sticky sessions (memcached is the store)
+     */
+    public static native boolean sticky(long handle);
+
+    /**
      * The {@code enabled} attribute.
      *
      * @param handle the manager

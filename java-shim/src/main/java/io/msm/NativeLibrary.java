@@ -21,7 +21,7 @@ public final class NativeLibrary {
     public static final String PATH_PROPERTY = "msm.native.library";
 
     private static final Object LOCK = new Object();
-    private static volatile boolean loaded;
+    private static volatile String loadedFrom;
 
     private NativeLibrary() {}
 
@@ -31,15 +31,23 @@ public final class NativeLibrary {
      * @throws MsmException naming every path tried, when none worked
      */
     public static void load() {
-        if (loaded) {
+        if (loadedFrom != null) {
             return;
         }
         synchronized (LOCK) {
-            if (!loaded) {
-                loadOnce();
-                loaded = true;
+            if (loadedFrom == null) {
+                loadedFrom = loadOnce();
             }
         }
+    }
+
+    /**
+     * Where the library was loaded from, for diagnostics.
+     *
+     * @return the property, {@code java.library.path} or the jar resource; null before loading
+     */
+    public static String loadedFrom() {
+        return loadedFrom;
     }
 
     /**
@@ -74,13 +82,13 @@ public final class NativeLibrary {
         return "META-INF/native/" + platform() + "/" + System.mapLibraryName("msm");
     }
 
-    private static void loadOnce() {
+    private static String loadOnce() {
         List<String> tried = new ArrayList<>();
         String explicit = System.getProperty(PATH_PROPERTY);
         if (explicit != null && !explicit.isEmpty()) {
             try {
                 System.load(explicit);
-                return;
+                return PATH_PROPERTY + "=" + explicit;
             } catch (UnsatisfiedLinkError e) {
                 // An explicit path is the operator's decision: do not fall back silently.
                 throw new MsmException("cannot load the msm native library from " + PATH_PROPERTY
@@ -90,7 +98,7 @@ public final class NativeLibrary {
         tried.add("system property " + PATH_PROPERTY + ": not set");
         try {
             System.loadLibrary("msm");
-            return;
+            return "java.library.path";
         } catch (UnsatisfiedLinkError e) {
             tried.add("java.library.path=" + System.getProperty("java.library.path") + ": "
                     + e.getMessage());
@@ -104,7 +112,7 @@ public final class NativeLibrary {
                 Path file = extract(in);
                 try {
                     System.load(file.toString());
-                    return;
+                    return "jar resource " + resource;
                 } catch (UnsatisfiedLinkError e) {
                     tried.add("jar resource " + resource + " extracted to " + file + ": "
                             + e.getMessage());

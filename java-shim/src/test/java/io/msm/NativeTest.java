@@ -15,8 +15,9 @@ class NativeTest {
         assertEquals("linux-x86_64", NativeLibrary.platform());
         assertEquals("META-INF/native/linux-x86_64/libmsm.so", NativeLibrary.resource());
         assertTrue(NativeTest.class.getClassLoader().getResource(NativeLibrary.resource()) != null);
-        assertEquals("", "" + (System.getProperty(NativeLibrary.PATH_PROPERTY) == null ? "" : "set"));
         NativeLibrary.load();
+        assertEquals("jar resource META-INF/native/linux-x86_64/libmsm.so",
+                NativeLibrary.loadedFrom(), "nothing else on this JVM's paths provides libmsm");
     }
 
     @Test

@@ -115,6 +115,11 @@ public class MemcachedSessionManager extends ManagerBase {
                     + serializerClass + "`: not an " + AttributeSerializer.class.getName()
                     + " with a public no-argument constructor: " + e, e);
         }
+        if (serializer instanceof JavaSerializer) {
+            // Tomcat's own allow-list of attribute value classes applies to deserialization.
+            ((JavaSerializer) serializer).allowClasses(getSessionAttributeValueClassNamePattern(),
+                    getWarnOnSessionAttributeFilterFailure());
+        }
         try {
             handle = Native.create(attributes.keySet().toArray(new String[0]),
                     attributes.values().toArray(new String[0]), host, context.getName());
@@ -122,6 +127,13 @@ public class MemcachedSessionManager extends ManagerBase {
             LOG.error("memcached session manager of context [" + context.getName()
                     + "] not started: " + e.getMessage());
             throw new LifecycleException(e.getMessage(), e);
+        }
+        if (!Native.sticky(handle)) {
+            Native.destroy(handle);
+            handle = 0;
+            throw new LifecycleException("invalid configuration: attribute `sticky` = `false`: "
+                    + "non-sticky sessions are not available in the Tomcat manager yet; "
+                    + "remove the attribute or set it to true");
         }
         enabled = Native.enabled(handle);
         backupWaitMillis = Native.backupWaitMillis(handle);
@@ -235,7 +247,8 @@ public class MemcachedSessionManager extends ManagerBase {
         } catch (MsmInvalidIdException e) {
             return null;
         } catch (MsmException e) {
-            LOG.warn("session " + id + " could not be loaded from memcached: " + e.getMessage());
+            LOG.warn("session " + redact(id) + " could not be loaded from memcached: "
+                    + e.getMessage());
             return null;
         }
         if (loaded == null) {
@@ -256,7 +269,7 @@ public class MemcachedSessionManager extends ManagerBase {
                 session.restoreAttribute(name, serializer.deserialize(name, (byte[]) loaded[i + 1], loader));
             } catch (IOException | ClassNotFoundException | RuntimeException e) {
                 statistics.deserializationFailures.increment();
-                LOG.warn("attribute [" + name + "] of session " + id
+                LOG.warn("attribute [" + name + "] of session " + redact(id)
                         + " could not be deserialized and is dropped: " + e);
             }
         }
@@ -292,6 +305,11 @@ public class MemcachedSessionManager extends ManagerBase {
         if (routed == null) {
             return;
         }
+        if (sessions.containsKey(routed)) {
+            // A parallel request of this session already gave it its new id here.
+            request.changeSessionId(routed);
+            return;
+        }
         Session session = findSession(requested);
         if (session == null) {
             return;
@@ -309,7 +327,8 @@ public class MemcachedSessionManager extends ManagerBase {
             try {
                 Native.idChanged(handle, oldId, newId);
             } catch (MsmException e) {
-                LOG.warn("copies of session " + oldId + " could not be removed: " + e.getMessage());
+                LOG.warn("copies of session " + redact(oldId) + " could not be removed: "
+                        + e.getMessage());
             }
         }
     }
@@ -334,9 +353,20 @@ public class MemcachedSessionManager extends ManagerBase {
             }
         } catch (MsmInvalidIdException e) {
             // Not one of ours: nothing in memcached.
-        } catch (MsmException e) {
-            LOG.warn("memcached copies of session " + id + " could not be removed: " + e.getMessage());
+        } catch (MsmException | IllegalArgumentException e) {
+            LOG.warn("memcached copies of session " + redact(id) + " could not be removed: "
+                    + e.getMessage());
         }
+    }
+
+    /**
+     * A session id as logs show it: ids are login tokens, so only their first six characters.
+     *
+     * @param id a session id
+     * @return the first six characters and an ellipsis
+     */
+    static String redact(String id) {
+        return id == null ? "null" : id.substring(0, Math.min(6, id.length())) + "\u2026";
     }
 
     boolean ignoresUri(String uri) {
@@ -364,8 +394,10 @@ public class MemcachedSessionManager extends ManagerBase {
             }
         } catch (MsmInvalidIdException e) {
             return;
-        } catch (MsmException e) {
-            LOG.warn("session " + id + " not backed up: " + e.getMessage());
+        } catch (MsmException | IllegalArgumentException e) {
+            // IllegalArgumentException: the manager stopped while this request ran.
+            LOG.warn("session " + redact(id) + " not backed up: " + e.getMessage());
+            return;
         }
         List<String> names = new ArrayList<>();
         List<byte[]> values = new ArrayList<>();
@@ -382,7 +414,7 @@ public class MemcachedSessionManager extends ManagerBase {
             } catch (IOException | RuntimeException e) {
                 session.markChanged();
                 statistics.serializationFailures.increment();
-                LOG.warn("session " + session.getIdInternal() + " not backed up: attribute ["
+                LOG.warn("session " + redact(id) + " not backed up: attribute ["
                         + name + "] of class " + value.getClass().getName()
                         + " cannot be serialized: " + e);
                 return;
@@ -396,10 +428,10 @@ public class MemcachedSessionManager extends ManagerBase {
                     backupWaitMillis);
         } catch (MsmInvalidIdException e) {
             // A session Tomcat created with an id that is not ours (disabled at the time).
-        } catch (MsmException e) {
+        } catch (MsmException | IllegalArgumentException e) {
             session.markChanged();
             statistics.backupCallFailures.increment();
-            LOG.warn("session " + session.getIdInternal() + " not backed up: " + e.getMessage());
+            LOG.warn("session " + redact(id) + " not backed up: " + e.getMessage());
         }
     }
 }
