@@ -70,7 +70,8 @@ pub enum KeySource {
 /// A validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// The memcached nodes, in the order given (failover nodes flagged).
+    /// The memcached nodes as configured at start, in the order given (failover nodes flagged);
+    /// the running list may be replaced since (`SessionManager::set_nodes`).
     pub nodes: Vec<NodeConfig>,
     /// Sticky sessions (Tomcat memory is the primary copy) or non-sticky (memcached is).
     pub sticky: bool,

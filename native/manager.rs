@@ -2,6 +2,7 @@
 //! statistics. All routing, failover and locking decisions are made here.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::backup::{Queue, Tracker};
@@ -38,6 +39,10 @@ pub struct SessionManager {
     random: Box<dyn RandomSource>,
     pub(crate) stats: Arc<Stats>,
     pub(crate) tracker: Tracker,
+    /// Set by hosts that back sessions up after requests ([`SessionManager::track_backups`]):
+    /// only then do loads record what they took over (a host that never backs up, like a C
+    /// host using store and load, tracks nothing).
+    pub(crate) tracks_backups: AtomicBool,
     pub(crate) queue: Queue<BackupJob>,
 }
 
@@ -111,7 +116,14 @@ impl SessionManager {
             random,
             stats,
             tracker: Tracker::default(),
+            tracks_backups: AtomicBool::new(false),
         })
+    }
+
+    /// Declares that this host backs sticky sessions up after requests
+    /// ([`SessionManager::backup`]), so loads record what they take over for those backups.
+    pub fn track_backups(&self) {
+        self.tracks_backups.store(true, Ordering::Relaxed);
     }
 
     /// The configuration in force.
@@ -126,7 +138,12 @@ impl SessionManager {
 
     /// Statistics and node states as `name value` lines.
     pub fn stats_text(&self) -> String {
-        self.stats.to_text() + &self.cluster.describe()
+        format!(
+            "{}log_records_dropped {}\n{}",
+            self.stats.to_text(),
+            crate::logging::dropped(),
+            self.cluster.describe()
+        )
     }
 
     /// Replaces the memcached node list while the manager runs (`memcachedNodes` syntax). The
@@ -315,7 +332,7 @@ impl SessionManager {
         let result = self.load_copies(id).await;
         match &result {
             Ok(Some(loaded)) => {
-                if self.config.sticky {
+                if self.config.sticky && self.tracks_backups.load(Ordering::Relaxed) {
                     // Taken over: the next backup claims it with a newer version, so the host it
                     // came from keeps it when that host expires its stale copy.
                     let current = loaded.relocated.as_ref().unwrap_or(id);
@@ -500,10 +517,17 @@ impl SessionManager {
                 .cluster
                 .call(&node, |c| c.add(&lock.key, lock.token.as_bytes(), exptime))
                 .await?;
-            if !added {
-                bump(&self.stats.lock_retries);
+            if added {
+                return Ok(true);
             }
-            Ok(added)
+            // An `add` retried after a broken connection may have been stored the first time:
+            // the lock is then ours already.
+            let holder = self.cluster.call(&node, |c| c.get(&lock.key)).await?;
+            if holder.as_deref() == Some(lock.token.as_bytes()) {
+                return Ok(true);
+            }
+            bump(&self.stats.lock_retries);
+            Ok(false)
         })
         .await;
         self.stats.lock_wait_time.record(started.elapsed());

@@ -86,6 +86,7 @@ impl SessionManager {
         session: &SessionData,
         wait: Option<Duration>,
     ) -> Result<BackupOutcome> {
+        self.track_backups();
         let key = self.key(KeyKind::Session, id);
         let fingerprint = Fingerprint::of(session);
         let (change, version) = self

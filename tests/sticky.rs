@@ -11,8 +11,11 @@ use msm::envelope::Codec;
 use msm::runtime::block_on;
 use msm::{BackupOutcome, SessionData, SessionId, SessionManager};
 
+/// A manager used as the Tomcat shim uses it: backing sessions up after requests.
 fn shared(servers: &[&Memcached], extra: &[(&str, &str)]) -> Arc<SessionManager> {
-    manager(servers, extra)
+    let m = manager(servers, extra);
+    m.track_backups();
+    m
 }
 
 fn session(value: &[u8]) -> SessionData {

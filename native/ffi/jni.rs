@@ -224,6 +224,8 @@ pub extern "system" fn Java_io_msm_Native_create<'local>(
             builder.set(name, value)?;
         }
         let manager = Arc::new(SessionManager::new(builder.build()?)?);
+        // The Tomcat shim backs sessions up after each request.
+        manager.track_backups();
         static NEXT: AtomicI64 = AtomicI64::new(1);
         let handle = NEXT.fetch_add(1, Ordering::Relaxed);
         registry().lock().insert(handle, manager);
