@@ -97,9 +97,8 @@ async fn hostile_keys_never_reach_the_server() {
         assert!(matches!(c.touch(key, 1).await, Err(Error::InvalidKey(_))));
     }
     let after = server.stats();
+    // Exact counters of every command the server parsed: none of ours arrived.
     assert_eq!(command_counters(&after), command_counters(&before));
-    // The only new connection is the one that read the second `stats`.
-    assert_eq!(after["total_connections"], before["total_connections"] + 1);
 }
 
 #[tokio::test]
