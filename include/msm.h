@@ -293,6 +293,38 @@ enum msm_status msm_lock_release(const struct msm_manager *manager,
                                  struct msm_lock *lock,
                                  char **error);
 
+// Non-sticky request start: takes the lock of the session `id` (waiting with backoff up to
+// `lockMaxWait`), then loads it. `*lock` receives the lock whatever the load finds; give it to
+// `msm_store_unlock` (or `msm_lock_release` when nothing changed). `*out` receives the session,
+// or NULL with `MSM_STATUS_NOT_FOUND` (the lock is held then too, so the host may create it).
+// `*new_id` receives the session's new id when it moved to another node, otherwise NULL;
+// `new_id` may be NULL. On any other status nothing is held.
+//
+// # Safety
+// `manager` is a live manager; `id` is a NUL-terminated string; `out` and `lock` are
+// writable; `new_id` and `error` are NULL or writable.
+enum msm_status msm_load_locked(const struct msm_manager *manager,
+                                const char *id,
+                                struct msm_session **out,
+                                char **new_id,
+                                struct msm_lock **lock,
+                                char **error);
+
+// Non-sticky request end: stores the session under `id` (as `msm_store` does) and releases
+// `lock`, which is freed whatever the outcome. `*new_id` receives the session's new id when it
+// moved to another node, otherwise NULL; `new_id` may be NULL.
+//
+// # Safety
+// `manager` is a live manager; `id` is a NUL-terminated string; `session` is a live session;
+// `lock` comes from `msm_load_locked` or `msm_lock_acquire` and was not released before;
+// `new_id` and `error` are NULL or writable.
+enum msm_status msm_store_unlock(const struct msm_manager *manager,
+                                 const char *id,
+                                 struct msm_session *session,
+                                 struct msm_lock *lock,
+                                 char **new_id,
+                                 char **error);
+
 // The manager's statistics and node states as `name value` lines; `*out` receives them
 // (release with `msm_string_free`).
 //

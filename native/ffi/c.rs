@@ -746,6 +746,100 @@ pub unsafe extern "C" fn msm_lock_release(
     })
 }
 
+/// Non-sticky request start: takes the lock of the session `id` (waiting with backoff up to
+/// `lockMaxWait`), then loads it. `*lock` receives the lock whatever the load finds; give it to
+/// `msm_store_unlock` (or `msm_lock_release` when nothing changed). `*out` receives the session,
+/// or NULL with `MSM_STATUS_NOT_FOUND` (the lock is held then too, so the host may create it).
+/// `*new_id` receives the session's new id when it moved to another node, otherwise NULL;
+/// `new_id` may be NULL. On any other status nothing is held.
+///
+/// # Safety
+/// `manager` is a live manager; `id` is a NUL-terminated string; `out` and `lock` are
+/// writable; `new_id` and `error` are NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_load_locked(
+    manager: *const MsmManager,
+    id: *const c_char,
+    out: *mut *mut MsmSession,
+    new_id: *mut *mut c_char,
+    lock: *mut *mut MsmLock,
+    error: *mut *mut c_char,
+) -> MsmStatus {
+    // SAFETY: per the caller's contract.
+    unsafe {
+        put(out, ptr::null_mut());
+        put(new_id, ptr::null_mut());
+        put(lock, ptr::null_mut());
+    }
+    guard(error, || {
+        // SAFETY: per the caller's contract.
+        let (manager, raw) = unsafe { (handle(manager, "manager")?, text(id, "id")?) };
+        if out.is_null() || lock.is_null() {
+            return Err(Failure::argument("`out` or `lock` is NULL"));
+        }
+        let id = manager.0.parse_id(raw)?;
+        let (loaded, held) = block_on(manager.0.load_locked(&id))?;
+        // SAFETY: `out` and `lock` checked non-NULL; all writable per the caller's contract.
+        unsafe {
+            lock.write(Box::into_raw(Box::new(MsmLock(held))));
+            let Some(loaded) = loaded else {
+                return Ok(MsmStatus::NotFound);
+            };
+            out.write(Box::into_raw(Box::new(MsmSession(loaded.session))));
+            if let Some(moved) = loaded.relocated {
+                put(new_id, c_string(&moved.to_string()));
+            }
+        }
+        Ok(MsmStatus::Ok)
+    })
+}
+
+/// Non-sticky request end: stores the session under `id` (as `msm_store` does) and releases
+/// `lock`, which is freed whatever the outcome. `*new_id` receives the session's new id when it
+/// moved to another node, otherwise NULL; `new_id` may be NULL.
+///
+/// # Safety
+/// `manager` is a live manager; `id` is a NUL-terminated string; `session` is a live session;
+/// `lock` comes from `msm_load_locked` or `msm_lock_acquire` and was not released before;
+/// `new_id` and `error` are NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_store_unlock(
+    manager: *const MsmManager,
+    id: *const c_char,
+    session: *mut MsmSession,
+    lock: *mut MsmLock,
+    new_id: *mut *mut c_char,
+    error: *mut *mut c_char,
+) -> MsmStatus {
+    // SAFETY: per the caller's contract.
+    unsafe { put(new_id, ptr::null_mut()) };
+    guard(error, || {
+        if lock.is_null() {
+            return Err(Failure::argument("`lock` is NULL"));
+        }
+        // SAFETY: a live lock handle, owned from here on, per the caller's contract.
+        let lock = unsafe { Box::from_raw(lock) }.0;
+        // SAFETY: per the caller's contract.
+        let manager = unsafe { handle(manager, "manager")? };
+        // SAFETY: per the caller's contract.
+        let arguments =
+            unsafe { text(id, "id").and_then(|raw| Ok((raw, handle_mut(session, "session")?))) };
+        let (id, session) = match arguments.and_then(|(raw, s)| Ok((manager.0.parse_id(raw)?, s))) {
+            Ok(valid) => valid,
+            Err(failure) => {
+                // Nothing to store, but the lock must not be left to expire.
+                block_on(manager.0.unlock(lock)).ok();
+                return Err(failure);
+            }
+        };
+        if let Some(moved) = block_on(manager.0.store_and_unlock(&id, &mut session.0, lock))? {
+            // SAFETY: per the caller's contract.
+            unsafe { put(new_id, c_string(&moved.to_string())) };
+        }
+        Ok(MsmStatus::Ok)
+    })
+}
+
 /// The manager's statistics and node states as `name value` lines; `*out` receives them
 /// (release with `msm_string_free`).
 ///

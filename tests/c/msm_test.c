@@ -696,6 +696,103 @@ static void test_panic(const struct msm_manager *m)
     msm_string_free(id);
 }
 
+/* Two hosts (two managers, as two web servers would have) change one non-sticky session at
+ * the same time, each request under the session lock: load locked, add its own attribute,
+ * store and unlock. No update may be lost. Threads report back; checks run in the main one. */
+enum { HOST_REQUESTS = 100 };
+
+struct host {
+    const char *nodes;
+    const char *id;
+    int index;
+    int done;
+    enum msm_status failed;
+    char failure[256];
+};
+
+static void *host_run(void *arg)
+{
+    struct host *host = arg;
+    char *err = NULL;
+    struct msm_config *config = msm_config_new();
+    struct msm_manager *m = NULL;
+    msm_config_set(config, "memcachedNodes", host->nodes, NULL);
+    msm_config_set(config, "sticky", "false", NULL);
+    msm_config_set(config, "storageKeyPrefix", "ctest:", NULL);
+    msm_config_set(config, "lockMaxWait", "10000", NULL);
+    host->failed = msm_manager_new(config, &m, &err);
+    msm_config_free(config);
+    for (int i = 0; host->failed == MSM_STATUS_OK && i < HOST_REQUESTS; i++) {
+        struct msm_session *s = NULL;
+        struct msm_lock *lock = NULL;
+        char name[32];
+        enum msm_status status = msm_load_locked(m, host->id, &s, NULL, &lock, &err);
+        if (status == MSM_STATUS_NOT_FOUND) {
+            s = msm_session_new(1800);
+        } else if (status != MSM_STATUS_OK) {
+            host->failed = status;
+            break;
+        }
+        snprintf(name, sizeof name, "host%d-%d", host->index, i);
+        msm_session_set_attribute(s, name, (const uint8_t *)"x", 1, NULL);
+        status = msm_store_unlock(m, host->id, s, lock, NULL, &err);
+        msm_session_free(s);
+        if (status != MSM_STATUS_OK) {
+            host->failed = status;
+            break;
+        }
+        host->done++;
+    }
+    if (err != NULL) {
+        snprintf(host->failure, sizeof host->failure, "%s", err);
+        msm_string_free(err);
+    }
+    msm_manager_free(m);
+    return NULL;
+}
+
+static void test_two_hosts(const struct msm_manager *m, const char *nodes)
+{
+    char *err = NULL;
+    char *id = NULL;
+    struct msm_session *loaded = NULL;
+    struct host hosts[2];
+    pthread_t threads[2];
+
+    EXPECT(MSM_STATUS_OK, msm_session_id_new(m, NULL, &id, &err));
+    for (int h = 0; h < 2; h++) {
+        hosts[h] = (struct host){.nodes = nodes, .id = id, .index = h};
+        CHECK(pthread_create(&threads[h], NULL, host_run, &hosts[h]) == 0);
+    }
+    for (int h = 0; h < 2; h++) {
+        CHECK(pthread_join(threads[h], NULL) == 0);
+        if (hosts[h].failed != MSM_STATUS_OK) {
+            fprintf(stderr, "host %d: %s: %s\n", h, msm_status_name(hosts[h].failed),
+                    hosts[h].failure);
+        }
+        CHECK(hosts[h].failed == MSM_STATUS_OK && hosts[h].done == HOST_REQUESTS);
+    }
+    EXPECT(MSM_STATUS_OK, msm_load(m, id, &loaded, NULL, &err));
+    CHECK(msm_session_attribute_count(loaded) == 2 * HOST_REQUESTS);
+    for (int h = 0; h < 2; h++) {
+        for (int i = 0; i < HOST_REQUESTS; i++) {
+            char name[32];
+            snprintf(name, sizeof name, "host%d-%d", h, i);
+            CHECK(has_attribute(loaded, name, "x", 1));
+        }
+    }
+    /* A NULL lock is refused; a bad id still releases the lock it was given. */
+    struct msm_lock *lock = NULL;
+    CHECK(msm_store_unlock(m, id, loaded, NULL, NULL, NULL) == MSM_STATUS_INVALID_ARGUMENT);
+    EXPECT(MSM_STATUS_OK, msm_lock_acquire(m, id, &lock, &err));
+    EXPECT(MSM_STATUS_INVALID_ID, msm_store_unlock(m, "no id", loaded, lock, NULL, &err));
+    EXPECT(MSM_STATUS_OK, msm_lock_acquire(m, id, &lock, &err));
+    EXPECT(MSM_STATUS_OK, msm_lock_release(m, lock, &err));
+    EXPECT(MSM_STATUS_OK, msm_delete(m, id, &err));
+    msm_session_free(loaded);
+    msm_string_free(id);
+}
+
 /* The node list is replaced at runtime by n2 and n3 alone (n1 is dead by now): new ids never
  * name n1, and a bad list is refused with a message saying why. */
 static void test_set_nodes(const struct msm_manager *m, const char *n2, const char *n3)
@@ -825,6 +922,7 @@ int main(int argc, char **argv)
     test_store_load(m);
     test_hostile_ids(m);
     test_lock(m);
+    test_two_hosts(m, nodes);
     test_null_arguments(m, config);
     test_failover(m, argv[1], (pid_t)n1_pid);
     test_stats(m);
