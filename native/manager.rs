@@ -234,10 +234,20 @@ impl SessionManager {
             bump(&self.stats.too_large);
         })?;
         let exptime = session_expiry(session.max_inactive);
-        let target = self.write_primary(id, &value, exptime).await?;
-        if !self.config.sticky {
-            self.write_backup(&target, &value, exptime).await;
-        }
+        let target = if self.config.sticky {
+            self.write_primary(id, &value, exptime).await?
+        } else {
+            // Usually the session stays on its node: write both copies at once.
+            let (primary, ()) = tokio::join!(
+                self.write_primary(id, &value, exptime),
+                self.write_backup(id, &value, exptime)
+            );
+            let target = primary?;
+            if target != *id {
+                self.write_backup(&target, &value, exptime).await;
+            }
+            target
+        };
         bump(&self.stats.sessions_stored);
         self.stats.store_time.record(started.elapsed());
         if target == *id {
