@@ -359,6 +359,24 @@ impl SessionManager {
         (routed != *id).then_some(routed)
     }
 
+    /// A session ended on this host: invalidated by the application (every copy is deleted) or
+    /// timed out, `max_inactive` seconds after its last access at `last_accessed` (epoch ms;
+    /// then see [`SessionManager::expire`]).
+    pub async fn ended(
+        self: &Arc<Self>,
+        id: &SessionId,
+        last_accessed: u64,
+        max_inactive: i32,
+    ) -> Result<()> {
+        let idle = crate::session::now_millis().saturating_sub(last_accessed);
+        let timed_out = u64::try_from(max_inactive).is_ok_and(|s| s > 0 && idle >= s * 1000);
+        if timed_out {
+            self.expire(id).await
+        } else {
+            self.delete(id).await
+        }
+    }
+
     /// The host expired a session for inactivity: delete its memcached copies, unless another
     /// host wrote a newer version meanwhile (it took the session over and is still using it).
     pub async fn expire(self: &Arc<Self>, id: &SessionId) -> Result<()> {

@@ -415,31 +415,22 @@ fn outcome_code(outcome: BackupOutcome) -> jint {
     }
 }
 
-/// `Native.delete(long handle, String id)`: the session was invalidated: delete every copy.
+/// `Native.ended(long handle, String id, long lastAccessedTime, int maxInactive)`: the session
+/// ended on this host (invalidated, or timed out); the core removes its memcached copies
+/// accordingly.
 #[unsafe(no_mangle)]
-pub extern "system" fn Java_io_msm_Native_delete<'local>(
+pub extern "system" fn Java_io_msm_Native_ended<'local>(
     mut env: EnvUnowned<'local>,
     _class: JClass<'local>,
     handle: jlong,
     id: JString<'local>,
+    last_accessed: jlong,
+    max_inactive: jint,
 ) {
     run(&mut env, |env| {
         let (manager, id) = manager_and_id(env, handle, &id)?;
-        Ok(block_on(manager.delete(&id))?)
-    })
-}
-
-/// `Native.expire(long handle, String id)`: the session timed out on this host.
-#[unsafe(no_mangle)]
-pub extern "system" fn Java_io_msm_Native_expire<'local>(
-    mut env: EnvUnowned<'local>,
-    _class: JClass<'local>,
-    handle: jlong,
-    id: JString<'local>,
-) {
-    run(&mut env, |env| {
-        let (manager, id) = manager_and_id(env, handle, &id)?;
-        Ok(block_on(manager.expire(&id))?)
+        let last_accessed = u64::try_from(last_accessed).unwrap_or(0);
+        Ok(block_on(manager.ended(&id, last_accessed, max_inactive))?)
     })
 }
 

@@ -105,20 +105,16 @@ public final class Native {
             int waitMillis);
 
     /**
-     * Deletes every copy of an invalidated session.
+     * A session ended on this host: the core deletes its copies when it was invalidated, and
+     * when it timed out unless another host wrote a newer version meanwhile.
      *
      * @param handle the manager
      * @param id the session id
+     * @param lastAccessedTime last access, epoch milliseconds
+     * @param maxInactive lifetime in seconds
      */
-    public static native void delete(long handle, String id);
-
-    /**
-     * A session timed out on this host: deletes its copies unless another host wrote a newer one.
-     *
-     * @param handle the manager
-     * @param id the session id
-     */
-    public static native void expire(long handle, String id);
+    public static native void ended(long handle, String id, long lastAccessedTime,
+            int maxInactive);
 
     /**
      * A session changed its id: the core deletes the copies under the old id when the storage

@@ -342,15 +342,9 @@ public class MemcachedSessionManager extends ManagerBase {
             return;
         }
         String id = session.getIdInternal();
-        int maxInactive = session.getMaxInactiveInterval();
-        boolean timedOut = maxInactive > 0 && System.currentTimeMillis()
-                - session.getThisAccessedTimeInternal() >= maxInactive * 1000L;
         try {
-            if (timedOut) {
-                Native.expire(handle, id);
-            } else {
-                Native.delete(handle, id);
-            }
+            Native.ended(handle, id, session.getThisAccessedTimeInternal(),
+                    session.getMaxInactiveInterval());
         } catch (MsmInvalidIdException e) {
             // Not one of ours: nothing in memcached.
         } catch (MsmException | IllegalArgumentException e) {
