@@ -143,6 +143,27 @@ impl Tracker {
         );
     }
 
+    /// Records content read from memcached for a request that will hand the session back
+    /// (non-sticky): [`Tracker::matches`] then tells whether the request changed it.
+    pub fn loaded(&self, key: &str, fingerprint: Fingerprint, version: u64) {
+        self.sessions.lock().insert(
+            key.to_owned(),
+            Tracked {
+                latest: Some(fingerprint),
+                version,
+                refreshed: Instant::now(),
+            },
+        );
+    }
+
+    /// Whether `key` is known to hold exactly this content.
+    pub fn matches(&self, key: &str, fingerprint: &Fingerprint) -> bool {
+        self.sessions
+            .lock()
+            .get(key)
+            .is_some_and(|t| t.latest.as_ref() == Some(fingerprint))
+    }
+
     /// Records that memcached's expiry of `key` was just set (by a write or a touch).
     pub fn refreshed(&self, key: &str) {
         if let Some(tracked) = self.sessions.lock().get_mut(key) {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use crate::backup::{Queue, Tracker};
+use crate::backup::{Fingerprint, Queue, Tracker};
 use crate::client::expiry;
 use crate::cluster::{Cluster, Node};
 use crate::config::{Config, KeySource, parse_node_list};
@@ -43,6 +43,8 @@ pub struct SessionManager {
     /// only then do loads record what they took over (a host that never backs up, like a C
     /// host using store and load, tracks nothing).
     pub(crate) tracks_backups: AtomicBool,
+    /// `lockingMode="auto"`: URIs whose last request finished without changing its session.
+    pub(crate) read_only_uris: parking_lot::Mutex<std::collections::HashSet<String>>,
     pub(crate) queue: Queue<BackupJob>,
 }
 
@@ -117,6 +119,7 @@ impl SessionManager {
             stats,
             tracker: Tracker::default(),
             tracks_backups: AtomicBool::new(false),
+            read_only_uris: parking_lot::Mutex::default(),
         })
     }
 
@@ -342,12 +345,18 @@ impl SessionManager {
         let result = self.load_copies(id).await;
         match &result {
             Ok(Some(loaded)) => {
-                if self.config.sticky && self.tracks_backups.load(Ordering::Relaxed) {
-                    // Taken over: the next backup claims it with a newer version, so the host it
-                    // came from keeps it when that host expires its stale copy.
-                    let current = loaded.relocated.as_ref().unwrap_or(id);
-                    self.tracker
-                        .taken_over(&self.key(KeyKind::Session, current), loaded.session.version);
+                if self.tracks_backups.load(Ordering::Relaxed) {
+                    let key = self.key(KeyKind::Session, loaded.relocated.as_ref().unwrap_or(id));
+                    if self.config.sticky {
+                        // Taken over: the next backup claims it with a newer version, so the
+                        // host it came from keeps it when that host expires its stale copy.
+                        self.tracker.taken_over(&key, loaded.session.version);
+                    } else {
+                        // Handed back at the end of the request: written only if it changed.
+                        let fingerprint = Fingerprint::of(&loaded.session);
+                        self.tracker
+                            .loaded(&key, fingerprint, loaded.session.version);
+                    }
                 }
                 bump(&self.stats.sessions_loaded);
                 self.stats.load_time.record(started.elapsed());
