@@ -81,6 +81,9 @@ pub struct Config {
     pub lock_expiration: Duration,
     /// How long a request waits for a session lock before giving up.
     pub lock_max_wait: Duration,
+    /// What a request does when it could not take the session lock in time: `false` proceeds
+    /// without it, `true` is refused (Tomcat answers 503).
+    pub lock_failure_refuses: bool,
     /// First pause between lock attempts; it doubles up to `lock_backoff_max`.
     pub lock_backoff_initial: Duration,
     /// Longest pause between lock attempts.
@@ -150,6 +153,7 @@ pub struct ConfigBuilder {
     locking_mode: Option<LockingMode>,
     lock_expiration: Option<u64>,
     lock_max_wait: Option<u64>,
+    lock_failure_refuses: Option<bool>,
     lock_backoff_initial: Option<u64>,
     lock_backoff_max: Option<u64>,
     operation_timeout: Option<u64>,
@@ -174,6 +178,7 @@ pub const ATTRIBUTES: &[&str] = &[
     "lockingMode",
     "lockExpiration",
     "lockMaxWait",
+    "lockFailure",
     "lockBackoffInitial",
     "lockBackoffMax",
     "operationTimeout",
@@ -371,6 +376,13 @@ impl ConfigBuilder {
             "lockingMode" => self.locking_mode = Some(parse_locking_mode(name, value)?),
             "lockExpiration" => self.lock_expiration = Some(ms(1, 3600)?),
             "lockMaxWait" => self.lock_max_wait = Some(ms(0, 600_000)?),
+            "lockFailure" => {
+                self.lock_failure_refuses = Some(match value.trim() {
+                    "proceed" => false,
+                    "refuse" => true,
+                    _ => return Err(Error::config(name, value, "expected `proceed` or `refuse`")),
+                });
+            }
             "lockBackoffInitial" => self.lock_backoff_initial = Some(ms(1, 10_000)?),
             "lockBackoffMax" => self.lock_backoff_max = Some(ms(1, 60_000)?),
             "operationTimeout" => self.operation_timeout = Some(ms(1, 600_000)?),
@@ -450,6 +462,7 @@ impl ConfigBuilder {
             locking_mode: self.locking_mode.clone().unwrap_or(LockingMode::None),
             lock_expiration: Duration::from_secs(self.lock_expiration.unwrap_or(5)),
             lock_max_wait: ms(self.lock_max_wait.unwrap_or(3_000)),
+            lock_failure_refuses: self.lock_failure_refuses.unwrap_or(false),
             lock_backoff_initial,
             lock_backoff_max,
             operation_timeout: ms(self.operation_timeout.unwrap_or(1_000)),

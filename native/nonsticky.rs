@@ -4,7 +4,7 @@
 
 use crate::backup::Fingerprint;
 use crate::config::LockingMode;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ids::SessionId;
 use crate::keys::KeyKind;
 use crate::locking::SessionLock;
@@ -93,5 +93,20 @@ impl SessionManager {
             self.unlock(lock).await?;
         }
         result
+    }
+
+    /// Takes the lock for a request that locks ([`SessionManager::locks_request`]). When the lock
+    /// is not acquired within `lockMaxWait`, `lockFailure` decides: `proceed` (the default)
+    /// returns `None` and the request goes on unlocked; `refuse` fails with
+    /// [`Error::LockTimeout`]. Both are counted and logged by the lock itself.
+    pub async fn lock_for_request(&self, id: &SessionId) -> Result<Option<SessionLock>> {
+        match self.lock(id).await {
+            Ok(lock) => Ok(Some(lock)),
+            Err(Error::LockTimeout(_)) if !self.config.lock_failure_refuses => {
+                tracing::warn!(session = %id.redacted(), "request proceeds without the session lock");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 }

@@ -355,6 +355,12 @@ impl SessionManager {
             .then(|| self.cluster.next_available(id.node()))
             .flatten();
         let node = replacement.as_ref().map_or(id.node(), |n| n.id());
+        // Non-sticky requests go to any host: the route carries no meaning and stays.
+        let route = if self.config.sticky {
+            route
+        } else {
+            id.route()
+        };
         let routed = SessionId::new(id.random(), node, route)?;
         (routed != *id).then_some(routed)
     }

@@ -282,8 +282,7 @@ fn misconfiguration_stops_the_context_naming_the_attribute() {
         ("colour", "blue"),
         ("operationTimeout", "soon"),
         ("failoverNodes", "n7"),
-        // Until the non-sticky issue lands, refused rather than silently sticky.
-        ("sticky", "false"),
+        ("lockFailure", "sometimes"),
     ] {
         let options = Options::msm("a", &attributes(&nodes, &[(attribute, value)]));
         match Tomcat::try_start(&options) {

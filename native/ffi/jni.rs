@@ -22,6 +22,7 @@ use tracing::Level;
 use crate::config::ConfigBuilder;
 use crate::error::Error;
 use crate::ids::SessionId;
+use crate::locking::SessionLock;
 use crate::logging;
 use crate::manager::SessionManager;
 use crate::runtime::block_on;
@@ -141,6 +142,61 @@ fn manager(handle: jlong) -> Result<Arc<SessionManager>> {
         .get(&handle)
         .cloned()
         .ok_or_else(|| Failure::Argument(format!("no live manager has handle {handle}")))
+}
+
+/// Session locks held by Java requests, by handle.
+fn locks() -> &'static Mutex<HashMap<jlong, SessionLock>> {
+    static LOCKS: std::sync::OnceLock<Mutex<HashMap<jlong, SessionLock>>> =
+        std::sync::OnceLock::new();
+    LOCKS.get_or_init(Default::default)
+}
+
+/// Takes a held lock back from Java; 0 means none.
+fn take_lock(handle: jlong) -> Result<Option<SessionLock>> {
+    if handle == 0 {
+        return Ok(None);
+    }
+    locks()
+        .lock()
+        .remove(&handle)
+        .map(Some)
+        .ok_or_else(|| Failure::Argument(format!("no held lock has handle {handle}")))
+}
+
+/// Reads the session a request hands back: metadata and `names[i]` -> `values[i]`.
+#[allow(clippy::too_many_arguments)]
+fn session_data(
+    env: &mut Env<'_>,
+    creation_time: jlong,
+    last_accessed: jlong,
+    max_inactive: jint,
+    auth_type: &JString<'_>,
+    principal: &JString<'_>,
+    names: &JObjectArray<'_, JString<'_>>,
+    values: &JObjectArray<'_, JByteArray<'_>>,
+) -> Result<SessionData> {
+    let names = strings(env, names, "names")?;
+    if values.is_null() || values.len(env)? != names.len() {
+        return Err(Failure::Argument("values must match names".into()));
+    }
+    let mut session = SessionData {
+        creation_time: u64::try_from(creation_time).unwrap_or(0),
+        last_accessed: u64::try_from(last_accessed).unwrap_or(0),
+        max_inactive,
+        auth_type: optional_string(env, auth_type)?,
+        principal: optional_string(env, principal)?,
+        ..SessionData::default()
+    };
+    for (i, name) in names.into_iter().enumerate() {
+        let bytes = values.get_element(env, i)?;
+        if bytes.is_null() {
+            return Err(Failure::Argument(format!("value of `{name}` is null")));
+        }
+        session
+            .attributes
+            .insert(name, env.convert_byte_array(&bytes)?);
+    }
+    Ok(session)
 }
 
 fn string(env: &Env<'_>, s: &JString<'_>, name: &str) -> Result<String> {
@@ -352,27 +408,16 @@ pub extern "system" fn Java_io_msm_Native_backup<'local>(
 ) -> jint {
     run(&mut env, |env| {
         let (manager, id) = manager_and_id(env, handle, &id)?;
-        let names = strings(env, &names, "names")?;
-        if values.is_null() || values.len(env)? != names.len() {
-            return Err(Failure::Argument("values must match names".into()));
-        }
-        let mut session = SessionData {
-            creation_time: u64::try_from(creation_time).unwrap_or(0),
-            last_accessed: u64::try_from(last_accessed).unwrap_or(0),
+        let session = session_data(
+            env,
+            creation_time,
+            last_accessed,
             max_inactive,
-            auth_type: optional_string(env, &auth_type)?,
-            principal: optional_string(env, &principal)?,
-            ..SessionData::default()
-        };
-        for (i, name) in names.into_iter().enumerate() {
-            let bytes = values.get_element(env, i)?;
-            if bytes.is_null() {
-                return Err(Failure::Argument(format!("value of `{name}` is null")));
-            }
-            session
-                .attributes
-                .insert(name, env.convert_byte_array(&bytes)?);
-        }
+            &auth_type,
+            &principal,
+            &names,
+            &values,
+        )?;
         Ok(outcome_code(manager.backup(
             &id,
             &session,
@@ -397,6 +442,132 @@ pub extern "system" fn Java_io_msm_Native_backupUnchanged<'local>(
         let (manager, id) = manager_and_id(env, handle, &id)?;
         let outcome = manager.backup_unchanged(&id, max_inactive, wait(wait_millis))?;
         Ok(outcome.map_or(-1, outcome_code))
+    })
+}
+
+/// `Native.locksRequest(long handle, String uri)`: whether a non-sticky request for `uri` takes
+/// the session lock (`lockingMode`).
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_msm_Native_locksRequest<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    uri: JString<'local>,
+) -> jboolean {
+    run(&mut env, |env| {
+        Ok(manager(handle)?.locks_request(&string(env, &uri, "uri")?))
+    })
+}
+
+/// `Native.lockForRequest(long handle, String id)`: takes the session lock; returns its handle,
+/// or 0 when the request proceeds without it (`lockFailure="proceed"`). Throws
+/// `MsmLockTimeoutException` when the request must be refused.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_msm_Native_lockForRequest<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    id: JString<'local>,
+) -> jlong {
+    run(&mut env, |env| {
+        let (manager, id) = manager_and_id(env, handle, &id)?;
+        let Some(lock) = block_on(manager.lock_for_request(&id))? else {
+            return Ok(0);
+        };
+        static NEXT: AtomicI64 = AtomicI64::new(1);
+        let lock_handle = NEXT.fetch_add(1, Ordering::Relaxed);
+        locks().lock().insert(lock_handle, lock);
+        Ok(lock_handle)
+    })
+}
+
+/// `Native.unlock(long handle, long lockHandle)`: releases a lock the request did not hand to
+/// `finish`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_msm_Native_unlock<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    lock_handle: jlong,
+) {
+    run(&mut env, |_| {
+        let manager = manager(handle)?;
+        if let Some(lock) = take_lock(lock_handle)? {
+            block_on(manager.unlock(lock))?;
+        }
+        Ok(())
+    })
+}
+
+/// `Native.touch(long handle, String id, int maxInactive)`: renews a session's memcached expiry
+/// without loading it (a non-sticky request that did not use its session).
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_msm_Native_touch<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    id: JString<'local>,
+    max_inactive: jint,
+) -> jboolean {
+    run(&mut env, |env| {
+        let (manager, id) = manager_and_id(env, handle, &id)?;
+        Ok(block_on(manager.touch(&id, max_inactive))?)
+    })
+}
+
+/// `Native.finish(long handle, String id, long creationTime, long lastAccessedTime,
+/// int maxInactive, String authType, String principal, String[] names, byte[][] values,
+/// long lockHandle, String uri)`: non-sticky request end: writes the session if it changed
+/// (else renews it) and releases the lock (0: none). Returns the new id when the session moved,
+/// else null.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub extern "system" fn Java_io_msm_Native_finish<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    id: JString<'local>,
+    creation_time: jlong,
+    last_accessed: jlong,
+    max_inactive: jint,
+    auth_type: JString<'local>,
+    principal: JString<'local>,
+    names: JObjectArray<'local, JString<'local>>,
+    values: JObjectArray<'local, JByteArray<'local>>,
+    lock_handle: jlong,
+    uri: JString<'local>,
+) -> JString<'local> {
+    run(&mut env, |env| {
+        let lock = take_lock(lock_handle)?;
+        let manager = manager(handle)?;
+        let mut arguments = || -> Result<_> {
+            let id = session_id(env, &manager, &id)?;
+            let session = session_data(
+                env,
+                creation_time,
+                last_accessed,
+                max_inactive,
+                &auth_type,
+                &principal,
+                &names,
+                &values,
+            )?;
+            Ok((id, session, optional_string(env, &uri)?))
+        };
+        let (id, mut session, uri) = match arguments() {
+            Ok(valid) => valid,
+            Err(failure) => {
+                // Nothing to store, but the lock must not be left to expire.
+                if let Some(lock) = lock {
+                    block_on(manager.unlock(lock)).ok();
+                }
+                return Err(failure);
+            }
+        };
+        match block_on(manager.finish(&id, &mut session, lock, uri.as_deref()))? {
+            Some(moved) => Ok(JString::from_str(env, moved.to_string())?),
+            None => Ok(JString::default()),
+        }
     })
 }
 

@@ -105,6 +105,66 @@ public final class Native {
             int waitMillis);
 
     /**
+     * Whether a non-sticky request for this URI takes the session lock ({@code lockingMode}).
+     *
+     * @param handle the manager
+     * @param uri the request URI
+     * @return true when the request locks
+     */
+    public static native boolean locksRequest(long handle, String uri);
+
+    /**
+     * Takes the session lock for a request.
+     *
+     * @param handle the manager
+     * @param id the requested session id
+     * @return the lock's handle, or 0 when the request goes on without it
+     *     ({@code lockFailure="proceed"})
+     * @throws MsmLockTimeoutException when the request must be refused
+     *     ({@code lockFailure="refuse"})
+     */
+    public static native long lockForRequest(long handle, String id);
+
+    /**
+     * Releases a lock that was not handed to {@link #finish}.
+     *
+     * @param handle the manager
+     * @param lockHandle the lock
+     */
+    public static native void unlock(long handle, long lockHandle);
+
+    /**
+     * Renews a session's memcached expiry without loading it.
+     *
+     * @param handle the manager
+     * @param id the session id
+     * @param maxInactive lifetime in seconds
+     * @return false when memcached does not hold it
+     */
+    public static native boolean touch(long handle, String id, int maxInactive);
+
+    /**
+     * Non-sticky request end: writes the session when it changed (else renews its expiry) and
+     * releases the lock.
+     *
+     * @param handle the manager
+     * @param id the session id
+     * @param creationTime creation time, epoch milliseconds
+     * @param lastAccessedTime last access, epoch milliseconds
+     * @param maxInactive lifetime in seconds
+     * @param authType authentication type, or null
+     * @param principal principal name, or null
+     * @param names attribute names
+     * @param values serialized attribute values
+     * @param lockHandle the request's lock, or 0
+     * @param uri the request URI, for {@code lockingMode="auto"}
+     * @return the session's new id when it moved to another node, else null
+     */
+    public static native String finish(long handle, String id, long creationTime,
+            long lastAccessedTime, int maxInactive, String authType, String principal,
+            String[] names, byte[][] values, long lockHandle, String uri);
+
+    /**
      * A session ended on this host: the core deletes its copies when it was invalidated, and
      * when it timed out unless another host wrote a newer version meanwhile.
      *

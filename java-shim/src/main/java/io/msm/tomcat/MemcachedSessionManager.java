@@ -8,6 +8,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 
+import jakarta.servlet.http.HttpServletResponse;
 import javax.management.JMException;
 import javax.management.ObjectName;
 
@@ -16,12 +17,14 @@ import org.apache.catalina.LifecycleException;
 import org.apache.catalina.LifecycleState;
 import org.apache.catalina.Session;
 import org.apache.catalina.connector.Request;
+import org.apache.catalina.connector.Response;
 import org.apache.catalina.session.ManagerBase;
 import org.apache.juli.logging.Log;
 import org.apache.juli.logging.LogFactory;
 
 import io.msm.MsmException;
 import io.msm.MsmInvalidIdException;
+import io.msm.MsmLockTimeoutException;
 import io.msm.Native;
 
 /**
@@ -50,6 +53,9 @@ public class MemcachedSessionManager extends ManagerBase {
     private AttributeSerializer serializer = new JavaSerializer();
     private volatile long handle;
     private volatile boolean enabled;
+    private boolean sticky = true;
+    /** Non-sticky mode: what the request this thread serves holds. */
+    private final ThreadLocal<RequestState> current = new ThreadLocal<>();
     private boolean ignoresAnyUri;
     private int backupWaitMillis = -1;
     private Integer maxInactiveInterval;
@@ -92,6 +98,17 @@ public class MemcachedSessionManager extends ManagerBase {
         return statistics;
     }
 
+    /** Non-sticky mode: the lock and the session of one request. */
+    private static final class RequestState {
+        long lock;
+        MsmSession session;
+    }
+
+    /** @return whether sessions are sticky (kept in memory, backed up) or not (memcached is the store) */
+    boolean isSticky() {
+        return sticky;
+    }
+
     /** @return true when sessions go to memcached (started, and {@code enabled}) */
     boolean distributing() {
         return handle != 0 && enabled;
@@ -128,13 +145,7 @@ public class MemcachedSessionManager extends ManagerBase {
                     + "] not started: " + e.getMessage());
             throw new LifecycleException(e.getMessage(), e);
         }
-        if (!Native.sticky(handle)) {
-            Native.destroy(handle);
-            handle = 0;
-            throw new LifecycleException("invalid configuration: attribute `sticky` = `false`: "
-                    + "non-sticky sessions are not available in the Tomcat manager yet; "
-                    + "remove the attribute or set it to true");
-        }
+        sticky = Native.sticky(handle);
         enabled = Native.enabled(handle);
         backupWaitMillis = Native.backupWaitMillis(handle);
         ignoresAnyUri = Native.ignoresAnyUri(handle);
@@ -219,6 +230,7 @@ public class MemcachedSessionManager extends ManagerBase {
         if (maxInactiveInterval != null) {
             session.setMaxInactiveInterval(maxInactiveInterval);
         }
+        attach(session);
         return session;
     }
 
@@ -233,10 +245,20 @@ public class MemcachedSessionManager extends ManagerBase {
     @Override
     public Session findSession(String id) throws IOException {
         Session session = super.findSession(id);
-        if (session != null || id == null || !distributing()) {
-            return session;
+        if (session == null && id != null && distributing()) {
+            session = loadFromMemcached(id);
         }
-        return loadFromMemcached(id);
+        attach(session);
+        return session;
+    }
+
+    /** Non-sticky mode: records that the current request uses this session. */
+    private void attach(Session session) {
+        RequestState state = current.get();
+        if (state != null && state.session == null && session instanceof MsmSession) {
+            state.session = (MsmSession) session;
+            state.session.requests.incrementAndGet();
+        }
     }
 
     /** Takes over a session this Tomcat does not hold (Tomcat failover, or a restart). */
@@ -255,11 +277,30 @@ public class MemcachedSessionManager extends ManagerBase {
             return null;
         }
         MsmSession session = (MsmSession) createEmptySession();
+        fill(session, loaded, id);
+        String currentId = loaded[0] != null ? (String) loaded[0] : id;
+        synchronized (loadLock) {
+            Session existing = sessions.get(currentId);
+            if (existing != null) {
+                return existing;
+            }
+            session.setId(currentId, false);
+        }
+        session.activate();
+        if (sticky) {
+            statistics.tomcatFailovers.increment();
+        }
+        return session;
+    }
+
+    /** Puts a loaded session's times and attributes into a session object. */
+    private void fill(MsmSession session, Object[] loaded, String id) {
         long[] times = (long[]) loaded[1];
         session.setNew(false);
         session.setValid(true);
         session.setMaxInactiveInterval((int) times[2]);
         session.restoreTimes(times[0], times[1]);
+        session.attributeMap().clear();
         ClassLoader loader = getContext().getLoader() == null
                 ? Thread.currentThread().getContextClassLoader()
                 : getContext().getLoader().getClassLoader();
@@ -273,17 +314,6 @@ public class MemcachedSessionManager extends ManagerBase {
                         + " could not be deserialized and is dropped: " + e);
             }
         }
-        String currentId = loaded[0] != null ? (String) loaded[0] : id;
-        synchronized (loadLock) {
-            Session existing = sessions.get(currentId);
-            if (existing != null) {
-                return existing;
-            }
-            session.setId(currentId, false);
-        }
-        session.activate();
-        statistics.tomcatFailovers.increment();
-        return session;
     }
 
     /**
@@ -371,6 +401,177 @@ public class MemcachedSessionManager extends ManagerBase {
         return ignored;
     }
 
+    /** A session's attributes as the core stores them. */
+    private static final class Serialized {
+        final String[] names;
+        final byte[][] values;
+
+        Serialized(List<String> names, List<byte[]> values) {
+            this.names = names.toArray(new String[0]);
+            this.values = values.toArray(new byte[0][]);
+        }
+    }
+
+    /**
+     * Serializes the attributes that {@code sessionAttributeFilter} lets through; null (with a
+     * warning naming the attribute and its class) when one cannot be serialized.
+     */
+    private Serialized serialize(MsmSession session) {
+        List<String> names = new ArrayList<>();
+        List<byte[]> values = new ArrayList<>();
+        long started = System.nanoTime();
+        for (Map.Entry<String, Object> attribute : session.attributeMap().entrySet()) {
+            String name = attribute.getKey();
+            if (!storedAttributes.computeIfAbsent(name, n -> Native.storesAttribute(handle, n))) {
+                continue;
+            }
+            Object value = attribute.getValue();
+            try {
+                values.add(serializer.serialize(name, value));
+                names.add(name);
+            } catch (IOException | RuntimeException e) {
+                session.markChanged();
+                statistics.serializationFailures.increment();
+                LOG.warn("session " + redact(session.getIdInternal()) + " not backed up: attribute ["
+                        + name + "] of class " + value.getClass().getName()
+                        + " cannot be serialized: " + e);
+                return null;
+            }
+        }
+        statistics.serialization.since(started);
+        return new Serialized(names, values);
+    }
+
+    /**
+     * Non-sticky request start: takes the session lock when {@code lockingMode} says so.
+     *
+     * @return false when the request is refused (the lock was not acquired and
+     *     {@code lockFailure="refuse"}): 503 was sent
+     */
+    boolean startRequest(Request request, Response response) throws IOException {
+        RequestState state = new RequestState();
+        current.set(state);
+        String requested = request.getRequestedSessionId();
+        if (requested != null && Native.locksRequest(handle, request.getDecodedRequestURI())) {
+            try {
+                state.lock = Native.lockForRequest(handle, requested);
+            } catch (MsmLockTimeoutException e) {
+                current.remove();
+                response.sendError(HttpServletResponse.SC_SERVICE_UNAVAILABLE,
+                        "the session is busy; try again");
+                return false;
+            } catch (MsmInvalidIdException e) {
+                // A forged or foreign cookie: nothing to lock.
+            } catch (MsmException e) {
+                LOG.warn("session " + redact(requested) + " not locked: " + e.getMessage());
+            }
+        }
+        if (requested != null) {
+            // Loads the session now, under the lock; or returns the one Tomcat looked up before
+            // this valve ran (its authenticators do), which is then read again under the lock.
+            Session found = request.getSessionInternal(false);
+            if (found instanceof MsmSession) {
+                MsmSession session = (MsmSession) found;
+                if (state.session != session) {
+                    if (state.lock != 0) {
+                        refresh(session, session.getIdInternal());
+                    }
+                    attach(session);
+                }
+                if (!session.getIdInternal().equals(requested)) {
+                    // It moved to its backup node, which is its primary now: new cookie.
+                    request.changeSessionId(session.getIdInternal());
+                }
+            }
+        }
+        return true;
+    }
+
+    private void refresh(MsmSession session, String id) {
+        try {
+            Object[] loaded = Native.load(handle, id);
+            if (loaded != null) {
+                fill(session, loaded, id);
+            }
+        } catch (MsmException e) {
+            LOG.warn("session " + redact(id) + " not read again under its lock: " + e.getMessage());
+        }
+    }
+
+    /**
+     * Non-sticky request end: the last request of this Tomcat using the session hands it to the
+     * core (written if changed, else its expiry renewed), the lock is released, and the session
+     * leaves Tomcat's memory.
+     */
+    void finishRequest(Request request) {
+        RequestState state = current.get();
+        current.remove();
+        if (state == null) {
+            return;
+        }
+        MsmSession session = state.session;
+        try {
+            if (session == null) {
+                renewUnused(request.getRequestedSessionId());
+            } else if (session.requests.decrementAndGet() == 0) {
+                if (session.isValid()) {
+                    store(request, session, state.lock);
+                    state.lock = 0;
+                }
+                super.remove(session, false);
+            }
+        } finally {
+            if (state.lock != 0) {
+                try {
+                    Native.unlock(handle, state.lock);
+                } catch (MsmException | IllegalArgumentException e) {
+                    LOG.warn("session lock not released: " + e.getMessage());
+                }
+            }
+        }
+    }
+
+    /** A request that did not use its session still counts as activity: renew its expiry. */
+    private void renewUnused(String requested) {
+        if (requested == null) {
+            return;
+        }
+        int lifetime = maxInactiveInterval != null ? maxInactiveInterval
+                : getContext().getSessionTimeout() * 60;
+        try {
+            Native.touch(handle, requested, lifetime);
+        } catch (MsmInvalidIdException e) {
+            // A forged or foreign cookie: nothing to renew.
+        } catch (MsmException | IllegalArgumentException e) {
+            LOG.debug("session " + redact(requested) + " not renewed: " + e.getMessage());
+        }
+    }
+
+    private void store(Request request, MsmSession session, long lock) {
+        String id = session.getIdInternal();
+        Serialized content = serialize(session);
+        if (content == null) {
+            if (lock != 0) {
+                Native.unlock(handle, lock);
+            }
+            return;
+        }
+        statistics.requestsWithSession.increment();
+        try {
+            String moved = Native.finish(handle, id, session.getCreationTimeInternal(),
+                    session.getThisAccessedTimeInternal(), session.getMaxInactiveInterval(), null,
+                    null, content.names, content.values, lock, request.getDecodedRequestURI());
+            if (moved != null && !request.getResponse().isCommitted()) {
+                request.changeSessionId(moved);
+            }
+        } catch (MsmInvalidIdException e) {
+            // A session created while disabled: not ours.
+        } catch (MsmException | IllegalArgumentException e) {
+            statistics.backupCallFailures.increment();
+            LOG.warn("session " + redact(id) + " not stored: " + e.getMessage());
+        }
+    }
+
     /** At the end of a request: hands the session to the core, which writes it if it changed. */
     void backupAfterRequest(Request request) {
         Session found = request.getSessionInternal(false);
@@ -393,33 +594,14 @@ public class MemcachedSessionManager extends ManagerBase {
             LOG.warn("session " + redact(id) + " not backed up: " + e.getMessage());
             return;
         }
-        List<String> names = new ArrayList<>();
-        List<byte[]> values = new ArrayList<>();
-        long started = System.nanoTime();
-        for (Map.Entry<String, Object> attribute : session.attributeMap().entrySet()) {
-            String name = attribute.getKey();
-            if (!storedAttributes.computeIfAbsent(name, n -> Native.storesAttribute(handle, n))) {
-                continue;
-            }
-            Object value = attribute.getValue();
-            try {
-                values.add(serializer.serialize(name, value));
-                names.add(name);
-            } catch (IOException | RuntimeException e) {
-                session.markChanged();
-                statistics.serializationFailures.increment();
-                LOG.warn("session " + redact(id) + " not backed up: attribute ["
-                        + name + "] of class " + value.getClass().getName()
-                        + " cannot be serialized: " + e);
-                return;
-            }
+        Serialized content = serialize(session);
+        if (content == null) {
+            return;
         }
-        statistics.serialization.since(started);
         try {
             Native.backup(handle, session.getIdInternal(), session.getCreationTimeInternal(),
                     session.getThisAccessedTimeInternal(), session.getMaxInactiveInterval(), null,
-                    null, names.toArray(new String[0]), values.toArray(new byte[0][]),
-                    backupWaitMillis);
+                    null, content.names, content.values, backupWaitMillis);
         } catch (MsmInvalidIdException e) {
             // A session Tomcat created with an id that is not ours (disabled at the time).
         } catch (MsmException | IllegalArgumentException e) {

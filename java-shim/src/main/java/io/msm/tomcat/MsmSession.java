@@ -1,6 +1,7 @@
 package io.msm.tomcat;
 
 import java.util.Map;
+import java.util.concurrent.atomic.AtomicInteger;
 
 import org.apache.catalina.Manager;
 import org.apache.catalina.session.StandardSession;
@@ -17,6 +18,9 @@ public class MsmSession extends StandardSession {
      * not changed and holds only immutable values cannot differ from what was backed up.
      */
     private volatile boolean changed = true;
+
+    /** Non-sticky mode: requests of this Tomcat using the session now; the last one writes. */
+    final AtomicInteger requests = new AtomicInteger();
 
     /**
      * Creates an empty session of a manager.

@@ -27,6 +27,17 @@ final class SessionBackupValve extends ValveBase {
             getNext().invoke(request, response);
             return;
         }
+        if (!manager.isSticky()) {
+            if (!manager.startRequest(request, response)) {
+                return;
+            }
+            try {
+                getNext().invoke(request, response);
+            } finally {
+                manager.finishRequest(request);
+            }
+            return;
+        }
         manager.routeRequest(request);
         try {
             getNext().invoke(request, response);

@@ -1,0 +1,153 @@
+//! End to end, non-sticky: two Tomcats serve one session in turns, memcached is the store, and
+//! locked requests lose no update.
+
+mod common;
+
+use common::tomcat::{Browser, Options, Tomcat};
+use common::{Memcached, node_list};
+
+const PREFIX: &str = "e2e:";
+
+fn tomcat(route: &str, nodes: &str, extra: &[(&str, &str)]) -> Tomcat {
+    let mut attributes = vec![
+        ("memcachedNodes", nodes),
+        ("sticky", "false"),
+        ("storageKeyPrefix", PREFIX),
+        ("operationTimeout", "300"),
+        ("nodeProbeInterval", "100"),
+        ("lockMaxWait", "20000"),
+    ];
+    attributes.extend_from_slice(extra);
+    Tomcat::start(&Options::msm(route, &attributes))
+}
+
+fn storage(id: &str) -> &str {
+    id.split('.').next().unwrap()
+}
+
+#[test]
+fn a_session_alternates_between_tomcats_with_a_backup_on_the_next_node() {
+    let (m1, m2) = (Memcached::start(), Memcached::start());
+    let nodes = node_list(&[&m1, &m2]);
+    let (a, b) = (tomcat("a", &nodes, &[]), tomcat("b", &nodes, &[]));
+    let mut browser = Browser::default();
+    for (i, tomcat) in [&a, &b, &a, &b].into_iter().enumerate() {
+        let response = browser.get(tomcat, "/");
+        assert_eq!(
+            response.field("counter"),
+            Some((i + 1).to_string().as_str()),
+            "{response:?}"
+        );
+    }
+    let id = browser.cookie.clone().unwrap();
+    let (primary, backup) = if storage(&id).ends_with("-n1") {
+        (&m1, &m2)
+    } else {
+        (&m2, &m1)
+    };
+    assert!(primary.has(&format!("{PREFIX}{}", storage(&id))));
+    assert!(backup.has(&format!("bak:{PREFIX}{}", storage(&id))));
+    assert_eq!(browser.get(&a, "/read").field("counter"), Some("4"));
+}
+
+#[test]
+fn locked_concurrent_requests_on_two_tomcats_lose_no_update() {
+    let (m1, m2) = (Memcached::start(), Memcached::start());
+    let nodes = node_list(&[&m1, &m2]);
+    let tomcats = [
+        tomcat("a", &nodes, &[("lockingMode", "all")]),
+        tomcat("b", &nodes, &[("lockingMode", "all")]),
+    ];
+    let mut browser = Browser::default();
+    browser.get(&tomcats[0], "/");
+    let id = browser.cookie.clone().unwrap();
+    const CLIENTS: usize = 8;
+    const REQUESTS: usize = 25;
+    std::thread::scope(|scope| {
+        for client in 0..CLIENTS {
+            let (tomcats, id) = (&tomcats, &id);
+            scope.spawn(move || {
+                for request in 0..REQUESTS {
+                    let tomcat = &tomcats[(client + request) % 2];
+                    let path = format!("/set?name=c{client}r{request}&value=x");
+                    let response = tomcat.get(&path, Some(id));
+                    assert_eq!(response.status, 200, "{response:?}");
+                }
+            });
+        }
+    });
+    let attributes = browser
+        .get(&tomcats[1], "/read")
+        .field("attributes")
+        .unwrap()
+        .to_owned();
+    let names: Vec<&str> = attributes.split(',').collect();
+    for client in 0..CLIENTS {
+        for request in 0..REQUESTS {
+            let name = format!("c{client}r{request}");
+            assert!(
+                names.contains(&name.as_str()),
+                "{name} was lost; the session holds {}",
+                names.len()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_killed_primary_node_fails_over_to_the_backup() {
+    let (mut m1, m2, m3) = (Memcached::start(), Memcached::start(), Memcached::start());
+    let nodes = node_list(&[&m1, &m2, &m3]);
+    let (a, b) = (tomcat("a", &nodes, &[]), tomcat("b", &nodes, &[]));
+    let mut browser = Browser::default();
+    loop {
+        browser = Browser::default();
+        browser.get(&a, "/");
+        if storage(browser.cookie.as_deref().unwrap()).ends_with("-n1") {
+            break;
+        }
+    }
+    browser.get(&b, "/");
+    m1.kill();
+    for (expected, tomcat) in [(3, &a), (4, &b), (5, &a)] {
+        let response = browser.get(tomcat, "/");
+        assert_eq!(
+            response.field("counter"),
+            Some(expected.to_string().as_str()),
+            "{response:?}"
+        );
+    }
+    let moved = browser.cookie.clone().unwrap();
+    assert!(
+        storage(&moved).ends_with("-n2"),
+        "the backup node became primary: {moved}"
+    );
+    assert!(m2.has(&format!("{PREFIX}{}", storage(&moved))));
+    assert!(m3.has(&format!("bak:{PREFIX}{}", storage(&moved))));
+}
+
+#[test]
+fn a_refused_lock_answers_503() {
+    let server = Memcached::start();
+    let nodes = node_list(&[&server]);
+    let tomcat = tomcat(
+        "a",
+        &nodes,
+        &[
+            ("lockingMode", "all"),
+            ("lockFailure", "refuse"),
+            ("lockMaxWait", "50"),
+        ],
+    );
+    let mut browser = Browser::default();
+    browser.get(&tomcat, "/");
+    let id = browser.cookie.clone().unwrap();
+    // Another host holds the lock (an `add` of the lock key, as the core does).
+    server.set(&format!("lock:{PREFIX}{}", storage(&id)), b"someone else");
+    assert_eq!(tomcat.get("/", Some(&id)).status, 503);
+    server.raw(
+        format!("delete lock:{PREFIX}{}\r\n", storage(&id)).as_bytes(),
+        &["DELETED"],
+    );
+    assert_eq!(tomcat.get("/", Some(&id)).field("counter"), Some("2"));
+}
