@@ -99,14 +99,13 @@ fn a_killed_primary_node_fails_over_to_the_backup() {
     let (mut m1, m2, m3) = (Memcached::start(), Memcached::start(), Memcached::start());
     let nodes = node_list(&[&m1, &m2, &m3]);
     let (a, b) = (tomcat("a", &nodes, &[]), tomcat("b", &nodes, &[]));
-    let mut browser = Browser::default();
-    loop {
-        browser = Browser::default();
-        browser.get(&a, "/");
-        if storage(browser.cookie.as_deref().unwrap()).ends_with("-n1") {
-            break;
+    let mut browser = loop {
+        let mut candidate = Browser::default();
+        candidate.get(&a, "/");
+        if storage(candidate.cookie.as_deref().unwrap()).ends_with("-n1") {
+            break candidate;
         }
-    }
+    };
     browser.get(&b, "/");
     m1.kill();
     for (expected, tomcat) in [(3, &a), (4, &b), (5, &a)] {
