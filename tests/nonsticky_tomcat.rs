@@ -150,3 +150,97 @@ fn a_refused_lock_answers_503() {
     );
     assert_eq!(tomcat.get("/", Some(&id)).field("counter"), Some("2"));
 }
+
+/// Runs two `/slow` requests of one session at once; true when they overlapped in time.
+fn overlapped(tomcat: &Tomcat, id: &str, path: &str) -> bool {
+    let (first, second) = std::thread::scope(|scope| {
+        let one = scope.spawn(|| tomcat.get(path, Some(id)));
+        let two = scope.spawn(|| tomcat.get(path, Some(id)));
+        (one.join().unwrap(), two.join().unwrap())
+    });
+    let times = |r: &common::tomcat::Response| -> (u64, u64) {
+        let number = |key| {
+            r.field(key)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{r:?}"))
+        };
+        (number("started"), number("ended"))
+    };
+    let ((s1, e1), (s2, e2)) = (times(&first), times(&second));
+    s1 < e2 && s2 < e1
+}
+
+#[test]
+fn read_only_requests_run_in_parallel_and_locked_ones_do_not() {
+    let server = Memcached::start();
+    let nodes = node_list(&[&server]);
+    let pattern = tomcat("a", &nodes, &[("lockingMode", "uriPattern:/cart.*")]);
+    let all = tomcat("b", &nodes, &[("lockingMode", "all")]);
+    let mut browser = Browser::default();
+    browser.get(&pattern, "/");
+    let id = browser.cookie.clone().unwrap();
+    assert!(
+        overlapped(&pattern, &id, "/slow?ms=400"),
+        "unlocked reads overlap"
+    );
+    assert!(
+        !overlapped(&all, &id, "/slow?ms=400"),
+        "locked requests take turns"
+    );
+
+    // auto: a URI locks until one of its requests is seen to change nothing.
+    let auto = tomcat("c", &nodes, &[("lockingMode", "auto")]);
+    auto.get("/slow?ms=1", Some(&id));
+    assert!(
+        overlapped(&auto, &id, "/slow?ms=400"),
+        "auto learned that /slow only reads"
+    );
+}
+
+#[test]
+fn a_hung_backup_node_is_marked_down_and_skipped() {
+    let (m1, mut m2) = (Memcached::start(), Memcached::start());
+    let nodes = node_list(&[&m1, &m2]);
+    let a = tomcat("a", &nodes, &[]);
+    let mut on_n1 = loop {
+        let mut candidate = Browser::default();
+        candidate.get(&a, "/");
+        if storage(candidate.cookie.as_deref().unwrap()).ends_with("-n1") {
+            break candidate;
+        }
+    };
+    m2.pause();
+    for expected in 2..=6 {
+        let response = on_n1.get(&a, "/");
+        assert_eq!(
+            response.field("counter"),
+            Some(expected.to_string().as_str()),
+            "{response:?}"
+        );
+    }
+    let stats = a.get("/stats", None);
+    assert!(
+        stats.field("NodeStates").unwrap().contains("n2_127.0.0.1"),
+        "{stats:?}"
+    );
+    m2.resume();
+}
+
+#[test]
+fn hostile_cookies_get_new_sessions_in_non_sticky_mode_too() {
+    let server = Memcached::start();
+    let nodes = node_list(&[&server]);
+    let a = tomcat("a", &nodes, &[("lockingMode", "all")]);
+    for cookie in [
+        "0123456789ABCDEF0123456789ABCDEF-n1",
+        "0123456789ABCDEF0123456789ABCDEF-n1%0D%0Aflush_all",
+        "x",
+    ] {
+        let response = a.get("/", Some(cookie));
+        assert_eq!(response.status, 200);
+        assert_eq!(response.field("counter"), Some("1"));
+        assert_ne!(response.new_session.as_deref(), Some(cookie));
+    }
+    assert_eq!(server.stat("cmd_flush"), 0);
+    assert!(!server.has(&format!("{PREFIX}0123456789ABCDEF0123456789ABCDEF-n1")));
+}

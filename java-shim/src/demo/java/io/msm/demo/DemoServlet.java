@@ -29,6 +29,8 @@ import jakarta.servlet.http.HttpSession;
  * <li>{@code /login}: changes the session id (fixation protection, as a login does);</li>
  * <li>{@code /static/...}: changes the session too, but static URIs are configured to be
  * ignored by the manager in the tests;</li>
+ * <li>{@code /slow?ms=N}: reads the session slowly (N ms) and reports when it started and
+ * ended, to show which requests of one session run in parallel;</li>
  * <li>{@code /stats}: the manager's JMX statistics, read from the platform MBean server;</li>
  * <li>{@code /nodes?value=L}: replaces the memcached node list through the JMX operation.</li>
  * </ul>
@@ -66,6 +68,17 @@ public final class DemoServlet extends HttpServlet {
                 session = request.getSession();
                 session.setAttribute("unserializable", new NotSerializable());
                 break;
+            case "/slow":
+                session = request.getSession(false);
+                long started = System.currentTimeMillis();
+                try {
+                    Thread.sleep(Long.parseLong(request.getParameter("ms")));
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+                reply(response, "started=" + started + " ended=" + System.currentTimeMillis()
+                        + " counter=" + (session == null ? null : session.getAttribute("counter")));
+                return;
             case "/stats":
             case "/nodes":
                 reply(response, jmx(path, request.getParameter("value")));
