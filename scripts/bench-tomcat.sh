@@ -195,9 +195,10 @@ say "memcached pid $MC_PID on 127.0.0.1:$MC_PORT"
 # ---------------------------------------------------------------------------------------------
 # Three Tomcats at once, each in its own JVM with the same flags.
 
-MODES=(standard sticky-async sticky-sync)
+# MODES (space-separated) picks the Tomcats; the first is the baseline of the ratios.
+read -r -a MODES <<<"${MODES:-standard sticky-async sticky-sync}"
 declare -A PORT ROUTE TPID
-ROUTE=([standard]=std [sticky-async]=async [sticky-sync]=sync)
+ROUTE=([standard]=std [sticky-async]=async [sticky-sync]=sync [nonsticky]=ns [nonsticky-locked]=nsl)
 
 for mode in "${MODES[@]}"; do
   free_port port
@@ -212,6 +213,17 @@ for mode in "${MODES[@]}"; do
     sticky-sync)
       args+=(--manager msm --attr "memcachedNodes=n1:127.0.0.1:$MC_PORT"
         --attr sessionBackupAsync=false --attr sessionBackupTimeout=1000)
+      ;;
+    nonsticky)
+      args+=(--manager msm --attr "memcachedNodes=n1:127.0.0.1:$MC_PORT" --attr sticky=false)
+      ;;
+    nonsticky-locked)
+      args+=(--manager msm --attr "memcachedNodes=n1:127.0.0.1:$MC_PORT" --attr sticky=false
+        --attr lockingMode=all)
+      ;;
+    *)
+      echo "unknown mode $mode (standard sticky-async sticky-sync nonsticky nonsticky-locked)" >&2
+      exit 1
       ;;
   esac
   java "${JVM_FLAGS[@]}" -cp "$CLASSPATH_TOMCAT" io.msm.demo.EmbeddedTomcat "${args[@]}" \
@@ -510,5 +522,34 @@ for mode in "${MODES[@]}"; do
   fi
 done
 echo "memcached: $(mc_stats | awk '$1 ~ /^(cmd_get|cmd_set|cmd_touch|get_hits|get_misses|curr_items)$/ { printf "%s=%s ", $1, $2 }')"
+
+# ---------------------------------------------------------------------------------------------
+# memcached operations per request: every command memcached counts, over OPS_REQUESTS requests
+# of one session, for a reading request and a modifying one (one memcached node, so no backup
+# copies: with two nodes, non-sticky writes and pings count twice).
+
+OPS_REQUESTS=${OPS_REQUESTS:-100}
+mc_commands() { mc_stats | awk '$1 ~ /^(cmd_get|cmd_set|cmd_touch|delete_hits|delete_misses|incr_hits|incr_misses)$/ { s += $2 } END { print s }'; }
+echo
+echo "== memcached operations per request ($OPS_REQUESTS requests each, one session)"
+printf '%-18s  %14s  %16s
+' mode "GET /read" "GET / (changes)"
+for mode in "${MODES[@]}"; do
+  jar="$WORK/ops-$mode.txt"
+  url="http://127.0.0.1:${PORT[$mode]}"
+  curl -fsS --max-time 10 -c "$jar" -b "$jar" "$url/" >/dev/null
+  sleep 0.5
+  line=$(printf '%-18s' "$mode")
+  for path in /read /; do
+    before=$(mc_commands)
+    for ((i = 0; i < OPS_REQUESTS; i++)); do
+      curl -fsS --max-time 10 -c "$jar" -b "$jar" "$url$path" >/dev/null
+    done
+    sleep 0.5 # asynchronous backups land just after the responses
+    after=$(mc_commands)
+    line+=$(awk -v a="$after" -v b="$before" -v n="$OPS_REQUESTS" 'BEGIN { printf "  %14.2f", (a - b) / n }')
+  done
+  echo "$line"
+done
 say "done"
 [ "$ok" = 1 ] || exit 1

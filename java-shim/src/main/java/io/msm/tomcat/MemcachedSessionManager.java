@@ -245,6 +245,11 @@ public class MemcachedSessionManager extends ManagerBase {
     @Override
     public Session findSession(String id) throws IOException {
         Session session = super.findSession(id);
+        if (!sticky && current.get() == null) {
+            // Non-sticky: looked up before the valve ran (by an authenticator): not read from
+            // memcached yet; the valve reads it once, under the request's lock.
+            return session;
+        }
         if (session == null && id != null && distributing()) {
             session = loadFromMemcached(id);
         }
