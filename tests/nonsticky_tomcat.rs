@@ -244,3 +244,34 @@ fn hostile_cookies_get_new_sessions_in_non_sticky_mode_too() {
     assert_eq!(server.stat("cmd_flush"), 0);
     assert!(!server.has(&format!("{PREFIX}0123456789ABCDEF0123456789ABCDEF-n1")));
 }
+
+#[test]
+fn a_login_and_an_invalidation_leave_no_old_copies() {
+    let (m1, m2) = (Memcached::start(), Memcached::start());
+    let nodes = node_list(&[&m1, &m2]);
+    let (a, b) = (
+        tomcat("a", &nodes, &[("lockingMode", "all")]),
+        tomcat("b", &nodes, &[("lockingMode", "all")]),
+    );
+    let mut browser = Browser::default();
+    browser.get(&a, "/");
+    let before = browser.cookie.clone().unwrap();
+    let after = browser
+        .get(&b, "/login")
+        .new_session
+        .expect("a new id after login");
+    assert_ne!(storage(&before), storage(&after));
+    assert_eq!(browser.get(&a, "/").field("counter"), Some("2"));
+    let copies = |id: &str| {
+        let key = format!("{PREFIX}{}", storage(id));
+        [&m1, &m2]
+            .iter()
+            .filter(|m| m.has(&key) || m.has(&format!("bak:{key}")))
+            .count()
+    };
+    assert_eq!(copies(&before), 0, "the old id's copies are gone");
+    assert_eq!(copies(&after), 2, "session and backup under the new id");
+    browser.get(&b, "/invalidate");
+    assert_eq!(copies(&after), 0, "invalidation removes both copies");
+    assert_eq!(browser.get(&a, "/read").field("session"), Some("none"));
+}

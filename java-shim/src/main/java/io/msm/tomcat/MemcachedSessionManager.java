@@ -260,7 +260,11 @@ public class MemcachedSessionManager extends ManagerBase {
     /** Non-sticky mode: records that the current request uses this session. */
     private void attach(Session session) {
         RequestState state = current.get();
-        if (state != null && state.session == null && session instanceof MsmSession) {
+        if (state == null || !(session instanceof MsmSession) || state.session == session) {
+            return;
+        }
+        // The request's session, or a new one after the request invalidated it (a login does).
+        if (state.session == null || !state.session.isLive()) {
             state.session = (MsmSession) session;
             state.session.requests.incrementAndGet();
         }

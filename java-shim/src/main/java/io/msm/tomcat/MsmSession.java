@@ -78,6 +78,11 @@ public class MsmSession extends StandardSession {
         return true;
     }
 
+    /** @return whether the session is valid, without {@link #isValid()}'s expiry side effect */
+    boolean isLive() {
+        return isValid;
+    }
+
     /** @return true while the session is being expired or invalidated */
     boolean isExpiring() {
         return expiring;
