@@ -369,13 +369,11 @@ impl SessionManager {
 
     async fn load_copies(&self, id: &SessionId) -> Result<Option<Loaded>> {
         let mut found = self.find_copy(id).await?;
-        if self.config.sticky {
-            if let Some(loaded) = &mut found {
-                // Its copy exists, so the session is alive: memcached keeps it at most a quarter
-                // lifetime past its last renewal, and its stored last access changes only with
-                // its content. The request taking it over is its access now.
-                loaded.session.last_accessed = now_millis();
-            }
+        if let Some(loaded) = &mut found {
+            // Its copy exists, so the session is alive: memcached keeps it no longer than its
+            // lifetime past its last renewal (a quarter more in sticky mode), and its stored last
+            // access changes only with its content. The request reading it is its access now.
+            loaded.session.last_accessed = now_millis();
         }
         Ok(found)
     }

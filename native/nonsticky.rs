@@ -90,7 +90,10 @@ impl SessionManager {
             }
         }
         if let Some(lock) = lock {
-            self.unlock(lock).await?;
+            // The store's outcome (a new id above all) matters more than a lock that will expire.
+            if let Err(e) = self.unlock(lock).await {
+                tracing::warn!(session = %id.redacted(), error = %e, "session lock not released");
+            }
         }
         result
     }

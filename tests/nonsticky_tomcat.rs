@@ -275,3 +275,23 @@ fn a_login_and_an_invalidation_leave_no_old_copies() {
     assert_eq!(copies(&after), 0, "invalidation removes both copies");
     assert_eq!(browser.get(&a, "/read").field("session"), Some("none"));
 }
+
+#[test]
+fn reading_for_longer_than_the_lifetime_keeps_the_session() {
+    let server = Memcached::start();
+    let nodes = node_list(&[&server]);
+    let extra = [("maxInactiveInterval", "3"), ("lockingMode", "all")];
+    let (a, b) = (tomcat("a", &nodes, &extra), tomcat("b", &nodes, &extra));
+    let mut browser = Browser::default();
+    browser.get(&a, "/");
+    // Read only, for twice the lifetime: each request renews the expiry and counts as access.
+    for (i, tomcat) in [&a, &b, &a, &b, &a, &b].into_iter().enumerate() {
+        std::thread::sleep(std::time::Duration::from_millis(1000));
+        let response = browser.get(tomcat, "/read");
+        assert_eq!(
+            response.field("counter"),
+            Some("1"),
+            "read {i}: {response:?}"
+        );
+    }
+}

@@ -491,9 +491,10 @@ pub extern "system" fn Java_io_msm_Native_unlock<'local>(
     lock_handle: jlong,
 ) {
     run(&mut env, |_| {
-        let manager = manager(handle)?;
-        if let Some(lock) = take_lock(lock_handle)? {
-            block_on(manager.unlock(lock))?;
+        // Taken from the registry first: a lock of a stopped manager is dropped (it expires).
+        let lock = take_lock(lock_handle)?;
+        if let Some(lock) = lock {
+            block_on(manager(handle)?.unlock(lock))?;
         }
         Ok(())
     })

@@ -523,11 +523,13 @@ public class MemcachedSessionManager extends ManagerBase {
             if (session == null) {
                 renewUnused(request.getRequestedSessionId());
             } else if (session.requests.decrementAndGet() == 0) {
-                if (session.isValid()) {
-                    store(request, session, state.lock);
-                    state.lock = 0;
+                try {
+                    if (session.isValid() && store(request, session, state.lock)) {
+                        state.lock = 0;
+                    }
+                } finally {
+                    super.remove(session, false);
                 }
-                super.remove(session, false);
             }
         } finally {
             if (state.lock != 0) {
@@ -556,14 +558,16 @@ public class MemcachedSessionManager extends ManagerBase {
         }
     }
 
-    private void store(Request request, MsmSession session, long lock) {
+    /**
+     * Hands the session and the request's lock to the core.
+     *
+     * @return whether the lock went with it (the core released it)
+     */
+    private boolean store(Request request, MsmSession session, long lock) {
         String id = session.getIdInternal();
         Serialized content = serialize(session);
         if (content == null) {
-            if (lock != 0) {
-                Native.unlock(handle, lock);
-            }
-            return;
+            return false;
         }
         statistics.requestsWithSession.increment();
         try {
@@ -579,6 +583,7 @@ public class MemcachedSessionManager extends ManagerBase {
             statistics.backupCallFailures.increment();
             LOG.warn("session " + redact(id) + " not stored: " + e.getMessage());
         }
+        return true;
     }
 
     /** At the end of a request: hands the session to the core, which writes it if it changed. */

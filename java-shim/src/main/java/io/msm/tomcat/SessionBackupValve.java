@@ -28,11 +28,10 @@ final class SessionBackupValve extends ValveBase {
             return;
         }
         if (!manager.isSticky()) {
-            if (!manager.startRequest(request, response)) {
-                return;
-            }
             try {
-                getNext().invoke(request, response);
+                if (manager.startRequest(request, response)) {
+                    getNext().invoke(request, response);
+                }
             } finally {
                 manager.finishRequest(request);
             }
