@@ -295,3 +295,20 @@ fn reading_for_longer_than_the_lifetime_keeps_the_session() {
         );
     }
 }
+
+#[test]
+fn an_unreachable_store_answers_503_instead_of_a_new_session() {
+    let mut server = Memcached::start();
+    let nodes = node_list(&[&server]);
+    let a = tomcat("a", &nodes, &[]);
+    let mut browser = Browser::default();
+    browser.get(&a, "/");
+    let id = browser.cookie.clone().unwrap();
+    server.kill();
+    let response = a.get("/", Some(&id));
+    assert_eq!(response.status, 503, "{response:?}");
+    assert!(
+        response.new_session.is_none(),
+        "the user's session is not replaced"
+    );
+}

@@ -25,6 +25,8 @@ import org.apache.juli.logging.LogFactory;
 import io.msm.MsmException;
 import io.msm.MsmInvalidIdException;
 import io.msm.MsmLockTimeoutException;
+import io.msm.MsmTimeoutException;
+import io.msm.MsmUnavailableException;
 import io.msm.Native;
 
 /**
@@ -102,6 +104,8 @@ public class MemcachedSessionManager extends ManagerBase {
     private static final class RequestState {
         long lock;
         MsmSession session;
+        /** Reading the session from memcached failed (as opposed to: it does not exist). */
+        boolean loadFailed;
     }
 
     /** @return whether sessions are sticky (kept in memory, backed up) or not (memcached is the store) */
@@ -277,7 +281,16 @@ public class MemcachedSessionManager extends ManagerBase {
             loaded = Native.load(handle, id);
         } catch (MsmInvalidIdException e) {
             return null;
+        } catch (MsmUnavailableException | MsmTimeoutException e) {
+            LOG.warn("session " + redact(id) + " could not be loaded from memcached: "
+                    + e.getMessage());
+            RequestState state = current.get();
+            if (state != null) {
+                state.loadFailed = true;
+            }
+            return null;
         } catch (MsmException e) {
+            // Corrupt or refused: no usable session; the request gets a new one.
             LOG.warn("session " + redact(id) + " could not be loaded from memcached: "
                     + e.getMessage());
             return null;
@@ -479,6 +492,12 @@ public class MemcachedSessionManager extends ManagerBase {
             // Loads the session now, under the lock; or returns the one Tomcat looked up before
             // this valve ran (its authenticators do), which is then read again under the lock.
             Session found = request.getSessionInternal(false);
+            if (state.loadFailed) {
+                // Not "no session": a new one would orphan the user's. Ask to try again.
+                response.sendError(HttpServletResponse.SC_SERVICE_UNAVAILABLE,
+                        "the session store is not available; try again");
+                return false;
+            }
             if (found instanceof MsmSession) {
                 MsmSession session = (MsmSession) found;
                 if (state.session != session) {
