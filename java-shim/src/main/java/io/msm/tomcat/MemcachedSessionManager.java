@@ -106,6 +106,8 @@ public class MemcachedSessionManager extends ManagerBase {
         MsmSession session;
         /** Reading the session from memcached failed (as opposed to: it does not exist). */
         boolean loadFailed;
+        /** The session's id when the request began, if the request changed it. */
+        String oldId;
     }
 
     /** @return whether sessions are sticky (kept in memory, backed up) or not (memcached is the store) */
@@ -375,13 +377,27 @@ public class MemcachedSessionManager extends ManagerBase {
             boolean notifySessionListeners, boolean notifyContainerListeners) {
         String oldId = session.getIdInternal();
         super.changeSessionId(session, newId, notifySessionListeners, notifyContainerListeners);
-        if (distributing() && oldId != null) {
-            try {
-                Native.idChanged(handle, oldId, newId);
-            } catch (MsmException e) {
-                LOG.warn("copies of session " + redact(oldId) + " could not be removed: "
-                        + e.getMessage());
+        if (!distributing() || oldId == null) {
+            return;
+        }
+        RequestState state = current.get();
+        if (state != null && state.session == session) {
+            // Non-sticky: the old copies (and the lock this request holds under the old id) go
+            // once the session is stored under its new id, at the request's end.
+            if (state.oldId == null) {
+                state.oldId = oldId;
             }
+            return;
+        }
+        idChanged(oldId, newId);
+    }
+
+    private void idChanged(String oldId, String newId) {
+        try {
+            Native.idChanged(handle, oldId, newId);
+        } catch (MsmException | IllegalArgumentException e) {
+            LOG.warn("copies of session " + redact(oldId) + " could not be removed: "
+                    + e.getMessage());
         }
     }
 
@@ -549,14 +565,24 @@ public class MemcachedSessionManager extends ManagerBase {
                 } finally {
                     super.remove(session, false);
                 }
+                if (state.oldId != null) {
+                    releaseLock(state);
+                    idChanged(state.oldId, session.getIdInternal());
+                }
             }
         } finally {
-            if (state.lock != 0) {
-                try {
-                    Native.unlock(handle, state.lock);
-                } catch (MsmException | IllegalArgumentException e) {
-                    LOG.warn("session lock not released: " + e.getMessage());
-                }
+            releaseLock(state);
+        }
+    }
+
+    private void releaseLock(RequestState state) {
+        if (state.lock != 0) {
+            long lock = state.lock;
+            state.lock = 0;
+            try {
+                Native.unlock(handle, lock);
+            } catch (MsmException | IllegalArgumentException e) {
+                LOG.warn("session lock not released: " + e.getMessage());
             }
         }
     }
