@@ -15,7 +15,7 @@ use std::sync::Arc;
 use crate::config::ConfigBuilder;
 use crate::error::Error;
 use crate::locking::SessionLock;
-use crate::manager::SessionManager;
+use crate::manager::{Loaded, SessionManager};
 use crate::runtime::block_on;
 use crate::session::{SessionData, now_millis};
 
@@ -188,6 +188,29 @@ unsafe fn handle<'a, T>(p: *const T, name: &str) -> Result<&'a T, Failure> {
 unsafe fn handle_mut<'a, T>(p: *mut T, name: &str) -> Result<&'a mut T, Failure> {
     // SAFETY: per the caller's contract.
     unsafe { p.as_mut() }.ok_or_else(|| Failure::argument(format!("`{name}` is NULL")))
+}
+
+/// Hands a loaded session to the caller: `*out` receives it and `*new_id` its new id when it
+/// moved; `MSM_STATUS_NOT_FOUND` when there is none.
+///
+/// # Safety
+/// `out` is non-NULL and writable; `new_id` is NULL or writable.
+unsafe fn hand_out(
+    loaded: Option<Loaded>,
+    out: *mut *mut MsmSession,
+    new_id: *mut *mut c_char,
+) -> MsmStatus {
+    let Some(loaded) = loaded else {
+        return MsmStatus::NotFound;
+    };
+    // SAFETY: per this function's contract.
+    unsafe {
+        out.write(Box::into_raw(Box::new(MsmSession(loaded.session))));
+        if let Some(moved) = loaded.relocated {
+            put(new_id, c_string(&moved.to_string()));
+        }
+    }
+    MsmStatus::Ok
 }
 
 /// Frees a handle created by `Box::into_raw`.
@@ -636,17 +659,9 @@ pub unsafe extern "C" fn msm_load(
             return Err(Failure::argument("`out` is NULL"));
         }
         let id = manager.0.parse_id(raw)?;
-        let Some(loaded) = block_on(manager.0.load(&id))? else {
-            return Ok(MsmStatus::NotFound);
-        };
+        let loaded = block_on(manager.0.load(&id))?;
         // SAFETY: `out` checked non-NULL; both writable per the caller's contract.
-        unsafe {
-            out.write(Box::into_raw(Box::new(MsmSession(loaded.session))));
-            if let Some(moved) = loaded.relocated {
-                put(new_id, c_string(&moved.to_string()));
-            }
-        }
-        Ok(MsmStatus::Ok)
+        Ok(unsafe { hand_out(loaded, out, new_id) })
     })
 }
 
@@ -780,17 +795,10 @@ pub unsafe extern "C" fn msm_load_locked(
         let id = manager.0.parse_id(raw)?;
         let (loaded, held) = block_on(manager.0.load_locked(&id))?;
         // SAFETY: `out` and `lock` checked non-NULL; all writable per the caller's contract.
-        unsafe {
+        Ok(unsafe {
             lock.write(Box::into_raw(Box::new(MsmLock(held))));
-            let Some(loaded) = loaded else {
-                return Ok(MsmStatus::NotFound);
-            };
-            out.write(Box::into_raw(Box::new(MsmSession(loaded.session))));
-            if let Some(moved) = loaded.relocated {
-                put(new_id, c_string(&moved.to_string()));
-            }
-        }
-        Ok(MsmStatus::Ok)
+            hand_out(loaded, out, new_id)
+        })
     })
 }
 

@@ -500,22 +500,6 @@ pub extern "system" fn Java_io_msm_Native_unlock<'local>(
     })
 }
 
-/// `Native.touch(long handle, String id, int maxInactive)`: renews a session's memcached expiry
-/// without loading it (a non-sticky request that did not use its session).
-#[unsafe(no_mangle)]
-pub extern "system" fn Java_io_msm_Native_touch<'local>(
-    mut env: EnvUnowned<'local>,
-    _class: JClass<'local>,
-    handle: jlong,
-    id: JString<'local>,
-    max_inactive: jint,
-) -> jboolean {
-    run(&mut env, |env| {
-        let (manager, id) = manager_and_id(env, handle, &id)?;
-        Ok(block_on(manager.touch(&id, max_inactive))?)
-    })
-}
-
 /// `Native.finish(long handle, String id, long creationTime, long lastAccessedTime,
 /// int maxInactive, String authType, String principal, String[] names, byte[][] values,
 /// long lockHandle, String uri)`: non-sticky request end: writes the session if it changed

@@ -134,16 +134,6 @@ public final class Native {
     public static native void unlock(long handle, long lockHandle);
 
     /**
-     * Renews a session's memcached expiry without loading it.
-     *
-     * @param handle the manager
-     * @param id the session id
-     * @param maxInactive lifetime in seconds
-     * @return false when memcached does not hold it
-     */
-    public static native boolean touch(long handle, String id, int maxInactive);
-
-    /**
      * Non-sticky request end: writes the session when it changed (else renews its expiry) and
      * releases the lock.
      *

@@ -555,9 +555,9 @@ public class MemcachedSessionManager extends ManagerBase {
         }
         MsmSession session = state.session;
         try {
-            if (session == null) {
-                renewUnused(request.getRequestedSessionId());
-            } else if (session.requests.decrementAndGet() == 0) {
+            // No session: none was requested, or memcached holds none (the request start read
+            // it), so there is nothing to store or renew.
+            if (session != null && session.requests.decrementAndGet() == 0) {
                 try {
                     if (session.isValid() && store(request, session, state.lock)) {
                         state.lock = 0;
@@ -584,22 +584,6 @@ public class MemcachedSessionManager extends ManagerBase {
             } catch (MsmException | IllegalArgumentException e) {
                 LOG.warn("session lock not released: " + e.getMessage());
             }
-        }
-    }
-
-    /** A request that did not use its session still counts as activity: renew its expiry. */
-    private void renewUnused(String requested) {
-        if (requested == null) {
-            return;
-        }
-        int lifetime = maxInactiveInterval != null ? maxInactiveInterval
-                : getContext().getSessionTimeout() * 60;
-        try {
-            Native.touch(handle, requested, lifetime);
-        } catch (MsmInvalidIdException e) {
-            // A forged or foreign cookie: nothing to renew.
-        } catch (MsmException | IllegalArgumentException e) {
-            LOG.debug("session " + redact(requested) + " not renewed: " + e.getMessage());
         }
     }
 
