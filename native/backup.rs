@@ -81,16 +81,6 @@ impl Tracked {
     }
 }
 
-/// The memcached lifetime of a sticky session that lives `max_inactive` seconds in the host:
-/// a quarter longer, so that renewing it a quarter-lifetime after the last write or touch always
-/// covers the host's own expiry. 0 (never expires) stays 0.
-pub fn sticky_lifetime(max_inactive: i32) -> u64 {
-    match u64::try_from(max_inactive) {
-        Ok(secs) if secs > 0 => secs + secs.div_ceil(4),
-        _ => 0,
-    }
-}
-
 /// What this host last sent to memcached for each session it wrote or loaded, by storage key.
 #[derive(Debug, Default)]
 pub struct Tracker {
@@ -141,27 +131,6 @@ impl Tracker {
                 refreshed: Instant::now(),
             },
         );
-    }
-
-    /// Records content read from memcached for a request that will hand the session back
-    /// (non-sticky): [`Tracker::matches`] then tells whether the request changed it.
-    pub fn loaded(&self, key: &str, fingerprint: Fingerprint, version: u64) {
-        self.sessions.lock().insert(
-            key.to_owned(),
-            Tracked {
-                latest: Some(fingerprint),
-                version,
-                refreshed: Instant::now(),
-            },
-        );
-    }
-
-    /// Whether `key` is known to hold exactly this content.
-    pub fn matches(&self, key: &str, fingerprint: &Fingerprint) -> bool {
-        self.sessions
-            .lock()
-            .get(key)
-            .is_some_and(|t| t.latest.as_ref() == Some(fingerprint))
     }
 
     /// Records that memcached's expiry of `key` was just set (by a write or a touch).
@@ -363,14 +332,6 @@ mod tests {
         assert_eq!(tracker.compare("s", &a, 4).0, Change::ExpiryDue);
         tracker.refreshed("s");
         assert_eq!(tracker.compare("s", &a, 4).0, Change::Unchanged);
-    }
-
-    #[test]
-    fn sticky_lifetime_covers_the_refresh_interval() {
-        assert_eq!(sticky_lifetime(1800), 2250);
-        assert_eq!(sticky_lifetime(1), 2);
-        assert_eq!(sticky_lifetime(0), 0);
-        assert_eq!(sticky_lifetime(-1), 0);
     }
 
     #[test]

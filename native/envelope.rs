@@ -23,8 +23,8 @@ const MAGIC: &[u8; 4] = b"MSMS";
 /// The format version this code writes.
 pub const FORMAT_VERSION: u8 = 1;
 const HEADER_LEN: usize = 8;
-const TAG_CRC32: u8 = 1;
-const TAG_HMAC_SHA256: u8 = 2;
+pub(crate) const TAG_CRC32: u8 = 1;
+pub(crate) const TAG_HMAC_SHA256: u8 = 2;
 /// Attribute count above which a value is refused without decoding further.
 const MAX_ATTRIBUTES: usize = 1 << 16;
 
@@ -94,36 +94,54 @@ impl Codec {
         }
     }
 
-    fn tag_kind(&self) -> (u8, usize) {
+    /// The tag kind this codec writes and accepts, and the tag's length.
+    pub(crate) fn tag_kind(&self) -> (u8, usize) {
         match self.integrity {
             Integrity::Checksum => (TAG_CRC32, 4),
             Integrity::Hmac(_) => (TAG_HMAC_SHA256, 32),
         }
     }
 
-    fn append_tag(&self, out: &mut Vec<u8>) {
+    /// Appends the tag over `out` followed by `bound`: bytes the tag covers without being
+    /// stored (what the value must belong to).
+    pub(crate) fn append_tag(&self, out: &mut Vec<u8>, bound: &[u8]) {
         match &self.integrity {
             Integrity::Checksum => {
-                let crc = crc32fast::hash(out).to_le_bytes();
-                out.extend_from_slice(&crc);
+                let mut crc = crc32fast::Hasher::new();
+                crc.update(out);
+                crc.update(bound);
+                out.extend_from_slice(&crc.finalize().to_le_bytes());
             }
             Integrity::Hmac(mac) => {
                 let mut mac = mac.clone();
                 mac.update(out);
+                mac.update(bound);
                 out.extend_from_slice(&mac.finalize().into_bytes());
             }
         }
     }
 
-    fn verify_tag(&self, covered: &[u8], tag: &[u8]) -> bool {
+    /// Checks a tag written by [`Codec::append_tag`].
+    pub(crate) fn verify_tag(&self, covered: &[u8], bound: &[u8], tag: &[u8]) -> bool {
         match &self.integrity {
-            Integrity::Checksum => tag == crc32fast::hash(covered).to_le_bytes(),
+            Integrity::Checksum => {
+                let mut crc = crc32fast::Hasher::new();
+                crc.update(covered);
+                crc.update(bound);
+                tag == crc.finalize().to_le_bytes()
+            }
             Integrity::Hmac(mac) => {
                 let mut mac = mac.clone();
                 mac.update(covered);
+                mac.update(bound);
                 mac.verify_slice(tag).is_ok()
             }
         }
+    }
+
+    /// The context's name as the key prefix states it.
+    pub(crate) fn context(&self) -> &str {
+        &self.context
     }
 
     /// Encodes the session whose id has the random part `id`; refuses one whose envelope would
@@ -158,7 +176,7 @@ impl Codec {
         out.extend_from_slice(&0u16.to_le_bytes());
         let mut out = postcard::to_extend(&body, out)
             .map_err(|e| Error::Corrupt(format!("cannot encode session: {e}")))?;
-        self.append_tag(&mut out);
+        self.append_tag(&mut out, b"");
         if out.len() > self.max_size {
             return Err(Error::TooLarge {
                 size: out.len(),
@@ -203,7 +221,7 @@ impl Codec {
             return Err(corrupt(format!("unknown flags {flags:#06x}")));
         }
         let (covered, tag) = value.split_at(value.len() - tag_len);
-        if !self.verify_tag(covered, tag) {
+        if !self.verify_tag(covered, b"", tag) {
             return Err(corrupt("integrity tag mismatch"));
         }
         let (body, rest): (Body<'_>, &[u8]) = postcard::take_from_bytes(&covered[HEADER_LEN..])

@@ -22,6 +22,7 @@ pub mod runtime;
 pub mod session;
 pub mod stats;
 pub mod sticky;
+pub mod validity;
 
 pub mod ffi;
 

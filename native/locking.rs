@@ -19,12 +19,24 @@ pub struct SessionLock {
     pub(crate) node: String,
     pub(crate) key: String,
     pub(crate) token: String,
+    /// When acquisition began: the lock cannot expire before `lockExpiration` from then.
+    pub(crate) requested: std::time::Instant,
 }
+
+/// Memcached counts expiry in whole seconds and may end an item up to one second early; a lock
+/// younger than its expiration by this much is certainly still there.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(2);
 
 impl SessionLock {
     /// The session this lock is for.
     pub fn session_id(&self) -> &SessionId {
         &self.id
+    }
+
+    /// Whether the lock is certainly still held by us, given its `expiration`, so a plain
+    /// `delete` releases it without first checking its token.
+    pub(crate) fn certainly_held(&self, expiration: Duration) -> bool {
+        self.requested.elapsed() + EXPIRY_MARGIN < expiration
     }
 }
 

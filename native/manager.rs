@@ -1,12 +1,13 @@
 //! The session operations both faces offer: new id, store, load, touch, delete, lock, unlock,
 //! statistics. All routing, failover and locking decisions are made here.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use crate::backup::{Fingerprint, Queue, Tracker};
-use crate::client::expiry;
+use crate::backup::{Queue, Tracker};
+use crate::client::{Command, expiry};
 use crate::cluster::{Cluster, Node};
 use crate::config::{Config, KeySource, parse_node_list};
 use crate::envelope::Codec;
@@ -14,9 +15,11 @@ use crate::error::{Error, Result};
 use crate::ids::{OsRandom, RandomSource, SessionId, upper_hex};
 use crate::keys::KeyKind;
 use crate::locking::{self, Backoff, SessionLock};
+use crate::nonsticky::CheckedOut;
 use crate::session::{SessionData, now_millis};
 use crate::stats::{Stats, bump};
 use crate::sticky::BackupJob;
+use crate::validity::{Validity, copy_lifetime};
 
 /// Attempts at drawing an id that is not reserved yet before giving up.
 const MAX_ID_ATTEMPTS: u32 = 8;
@@ -45,6 +48,8 @@ pub struct SessionManager {
     pub(crate) tracks_backups: AtomicBool,
     /// `lockingMode="auto"`: URIs whose last request finished without changing its session.
     pub(crate) read_only_uris: parking_lot::Mutex<std::collections::HashSet<String>>,
+    /// Non-sticky: sessions loaded for requests that will hand them back, by storage key.
+    pub(crate) checked_out: parking_lot::Mutex<HashMap<String, CheckedOut>>,
     pub(crate) queue: Queue<BackupJob>,
 }
 
@@ -120,6 +125,7 @@ impl SessionManager {
             tracker: Tracker::default(),
             tracks_backups: AtomicBool::new(false),
             read_only_uris: parking_lot::Mutex::default(),
+            checked_out: parking_lot::Mutex::default(),
         })
     }
 
@@ -223,26 +229,40 @@ impl SessionManager {
         Err(Error::IdExhausted(MAX_ID_ATTEMPTS))
     }
 
-    /// Writes a session to its node, plus the backup copy on the next node in non-sticky mode.
-    /// Bumps the session's version. When the session's node is down the session moves to the
-    /// next available node and its new id is returned; the host must use it from now on.
+    /// Writes a session to its node; in non-sticky mode also its validity record and the backup
+    /// copy on the next node. Bumps the session's version. When the session's node is down the
+    /// session moves to the next available node and its new id is returned; the host must use it
+    /// from now on.
     pub async fn store(
         &self,
         id: &SessionId,
         session: &mut SessionData,
+    ) -> Result<Option<SessionId>> {
+        self.store_releasing(id, session, &mut None).await
+    }
+
+    /// [`SessionManager::store`], releasing `lock` with the primary write when it can (the lock
+    /// is then taken out of the option).
+    pub(crate) async fn store_releasing(
+        &self,
+        id: &SessionId,
+        session: &mut SessionData,
+        lock: &mut Option<SessionLock>,
     ) -> Result<Option<SessionId>> {
         let started = Instant::now();
         session.version += 1;
         let value = self.codec.encode(id.random(), session).inspect_err(|_| {
             bump(&self.stats.too_large);
         })?;
-        let exptime = session_expiry(session.max_inactive);
         let target = if self.config.sticky {
-            self.write_primary(id, &value, exptime).await?
+            let exptime = session_expiry(session.max_inactive);
+            self.write_primary(id, &value, exptime, None, lock).await?
         } else {
+            let exptime = expiry(copy_lifetime(session.max_inactive));
+            let validity = self.validity_now(session.max_inactive, None);
             // Usually the session stays on its node: write both copies at once.
             let (primary, ()) = tokio::join!(
-                self.write_primary(id, &value, exptime),
+                self.write_primary(id, &value, exptime, Some(&validity), lock),
                 self.write_backup(id, &value, exptime)
             );
             let target = primary?;
@@ -262,9 +282,34 @@ impl SessionManager {
         Ok(Some(target))
     }
 
+    /// The validity record of a session of `max_inactive` seconds accessed now. Its copies
+    /// expire as `copies_expire` says, or (`None`) are renewed by the write that comes with it.
+    pub(crate) fn validity_now(&self, max_inactive: i32, copies_expire: Option<u64>) -> Validity {
+        let now = now_millis();
+        let copies_expire = copies_expire.unwrap_or_else(|| match copy_lifetime(max_inactive) {
+            0 => 0,
+            lifetime => now / 1000 + lifetime,
+        });
+        Validity {
+            last_accessed: now,
+            max_inactive,
+            copies_expire,
+        }
+    }
+
     /// Writes the session value to its node, or, when that node is down, to the next available
-    /// one; returns the id the session now has.
-    async fn write_primary(&self, id: &SessionId, value: &[u8], exptime: u64) -> Result<SessionId> {
+    /// one, with the session's validity record when given; returns the id the session now has.
+    /// Releases `lock` in the same round trip when it lives on that node and is certainly still
+    /// ours.
+    async fn write_primary(
+        &self,
+        id: &SessionId,
+        value: &[u8],
+        exptime: u64,
+        validity: Option<&Validity>,
+        lock: &mut Option<SessionLock>,
+    ) -> Result<SessionId> {
+        let record = validity.map(|v| (v.encode(&self.codec, id.random()), v.max_inactive));
         let mut target = id.clone();
         for _ in 0..=self.cluster.nodes().len() {
             let node = match self.cluster.node(target.node()).filter(|n| n.is_up()) {
@@ -276,12 +321,30 @@ impl SessionManager {
             };
             target = target.with_node(node.id());
             let key = self.key(KeyKind::Session, &target);
-            match self
-                .cluster
-                .call(&node, |c| c.set(&key, value, exptime))
-                .await
-            {
-                Ok(()) => return Ok(target),
+            let validity_key = self.key(KeyKind::Validity, &target);
+            let mut commands = vec![Command::Set {
+                key: &key,
+                value,
+                exptime,
+            }];
+            if let Some((record, max_inactive)) = &record {
+                commands.push(Command::Set {
+                    key: &validity_key,
+                    value: record,
+                    exptime: session_expiry(*max_inactive),
+                });
+            }
+            let releases = self.releasable(lock, &node);
+            if let Some(lock_key) = &releases {
+                commands.push(Command::Delete(lock_key));
+            }
+            match self.cluster.call(&node, |c| c.pipeline(&commands)).await {
+                Ok(_) => {
+                    if releases.is_some() {
+                        lock.take();
+                    }
+                    return Ok(target);
+                }
                 Err(e) if e.is_node_failure() => continue,
                 Err(e) => {
                     if matches!(e, Error::TooLarge { .. }) {
@@ -292,6 +355,14 @@ impl SessionManager {
             }
         }
         Err(Error::Unavailable)
+    }
+
+    /// The key of `lock` when a plain `delete` on `node` can release it: the lock lives there
+    /// and is certainly still ours.
+    pub(crate) fn releasable(&self, lock: &Option<SessionLock>, node: &Node) -> Option<String> {
+        lock.as_ref()
+            .filter(|l| l.node == node.id() && l.certainly_held(self.config.lock_expiration))
+            .map(|l| l.key.clone())
     }
 
     /// Writes the backup copy on the node after the session's; a failure is counted, not fatal.
@@ -322,19 +393,64 @@ impl SessionManager {
         id: &SessionId,
     ) -> Result<Option<(Vec<u8>, SessionData)>> {
         let key = self.key(kind, id);
-        let result = match self.cluster.call(node, |c| c.get(&key)).await {
-            Ok(None) => return Ok(None),
-            Ok(Some(value)) => self
-                .codec
-                .decode(id.random(), &value)
-                .map(|session| Some((value, session))),
-            Err(e) => Err(e),
+        match self.cluster.call(node, |c| c.get(&key)).await? {
+            None => Ok(None),
+            Some(value) => {
+                let session = self.decode_copy(node, id, &value)?;
+                Ok(Some((value, session)))
+            }
+        }
+    }
+
+    /// Reads a non-sticky session's primary copy and its validity record in one round trip.
+    /// A session whose record says it expired is not found; a missing or corrupt record leaves
+    /// the copy to tell (memcached keeps it no longer than a quarter past its lifetime).
+    async fn read_primary(
+        &self,
+        node: &Node,
+        id: &SessionId,
+    ) -> Result<Option<(Vec<u8>, SessionData, Option<Validity>)>> {
+        if self.config.sticky {
+            let found = self.read_copy(node, KeyKind::Session, id).await?;
+            return Ok(found.map(|(value, session)| (value, session, None)));
+        }
+        let key = self.key(KeyKind::Session, id);
+        let validity_key = self.key(KeyKind::Validity, id);
+        let keys = [key.as_str(), validity_key.as_str()];
+        let mut found = self.cluster.call(node, |c| c.get_multi(&keys)).await?;
+        let validity = found
+            .remove(&validity_key)
+            .and_then(|value| self.decode_validity(node, id, &value));
+        if validity.is_some_and(|v| v.expired(now_millis())) {
+            return Ok(None);
+        }
+        let Some(value) = found.remove(&key) else {
+            return Ok(None);
         };
-        if let Err(e @ Error::Corrupt(_)) = &result {
+        let session = self.decode_copy(node, id, &value)?;
+        Ok(Some((value, session, validity)))
+    }
+
+    fn decode_copy(&self, node: &Node, id: &SessionId, value: &[u8]) -> Result<SessionData> {
+        self.codec.decode(id.random(), value).inspect_err(|e| {
             bump(&self.stats.corrupt_values);
             tracing::warn!(node = node.id(), session = %id.redacted(), error = %e, "corrupt session value");
-        }
-        result
+        })
+    }
+
+    /// A validity record's content; `None`, counted and reported, when it is corrupt.
+    pub(crate) fn decode_validity(
+        &self,
+        node: &Node,
+        id: &SessionId,
+        value: &[u8],
+    ) -> Option<Validity> {
+        Validity::decode(&self.codec, id.random(), value)
+            .inspect_err(|e| {
+                bump(&self.stats.corrupt_values);
+                tracing::warn!(node = node.id(), session = %id.redacted(), error = %e, "corrupt validity record");
+            })
+            .ok()
     }
 
     /// Loads a session. In non-sticky mode a session whose node is down, or whose copy there is
@@ -342,53 +458,49 @@ impl SessionManager {
     /// backup node, which becomes its primary, and [`Loaded::relocated`] carries the new id.
     pub async fn load(&self, id: &SessionId) -> Result<Option<Loaded>> {
         let started = Instant::now();
-        let result = self.load_copies(id).await;
-        match &result {
-            Ok(Some(loaded)) => {
-                if self.tracks_backups.load(Ordering::Relaxed) {
-                    let key = self.key(KeyKind::Session, loaded.relocated.as_ref().unwrap_or(id));
-                    if self.config.sticky {
-                        // Taken over: the next backup claims it with a newer version, so the
-                        // host it came from keeps it when that host expires its stale copy.
-                        self.tracker.taken_over(&key, loaded.session.version);
-                    } else {
-                        // Handed back at the end of the request: written only if it changed.
-                        let fingerprint = Fingerprint::of(&loaded.session);
-                        self.tracker
-                            .loaded(&key, fingerprint, loaded.session.version);
-                    }
-                }
-                bump(&self.stats.sessions_loaded);
-                self.stats.load_time.record(started.elapsed());
+        let result = self.find_copy(id).await;
+        let Ok(Some((mut loaded, validity))) = result else {
+            if matches!(result, Ok(None)) {
+                bump(&self.stats.sessions_missing);
             }
-            Ok(None) => bump(&self.stats.sessions_missing),
-            Err(_) => {}
+            return result.map(|_| None);
+        };
+        // Its copy exists, so the session is alive (its validity record, or memcached's expiry
+        // of the copy, says so), and the request reading it is its access now.
+        loaded.session.last_accessed = now_millis();
+        if self.tracks_backups.load(Ordering::Relaxed) {
+            let key = self.key(KeyKind::Session, loaded.relocated.as_ref().unwrap_or(id));
+            if self.config.sticky {
+                // Taken over: the next backup claims it with a newer version, so the host it
+                // came from keeps it when that host expires its stale copy.
+                self.tracker.taken_over(&key, loaded.session.version);
+            } else {
+                // Handed back at the end of the request: written only if it changed.
+                let copies_expire = validity.map_or(0, |v| v.copies_expire);
+                self.check_out(key, &loaded.session, copies_expire);
+            }
         }
-        result
+        bump(&self.stats.sessions_loaded);
+        self.stats.load_time.record(started.elapsed());
+        Ok(Some(loaded))
     }
 
-    async fn load_copies(&self, id: &SessionId) -> Result<Option<Loaded>> {
-        let mut found = self.find_copy(id).await?;
-        if let Some(loaded) = &mut found {
-            // Its copy exists, so the session is alive: memcached keeps it no longer than its
-            // lifetime past its last renewal (a quarter more in sticky mode), and its stored last
-            // access changes only with its content. The request reading it is its access now.
-            loaded.session.last_accessed = now_millis();
-        }
-        Ok(found)
-    }
-
-    async fn find_copy(&self, id: &SessionId) -> Result<Option<Loaded>> {
+    /// Finds a session's copy, with its validity record when one was read alongside.
+    pub(crate) async fn find_copy(
+        &self,
+        id: &SessionId,
+    ) -> Result<Option<(Loaded, Option<Validity>)>> {
         let Some(primary) = self.cluster.node(id.node()) else {
             tracing::debug!(node = id.node(), "session id names an unknown node");
             return Ok(None);
         };
-        let primary_failure = match self.read_copy(&primary, KeyKind::Session, id).await {
-            Ok(Some((_, session))) => {
-                return Ok(Some(Loaded {
+        let primary_failure = match self.read_primary(&primary, id).await {
+            Ok(Some((_, session, validity))) => {
+                let loaded = Loaded {
                     session,
                     relocated: None,
-                }));
+                };
+                return Ok(Some((loaded, validity)));
             }
             Ok(None) => None,
             Err(e) => Some(e),
@@ -404,7 +516,7 @@ impl SessionManager {
             None => return primary_failure.map_or(Ok(None), Err),
         };
         bump(&self.stats.backups_loaded);
-        let exptime = session_expiry(session.max_inactive);
+        let exptime = expiry(copy_lifetime(session.max_inactive));
         if primary.is_up() {
             // The primary answered but lacked a good copy: restore it there.
             let key = self.key(KeyKind::Session, id);
@@ -412,16 +524,22 @@ impl SessionManager {
                 .call(&primary, |c| c.set(&key, &value, exptime))
                 .await
                 .ok();
-            return Ok(Some(Loaded {
+            let loaded = Loaded {
                 session,
                 relocated: None,
-            }));
+            };
+            return Ok(Some((loaded, None)));
         }
         // The primary is down: the backup node becomes the primary.
-        let moved = id.with_node(backup.id());
-        let key = self.key(KeyKind::Session, &moved);
-        self.cluster
-            .call(&backup, |c| c.set(&key, &value, exptime))
+        let validity = self.validity_now(session.max_inactive, None);
+        let moved = self
+            .write_primary(
+                &id.with_node(backup.id()),
+                &value,
+                exptime,
+                Some(&validity),
+                &mut None,
+            )
             .await?;
         self.write_backup(&moved, &value, exptime).await;
         let old_backup = self.key(KeyKind::Backup, id);
@@ -432,33 +550,29 @@ impl SessionManager {
         bump(&self.stats.sessions_relocated);
         tracing::info!(
             from = id.node(),
-            to = backup.id(),
+            to = moved.node(),
             "session relocated to its backup node"
         );
-        Ok(Some(Loaded {
+        let loaded = Loaded {
             session,
             relocated: Some(moved),
-        }))
+        };
+        Ok(Some((loaded, Some(validity))))
     }
 
-    /// Renews the memcached expiry of a session (and of its backup copy in non-sticky mode)
-    /// without rewriting it; `false` when the session is not in memcached.
+    /// Renews the memcached expiry of a session without rewriting it (in non-sticky mode: its
+    /// validity record, its copy and its backup copy); `false` when the session is not in
+    /// memcached.
     pub async fn touch(&self, id: &SessionId, max_inactive: i32) -> Result<bool> {
+        if !self.config.sticky {
+            return self.renew(id, max_inactive, 0, &mut None).await;
+        }
         let Some(node) = self.cluster.node(id.node()) else {
             return Ok(false);
         };
         let exptime = session_expiry(max_inactive);
         let key = self.key(KeyKind::Session, id);
         let found = self.cluster.call(&node, |c| c.touch(&key, exptime)).await?;
-        if found && !self.config.sticky {
-            if let Some(backup) = self.cluster.next_available(id.node()) {
-                let key = self.key(KeyKind::Backup, id);
-                self.cluster
-                    .call(&backup, |c| c.touch(&key, exptime))
-                    .await
-                    .ok();
-            }
-        }
         if found {
             bump(&self.stats.sessions_touched);
         }
@@ -522,6 +636,7 @@ impl SessionManager {
             node: node.id().to_owned(),
             key: self.key(KeyKind::Lock, id),
             token: upper_hex(&token),
+            requested: started,
         };
         let backoff = Backoff {
             initial: self.config.lock_backoff_initial,
@@ -569,6 +684,10 @@ impl SessionManager {
             .cluster
             .node(&lock.node)
             .ok_or_else(|| Error::NodeDown(lock.node.clone()))?;
+        if lock.certainly_held(self.config.lock_expiration) {
+            self.cluster.call(&node, |c| c.delete(&lock.key)).await?;
+            return Ok(());
+        }
         match self.cluster.call(&node, |c| c.get(&lock.key)).await? {
             Some(value) if value == lock.token.as_bytes() => {
                 self.cluster.call(&node, |c| c.delete(&lock.key)).await?;

@@ -3,16 +3,31 @@
 //! concurrent requests of one session on different hosts never overwrite each other's changes.
 
 use crate::backup::Fingerprint;
+use crate::client::{Answer, Command, expiry};
 use crate::config::LockingMode;
 use crate::error::{Error, Result};
 use crate::ids::SessionId;
 use crate::keys::KeyKind;
 use crate::locking::SessionLock;
 use crate::manager::{Loaded, SessionManager};
-use crate::session::SessionData;
+use crate::session::{SessionData, now_millis};
+use crate::stats::bump;
+use crate::validity::copy_lifetime;
 
 /// Most URIs `lockingMode="auto"` remembers as read-only; past it, it starts over.
 const MAX_READ_ONLY_URIS: usize = 10_000;
+/// Most sessions remembered as loaded and not yet handed back; past it, the oldest knowledge
+/// goes (a session handed back unknown is written, never lost).
+const MAX_CHECKED_OUT: usize = 100_000;
+
+/// What a session loaded for a request held, so its end can tell whether the request changed it.
+#[derive(Debug)]
+pub(crate) struct CheckedOut {
+    fingerprint: Fingerprint,
+    version: u64,
+    /// When memcached drops its copies, seconds since the Unix epoch (0: unknown or never).
+    copies_expire: u64,
+}
 
 impl SessionManager {
     /// Takes the session's lock, then loads the session (`None` when memcached does not hold
@@ -58,11 +73,29 @@ impl SessionManager {
         }
     }
 
+    /// Records a session loaded for a request that hands it back with
+    /// [`SessionManager::finish`].
+    pub(crate) fn check_out(&self, key: String, session: &SessionData, copies_expire: u64) {
+        let mut checked_out = self.checked_out.lock();
+        if checked_out.len() >= MAX_CHECKED_OUT {
+            checked_out.clear();
+        }
+        checked_out.insert(
+            key,
+            CheckedOut {
+                fingerprint: Fingerprint::of(session),
+                version: session.version,
+                copies_expire,
+            },
+        );
+    }
+
     /// Non-sticky request end, for a session loaded by this host's request: stores it when the
-    /// request changed it (both copies), otherwise only renews its expiry (primary and backup);
-    /// then releases the lock, if the request held one. Remembers for `lockingMode="auto"`
-    /// whether requests for `uri` change their session. Returns the new id when the session
-    /// moved to another node.
+    /// request changed it (both copies and the validity record), otherwise renews only its
+    /// validity record (and its copies' expiry when that comes close); then releases the lock,
+    /// if the request held one, in the same round trip where it can. Remembers for
+    /// `lockingMode="auto"` whether requests for `uri` change their session. Returns the new id
+    /// when the session moved to another node.
     pub async fn finish(
         &self,
         id: &SessionId,
@@ -71,12 +104,27 @@ impl SessionManager {
         uri: Option<&str>,
     ) -> Result<Option<SessionId>> {
         let key = self.key(KeyKind::Session, id);
-        let unchanged = self.tracker.matches(&key, &Fingerprint::of(session));
-        self.tracker.forget(&key);
-        let result = if unchanged {
-            self.touch(id, session.max_inactive).await.map(|_| None)
-        } else {
-            self.store(id, session).await
+        let checked_out = self.checked_out.lock().remove(&key);
+        let mut lock = lock;
+        let mut unchanged = false;
+        let result = match checked_out {
+            Some(loaded) if loaded.fingerprint == Fingerprint::of(session) => {
+                unchanged = true;
+                session.version = loaded.version;
+                let renewed = self
+                    .renew(id, session.max_inactive, loaded.copies_expire, &mut lock)
+                    .await;
+                match renewed {
+                    Ok(true) => Ok(None),
+                    // Its node is down, or memcached lost it: write it.
+                    Ok(false) => self.store_releasing(id, session, &mut lock).await,
+                    Err(e) => Err(e),
+                }
+            }
+            loaded => {
+                session.version = loaded.map_or(session.version, |l| l.version);
+                self.store_releasing(id, session, &mut lock).await
+            }
         };
         if let (LockingMode::Auto, Some(uri)) = (&self.config.locking_mode, uri) {
             let mut read_only = self.read_only_uris.lock();
@@ -96,6 +144,125 @@ impl SessionManager {
             }
         }
         result
+    }
+
+    /// Renews a session accessed now without rewriting it: its validity record, and its copies'
+    /// expiry when `copies_expire` comes close; releases `lock` in the same round trip when it
+    /// can (taking it out of the option). `false` when the session's node is down or memcached
+    /// no longer holds the session.
+    pub(crate) async fn renew(
+        &self,
+        id: &SessionId,
+        max_inactive: i32,
+        copies_expire: u64,
+        lock: &mut Option<SessionLock>,
+    ) -> Result<bool> {
+        let Some(node) = self.cluster.node(id.node()).filter(|n| n.is_up()) else {
+            return Ok(false);
+        };
+        let now = now_millis() / 1000;
+        let mut validity = self.validity_now(max_inactive, Some(copies_expire));
+        let renew_copies = validity.copies_due(now);
+        if renew_copies {
+            validity = self.validity_now(max_inactive, None);
+        }
+        let record = validity.encode(&self.codec, id.random());
+        let validity_key = self.key(KeyKind::Validity, id);
+        let key = self.key(KeyKind::Session, id);
+        let copies_exptime = expiry(copy_lifetime(max_inactive));
+        let mut commands = vec![Command::Set {
+            key: &validity_key,
+            value: &record,
+            exptime: expiry(u64::try_from(max_inactive).unwrap_or(0)),
+        }];
+        if renew_copies {
+            commands.push(Command::Touch {
+                key: &key,
+                exptime: copies_exptime,
+            });
+        }
+        let releases = self.releasable(lock, &node);
+        if let Some(lock_key) = &releases {
+            commands.push(Command::Delete(lock_key));
+        }
+        let backup_key = self.key(KeyKind::Backup, id);
+        let renew_backup = async {
+            let backup = self
+                .cluster
+                .next_available(id.node())
+                .filter(|_| renew_copies);
+            if let Some(backup) = backup {
+                // A missing backup copy is written again by the next change.
+                let touched = self
+                    .cluster
+                    .call(&backup, |c| c.touch(&backup_key, copies_exptime));
+                touched.await.ok();
+            }
+        };
+        let (answers, ()) = tokio::join!(
+            self.cluster.call(&node, |c| c.pipeline(&commands)),
+            renew_backup
+        );
+        let answers = match answers {
+            Ok(answers) => answers,
+            Err(e) if e.is_node_failure() => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        if releases.is_some() {
+            lock.take();
+        }
+        if renew_copies && answers.get(1) == Some(&Answer::Found(false)) {
+            // Memcached lost the session: its record must not outlive it.
+            self.cluster
+                .call(&node, |c| c.delete(&validity_key))
+                .await
+                .ok();
+            return Ok(false);
+        }
+        bump(&self.stats.sessions_touched);
+        Ok(true)
+    }
+
+    /// Non-sticky end of a request that carried the session's id but never used the session:
+    /// the request still counts as the session's access, which renews only the session's
+    /// validity record (read first for the session's lifetime), not loading the session. Then
+    /// releases the lock, if the request held one. `false` when memcached holds no live session
+    /// under `id` (or its node is down: the next request that uses it moves it).
+    pub async fn accessed(&self, id: &SessionId, lock: Option<SessionLock>) -> Result<bool> {
+        let mut lock = lock;
+        let result = self.renew_unused(id, &mut lock).await;
+        if let Some(lock) = lock {
+            if let Err(e) = self.unlock(lock).await {
+                tracing::warn!(session = %id.redacted(), error = %e, "session lock not released");
+            }
+        }
+        result
+    }
+
+    async fn renew_unused(&self, id: &SessionId, lock: &mut Option<SessionLock>) -> Result<bool> {
+        let Some(node) = self.cluster.node(id.node()).filter(|n| n.is_up()) else {
+            return Ok(false);
+        };
+        let validity_key = self.key(KeyKind::Validity, id);
+        let record = self.cluster.call(&node, |c| c.get(&validity_key)).await?;
+        let validity = record.and_then(|value| self.decode_validity(&node, id, &value));
+        match validity {
+            Some(validity) if validity.expired(now_millis()) => Ok(false),
+            Some(validity) => {
+                self.renew(id, validity.max_inactive, validity.copies_expire, lock)
+                    .await
+            }
+            None => {
+                // No record (lost with an evicted item, or the session predates non-sticky
+                // mode): the session's copy tells; rare, so read it.
+                match self.find_copy(id).await? {
+                    Some((loaded, _)) if loaded.relocated.is_none() => {
+                        self.renew(id, loaded.session.max_inactive, 0, lock).await
+                    }
+                    _ => Ok(false),
+                }
+            }
+        }
     }
 
     /// Takes the lock for a request that locks ([`SessionManager::locks_request`]). When the lock

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::backup::{Change, Fingerprint, Offer, Ranked, sticky_lifetime};
+use crate::backup::{Change, Fingerprint, Offer, Ranked};
 use crate::client::expiry;
 use crate::error::{Error, Result};
 use crate::ids::SessionId;
@@ -24,6 +24,7 @@ use crate::manager::SessionManager;
 use crate::runtime;
 use crate::session::SessionData;
 use crate::stats::bump;
+use crate::validity::copy_lifetime;
 
 /// What a backup did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,7 +141,7 @@ impl SessionManager {
             key,
             work,
             version,
-            exptime: expiry(sticky_lifetime(max_inactive)),
+            exptime: expiry(copy_lifetime(max_inactive)),
             done: None,
         }
     }

@@ -59,39 +59,107 @@ fn auto_locking_learns_read_only_uris() {
     assert!(m.locks_request("/show"));
 }
 
+/// Commands both servers received: (get keys, storage commands, touches, deletes).
+fn commands(nodes: &[&Memcached]) -> [u64; 4] {
+    let sum = |name: &str| nodes.iter().map(|n| n.stat(name)).sum::<u64>();
+    [
+        sum("cmd_get"),
+        sum("cmd_set"),
+        sum("cmd_touch"),
+        sum("delete_hits") + sum("delete_misses"),
+    ]
+}
+
+fn since(before: [u64; 4], nodes: &[&Memcached]) -> [u64; 4] {
+    let now = commands(nodes);
+    std::array::from_fn(|i| now[i] - before[i])
+}
+
 #[test]
 fn a_request_end_writes_only_a_changed_session_and_always_unlocks() {
     let (m1, m2) = (Memcached::start(), Memcached::start());
-    let m = manager(&[&m1, &m2], &[("sticky", "false"), ("lockMaxWait", "100")]);
+    let nodes = [&m1, &m2];
+    let m = manager(&nodes, &[("sticky", "false"), ("lockMaxWait", "100")]);
     m.track_backups();
     let id = block_on(m.new_session_id(None)).unwrap();
     block_on(m.store(&id, &mut session(b"1"))).unwrap();
-    let sets = m1.stat("cmd_set") + m2.stat("cmd_set");
-    let touches = m1.stat("cmd_touch") + m2.stat("cmd_touch");
 
-    // Unchanged: both copies pinged, nothing written (the one storage command is the lock's
-    // `add`), the lock released.
+    // Unchanged: the lock's `add`, one get of session and validity record, then the record
+    // rewritten and the lock deleted; the copies are neither written nor touched.
+    let before = commands(&nodes);
     let (loaded, lock) = block_on(m.load_locked(&id)).unwrap();
     let mut s = loaded.unwrap().session;
     block_on(m.finish(&id, &mut s, Some(lock), None)).unwrap();
-    assert_eq!(m1.stat("cmd_set") + m2.stat("cmd_set"), sets + 1);
-    assert_eq!(m1.stat("cmd_touch") + m2.stat("cmd_touch"), touches + 2);
+    assert_eq!(
+        since(before, &nodes),
+        [2, 2, 0, 1],
+        "[gets, sets, touches, deletes]"
+    );
 
-    // Changed: both copies written.
+    // Changed: both copies and the record written, the lock deleted.
+    let before = commands(&nodes);
     let (loaded, lock) = block_on(m.load_locked(&id)).unwrap();
     let mut s = loaded.unwrap().session;
     s.attributes.insert("k".into(), b"2".to_vec());
     block_on(m.finish(&id, &mut s, Some(lock), None)).unwrap();
     assert_eq!(
-        m1.stat("cmd_set") + m2.stat("cmd_set"),
-        sets + 1 + 3,
-        "lock, lock, two copies"
+        since(before, &nodes),
+        [2, 4, 0, 1],
+        "[gets, sets, touches, deletes]"
     );
     let again = block_on(m.load(&id)).unwrap().unwrap().session;
     assert_eq!(again.attributes["k"], b"2");
+
+    // A request that never used the session: the record read and rewritten, nothing else.
+    let before = commands(&nodes);
+    let lock = block_on(m.lock(&id)).unwrap();
+    assert!(block_on(m.accessed(&id, Some(lock))).unwrap());
+    assert_eq!(
+        since(before, &nodes),
+        [1, 2, 0, 1],
+        "[gets, sets, touches, deletes]"
+    );
 
     // The lock is free: a new one is granted at once.
     let lock = block_on(m.lock(&id)).unwrap();
     block_on(m.unlock(lock)).unwrap();
     assert_eq!(stat(&m, "lock_timeouts"), 0);
+}
+
+#[test]
+fn sessions_expire_without_any_host_and_every_access_renews_them() {
+    let (m1, m2) = (Memcached::start(), Memcached::start());
+    let nodes = [&m1, &m2];
+    let m = manager(&nodes, &[("sticky", "false"), ("storageKeyPrefix", "t:")]);
+    m.track_backups();
+    let id = block_on(m.new_session_id(None)).unwrap();
+    let mut s = SessionData::new(3);
+    block_on(m.store(&id, &mut s)).unwrap();
+    let key = format!("t:{}", id.storage_part());
+    let primary = if id.node() == "n1" { &m1 } else { &m2 };
+    let backup = if id.node() == "n1" { &m2 } else { &m1 };
+    // The record lives exactly the session's lifetime, the copies a quarter longer.
+    assert_eq!(primary.ttl(&format!("validity:{key}")), Some(3));
+    assert_eq!(primary.ttl(&key), Some(4));
+    assert_eq!(backup.ttl(&format!("bak:{key}")), Some(4));
+
+    // Accessed every second for twice its lifetime, by requests that never load it: the
+    // copies' expiry is renewed along the way, so it is alive at the end.
+    for _ in 0..6 {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        assert!(block_on(m.accessed(&id, None)).unwrap());
+    }
+    assert!(
+        primary.ttl(&key).unwrap() >= 3,
+        "the copy outlives the session"
+    );
+    assert!(backup.ttl(&format!("bak:{key}")).unwrap() >= 3);
+    assert!(block_on(m.load(&id)).unwrap().is_some());
+    let loaded = block_on(m.load(&id)).unwrap().unwrap();
+    assert_eq!(loaded.session.max_inactive, 3);
+
+    // Left alone longer than its lifetime, it is gone, with no host expiring it.
+    std::thread::sleep(std::time::Duration::from_millis(4200));
+    assert!(block_on(m.load(&id)).unwrap().is_none());
+    assert!(!block_on(m.accessed(&id, None)).unwrap());
 }

@@ -312,3 +312,151 @@ fn an_unreachable_store_answers_503_instead_of_a_new_session() {
         "the user's session is not replaced"
     );
 }
+
+/// Commands the servers received: [get keys, storage commands, touches, deletes].
+fn commands(nodes: &[&Memcached]) -> [u64; 4] {
+    let sum = |name: &str| nodes.iter().map(|n| n.stat(name)).sum::<u64>();
+    [
+        sum("cmd_get"),
+        sum("cmd_set"),
+        sum("cmd_touch"),
+        sum("delete_hits") + sum("delete_misses"),
+    ]
+}
+
+/// Memcached commands per request of each kind, over 20 requests of one session.
+fn per_request(
+    tomcat: &Tomcat,
+    browser: &mut Browser,
+    nodes: &[&Memcached],
+    path: &str,
+) -> [u64; 4] {
+    const REQUESTS: u64 = 20;
+    let before = commands(nodes);
+    for i in 0..REQUESTS {
+        let response = browser.get(tomcat, &path.replace("{i}", &i.to_string()));
+        assert_eq!(response.status, 200, "{response:?}");
+        assert!(response.new_session.is_none(), "{response:?}");
+    }
+    let after = commands(nodes);
+    std::array::from_fn(|i| {
+        let delta = after[i] - before[i];
+        assert_eq!(delta % REQUESTS, 0, "{path}: {delta} commands of kind {i}");
+        delta / REQUESTS
+    })
+}
+
+#[test]
+fn each_request_costs_the_fewest_memcached_commands() {
+    let (m1, m2) = (Memcached::start(), Memcached::start());
+    let nodes = [&m1, &m2];
+    let list = node_list(&nodes);
+    for (locking, lock) in [("none", [0, 1, 0, 1]), ("all", [0, 1, 0, 1])] {
+        let a = tomcat("a", &list, &[("lockingMode", locking)]);
+        let mut browser = Browser::default();
+        browser.get(&a, "/");
+        let locked = |base: [u64; 4]| -> [u64; 4] {
+            if locking == "none" {
+                base
+            } else {
+                std::array::from_fn(|i| base[i] + lock[i])
+            }
+        };
+        // [get keys, sets, touches, deletes]. Reading: session and validity record in one
+        // get, the record rewritten. Modifying: both copies and the record written. Not using
+        // the session: only the record, read and rewritten. A lock adds its `add` and `delete`,
+        // the delete sent with the last write.
+        assert_eq!(
+            per_request(&a, &mut browser, &nodes, "/read"),
+            locked([2, 1, 0, 0]),
+            "{locking}: reading"
+        );
+        assert_eq!(
+            per_request(&a, &mut browser, &nodes, "/set?name=k&value={i}"),
+            locked([2, 3, 0, 0]),
+            "{locking}: modifying"
+        );
+        assert_eq!(
+            per_request(&a, &mut browser, &nodes, "/plain"),
+            locked([1, 1, 0, 0]),
+            "{locking}: not using the session"
+        );
+        assert_eq!(browser.get(&a, "/get?name=k").field("k"), Some("19"));
+    }
+}
+
+#[test]
+fn sessions_expire_in_memcached_and_requests_not_using_them_keep_them_alive() {
+    let (m1, m2) = (Memcached::start(), Memcached::start());
+    let nodes = node_list(&[&m1, &m2]);
+    let extra = [("maxInactiveInterval", "3")];
+    let (a, b) = (tomcat("a", &nodes, &extra), tomcat("b", &nodes, &extra));
+    let mut browser = Browser::default();
+    browser.get(&a, "/");
+    // For twice its lifetime, only requests that never look at the session: each renews it.
+    for tomcat in [&a, &b, &a, &b, &a, &b] {
+        std::thread::sleep(std::time::Duration::from_millis(1000));
+        assert_eq!(browser.get(tomcat, "/plain").body.trim(), "plain");
+    }
+    let response = browser.get(&a, "/read");
+    assert_eq!(response.field("counter"), Some("1"), "{response:?}");
+    // Then idle for longer than its lifetime: memcached no longer serves it, though no Tomcat
+    // held it to expire it.
+    std::thread::sleep(std::time::Duration::from_millis(4200));
+    let response = browser.get(&b, "/read");
+    assert_eq!(response.field("session"), Some("none"), "{response:?}");
+}
+
+#[test]
+fn a_hung_primary_node_fails_over_to_the_backup() {
+    let (mut m1, m2, m3) = (Memcached::start(), Memcached::start(), Memcached::start());
+    let nodes = node_list(&[&m1, &m2, &m3]);
+    let (a, b) = (tomcat("a", &nodes, &[]), tomcat("b", &nodes, &[]));
+    let mut browser = loop {
+        let mut candidate = Browser::default();
+        candidate.get(&a, "/");
+        if storage(candidate.cookie.as_deref().unwrap()).ends_with("-n1") {
+            break candidate;
+        }
+    };
+    m1.pause();
+    for (expected, tomcat) in [(2, &b), (3, &a), (4, &b)] {
+        let response = browser.get(tomcat, "/");
+        assert_eq!(
+            response.field("counter"),
+            Some(expected.to_string().as_str()),
+            "{response:?}"
+        );
+    }
+    let moved = browser.cookie.clone().unwrap();
+    assert!(storage(&moved).ends_with("-n2"), "{moved}");
+    assert!(m2.has(&format!("{PREFIX}{}", storage(&moved))));
+    assert!(m3.has(&format!("bak:{PREFIX}{}", storage(&moved))));
+    m1.resume();
+}
+
+#[test]
+fn a_killed_backup_node_is_skipped_and_counted() {
+    let (m1, mut m2) = (Memcached::start(), Memcached::start());
+    let nodes = node_list(&[&m1, &m2]);
+    let a = tomcat("a", &nodes, &[]);
+    let mut browser = loop {
+        let mut candidate = Browser::default();
+        candidate.get(&a, "/");
+        if storage(candidate.cookie.as_deref().unwrap()).ends_with("-n1") {
+            break candidate;
+        }
+    };
+    m2.kill();
+    for expected in 2..=4 {
+        let response = browser.get(&a, "/");
+        assert_eq!(
+            response.field("counter"),
+            Some(expected.to_string().as_str()),
+            "{response:?}"
+        );
+    }
+    let stats = a.get("/stats", None);
+    let missed: u64 = stats.field("BackupCopiesMissed").unwrap().parse().unwrap();
+    assert!(missed >= 3, "{stats:?}");
+}

@@ -1,6 +1,7 @@
 //! One connection to a memcached server speaking the text protocol.
 //!
-//! A connection is used for one request at a time. Any error (I/O, an unexpected line, a
+//! A connection serves one caller at a time, which may send several requests at once (a
+//! pipeline) and reads their replies in order. Any error (I/O, an unexpected line, a
 //! server error) leaves it in an unknown state, so the caller drops it.
 
 use std::collections::HashSet;
@@ -94,15 +95,24 @@ impl Connection {
         })
     }
 
-    /// Sends an encoded request and reads its reply; values larger than `max_value` are refused
+    /// Sends encoded requests at once and reads their replies in order, one per `expects`
+    /// entry: one round trip however many requests. Values larger than `max_value` are refused
     /// before anything is allocated for them.
-    pub async fn request(
+    pub async fn exchange(
         &mut self,
-        request: &[u8],
-        expect: Expect<'_>,
+        requests: &[u8],
+        expects: &[Expect<'_>],
         max_value: usize,
-    ) -> Result<Reply, Failure> {
-        self.stream.get_mut().write_all(request).await?;
+    ) -> Result<Vec<Reply>, Failure> {
+        self.stream.get_mut().write_all(requests).await?;
+        let mut replies = Vec::with_capacity(expects.len());
+        for expect in expects {
+            replies.push(self.read_reply(*expect, max_value).await?);
+        }
+        Ok(replies)
+    }
+
+    async fn read_reply(&mut self, expect: Expect<'_>, max_value: usize) -> Result<Reply, Failure> {
         match expect {
             Expect::Items(keys) => self.read_items(keys, max_value).await,
             Expect::Status => self.read_status().await,

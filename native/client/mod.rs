@@ -64,6 +64,42 @@ pub enum CasOutcome {
     NotFound,
 }
 
+/// One command of a [`NodeClient::pipeline`].
+#[derive(Debug, Clone, Copy)]
+pub enum Command<'a> {
+    /// Reads these keys.
+    Get(&'a [&'a str]),
+    /// Stores unconditionally.
+    Set {
+        /// The key.
+        key: &'a str,
+        /// The value.
+        value: &'a [u8],
+        /// Memcached's expiry field.
+        exptime: u64,
+    },
+    /// Renews an item's expiry.
+    Touch {
+        /// The key.
+        key: &'a str,
+        /// Memcached's expiry field.
+        exptime: u64,
+    },
+    /// Removes an item.
+    Delete(&'a str),
+}
+
+/// The answer to one pipelined [`Command`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// The items a `Get` found, by key.
+    Items(HashMap<String, Vec<u8>>),
+    /// A `Set` stored its value.
+    Stored,
+    /// Whether the item of a `Touch` or `Delete` existed.
+    Found(bool),
+}
+
 /// The client of one memcached server.
 pub struct NodeClient {
     node: String,
@@ -202,16 +238,9 @@ impl NodeClient {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut request =
-            String::with_capacity(8 + keys.iter().map(|k| k.len() + 1).sum::<usize>());
-        request.push_str(verb);
-        for key in keys {
-            validate_key(key)?;
-            request.push(' ');
-            request.push_str(key);
-        }
-        request.push_str("\r\n");
-        match self.call(request.as_bytes(), Expect::Items(keys)).await? {
+        let mut request = Vec::new();
+        push_retrieve(&mut request, verb, keys)?;
+        match self.call(&request, Expect::Items(keys)).await? {
             Reply::Items(items) => Ok(items),
             other => Err(self.unexpected(other)),
         }
@@ -225,28 +254,92 @@ impl NodeClient {
         exptime: u64,
         cas: Option<u64>,
     ) -> Result<Reply> {
-        validate_key(key)?;
         let mut request = Vec::with_capacity(value.len() + key.len() + 64);
-        request.extend_from_slice(format!("{verb} {key} 0 {exptime} {}", value.len()).as_bytes());
-        if let Some(cas) = cas {
-            request.extend_from_slice(format!(" {cas}").as_bytes());
-        }
-        request.extend_from_slice(b"\r\n");
-        request.extend_from_slice(value);
-        request.extend_from_slice(b"\r\n");
+        push_store(&mut request, verb, key, value, exptime, cas)?;
         self.call(&request, Expect::Status)
             .await
-            .map_err(|e| match e {
-                Error::Server { message, .. } if message.contains("too large") => Error::TooLarge {
-                    size: value.len(),
-                    detail: format!("node {} said `{message}`", self.node),
-                },
-                other => other,
-            })
+            .map_err(|e| self.too_large(e, value.len()))
     }
 
-    /// Runs one request under the deadline, retrying connection failures on fresh connections.
+    /// Sends `commands` together and reads their answers, in order: one round trip however
+    /// many commands. Any failure fails the whole pipeline (its commands may or may not have
+    /// run, and each can safely run again).
+    pub async fn pipeline(&self, commands: &[Command<'_>]) -> Result<Vec<Answer>> {
+        let mut request = Vec::new();
+        let mut expects = Vec::with_capacity(commands.len());
+        let mut largest = 0;
+        for command in commands {
+            match *command {
+                Command::Get(keys) => {
+                    push_retrieve(&mut request, "get", keys)?;
+                    expects.push(Expect::Items(keys));
+                }
+                Command::Set {
+                    key,
+                    value,
+                    exptime,
+                } => {
+                    push_store(&mut request, "set", key, value, exptime, None)?;
+                    largest = largest.max(value.len());
+                    expects.push(Expect::Status);
+                }
+                Command::Touch { key, exptime } => {
+                    validate_key(key)?;
+                    request.extend_from_slice(format!("touch {key} {exptime}\r\n").as_bytes());
+                    expects.push(Expect::Status);
+                }
+                Command::Delete(key) => {
+                    validate_key(key)?;
+                    request.extend_from_slice(format!("delete {key}\r\n").as_bytes());
+                    expects.push(Expect::Status);
+                }
+            }
+        }
+        let replies = self
+            .exchange(&request, &expects)
+            .await
+            .map_err(|e| self.too_large(e, largest))?;
+        commands
+            .iter()
+            .zip(replies)
+            .map(|(command, reply)| match (command, reply) {
+                (Command::Get(_), Reply::Items(items)) => Ok(Answer::Items(
+                    items.into_iter().map(|i| (i.key, i.data)).collect(),
+                )),
+                (Command::Set { .. }, Reply::Stored) => Ok(Answer::Stored),
+                (Command::Touch { .. }, Reply::Touched) | (Command::Delete(_), Reply::Deleted) => {
+                    Ok(Answer::Found(true))
+                }
+                (Command::Touch { .. } | Command::Delete(_), Reply::NotFound) => {
+                    Ok(Answer::Found(false))
+                }
+                (_, other) => Err(self.unexpected(other)),
+            })
+            .collect()
+    }
+
+    /// A server's refusal of a value as too large, as [`Error::TooLarge`].
+    fn too_large(&self, e: Error, size: usize) -> Error {
+        match e {
+            Error::Server { message, .. } if message.contains("too large") => Error::TooLarge {
+                size,
+                detail: format!("node {} said `{message}`", self.node),
+            },
+            other => other,
+        }
+    }
+
+    /// Runs one request under the deadline.
     async fn call(&self, request: &[u8], expect: Expect<'_>) -> Result<Reply> {
+        let mut replies = self.exchange(request, &[expect]).await?;
+        replies
+            .pop()
+            .ok_or_else(|| self.protocol("no reply to a request"))
+    }
+
+    /// Runs requests sent together under one deadline, retrying connection failures on fresh
+    /// connections.
+    async fn exchange(&self, request: &[u8], expects: &[Expect<'_>]) -> Result<Vec<Reply>> {
         let deadline = Instant::now() + self.timeout;
         let mut attempt = 0;
         loop {
@@ -260,7 +353,7 @@ impl NodeClient {
                     Some(conn) => conn,
                     None => Connection::open(&self.address).await?,
                 };
-                let reply = conn.request(request, expect, self.max_value).await?;
+                let reply = conn.exchange(request, expects, self.max_value).await?;
                 Ok::<_, Failure>((conn, reply))
             })
             .await;
@@ -316,6 +409,38 @@ impl NodeClient {
     fn unexpected(&self, reply: Reply) -> Error {
         self.protocol(format!("unexpected reply {reply:?}"))
     }
+}
+
+/// Appends a retrieval command for `keys`.
+fn push_retrieve(out: &mut Vec<u8>, verb: &str, keys: &[&str]) -> Result<()> {
+    out.extend_from_slice(verb.as_bytes());
+    for key in keys {
+        validate_key(key)?;
+        out.push(b' ');
+        out.extend_from_slice(key.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok(())
+}
+
+/// Appends a storage command with its data block.
+fn push_store(
+    out: &mut Vec<u8>,
+    verb: &str,
+    key: &str,
+    value: &[u8],
+    exptime: u64,
+    cas: Option<u64>,
+) -> Result<()> {
+    validate_key(key)?;
+    out.extend_from_slice(format!("{verb} {key} 0 {exptime} {}", value.len()).as_bytes());
+    if let Some(cas) = cas {
+        out.extend_from_slice(format!(" {cas}").as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+    Ok(())
 }
 
 #[cfg(test)]

@@ -500,6 +500,33 @@ pub extern "system" fn Java_io_msm_Native_unlock<'local>(
     })
 }
 
+/// `Native.accessed(long handle, String id, long lockHandle)`: non-sticky end of a request that
+/// carried the session's id without using the session: renews the session's validity record and
+/// releases the lock (0: none). Returns whether memcached holds the session.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_msm_Native_accessed<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    id: JString<'local>,
+    lock_handle: jlong,
+) -> jboolean {
+    run(&mut env, |env| {
+        let lock = take_lock(lock_handle)?;
+        let manager = manager(handle)?;
+        let id = match session_id(env, &manager, &id) {
+            Ok(id) => id,
+            Err(failure) => {
+                if let Some(lock) = lock {
+                    block_on(manager.unlock(lock)).ok();
+                }
+                return Err(failure);
+            }
+        };
+        Ok(block_on(manager.accessed(&id, lock))?)
+    })
+}
+
 /// `Native.finish(long handle, String id, long creationTime, long lastAccessedTime,
 /// int maxInactive, String authType, String principal, String[] names, byte[][] values,
 /// long lockHandle, String uri)`: non-sticky request end: writes the session if it changed

@@ -134,6 +134,18 @@ public final class Native {
     public static native void unlock(long handle, long lockHandle);
 
     /**
+     * Non-sticky end of a request that carried a session id but never used the session: renews
+     * the session's validity record (not loading the session) and releases the lock.
+     *
+     * @param handle manager handle
+     * @param id the requested session id
+     * @param lockHandle the request's lock, 0 for none
+     * @return whether memcached holds a live session under {@code id}
+     * @throws io.msm.MsmException when memcached cannot be reached
+     */
+    public static native boolean accessed(long handle, String id, long lockHandle);
+
+    /**
      * Non-sticky request end: writes the session when it changed (else renews its expiry) and
      * releases the lock.
      *

@@ -31,6 +31,7 @@ import jakarta.servlet.http.HttpSession;
  * ignored by the manager in the tests;</li>
  * <li>{@code /slow?ms=N}: reads the session slowly (N ms) and reports when it started and
  * ended, to show which requests of one session run in parallel;</li>
+ * <li>{@code /plain}: never looks at the session (as a static resource);</li>
  * <li>{@code /stats}: the manager's JMX statistics, read from the platform MBean server;</li>
  * <li>{@code /nodes?value=L}: replaces the memcached node list through the JMX operation.</li>
  * </ul>
@@ -78,6 +79,10 @@ public final class DemoServlet extends HttpServlet {
                 }
                 reply(response, "started=" + started + " ended=" + System.currentTimeMillis()
                         + " counter=" + (session == null ? null : session.getAttribute("counter")));
+                return;
+            case "/plain":
+                // Like a static resource: never looks at the session.
+                reply(response, "plain");
                 return;
             case "/stats":
             case "/nodes":

@@ -84,6 +84,16 @@ public final class ManagerStatistics implements ManagerStatisticsMBean {
     }
 
     @Override
+    public long getBackupCopiesWritten() {
+        return core("backups_written");
+    }
+
+    @Override
+    public long getBackupCopiesMissed() {
+        return core("backups_skipped") + core("backups_failed");
+    }
+
+    @Override
     public long getSerializationFailures() {
         return serializationFailures.sum();
     }

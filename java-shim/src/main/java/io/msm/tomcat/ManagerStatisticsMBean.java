@@ -27,6 +27,15 @@ public interface ManagerStatisticsMBean {
     /** @return backups that failed (memcached errors and serialization failures) */
     long getBackupsFailed();
 
+    /** @return non-sticky mode: backup copies written to the node after the session's */
+    long getBackupCopiesWritten();
+
+    /**
+     * @return non-sticky mode: backup copies not written because the next node was down or
+     *     failed
+     */
+    long getBackupCopiesMissed();
+
     /** @return attributes that could not be serialized */
     long getSerializationFailures();
 

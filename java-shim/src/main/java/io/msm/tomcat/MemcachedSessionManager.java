@@ -8,6 +8,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 
+import jakarta.servlet.RequestDispatcher;
 import jakarta.servlet.http.HttpServletResponse;
 import javax.management.JMException;
 import javax.management.ObjectName;
@@ -102,12 +103,24 @@ public class MemcachedSessionManager extends ManagerBase {
 
     /** Non-sticky mode: the lock and the session of one request. */
     private static final class RequestState {
+        final Request request;
+        /** The session id the request carried, if any. */
+        final String requested;
         long lock;
         MsmSession session;
+        /** The request looked the requested session up in memcached (found or not). */
+        boolean looked;
+        /** An id the request looked up that memcached does not hold. */
+        String missing;
         /** Reading the session from memcached failed (as opposed to: it does not exist). */
         boolean loadFailed;
         /** The session's id when the request began, if the request changed it. */
         String oldId;
+
+        RequestState(Request request) {
+            this.request = request;
+            this.requested = request.getRequestedSessionId();
+        }
     }
 
     /** @return whether sessions are sticky (kept in memory, backed up) or not (memcached is the store) */
@@ -236,7 +249,10 @@ public class MemcachedSessionManager extends ManagerBase {
         if (maxInactiveInterval != null) {
             session.setMaxInactiveInterval(maxInactiveInterval);
         }
-        attach(session);
+        RequestState state = current.get();
+        if (state != null) {
+            join(state, (MsmSession) session, true);
+        }
         return session;
     }
 
@@ -251,28 +267,57 @@ public class MemcachedSessionManager extends ManagerBase {
     @Override
     public Session findSession(String id) throws IOException {
         Session session = super.findSession(id);
-        if (!sticky && current.get() == null) {
-            // Non-sticky: looked up before the valve ran (by an authenticator): not read from
-            // memcached yet; the valve reads it once, under the request's lock.
+        if (sticky) {
+            return session != null || id == null || !distributing() ? session
+                    : loadFromMemcached(id);
+        }
+        RequestState state = current.get();
+        if (state == null) {
+            // Outside the valve (Tomcat's authenticator runs before it): only what this Tomcat
+            // holds; the request reads memcached, under its lock, once it uses the session.
             return session;
         }
-        if (session == null && id != null && distributing()) {
+        boolean readHere = false;
+        if (session == null && id != null && distributing() && !id.equals(state.missing)) {
+            state.looked = true;
             session = loadFromMemcached(id);
+            if (state.loadFailed) {
+                // Not "no session": a new one would orphan the user's. The request fails (503).
+                throw new SessionStoreUnavailableException(
+                        "session " + redact(id) + ": the session store is not available");
+            }
+            if (session == null) {
+                state.missing = id;
+            } else {
+                readHere = true;
+                if (!session.getIdInternal().equals(id)) {
+                    // It moved to its backup node, which is its primary now: new cookie.
+                    state.request.changeSessionId(session.getIdInternal());
+                }
+            }
         }
-        attach(session);
+        if (session instanceof MsmSession) {
+            join(state, (MsmSession) session, readHere);
+        }
         return session;
     }
 
-    /** Non-sticky mode: records that the current request uses this session. */
-    private void attach(Session session) {
-        RequestState state = current.get();
-        if (state == null || !(session instanceof MsmSession) || state.session == session) {
+    /**
+     * Non-sticky mode: records that the current request uses this session. A session another
+     * request of this Tomcat loaded is read again when this request holds the lock (it was
+     * read before the lock was this request's).
+     */
+    private void join(RequestState state, MsmSession session, boolean readByThisRequest) {
+        if (state.session == session) {
             return;
         }
         // The request's session, or a new one after the request invalidated it (a login does).
         if (state.session == null || !state.session.isLive()) {
-            state.session = (MsmSession) session;
-            state.session.requests.incrementAndGet();
+            if (state.lock != 0 && !readByThisRequest && !session.isNew()) {
+                refresh(session, session.getIdInternal());
+            }
+            state.session = session;
+            session.requests.incrementAndGet();
         }
     }
 
@@ -481,16 +526,24 @@ public class MemcachedSessionManager extends ManagerBase {
     }
 
     /**
-     * Non-sticky request start: takes the session lock when {@code lockingMode} says so.
+     * Non-sticky request start: takes the session lock when {@code lockingMode} says so. The
+     * session is read from memcached only when the request uses it ({@link #findSession}).
      *
      * @return false when the request is refused (the lock was not acquired and
      *     {@code lockFailure="refuse"}): 503 was sent
      */
     boolean startRequest(Request request, Response response) throws IOException {
-        RequestState state = new RequestState();
+        RequestState state = new RequestState(request);
+        String requested = state.requested;
+        // Read before the request's state is set, so only what this Tomcat holds: Tomcat's
+        // authenticator may have handed the request a session that a concurrent request of
+        // this Tomcat uses, and the request keeps it.
+        Session held = requested == null ? null : request.getSessionInternal(false);
         current.set(state);
-        String requested = request.getRequestedSessionId();
-        if (requested != null && Native.locksRequest(handle, request.getDecodedRequestURI())) {
+        if (requested == null) {
+            return true;
+        }
+        if (Native.locksRequest(handle, request.getDecodedRequestURI())) {
             try {
                 state.lock = Native.lockForRequest(handle, requested);
             } catch (MsmLockTimeoutException e) {
@@ -504,31 +557,23 @@ public class MemcachedSessionManager extends ManagerBase {
                 LOG.warn("session " + redact(requested) + " not locked: " + e.getMessage());
             }
         }
-        if (requested != null) {
-            // Loads the session now, under the lock; or returns the one Tomcat looked up before
-            // this valve ran (its authenticators do), which is then read again under the lock.
-            Session found = request.getSessionInternal(false);
-            if (state.loadFailed) {
-                // Not "no session": a new one would orphan the user's. Ask to try again.
-                response.sendError(HttpServletResponse.SC_SERVICE_UNAVAILABLE,
-                        "the session store is not available; try again");
-                return false;
-            }
-            if (found instanceof MsmSession) {
-                MsmSession session = (MsmSession) found;
-                if (state.session != session) {
-                    if (state.lock != 0) {
-                        refresh(session, session.getIdInternal());
-                    }
-                    attach(session);
-                }
-                if (!session.getIdInternal().equals(requested)) {
-                    // It moved to its backup node, which is its primary now: new cookie.
-                    request.changeSessionId(session.getIdInternal());
-                }
-            }
+        if (held instanceof MsmSession) {
+            join(state, (MsmSession) held, false);
+        } else if (routedId(requested) != null) {
+            // Its node is down: move it to its backup node now, while the new cookie can still
+            // be sent.
+            findSession(requested);
         }
         return true;
+    }
+
+    /** @return the id the requested session must have here, null when it is right as it is */
+    private String routedId(String requested) {
+        try {
+            return Native.routeRequest(handle, requested, getJvmRoute());
+        } catch (MsmInvalidIdException e) {
+            return null;
+        }
     }
 
     private void refresh(MsmSession session, String id) {
@@ -555,8 +600,13 @@ public class MemcachedSessionManager extends ManagerBase {
         }
         MsmSession session = state.session;
         try {
-            // No session: none was requested, or memcached holds none (the request start read
-            // it), so there is nothing to store or renew.
+            if (state.loadFailed && !request.getResponse().isCommitted()) {
+                sendUnavailable(request);
+            }
+            if (session == null && state.requested != null && !state.looked) {
+                // The request carried the session's id but never used the session.
+                accessed(state);
+            }
             if (session != null && session.requests.decrementAndGet() == 0) {
                 try {
                     if (session.isValid() && store(request, session, state.lock)) {
@@ -572,6 +622,30 @@ public class MemcachedSessionManager extends ManagerBase {
             }
         } finally {
             releaseLock(state);
+        }
+    }
+
+    /** The request met an unreachable session store: 503, not the servlet's 500. */
+    private static void sendUnavailable(Request request) {
+        request.removeAttribute(RequestDispatcher.ERROR_EXCEPTION);
+        try {
+            request.getResponse().sendError(HttpServletResponse.SC_SERVICE_UNAVAILABLE,
+                    "the session store is not available; try again");
+        } catch (IOException | IllegalStateException e) {
+            LOG.debug("503 not sent: " + e);
+        }
+    }
+
+    /** Renews a session the request carried but did not use, and releases the lock. */
+    private void accessed(RequestState state) {
+        long lock = state.lock;
+        state.lock = 0;
+        try {
+            Native.accessed(handle, state.requested, lock);
+        } catch (MsmInvalidIdException e) {
+            // A forged or foreign cookie: nothing in memcached.
+        } catch (MsmException | IllegalArgumentException e) {
+            LOG.warn("session " + redact(state.requested) + " not renewed: " + e.getMessage());
         }
     }
 
