@@ -76,6 +76,8 @@ pub struct Options {
     pub route: Option<String>,
     /// Manager attributes, as in `context.xml`.
     pub attributes: Vec<(String, String)>,
+    /// Attributes of the `<Context>` itself, as in `context.xml`.
+    pub context: Vec<(String, String)>,
     /// Extra JVM options.
     pub jvm: Vec<String>,
 }
@@ -91,6 +93,7 @@ impl Options {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
+            context: Vec::new(),
             jvm: Vec::new(),
         }
     }
@@ -156,6 +159,9 @@ impl Tomcat {
         }
         for (name, value) in &options.attributes {
             command.args(["--attr", &format!("{name}={value}")]);
+        }
+        for (name, value) in &options.context {
+            command.args(["--context", &format!("{name}={value}")]);
         }
         let child = command
             .stdin(Stdio::null())

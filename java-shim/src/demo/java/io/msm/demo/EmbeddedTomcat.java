@@ -19,10 +19,11 @@ import io.msm.tomcat.MemcachedSessionManager;
  *
  * <pre>
  * java io.msm.demo.EmbeddedTomcat --port 8080 [--route a] [--manager msm|standard]
- *      [--attr name=value]...
+ *      [--attr name=value]... [--context name=value]...
  * </pre>
  *
- * Attributes are set on the manager the way {@code context.xml} sets them. Prints
+ * {@code --attr} sets an attribute of the manager, {@code --context} one of the context, the way
+ * {@code context.xml} sets them on {@code <Manager>} and {@code <Context>}. Prints
  * {@code READY <port>} when serving; exits with status 2 when the context failed to start.
  */
 public final class EmbeddedTomcat {
@@ -39,6 +40,7 @@ public final class EmbeddedTomcat {
         String route = null;
         String manager = "msm";
         List<String[]> attributes = new ArrayList<>();
+        List<String[]> contextAttributes = new ArrayList<>();
         for (int i = 0; i + 1 < args.length; i += 2) {
             switch (args[i]) {
                 case "--port":
@@ -52,6 +54,9 @@ public final class EmbeddedTomcat {
                     break;
                 case "--attr":
                     attributes.add(args[i + 1].split("=", 2));
+                    break;
+                case "--context":
+                    contextAttributes.add(args[i + 1].split("=", 2));
                     break;
                 default:
                     throw new IllegalArgumentException("unknown option " + args[i]);
@@ -69,6 +74,10 @@ public final class EmbeddedTomcat {
         }
         Context context = tomcat.addContext("", base.getAbsolutePath());
         Tomcat.addServlet(context, "demo", new DemoServlet()).addMapping("/*");
+        for (String[] attribute : contextAttributes) {
+            IntrospectionUtils.setProperty(context, attribute[0],
+                    attribute.length > 1 ? attribute[1] : "", true);
+        }
         if (manager.equals("msm")) {
             MemcachedSessionManager msm = new MemcachedSessionManager();
             for (String[] attribute : attributes) {

@@ -39,10 +39,11 @@ import io.msm.Native;
  *          memcachedNodes="n1:host1:11211 n2:host2:11211" />
  * }</pre>
  *
- * <p>Every attribute other than Tomcat's own manager attributes and {@code serializer} is handed
- * to the native core, which validates it: an unknown name or a bad value stops the context with a
- * message naming it. The manager makes no routing, failover or change decision itself; it turns
- * Tomcat's session lifecycle into calls to the core and attributes into bytes.
+ * <p>Every attribute other than Tomcat's own manager attributes, {@code serializer} and the
+ * session cookie attributes ({@link SessionCookies}) is handed to the native core, which validates
+ * it: an unknown name or a bad value stops the context with a message naming it. The manager
+ * makes no routing, failover or change decision itself; it turns Tomcat's session lifecycle into
+ * calls to the core and attributes into bytes.
  */
 public class MemcachedSessionManager extends ManagerBase {
     private static final Log LOG = LogFactory.getLog(MemcachedSessionManager.class);
@@ -51,6 +52,7 @@ public class MemcachedSessionManager extends ManagerBase {
     private final Map<String, String> attributes = new LinkedHashMap<>();
     private final Map<String, Boolean> storedAttributes = new ConcurrentHashMap<>();
     private final ManagerStatistics statistics = new ManagerStatistics(this);
+    private final SessionCookies cookies = new SessionCookies();
     private final Object loadLock = new Object();
     private String serializerClass = JavaSerializer.class.getName();
     private AttributeSerializer serializer = new JavaSerializer();
@@ -66,14 +68,17 @@ public class MemcachedSessionManager extends ManagerBase {
 
     /**
      * Receives every {@code context.xml} attribute that has no setter of its own (Tomcat's
-     * digester calls this); the native core validates them all when the context starts.
+     * digester calls this): the session cookie attributes are kept for {@link SessionCookies}, the
+     * others for the native core; all are validated when the context starts.
      *
      * @param name attribute name
      * @param value attribute value
      * @return always true: unknown names are refused at start, with a message naming them
      */
     public boolean setProperty(String name, String value) {
-        attributes.put(name, value);
+        if (!cookies.accept(name, value)) {
+            attributes.put(name, value);
+        }
         return true;
     }
 
@@ -155,6 +160,13 @@ public class MemcachedSessionManager extends ManagerBase {
             // Tomcat's own allow-list of attribute value classes applies to deserialization.
             ((JavaSerializer) serializer).allowClasses(getSessionAttributeValueClassNamePattern(),
                     getWarnOnSessionAttributeFilterFailure());
+        }
+        try {
+            cookies.apply(context, LOG);
+        } catch (IllegalArgumentException | IllegalStateException e) {
+            LOG.error("memcached session manager of context [" + context.getName()
+                    + "] not started: " + e.getMessage());
+            throw new LifecycleException(e.getMessage(), e);
         }
         try {
             handle = Native.create(attributes.keySet().toArray(new String[0]),
