@@ -460,3 +460,50 @@ fn a_killed_backup_node_is_skipped_and_counted() {
     let missed: u64 = stats.field("BackupCopiesMissed").unwrap().parse().unwrap();
     assert!(missed >= 3, "{stats:?}");
 }
+
+#[test]
+fn error_pages_and_asynchronous_requests_use_the_session_too() {
+    let (m1, m2) = (Memcached::start(), Memcached::start());
+    let nodes = node_list(&[&m1, &m2]);
+    for locking in ["none", "all"] {
+        let extra = [("lockingMode", locking)];
+        let (a, b) = (tomcat("a", &nodes, &extra), tomcat("b", &nodes, &extra));
+        let mut browser = Browser::default();
+        browser.get(&a, "/");
+        let id = browser.cookie.clone().unwrap();
+
+        // The error page runs after the request's servlet and valve: it finds the user's
+        // session (no new one), and what it changes is stored.
+        let response = browser.get(&a, "/missing");
+        assert_eq!(response.status, 404, "{response:?}");
+        assert_eq!(
+            response.field("errors"),
+            Some("1"),
+            "{locking}: {response:?}"
+        );
+        assert!(response.new_session.is_none(), "{locking}: {response:?}");
+        let response = browser.get(&b, "/get?name=errors");
+        assert_eq!(
+            response.field("errors"),
+            Some("1"),
+            "{locking}: {response:?}"
+        );
+
+        // An asynchronous request changes its session on another thread, after the valve:
+        // stored when the request completes, and its lock held until then.
+        let response = browser.get(&a, "/async");
+        assert_eq!(
+            response.field("async"),
+            Some("done"),
+            "{locking}: {response:?}"
+        );
+        let response = browser.get(&b, "/get?name=async");
+        assert_eq!(
+            response.field("async"),
+            Some("done"),
+            "{locking}: {response:?}"
+        );
+        assert_eq!(response.field("counter"), Some("1"));
+        assert_eq!(browser.cookie.as_deref(), Some(id.as_str()));
+    }
+}

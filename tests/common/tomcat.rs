@@ -199,7 +199,10 @@ impl Tomcat {
     /// Kills the JVM (SIGKILL): a crash, nothing is flushed.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
-            signal(&child, libc::SIGKILL);
+            // One that exited by itself (and was reaped) has nothing left to kill.
+            if matches!(child.try_wait(), Ok(None)) {
+                signal(&child, libc::SIGKILL);
+            }
             let _ = child.wait();
         }
     }

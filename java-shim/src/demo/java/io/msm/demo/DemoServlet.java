@@ -2,6 +2,7 @@ package io.msm.demo;
 
 import java.io.IOException;
 import java.io.PrintWriter;
+import java.io.UncheckedIOException;
 import java.lang.management.ManagementFactory;
 import java.util.Collections;
 import java.util.Set;
@@ -11,6 +12,7 @@ import javax.management.MBeanAttributeInfo;
 import javax.management.MBeanServer;
 import javax.management.ObjectName;
 
+import jakarta.servlet.AsyncContext;
 import jakarta.servlet.http.HttpServlet;
 import jakarta.servlet.http.HttpServletRequest;
 import jakarta.servlet.http.HttpServletResponse;
@@ -32,6 +34,10 @@ import jakarta.servlet.http.HttpSession;
  * <li>{@code /slow?ms=N}: reads the session slowly (N ms) and reports when it started and
  * ended, to show which requests of one session run in parallel;</li>
  * <li>{@code /plain}: never looks at the session (as a static resource);</li>
+ * <li>{@code /missing}: answers 404, whose error page ({@code /error-page}) counts the
+ * session's errors in its {@code errors} attribute;</li>
+ * <li>{@code /async}: reads the session, then sets its {@code async} attribute on another
+ * thread of an asynchronous request;</li>
  * <li>{@code /stats}: the manager's JMX statistics, read from the platform MBean server;</li>
  * <li>{@code /nodes?value=L}: replaces the memcached node list through the JMX operation.</li>
  * </ul>
@@ -79,6 +85,28 @@ public final class DemoServlet extends HttpServlet {
                 }
                 reply(response, "started=" + started + " ended=" + System.currentTimeMillis()
                         + " counter=" + (session == null ? null : session.getAttribute("counter")));
+                return;
+            case "/missing":
+                response.sendError(HttpServletResponse.SC_NOT_FOUND);
+                return;
+            case "/error-page":
+                session = request.getSession();
+                Integer errors = (Integer) session.getAttribute("errors");
+                session.setAttribute("errors", errors == null ? 1 : errors + 1);
+                reply(response, "errors=" + session.getAttribute("errors"));
+                return;
+            case "/async":
+                HttpSession used = request.getSession();
+                AsyncContext async = request.startAsync();
+                async.start(() -> {
+                    used.setAttribute("async", "done");
+                    try {
+                        reply((HttpServletResponse) async.getResponse(), "async=done");
+                    } catch (IOException e) {
+                        throw new UncheckedIOException(e);
+                    }
+                    async.complete();
+                });
                 return;
             case "/plain":
                 // Like a static resource: never looks at the session.

@@ -7,9 +7,11 @@ import java.util.List;
 
 import org.apache.catalina.Context;
 import org.apache.catalina.LifecycleState;
+import org.apache.catalina.Wrapper;
 import org.apache.catalina.session.StandardManager;
 import org.apache.catalina.startup.Tomcat;
 import org.apache.tomcat.util.IntrospectionUtils;
+import org.apache.tomcat.util.descriptor.web.ErrorPage;
 
 import io.msm.tomcat.MemcachedSessionManager;
 
@@ -73,7 +75,13 @@ public final class EmbeddedTomcat {
             System.setProperty("msm.demo.route", route);
         }
         Context context = tomcat.addContext("", base.getAbsolutePath());
-        Tomcat.addServlet(context, "demo", new DemoServlet()).addMapping("/*");
+        Wrapper demo = Tomcat.addServlet(context, "demo", new DemoServlet());
+        demo.addMapping("/*");
+        demo.setAsyncSupported(true);
+        ErrorPage notFound = new ErrorPage();
+        notFound.setErrorCode(404);
+        notFound.setLocation("/error-page");
+        context.addErrorPage(notFound);
         for (String[] attribute : contextAttributes) {
             IntrospectionUtils.setProperty(context, attribute[0],
                     attribute.length > 1 ? attribute[1] : "", true);

@@ -9,6 +9,9 @@ import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 
 import jakarta.servlet.RequestDispatcher;
+import jakarta.servlet.ServletRequest;
+import jakarta.servlet.ServletRequestEvent;
+import jakarta.servlet.ServletRequestListener;
 import jakarta.servlet.http.HttpServletResponse;
 import javax.management.JMException;
 import javax.management.ObjectName;
@@ -61,6 +64,11 @@ public class MemcachedSessionManager extends ManagerBase {
     private boolean sticky = true;
     /** Non-sticky mode: what the request this thread serves holds. */
     private final ThreadLocal<RequestState> current = new ThreadLocal<>();
+    /**
+     * Non-sticky mode: requests between the valve and their end, by the request object that
+     * Tomcat's request listeners see (an asynchronous request ends on another thread).
+     */
+    private final Map<ServletRequest, RequestState> inFlight = new ConcurrentHashMap<>();
     private boolean ignoresAnyUri;
     private int backupWaitMillis = -1;
     private Integer maxInactiveInterval;
@@ -184,6 +192,9 @@ public class MemcachedSessionManager extends ManagerBase {
         maxInactiveInterval = lifetime == null ? null : Integer.valueOf(lifetime.trim());
         registerStatistics(host, context.getName());
         context.getPipeline().addValve(new SessionBackupValve(this));
+        if (!sticky) {
+            listenForRequestEnds(context);
+        }
         LOG.info("memcached session manager of context [" + context.getName() + "] started"
                 + (enabled ? "" : " (disabled: sessions stay in memory)"));
         setState(LifecycleState.STARTING);
@@ -204,8 +215,33 @@ public class MemcachedSessionManager extends ManagerBase {
         }
         unregisterStatistics();
         storedAttributes.clear();
+        inFlight.clear();
         sessions.clear();
         super.stopInternal();
+    }
+
+    /**
+     * Non-sticky mode: a request ends when Tomcat says so, after its error page and after its
+     * asynchronous processing, both of which may use the session after the valve is done. The
+     * listener goes first, so that on the request's end it runs after the application's.
+     */
+    private void listenForRequestEnds(Context context) {
+        Object[] listeners = context.getApplicationEventListeners();
+        Object[] withEnds = new Object[listeners.length + 1];
+        withEnds[0] = new ServletRequestListener() {
+            @Override
+            public void requestInitialized(ServletRequestEvent event) {
+                // A request whose end Tomcat never announced leaves nothing on this thread.
+                current.remove();
+            }
+
+            @Override
+            public void requestDestroyed(ServletRequestEvent event) {
+                finishRequest(event.getServletRequest());
+            }
+        };
+        System.arraycopy(listeners, 0, withEnds, 1, listeners.length);
+        context.setApplicationEventListeners(withEnds);
     }
 
     private void registerStatistics(String host, String context) {
@@ -552,6 +588,7 @@ public class MemcachedSessionManager extends ManagerBase {
         // this Tomcat uses, and the request keeps it.
         Session held = requested == null ? null : request.getSessionInternal(false);
         current.set(state);
+        inFlight.put(request.getRequest(), state);
         if (requested == null) {
             return true;
         }
@@ -560,6 +597,7 @@ public class MemcachedSessionManager extends ManagerBase {
                 state.lock = Native.lockForRequest(handle, requested);
             } catch (MsmLockTimeoutException e) {
                 current.remove();
+                inFlight.remove(request.getRequest());
                 response.sendError(HttpServletResponse.SC_SERVICE_UNAVAILABLE,
                         "the session is busy; try again");
                 return false;
@@ -600,21 +638,50 @@ public class MemcachedSessionManager extends ManagerBase {
     }
 
     /**
-     * Non-sticky request end: the last request of this Tomcat using the session hands it to the
-     * core (written if changed, else its expiry renewed), the lock is released, and the session
-     * leaves Tomcat's memory.
+     * Non-sticky: an asynchronous dispatch of a request that started earlier runs with that
+     * request's state.
      */
-    void finishRequest(Request request) {
+    void resumeRequest(Request request) {
+        RequestState state = inFlight.get(request.getRequest());
+        if (state != null) {
+            current.set(state);
+        }
+    }
+
+    /**
+     * Non-sticky: the valve is done with the request. A request that met an unreachable session
+     * store is answered 503; an asynchronous one leaves this thread, its state waiting for its
+     * end ({@link #finishRequest}).
+     */
+    void leaveValve(Request request) {
         RequestState state = current.get();
-        current.remove();
         if (state == null) {
             return;
         }
+        if (state.loadFailed && !request.getResponse().isCommitted()) {
+            sendUnavailable(request);
+        }
+        if (request.isAsync()) {
+            current.remove();
+        }
+    }
+
+    /**
+     * Non-sticky request end, after its error page and asynchronous processing: the last request
+     * of this Tomcat using the session hands it to the core (written if changed, else its expiry
+     * renewed), the lock is released, and the session leaves Tomcat's memory.
+     */
+    private void finishRequest(ServletRequest servletRequest) {
+        RequestState state = inFlight.remove(servletRequest);
+        if (state == null) {
+            return;
+        }
+        if (current.get() == state) {
+            current.remove();
+        }
+        Request request = state.request;
         MsmSession session = state.session;
         try {
-            if (state.loadFailed && !request.getResponse().isCommitted()) {
-                sendUnavailable(request);
-            }
             if (session == null && state.requested != null && !state.looked) {
                 // The request carried the session's id but never used the session.
                 accessed(state);

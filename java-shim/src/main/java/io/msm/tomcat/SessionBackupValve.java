@@ -2,6 +2,7 @@ package io.msm.tomcat;
 
 import java.io.IOException;
 
+import jakarta.servlet.DispatcherType;
 import jakarta.servlet.ServletException;
 
 import org.apache.catalina.connector.Request;
@@ -28,12 +29,16 @@ final class SessionBackupValve extends ValveBase {
             return;
         }
         if (!manager.isSticky()) {
+            // The request ends later, in the manager's request listener.
+            if (request.getDispatcherType() == DispatcherType.ASYNC) {
+                manager.resumeRequest(request);
+            } else if (!manager.startRequest(request, response)) {
+                return;
+            }
             try {
-                if (manager.startRequest(request, response)) {
-                    getNext().invoke(request, response);
-                }
+                getNext().invoke(request, response);
             } finally {
-                manager.finishRequest(request);
+                manager.leaveValve(request);
             }
             return;
         }
