@@ -126,17 +126,7 @@ impl SessionManager {
                 self.store_releasing(id, session, &mut lock).await
             }
         };
-        if let (LockingMode::Auto, Some(uri)) = (&self.config.locking_mode, uri) {
-            let mut read_only = self.read_only_uris.lock();
-            if !unchanged {
-                read_only.remove(uri);
-            } else {
-                if read_only.len() >= MAX_READ_ONLY_URIS {
-                    read_only.clear();
-                }
-                read_only.insert(uri.to_owned());
-            }
-        }
+        self.learn(uri, unchanged);
         if let Some(lock) = lock {
             // The store's outcome (a new id above all) matters more than a lock that will expire.
             if let Err(e) = self.unlock(lock).await {
@@ -144,6 +134,23 @@ impl SessionManager {
             }
         }
         result
+    }
+
+    /// `lockingMode="auto"`: remembers whether the last request for `uri` left its session
+    /// unchanged (such URIs stop locking) or not.
+    fn learn(&self, uri: Option<&str>, unchanged: bool) {
+        let (LockingMode::Auto, Some(uri)) = (&self.config.locking_mode, uri) else {
+            return;
+        };
+        let mut read_only = self.read_only_uris.lock();
+        if !unchanged {
+            read_only.remove(uri);
+        } else {
+            if read_only.len() >= MAX_READ_ONLY_URIS {
+                read_only.clear();
+            }
+            read_only.insert(uri.to_owned());
+        }
     }
 
     /// Renews a session accessed now without rewriting it: its validity record, and its copies'
@@ -226,9 +233,16 @@ impl SessionManager {
     /// Non-sticky end of a request that carried the session's id but never used the session:
     /// the request still counts as the session's access, which renews only the session's
     /// validity record (read first for the session's lifetime), not loading the session. Then
-    /// releases the lock, if the request held one. `false` when memcached holds no live session
-    /// under `id` (or its node is down: the next request that uses it moves it).
-    pub async fn accessed(&self, id: &SessionId, lock: Option<SessionLock>) -> Result<bool> {
+    /// releases the lock, if the request held one. For `lockingMode="auto"`, requests for `uri`
+    /// count as read-only. `false` when memcached holds no live session under `id` (or its node
+    /// is down: the next request that uses it moves it).
+    pub async fn accessed(
+        &self,
+        id: &SessionId,
+        lock: Option<SessionLock>,
+        uri: Option<&str>,
+    ) -> Result<bool> {
+        self.learn(uri, true);
         let mut lock = lock;
         let result = self.renew_unused(id, &mut lock).await;
         if let Some(lock) = lock {

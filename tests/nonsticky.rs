@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Memcached, manager, stat};
+use common::{Memcached, command_totals, manager, stat};
 use msm::SessionData;
 use msm::runtime::block_on;
 
@@ -57,21 +57,16 @@ fn auto_locking_learns_read_only_uris() {
     s.attributes.insert("k".into(), b"2".to_vec());
     block_on(m.finish(&id, &mut s, None, Some("/show"))).unwrap();
     assert!(m.locks_request("/show"));
-}
 
-/// Commands both servers received: (get keys, storage commands, touches, deletes).
-fn commands(nodes: &[&Memcached]) -> [u64; 4] {
-    let sum = |name: &str| nodes.iter().map(|n| n.stat(name)).sum::<u64>();
-    [
-        sum("cmd_get"),
-        sum("cmd_set"),
-        sum("cmd_touch"),
-        sum("delete_hits") + sum("delete_misses"),
-    ]
+    // A request that never used its session changed nothing either.
+    assert!(m.locks_request("/logo.png"));
+    let lock = block_on(m.lock(&id)).unwrap();
+    assert!(block_on(m.accessed(&id, Some(lock), Some("/logo.png"))).unwrap());
+    assert!(!m.locks_request("/logo.png"));
 }
 
 fn since(before: [u64; 4], nodes: &[&Memcached]) -> [u64; 4] {
-    let now = commands(nodes);
+    let now = command_totals(nodes);
     std::array::from_fn(|i| now[i] - before[i])
 }
 
@@ -86,7 +81,7 @@ fn a_request_end_writes_only_a_changed_session_and_always_unlocks() {
 
     // Unchanged: the lock's `add`, one get of session and validity record, then the record
     // rewritten and the lock deleted; the copies are neither written nor touched.
-    let before = commands(&nodes);
+    let before = command_totals(&nodes);
     let (loaded, lock) = block_on(m.load_locked(&id)).unwrap();
     let mut s = loaded.unwrap().session;
     block_on(m.finish(&id, &mut s, Some(lock), None)).unwrap();
@@ -97,7 +92,7 @@ fn a_request_end_writes_only_a_changed_session_and_always_unlocks() {
     );
 
     // Changed: both copies and the record written, the lock deleted.
-    let before = commands(&nodes);
+    let before = command_totals(&nodes);
     let (loaded, lock) = block_on(m.load_locked(&id)).unwrap();
     let mut s = loaded.unwrap().session;
     s.attributes.insert("k".into(), b"2".to_vec());
@@ -111,9 +106,9 @@ fn a_request_end_writes_only_a_changed_session_and_always_unlocks() {
     assert_eq!(again.attributes["k"], b"2");
 
     // A request that never used the session: the record read and rewritten, nothing else.
-    let before = commands(&nodes);
+    let before = command_totals(&nodes);
     let lock = block_on(m.lock(&id)).unwrap();
-    assert!(block_on(m.accessed(&id, Some(lock))).unwrap());
+    assert!(block_on(m.accessed(&id, Some(lock), None)).unwrap());
     assert_eq!(
         since(before, &nodes),
         [1, 2, 0, 1],
@@ -147,7 +142,7 @@ fn sessions_expire_without_any_host_and_every_access_renews_them() {
     // copies' expiry is renewed along the way, so it is alive at the end.
     for _ in 0..6 {
         std::thread::sleep(std::time::Duration::from_secs(1));
-        assert!(block_on(m.accessed(&id, None)).unwrap());
+        assert!(block_on(m.accessed(&id, None, None)).unwrap());
     }
     assert!(
         primary.ttl(&key).unwrap() >= 3,
@@ -161,5 +156,5 @@ fn sessions_expire_without_any_host_and_every_access_renews_them() {
     // Left alone longer than its lifetime, it is gone, with no host expiring it.
     std::thread::sleep(std::time::Duration::from_millis(4200));
     assert!(block_on(m.load(&id)).unwrap().is_none());
-    assert!(!block_on(m.accessed(&id, None)).unwrap());
+    assert!(!block_on(m.accessed(&id, None, None)).unwrap());
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::tomcat::{Browser, Options, Tomcat};
-use common::{Memcached, node_list};
+use common::{Memcached, command_totals, node_list};
 
 const PREFIX: &str = "e2e:";
 
@@ -23,6 +23,17 @@ fn tomcat(route: &str, nodes: &str, extra: &[(&str, &str)]) -> Tomcat {
 
 fn storage(id: &str) -> &str {
     id.split('.').next().unwrap()
+}
+
+/// Creates sessions on `tomcat` until one lives on node n1: a browser holding it.
+fn session_on_n1(tomcat: &Tomcat) -> Browser {
+    loop {
+        let mut candidate = Browser::default();
+        candidate.get(tomcat, "/");
+        if storage(candidate.cookie.as_deref().unwrap()).ends_with("-n1") {
+            return candidate;
+        }
+    }
 }
 
 #[test]
@@ -99,13 +110,7 @@ fn a_killed_primary_node_fails_over_to_the_backup() {
     let (mut m1, m2, m3) = (Memcached::start(), Memcached::start(), Memcached::start());
     let nodes = node_list(&[&m1, &m2, &m3]);
     let (a, b) = (tomcat("a", &nodes, &[]), tomcat("b", &nodes, &[]));
-    let mut browser = loop {
-        let mut candidate = Browser::default();
-        candidate.get(&a, "/");
-        if storage(candidate.cookie.as_deref().unwrap()).ends_with("-n1") {
-            break candidate;
-        }
-    };
+    let mut browser = session_on_n1(&a);
     browser.get(&b, "/");
     m1.kill();
     for (expected, tomcat) in [(3, &a), (4, &b), (5, &a)] {
@@ -202,13 +207,7 @@ fn a_hung_backup_node_is_marked_down_and_skipped() {
     let (m1, mut m2) = (Memcached::start(), Memcached::start());
     let nodes = node_list(&[&m1, &m2]);
     let a = tomcat("a", &nodes, &[]);
-    let mut on_n1 = loop {
-        let mut candidate = Browser::default();
-        candidate.get(&a, "/");
-        if storage(candidate.cookie.as_deref().unwrap()).ends_with("-n1") {
-            break candidate;
-        }
-    };
+    let mut on_n1 = session_on_n1(&a);
     m2.pause();
     for expected in 2..=6 {
         let response = on_n1.get(&a, "/");
@@ -313,17 +312,6 @@ fn an_unreachable_store_answers_503_instead_of_a_new_session() {
     );
 }
 
-/// Commands the servers received: [get keys, storage commands, touches, deletes].
-fn commands(nodes: &[&Memcached]) -> [u64; 4] {
-    let sum = |name: &str| nodes.iter().map(|n| n.stat(name)).sum::<u64>();
-    [
-        sum("cmd_get"),
-        sum("cmd_set"),
-        sum("cmd_touch"),
-        sum("delete_hits") + sum("delete_misses"),
-    ]
-}
-
 /// Memcached commands per request of each kind, over 20 requests of one session.
 fn per_request(
     tomcat: &Tomcat,
@@ -332,13 +320,13 @@ fn per_request(
     path: &str,
 ) -> [u64; 4] {
     const REQUESTS: u64 = 20;
-    let before = commands(nodes);
+    let before = command_totals(nodes);
     for i in 0..REQUESTS {
         let response = browser.get(tomcat, &path.replace("{i}", &i.to_string()));
         assert_eq!(response.status, 200, "{response:?}");
         assert!(response.new_session.is_none(), "{response:?}");
     }
-    let after = commands(nodes);
+    let after = command_totals(nodes);
     std::array::from_fn(|i| {
         let delta = after[i] - before[i];
         assert_eq!(delta % REQUESTS, 0, "{path}: {delta} commands of kind {i}");
@@ -412,13 +400,7 @@ fn a_hung_primary_node_fails_over_to_the_backup() {
     let (mut m1, m2, m3) = (Memcached::start(), Memcached::start(), Memcached::start());
     let nodes = node_list(&[&m1, &m2, &m3]);
     let (a, b) = (tomcat("a", &nodes, &[]), tomcat("b", &nodes, &[]));
-    let mut browser = loop {
-        let mut candidate = Browser::default();
-        candidate.get(&a, "/");
-        if storage(candidate.cookie.as_deref().unwrap()).ends_with("-n1") {
-            break candidate;
-        }
-    };
+    let mut browser = session_on_n1(&a);
     m1.pause();
     for (expected, tomcat) in [(2, &b), (3, &a), (4, &b)] {
         let response = browser.get(tomcat, "/");
@@ -440,13 +422,7 @@ fn a_killed_backup_node_is_skipped_and_counted() {
     let (m1, mut m2) = (Memcached::start(), Memcached::start());
     let nodes = node_list(&[&m1, &m2]);
     let a = tomcat("a", &nodes, &[]);
-    let mut browser = loop {
-        let mut candidate = Browser::default();
-        candidate.get(&a, "/");
-        if storage(candidate.cookie.as_deref().unwrap()).ends_with("-n1") {
-            break candidate;
-        }
-    };
+    let mut browser = session_on_n1(&a);
     m2.kill();
     for expected in 2..=4 {
         let response = browser.get(&a, "/");

@@ -500,9 +500,9 @@ pub extern "system" fn Java_io_msm_Native_unlock<'local>(
     })
 }
 
-/// `Native.accessed(long handle, String id, long lockHandle)`: non-sticky end of a request that
-/// carried the session's id without using the session: renews the session's validity record and
-/// releases the lock (0: none). Returns whether memcached holds the session.
+/// `Native.accessed(long handle, String id, long lockHandle, String uri)`: non-sticky end of a
+/// request that carried the session's id without using the session: renews the session's
+/// validity record and releases the lock (0: none). Returns whether memcached holds the session.
 #[unsafe(no_mangle)]
 pub extern "system" fn Java_io_msm_Native_accessed<'local>(
     mut env: EnvUnowned<'local>,
@@ -510,6 +510,7 @@ pub extern "system" fn Java_io_msm_Native_accessed<'local>(
     handle: jlong,
     id: JString<'local>,
     lock_handle: jlong,
+    uri: JString<'local>,
 ) -> jboolean {
     run(&mut env, |env| {
         let lock = take_lock(lock_handle)?;
@@ -523,7 +524,8 @@ pub extern "system" fn Java_io_msm_Native_accessed<'local>(
                 return Err(failure);
             }
         };
-        Ok(block_on(manager.accessed(&id, lock))?)
+        let uri = optional_string(env, &uri)?;
+        Ok(block_on(manager.accessed(&id, lock, uri.as_deref()))?)
     })
 }
 

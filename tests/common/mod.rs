@@ -282,6 +282,17 @@ pub fn command_counters(stats: &HashMap<String, u64>) -> Vec<(&'static str, u64)
     .collect()
 }
 
+/// What `nodes` received in total: [keys read, storage commands, touches, deletes].
+pub fn command_totals(nodes: &[&Memcached]) -> [u64; 4] {
+    let sum = |name: &str| nodes.iter().map(|n| n.stat(name)).sum::<u64>();
+    [
+        sum("cmd_get"),
+        sum("cmd_set"),
+        sum("cmd_touch"),
+        sum("delete_hits") + sum("delete_misses"),
+    ]
+}
+
 /// A twemproxy (`nutcracker`) in front of some memcached servers.
 pub struct Twemproxy {
     child: Child,

@@ -140,10 +140,11 @@ public final class Native {
      * @param handle manager handle
      * @param id the requested session id
      * @param lockHandle the request's lock, 0 for none
+     * @param uri the request's URI ({@code lockingMode="auto"} learns it is read-only), or null
      * @return whether memcached holds a live session under {@code id}
      * @throws io.msm.MsmException when memcached cannot be reached
      */
-    public static native boolean accessed(long handle, String id, long lockHandle);
+    public static native boolean accessed(long handle, String id, long lockHandle, String uri);
 
     /**
      * Non-sticky request end: writes the session when it changed (else renews its expiry) and

@@ -720,7 +720,7 @@ public class MemcachedSessionManager extends ManagerBase {
         long lock = state.lock;
         state.lock = 0;
         try {
-            Native.accessed(handle, state.requested, lock);
+            Native.accessed(handle, state.requested, lock, state.request.getDecodedRequestURI());
         } catch (MsmInvalidIdException e) {
             // A forged or foreign cookie: nothing in memcached.
         } catch (MsmException | IllegalArgumentException e) {
