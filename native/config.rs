@@ -368,14 +368,14 @@ impl ConfigBuilder {
     /// Sets one attribute by its name; unknown names and malformed values are refused here,
     /// naming the attribute and the value.
     pub fn set(&mut self, name: &str, value: &str) -> Result<&mut Self> {
-        let ms = |min, max| parse_ranged(name, value, min, max);
+        let ranged = |min, max| parse_ranged(name, value, min, max);
         match name {
             "memcachedNodes" => self.nodes = Some(value.to_owned()),
             "failoverNodes" => self.failover_nodes = Some(value.to_owned()),
             "sticky" => self.sticky = Some(parse_bool(name, value)?),
             "lockingMode" => self.locking_mode = Some(parse_locking_mode(name, value)?),
-            "lockExpiration" => self.lock_expiration = Some(ms(1, 3600)?),
-            "lockMaxWait" => self.lock_max_wait = Some(ms(0, 600_000)?),
+            "lockExpiration" => self.lock_expiration = Some(ranged(1, 3600)?),
+            "lockMaxWait" => self.lock_max_wait = Some(ranged(0, 600_000)?),
             "lockFailure" => {
                 self.lock_failure_refuses = Some(match value.trim() {
                     "proceed" => false,
@@ -383,11 +383,11 @@ impl ConfigBuilder {
                     _ => return Err(Error::config(name, value, "expected `proceed` or `refuse`")),
                 });
             }
-            "lockBackoffInitial" => self.lock_backoff_initial = Some(ms(1, 10_000)?),
-            "lockBackoffMax" => self.lock_backoff_max = Some(ms(1, 60_000)?),
-            "operationTimeout" => self.operation_timeout = Some(ms(1, 600_000)?),
-            "operationRetries" => self.operation_retries = Some(ms(0, 10)?),
-            "nodeProbeInterval" => self.node_probe_interval = Some(ms(10, 3_600_000)?),
+            "lockBackoffInitial" => self.lock_backoff_initial = Some(ranged(1, 10_000)?),
+            "lockBackoffMax" => self.lock_backoff_max = Some(ranged(1, 60_000)?),
+            "operationTimeout" => self.operation_timeout = Some(ranged(1, 600_000)?),
+            "operationRetries" => self.operation_retries = Some(ranged(0, 10)?),
+            "nodeProbeInterval" => self.node_probe_interval = Some(ranged(10, 3_600_000)?),
             "storageKeyPrefix" => {
                 if !is_valid_prefix(value) {
                     return Err(Error::config(
@@ -399,21 +399,21 @@ impl ConfigBuilder {
                 self.prefix = Some(value.to_owned());
             }
             "sessionBackupAsync" => self.session_backup_async = Some(parse_bool(name, value)?),
-            "sessionBackupTimeout" => self.session_backup_timeout = Some(ms(1, 600_000)?),
+            "sessionBackupTimeout" => self.session_backup_timeout = Some(ranged(1, 600_000)?),
             "maxInactiveInterval" => {
                 let n: i32 = value.trim().parse().map_err(|_| {
                     Error::config(name, value, "expected a whole number of seconds")
                 })?;
                 self.max_inactive_interval = Some(n);
             }
-            "maxSessionSize" => self.max_session_size = Some(ms(1024, 1 << 30)?),
+            "maxSessionSize" => self.max_session_size = Some(ranged(1024, 1 << 30)?),
             "integrityKey" => self.integrity_key = Some(parse_key_source(name, value)?),
             "requestUriIgnorePattern" => {
                 self.request_uri_ignore_pattern = parse_pattern(name, value)?;
             }
             "sessionAttributeFilter" => self.session_attribute_filter = parse_pattern(name, value)?,
             "enabled" => self.enabled = Some(parse_bool(name, value)?),
-            "backupQueueSize" => self.backup_queue_size = Some(ms(1, 1_000_000)?),
+            "backupQueueSize" => self.backup_queue_size = Some(ranged(1, 1_000_000)?),
             _ => {
                 return Err(Error::config(
                     name,

@@ -46,16 +46,20 @@ impl SessionManager {
     }
 
     /// Stores the session (see [`SessionManager::store`]) and releases the lock taken by
-    /// [`SessionManager::load_locked`]. The lock is released whatever the store's outcome; the
-    /// store's result is returned.
+    /// [`SessionManager::load_locked`], in the same round trip as the write where it can. The
+    /// lock is released whatever the store's outcome; the store's result is returned.
     pub async fn store_and_unlock(
         &self,
         id: &SessionId,
         session: &mut SessionData,
         lock: SessionLock,
     ) -> Result<Option<SessionId>> {
-        let stored = self.store(id, session).await;
-        let released = self.unlock(lock).await;
+        let mut lock = Some(lock);
+        let stored = self.store_releasing(id, session, &mut lock).await;
+        let released = match lock {
+            Some(lock) => self.unlock(lock).await,
+            None => Ok(()),
+        };
         let moved = stored?;
         released?;
         Ok(moved)

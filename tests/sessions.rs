@@ -340,8 +340,8 @@ fn delete_removes_every_copy() {
     let id = id_on(&m, "n1");
     block_on(m.store(&id, &mut session(&[("k", b"v")]))).unwrap();
     let lock = block_on(m.lock(&id)).unwrap();
-    // Session, reservation and lock on n1; backup on n2.
-    assert_eq!((s1.item_count(), s2.item_count()), (3, 1));
+    // Session, validity record, reservation and lock on n1; backup on n2.
+    assert_eq!((s1.item_count(), s2.item_count()), (4, 1));
     block_on(m.delete(&id)).unwrap();
     let key = storage(&id);
     assert_eq!(
@@ -376,14 +376,18 @@ fn locks_exclude_back_off_and_release() {
 #[test]
 fn an_expired_lock_is_never_released_by_its_old_holder() {
     let server = Memcached::start();
-    let m = manager(&[&server], &[("sticky", "false"), ("lockMaxWait", "50")]);
+    let m = manager(
+        &[&server],
+        &[
+            ("sticky", "false"),
+            ("lockMaxWait", "50"),
+            ("lockExpiration", "2"),
+        ],
+    );
     let id = block_on(m.new_session_id(None)).unwrap();
     let stale = block_on(m.lock(&id)).unwrap();
-    // The lock expires (simulated by removing it) and another request takes it.
-    server.raw(
-        format!("delete lock:test:{}\r\n", storage(&id)).as_bytes(),
-        &["DELETED"],
-    );
+    // The lock expires in memcached and another request takes it.
+    std::thread::sleep(std::time::Duration::from_millis(3100));
     let current = block_on(m.lock(&id)).unwrap();
     block_on(m.unlock(stale)).unwrap();
     assert_eq!(stat(&m, "locks_lost"), 1);
@@ -392,6 +396,19 @@ fn an_expired_lock_is_never_released_by_its_old_holder() {
         "still held"
     );
     block_on(m.unlock(current)).unwrap();
+}
+
+#[test]
+fn a_young_lock_is_released_without_reading_it_first() {
+    let server = Memcached::start();
+    let m = manager(&[&server], &[("sticky", "false")]);
+    let id = block_on(m.new_session_id(None)).unwrap();
+    let lock = block_on(m.lock(&id)).unwrap();
+    let gets = server.stat("cmd_get");
+    block_on(m.unlock(lock)).unwrap();
+    assert_eq!(server.stat("cmd_get"), gets, "no read of the lock");
+    assert_eq!(server.stat("delete_hits"), 1);
+    assert!(block_on(m.lock(&id)).is_ok(), "released");
 }
 
 #[test]
