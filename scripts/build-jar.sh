@@ -2,7 +2,8 @@
 # Builds the drop-in jars: target/java/msm-tomcat10.jar (Tomcat 10.1+, jakarta.*) and
 # target/java/msm-tomcat9.jar (Tomcat 9, javax.*), each holding the Java shim and the release
 # build of the native library under META-INF/native/<os>-<arch>/; the demo web application jars
-# beside them; then runs the shim's JUnit tests. Uses Debian's Tomcat jars (no Maven Central).
+# (and msm-demo-extra.jar, a class for tests of missing classes) beside them; then runs the shim's
+# JUnit tests. Uses Debian's Tomcat jars (no Maven Central).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +29,12 @@ mkdir -p "$out"
 trap 'rm -rf "$out"' EXIT
 platform="linux-$(uname -m)"
 [ "$platform" = "linux-amd64" ] && platform=linux-x86_64
+
+# A class only the web applications given this jar have (EmbeddedTomcat --webapp-jar): plain
+# Java, for both Tomcat lines.
+mkdir -p "$out/extra"
+"${JAVAC[@]}" -d "$out/extra" $(find java-shim/src/demo-extra/java -name '*.java')
+jar --create --file "$out/msm-demo-extra.jar" -C "$out/extra" .
 
 # build VARIANT CLASSPATH SOURCE_ROOT
 build() {

@@ -260,21 +260,6 @@ fn forged_cookies_get_a_new_session_and_never_become_keys() {
 }
 
 #[test]
-fn a_non_serializable_attribute_fails_only_that_backup() {
-    let server = Memcached::start();
-    let tomcat = tomcat("a", &node_list(&[&server]), &[]);
-    let id = tomcat.get("/", None).new_session.unwrap();
-    let response = tomcat.get("/nonserializable", Some(&id));
-    assert_eq!(response.status, 200, "the request still succeeds");
-    assert_eq!(tomcat.get("/read", Some(&id)).field("counter"), Some("1"));
-    let log = tomcat.log();
-    assert!(
-        log.contains("[unserializable]") && log.contains("io.msm.demo.DemoServlet$NotSerializable"),
-        "the log names the attribute and its class:\n{log}"
-    );
-}
-
-#[test]
 fn misconfiguration_stops_the_context_naming_the_attribute() {
     let server = Memcached::start();
     let nodes = node_list(&[&server]);

@@ -80,6 +80,8 @@ pub struct Options {
     pub context: Vec<(String, String)>,
     /// Extra JVM options.
     pub jvm: Vec<String>,
+    /// Jars added to the web application, as if in its `WEB-INF/lib`.
+    pub webapp_jars: Vec<PathBuf>,
 }
 
 impl Options {
@@ -95,6 +97,7 @@ impl Options {
                 .collect(),
             context: Vec::new(),
             jvm: Vec::new(),
+            webapp_jars: Vec::new(),
         }
     }
 }
@@ -162,6 +165,9 @@ impl Tomcat {
         }
         for (name, value) in &options.context {
             command.args(["--context", &format!("{name}={value}")]);
+        }
+        for jar in &options.webapp_jars {
+            command.arg("--webapp-jar").arg(jar);
         }
         let child = command
             .stdin(Stdio::null())

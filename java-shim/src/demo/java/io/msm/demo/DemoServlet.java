@@ -26,7 +26,10 @@ import jakarta.servlet.http.HttpSession;
  * <li>{@code /read}: shows the counter without changing anything;</li>
  * <li>{@code /set?name=N&value=V}: stores a string attribute;</li>
  * <li>{@code /get?name=N}: shows one attribute;</li>
- * <li>{@code /nonserializable}: stores an attribute that cannot be serialized;</li>
+ * <li>{@code /nonserializable}: stores an attribute that cannot be serialized; with
+ * {@code ?commit=true} the response is committed before the manager sees the session;</li>
+ * <li>{@code /extra}: stores an attribute whose class only a web application given
+ * {@code msm-demo-extra.jar} has ({@code EmbeddedTomcat --webapp-jar});</li>
  * <li>{@code /invalidate}: ends the session;</li>
  * <li>{@code /login}: changes the session id (fixation protection, as a login does);</li>
  * <li>{@code /static/...}: changes the session too, but static URIs are configured to be
@@ -39,11 +42,15 @@ import jakarta.servlet.http.HttpSession;
  * <li>{@code /async}: reads the session, then sets its {@code async} attribute on another
  * thread of an asynchronous request;</li>
  * <li>{@code /stats}: the manager's JMX statistics, read from the platform MBean server;</li>
- * <li>{@code /nodes?value=L}: replaces the memcached node list through the JMX operation.</li>
+ * <li>{@code /nodes?value=L}: replaces the memcached node list through the JMX operation;</li>
+ * <li>{@code /resume}: resumes session distribution through the JMX operation.</li>
  * </ul>
  */
 public final class DemoServlet extends HttpServlet {
     private static final long serialVersionUID = 1L;
+
+    /** The class of {@code /extra}'s attribute, in {@code msm-demo-extra.jar}. */
+    private static final String EXTRA_CLASS = "io.msm.demo.extra.ExtraValue";
 
     /** An attribute value that Java serialization refuses. */
     static final class NotSerializable {
@@ -74,6 +81,13 @@ public final class DemoServlet extends HttpServlet {
             case "/nonserializable":
                 session = request.getSession();
                 session.setAttribute("unserializable", new NotSerializable());
+                if ("true".equals(request.getParameter("commit"))) {
+                    response.flushBuffer();
+                }
+                break;
+            case "/extra":
+                session = request.getSession();
+                session.setAttribute("extra", extraValue());
                 break;
             case "/slow":
                 session = request.getSession(false);
@@ -114,6 +128,7 @@ public final class DemoServlet extends HttpServlet {
                 return;
             case "/stats":
             case "/nodes":
+            case "/resume":
                 reply(response, jmx(path, request.getParameter("value")));
                 return;
             case "/invalidate":
@@ -149,7 +164,17 @@ public final class DemoServlet extends HttpServlet {
         reply(response, line.toString());
     }
 
-    /** Reads the manager's MBean, or invokes its node-list operation. */
+    /** An instance of {@link #EXTRA_CLASS}, through the web application's class loader. */
+    private static Object extraValue() {
+        try {
+            return Class.forName(EXTRA_CLASS, true, Thread.currentThread().getContextClassLoader())
+                    .getConstructor().newInstance();
+        } catch (ReflectiveOperationException e) {
+            throw new IllegalStateException("this web application has no " + EXTRA_CLASS, e);
+        }
+    }
+
+    /** Reads the manager's MBean, or invokes its node-list or resume operation. */
     private static String jmx(String path, String nodes) {
         MBeanServer server = ManagementFactory.getPlatformMBeanServer();
         try {
@@ -163,6 +188,10 @@ public final class DemoServlet extends HttpServlet {
                 server.invoke(name, "replaceMemcachedNodes", new Object[] {nodes},
                         new String[] {String.class.getName()});
                 return "nodes=" + nodes;
+            }
+            if (path.equals("/resume")) {
+                server.invoke(name, "resumeDistribution", new Object[0], new String[0]);
+                return "resumed=true";
             }
             StringBuilder line = new StringBuilder("mbean=").append(name);
             for (MBeanAttributeInfo attribute : server.getMBeanInfo(name).getAttributes()) {

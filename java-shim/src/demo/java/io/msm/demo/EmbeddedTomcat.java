@@ -7,9 +7,12 @@ import java.util.List;
 
 import org.apache.catalina.Context;
 import org.apache.catalina.LifecycleState;
+import org.apache.catalina.WebResourceRoot;
 import org.apache.catalina.Wrapper;
 import org.apache.catalina.session.StandardManager;
 import org.apache.catalina.startup.Tomcat;
+import org.apache.catalina.webresources.JarResourceSet;
+import org.apache.catalina.webresources.StandardRoot;
 import org.apache.tomcat.util.IntrospectionUtils;
 import org.apache.tomcat.util.descriptor.web.ErrorPage;
 
@@ -21,11 +24,13 @@ import io.msm.tomcat.MemcachedSessionManager;
  *
  * <pre>
  * java io.msm.demo.EmbeddedTomcat --port 8080 [--route a] [--manager msm|standard]
- *      [--attr name=value]... [--context name=value]...
+ *      [--attr name=value]... [--context name=value]... [--webapp-jar path]...
  * </pre>
  *
  * {@code --attr} sets an attribute of the manager, {@code --context} one of the context, the way
- * {@code context.xml} sets them on {@code <Manager>} and {@code <Context>}. Prints
+ * {@code context.xml} sets them on {@code <Manager>} and {@code <Context>}; {@code --webapp-jar}
+ * adds a jar to the web application, as one in its {@code WEB-INF/lib} (its classes load through
+ * the web application's class loader, not Tomcat's). Prints
  * {@code READY <port>} when serving; exits with status 2 when the context failed to start.
  */
 public final class EmbeddedTomcat {
@@ -43,6 +48,7 @@ public final class EmbeddedTomcat {
         String manager = "msm";
         List<String[]> attributes = new ArrayList<>();
         List<String[]> contextAttributes = new ArrayList<>();
+        List<String> webappJars = new ArrayList<>();
         for (int i = 0; i + 1 < args.length; i += 2) {
             switch (args[i]) {
                 case "--port":
@@ -59,6 +65,9 @@ public final class EmbeddedTomcat {
                     break;
                 case "--context":
                     contextAttributes.add(args[i + 1].split("=", 2));
+                    break;
+                case "--webapp-jar":
+                    webappJars.add(args[i + 1]);
                     break;
                 default:
                     throw new IllegalArgumentException("unknown option " + args[i]);
@@ -82,6 +91,15 @@ public final class EmbeddedTomcat {
         notFound.setErrorCode(404);
         notFound.setLocation("/error-page");
         context.addErrorPage(notFound);
+        if (!webappJars.isEmpty()) {
+            WebResourceRoot resources = new StandardRoot(context);
+            for (String jar : webappJars) {
+                // Mounted as Tomcat mounts each jar of WEB-INF/lib.
+                resources.addPreResources(new JarResourceSet(resources, "/WEB-INF/classes",
+                        new File(jar).getAbsolutePath(), "/"));
+            }
+            context.setResources(resources);
+        }
         for (String[] attribute : contextAttributes) {
             IntrospectionUtils.setProperty(context, attribute[0],
                     attribute.length > 1 ? attribute[1] : "", true);

@@ -15,6 +15,8 @@ public final class ManagerStatistics implements ManagerStatisticsMBean {
     final LongAdder requestsWithoutSession = new LongAdder();
     final LongAdder requestsIgnored = new LongAdder();
     final LongAdder serializationFailures = new LongAdder();
+    /** Backups abandoned because an attribute could not be serialized (not dropAttribute). */
+    final LongAdder backupsNotSerialized = new LongAdder();
     final LongAdder deserializationFailures = new LongAdder();
     final LongAdder backupCallFailures = new LongAdder();
     final LongAdder tomcatFailovers = new LongAdder();
@@ -79,7 +81,7 @@ public final class ManagerStatistics implements ManagerStatisticsMBean {
 
     @Override
     public long getBackupsFailed() {
-        return core("session_backups_failed") + serializationFailures.sum()
+        return core("session_backups_failed") + backupsNotSerialized.sum()
                 + backupCallFailures.sum();
     }
 
@@ -101,6 +103,26 @@ public final class ManagerStatistics implements ManagerStatisticsMBean {
     @Override
     public long getDeserializationFailures() {
         return deserializationFailures.sum();
+    }
+
+    @Override
+    public boolean isDistributionStopped() {
+        return manager.policy().distributionStopped();
+    }
+
+    @Override
+    public void resumeDistribution() {
+        manager.policy().resumeDistribution();
+    }
+
+    @Override
+    public String getSerializationBlacklist() {
+        return manager.policy().blacklist();
+    }
+
+    @Override
+    public long getLocalSessions() {
+        return manager.localSessions();
     }
 
     @Override

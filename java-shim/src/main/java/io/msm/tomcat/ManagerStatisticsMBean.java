@@ -24,7 +24,10 @@ public interface ManagerStatisticsMBean {
     /** @return unchanged sessions whose memcached expiry was renewed */
     long getBackupsRefreshed();
 
-    /** @return backups that failed (memcached errors and serialization failures) */
+    /**
+     * @return backups that failed: memcached errors, and attributes that could not be serialized
+     *     (unless {@code serializationFailurePolicy=dropAttribute} left them out)
+     */
     long getBackupsFailed();
 
     /** @return non-sticky mode: backup copies written to the node after the session's */
@@ -41,6 +44,30 @@ public interface ManagerStatisticsMBean {
 
     /** @return attributes that could not be deserialized when a session was loaded */
     long getDeserializationFailures();
+
+    /**
+     * @return true while {@code serializationFailurePolicy=stopDistribution} keeps every session
+     *     out of memcached
+     */
+    boolean isDistributionStopped();
+
+    /**
+     * Writes sessions to memcached again after {@code stopDistribution} stopped it: each session
+     * is stored at the end of its next request, with what changed meanwhile.
+     */
+    void resumeDistribution();
+
+    /**
+     * @return the attributes {@code serializationFailurePolicy=dropAttribute} left out, one
+     *     {@code name class} line per attribute name and value class, sorted
+     */
+    String getSerializationBlacklist();
+
+    /**
+     * @return sessions this Tomcat keeps in its memory only
+     *     ({@code serializationFailurePolicy=localSession})
+     */
+    long getLocalSessions();
 
     /** @return sessions this Tomcat took over from memcached (Tomcat failover) */
     long getTomcatFailovers();

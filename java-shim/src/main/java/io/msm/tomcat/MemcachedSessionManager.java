@@ -42,11 +42,12 @@ import io.msm.Native;
  *          memcachedNodes="n1:host1:11211 n2:host2:11211" />
  * }</pre>
  *
- * <p>Every attribute other than Tomcat's own manager attributes, {@code serializer} and the
- * session cookie attributes ({@link SessionCookies}) is handed to the native core, which validates
- * it: an unknown name or a bad value stops the context with a message naming it. The manager
- * makes no routing, failover or change decision itself; it turns Tomcat's session lifecycle into
- * calls to the core and attributes into bytes.
+ * <p>Every attribute other than Tomcat's own manager attributes, {@code serializer}, the session
+ * cookie attributes ({@link SessionCookies}) and the serialization failure policies
+ * ({@link SerializationPolicy}) is handed to the native core, which validates it: an unknown name
+ * or a bad value stops the context with a message naming it. The manager makes no routing,
+ * failover or change decision itself; it turns Tomcat's session lifecycle into calls to the core
+ * and attributes into bytes.
  */
 public class MemcachedSessionManager extends ManagerBase {
     private static final Log LOG = LogFactory.getLog(MemcachedSessionManager.class);
@@ -56,6 +57,7 @@ public class MemcachedSessionManager extends ManagerBase {
     private final Map<String, Boolean> storedAttributes = new ConcurrentHashMap<>();
     private final ManagerStatistics statistics = new ManagerStatistics(this);
     private final SessionCookies cookies = new SessionCookies();
+    private final SerializationPolicy policy = new SerializationPolicy(LOG);
     private final Object loadLock = new Object();
     private String serializerClass = JavaSerializer.class.getName();
     private AttributeSerializer serializer = new JavaSerializer();
@@ -77,14 +79,15 @@ public class MemcachedSessionManager extends ManagerBase {
     /**
      * Receives every {@code context.xml} attribute that has no setter of its own (Tomcat's
      * digester calls this): the session cookie attributes are kept for {@link SessionCookies}, the
-     * others for the native core; all are validated when the context starts.
+     * serialization failure policies for {@link SerializationPolicy}, the others for the native
+     * core; all are validated when the context starts.
      *
      * @param name attribute name
      * @param value attribute value
      * @return always true: unknown names are refused at start, with a message naming them
      */
     public boolean setProperty(String name, String value) {
-        if (!cookies.accept(name, value)) {
+        if (!cookies.accept(name, value) && !policy.accept(name, value)) {
             attributes.put(name, value);
         }
         return true;
@@ -112,6 +115,17 @@ public class MemcachedSessionManager extends ManagerBase {
     /** @return this manager's statistics (also registered in JMX) */
     public ManagerStatisticsMBean getStatistics() {
         return statistics;
+    }
+
+    /** @return what happens to attributes that cannot be serialized or deserialized */
+    SerializationPolicy policy() {
+        return policy;
+    }
+
+    /** @return sessions tagged local ({@code serializationFailurePolicy=localSession}) */
+    long localSessions() {
+        return sessions.values().stream()
+                .filter(s -> s instanceof MsmSession && ((MsmSession) s).isLocal()).count();
     }
 
     /** Non-sticky mode: the lock and the session of one request. */
@@ -171,6 +185,7 @@ public class MemcachedSessionManager extends ManagerBase {
         }
         try {
             cookies.apply(context, LOG);
+            policy.start();
         } catch (IllegalArgumentException | IllegalStateException e) {
             LOG.error("memcached session manager of context [" + context.getName()
                     + "] not started: " + e.getMessage());
@@ -361,7 +376,7 @@ public class MemcachedSessionManager extends ManagerBase {
         }
         // The request's session, or a new one after the request invalidated it (a login does).
         if (state.session == null || !state.session.isLive()) {
-            if (state.lock != 0 && !readByThisRequest && !session.isNew()) {
+            if (state.lock != 0 && !readByThisRequest && !session.isNew() && !session.isHeld()) {
                 refresh(session, session.getIdInternal());
             }
             state.session = session;
@@ -394,7 +409,10 @@ public class MemcachedSessionManager extends ManagerBase {
             return null;
         }
         MsmSession session = (MsmSession) createEmptySession();
-        fill(session, loaded, id);
+        if (!fill(session, loaded, id)) {
+            // deserializationFailurePolicy=dropSession: as if memcached did not hold it.
+            return null;
+        }
         String currentId = loaded[0] != null ? (String) loaded[0] : id;
         synchronized (loadLock) {
             Session existing = sessions.get(currentId);
@@ -410,27 +428,40 @@ public class MemcachedSessionManager extends ManagerBase {
         return session;
     }
 
-    /** Puts a loaded session's times and attributes into a session object. */
-    private void fill(MsmSession session, Object[] loaded, String id) {
+    /**
+     * Puts a loaded session's times and attributes into a session object. An attribute that
+     * cannot be deserialized (its class is missing, its bytes no longer read) is left out, or,
+     * with {@code deserializationFailurePolicy=dropSession}, the session object is left as it was.
+     *
+     * @return false when the session object was left as it was
+     */
+    private boolean fill(MsmSession session, Object[] loaded, String id) {
+        ClassLoader loader = getContext().getLoader() == null
+                ? Thread.currentThread().getContextClassLoader()
+                : getContext().getLoader().getClassLoader();
+        Map<String, Object> restored = new LinkedHashMap<>();
+        boolean complete = true;
+        for (int i = 4; i + 1 < loaded.length; i += 2) {
+            String name = (String) loaded[i];
+            try {
+                restored.put(name, serializer.deserialize(name, (byte[]) loaded[i + 1], loader));
+            } catch (Exception | LinkageError e) {
+                statistics.deserializationFailures.increment();
+                policy.deserializationFailed(id, name, e);
+                complete = false;
+            }
+        }
+        if (!complete && policy.dropsSession()) {
+            return false;
+        }
         long[] times = (long[]) loaded[1];
         session.setNew(false);
         session.setValid(true);
         session.setMaxInactiveInterval((int) times[2]);
         session.restoreTimes(times[0], times[1]);
         session.attributeMap().clear();
-        ClassLoader loader = getContext().getLoader() == null
-                ? Thread.currentThread().getContextClassLoader()
-                : getContext().getLoader().getClassLoader();
-        for (int i = 4; i + 1 < loaded.length; i += 2) {
-            String name = (String) loaded[i];
-            try {
-                session.restoreAttribute(name, serializer.deserialize(name, (byte[]) loaded[i + 1], loader));
-            } catch (IOException | ClassNotFoundException | RuntimeException e) {
-                statistics.deserializationFailures.increment();
-                LOG.warn("attribute [" + name + "] of session " + redact(id)
-                        + " could not be deserialized and is dropped: " + e);
-            }
-        }
+        restored.forEach(session::restoreAttribute);
+        return true;
     }
 
     /**
@@ -502,6 +533,14 @@ public class MemcachedSessionManager extends ManagerBase {
             // Not ending (the id changes): changeSessionId handles memcached.
             return;
         }
+        deleteCopies(session);
+    }
+
+    /**
+     * Deletes a session's memcached copies: every one when it is still in use (invalidated, or
+     * kept local from now on), else unless another Tomcat wrote a newer version meanwhile.
+     */
+    private void deleteCopies(Session session) {
         String id = session.getIdInternal();
         try {
             Native.ended(handle, id, session.getThisAccessedTimeInternal(),
@@ -544,10 +583,13 @@ public class MemcachedSessionManager extends ManagerBase {
     }
 
     /**
-     * Serializes the attributes that {@code sessionAttributeFilter} lets through; null (with a
-     * warning naming the attribute and its class) when one cannot be serialized.
+     * Serializes the attributes that {@code sessionAttributeFilter} lets through. An attribute
+     * that cannot be serialized goes to {@link SerializationPolicy}: left out
+     * ({@code dropAttribute}), or the session is not stored (null): the request failed
+     * ({@code fail}), the session became local ({@code localSession}, its copies are deleted),
+     * or distribution stopped ({@code stopDistribution}).
      */
-    private Serialized serialize(MsmSession session) {
+    private Serialized serialize(Request request, MsmSession session) {
         List<String> names = new ArrayList<>();
         List<byte[]> values = new ArrayList<>();
         long started = System.nanoTime();
@@ -561,11 +603,17 @@ public class MemcachedSessionManager extends ManagerBase {
                 values.add(serializer.serialize(name, value));
                 names.add(name);
             } catch (IOException | RuntimeException e) {
-                session.markChanged();
                 statistics.serializationFailures.increment();
-                LOG.warn("session " + redact(session.getIdInternal()) + " not backed up: attribute ["
-                        + name + "] of class " + value.getClass().getName()
-                        + " cannot be serialized: " + e);
+                SerializationPolicy.Action action =
+                        policy.serializationFailed(request, session, name, value, e);
+                if (action == SerializationPolicy.Action.DROP_ATTRIBUTE) {
+                    continue;
+                }
+                session.markChanged();
+                statistics.backupsNotSerialized.increment();
+                if (action == SerializationPolicy.Action.LOCAL_SESSION) {
+                    deleteCopies(session);
+                }
                 return null;
             }
         }
@@ -630,6 +678,8 @@ public class MemcachedSessionManager extends ManagerBase {
         try {
             Object[] loaded = Native.load(handle, id);
             if (loaded != null) {
+                // With deserializationFailurePolicy=dropSession, a copy that does not read leaves
+                // the session as this Tomcat holds it.
                 fill(session, loaded, id);
             }
         } catch (MsmException e) {
@@ -682,17 +732,24 @@ public class MemcachedSessionManager extends ManagerBase {
         Request request = state.request;
         MsmSession session = state.session;
         try {
-            if (session == null && state.requested != null && !state.looked) {
+            if (session == null && state.requested != null && !state.looked
+                    && !policy.distributionStopped()) {
                 // The request carried the session's id but never used the session.
                 accessed(state);
             }
             if (session != null && session.requests.decrementAndGet() == 0) {
                 try {
-                    if (session.isValid() && store(request, session, state.lock)) {
+                    if (session.isValid() && distributes(session)
+                            && store(request, session, state.lock)) {
                         state.lock = 0;
                     }
                 } finally {
-                    super.remove(session, false);
+                    if (session.isValid() && !distributes(session)) {
+                        // Local, or distribution stopped: this Tomcat keeps it.
+                        session.hold();
+                    } else {
+                        super.remove(session, false);
+                    }
                 }
                 if (state.oldId != null) {
                     releaseLock(state);
@@ -702,6 +759,11 @@ public class MemcachedSessionManager extends ManagerBase {
         } finally {
             releaseLock(state);
         }
+    }
+
+    /** @return false for a session kept out of memcached: local, or distribution stopped */
+    private boolean distributes(MsmSession session) {
+        return !session.isLocal() && !policy.distributionStopped();
     }
 
     /** The request met an unreachable session store: 503, not the servlet's 500. */
@@ -747,7 +809,7 @@ public class MemcachedSessionManager extends ManagerBase {
      */
     private boolean store(Request request, MsmSession session, long lock) {
         String id = session.getIdInternal();
-        Serialized content = serialize(session);
+        Serialized content = serialize(request, session);
         if (content == null) {
             return false;
         }
@@ -777,6 +839,11 @@ public class MemcachedSessionManager extends ManagerBase {
         }
         statistics.requestsWithSession.increment();
         MsmSession session = (MsmSession) found;
+        if (!distributes(session)) {
+            // A stopped distribution resumes with a full backup.
+            session.markChanged();
+            return;
+        }
         String id = session.getIdInternal();
         try {
             if (!session.takeChanged() && Native.backupUnchanged(handle, id,
@@ -790,7 +857,7 @@ public class MemcachedSessionManager extends ManagerBase {
             LOG.warn("session " + redact(id) + " not backed up: " + e.getMessage());
             return;
         }
-        Serialized content = serialize(session);
+        Serialized content = serialize(request, session);
         if (content == null) {
             return;
         }

@@ -22,6 +22,15 @@ public class MsmSession extends StandardSession {
     /** Non-sticky mode: requests of this Tomcat using the session now; the last one writes. */
     final AtomicInteger requests = new AtomicInteger();
 
+    /** Tagged by {@code serializationFailurePolicy=localSession}: never written to memcached. */
+    private volatile boolean local;
+
+    /**
+     * Non-sticky mode: kept in this Tomcat's memory after a request (it is local, or distribution
+     * was stopped), so this copy is newer than memcached's.
+     */
+    private volatile boolean held;
+
     /**
      * Creates an empty session of a manager.
      *
@@ -76,6 +85,26 @@ public class MsmSession extends StandardSession {
             }
         }
         return true;
+    }
+
+    /** Tags the session local: from now on it lives in this Tomcat's memory only. */
+    void keepLocal() {
+        local = true;
+    }
+
+    /** @return whether the session is tagged local ({@code localSession}) */
+    boolean isLocal() {
+        return local;
+    }
+
+    /** Non-sticky mode: the session stays in this Tomcat's memory after its request. */
+    void hold() {
+        held = true;
+    }
+
+    /** @return non-sticky mode: whether the session stayed in memory after a request */
+    boolean isHeld() {
+        return held;
     }
 
     /** @return whether the session is valid, without {@link #isValid()}'s expiry side effect */

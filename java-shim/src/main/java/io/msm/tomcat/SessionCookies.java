@@ -225,7 +225,15 @@ final class SessionCookies {
         throw invalid(name, value, "expected `true` or `false`");
     }
 
-    private static IllegalArgumentException invalid(String name, String value, String reason) {
+    /**
+     * The error that stops the context for a bad manager attribute.
+     *
+     * @param name the attribute
+     * @param value its value
+     * @param reason what is expected instead
+     * @return the error, naming both
+     */
+    static IllegalArgumentException invalid(String name, String value, String reason) {
         return new IllegalArgumentException("invalid configuration: attribute `" + name + "` = `"
                 + value + "`: " + reason);
     }
