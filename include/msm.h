@@ -131,14 +131,25 @@ enum msm_status msm_manager_new(const struct msm_config *config,
                                 struct msm_manager **out,
                                 char **error);
 
-// Replaces the memcached node list of a running manager (`memcachedNodes` syntax). Failover
-// nodes must stay in the list. Sessions on removed nodes move as if their node had failed.
+// Replaces the memcached node list of a running manager (`memcachedNodes` syntax) and
+// publishes it as the next version of the node list shared in the cluster, which the other
+// managers of the context follow. Failover nodes must stay in the list. Sessions on removed
+// nodes move as if their node had failed.
 //
 // # Safety
 // `manager` is a live manager; `nodes` is a NUL-terminated string; `error` is NULL or writable.
 enum msm_status msm_manager_set_nodes(const struct msm_manager *manager,
                                       const char *nodes,
                                       char **error);
+
+// Reads the node list shared in the cluster now and adopts it when it is newer than the one in
+// force (added nodes are used, removed ones retired). Managers also read it at start, every
+// `nodeListRefreshInterval` and when a session id names a node they do not know; this is for a
+// host that wants it now (on a reload signal, say). Does nothing with `sharedNodeList=false`.
+//
+// # Safety
+// `manager` is a live manager; `error` is NULL or writable.
+enum msm_status msm_manager_refresh_nodes(const struct msm_manager *manager, char **error);
 
 // Releases a manager and its connections. NULL is ignored. No call on it may be running.
 //

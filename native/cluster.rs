@@ -4,6 +4,11 @@
 //! is down nothing is sent to it, so a dead or hung node costs at most one operation deadline.
 //! Node order defines the "next" node: the backup of a session, and where it goes when its node
 //! fails. Failover nodes come last, used only when no regular node is up.
+//!
+//! A node removed from the list stays in the ring, *retired*: never contacted, never up, at its
+//! old place. So a session whose id names it is handled exactly as on a failed node (sticky: it
+//! is written to the next node and takes a new id; non-sticky: its backup copy, on the node that
+//! followed it, is read and becomes its primary), instead of being unknown.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -19,12 +24,17 @@ use crate::error::{Error, Result};
 use crate::runtime;
 use crate::stats::{Stats, bump};
 
+/// Most retired nodes remembered; beyond it the first ones in ring order are forgotten (ids
+/// naming them are then unknown).
+const MAX_RETIRED: usize = 64;
+
 /// One memcached server and its health.
 #[derive(Debug)]
 pub struct Node {
     config: NodeConfig,
     client: NodeClient,
     up: AtomicBool,
+    retired: bool,
 }
 
 impl Node {
@@ -33,9 +43,19 @@ impl Node {
         &self.config.id
     }
 
-    /// Whether operations are sent to this node.
+    /// Whether operations are sent to this node (never to a retired one).
     pub fn is_up(&self) -> bool {
-        self.up.load(Ordering::Acquire)
+        !self.retired && self.up.load(Ordering::Acquire)
+    }
+
+    /// A node removed from the list, kept so that sessions naming it move as on a failure.
+    pub fn is_retired(&self) -> bool {
+        self.retired
+    }
+
+    /// How the node is configured.
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
     }
 
     /// A failover node is used only when no regular node is up.
@@ -56,7 +76,7 @@ struct ClientSettings {
 }
 
 impl ClientSettings {
-    fn node(&self, config: &NodeConfig) -> Node {
+    fn node(&self, config: &NodeConfig, retired: bool) -> Node {
         Node {
             client: NodeClient::new(
                 &config.id,
@@ -66,7 +86,8 @@ impl ClientSettings {
                 self.max_value,
             ),
             config: config.clone(),
-            up: AtomicBool::new(true),
+            up: AtomicBool::new(!retired),
+            retired,
         }
     }
 }
@@ -100,7 +121,7 @@ impl Cluster {
         let nodes: Nodes = config
             .nodes
             .iter()
-            .map(|n| Arc::new(settings.node(n)))
+            .map(|n| Arc::new(settings.node(n, false)))
             .collect();
         let nodes = Arc::new(RwLock::new(nodes));
         let prober = runtime::handle().spawn(probe_forever(
@@ -117,31 +138,62 @@ impl Cluster {
         }
     }
 
-    /// The node with this id, if configured.
+    /// The node with this id, if known (retired nodes included).
     pub fn node(&self, id: &str) -> Option<Arc<Node>> {
         self.nodes.read().iter().find(|n| n.id() == id).cloned()
     }
 
-    /// All nodes, in configured order.
+    /// All nodes in ring order, retired ones included.
     pub fn nodes(&self) -> Nodes {
         Arc::clone(&self.nodes.read())
     }
 
-    /// Replaces the node list. Nodes whose id and address are unchanged keep their connections
-    /// and health; sessions on removed nodes move as if their node had failed.
+    /// The configuration of the nodes in use (not retired), in ring order.
+    pub fn active(&self) -> Vec<NodeConfig> {
+        self.nodes()
+            .iter()
+            .filter(|n| !n.is_retired())
+            .map(|n| n.config.clone())
+            .collect()
+    }
+
+    /// Replaces the node list. Nodes whose configuration is unchanged keep their connections
+    /// and health; removed nodes stay in the ring, retired where they were, so sessions on them
+    /// move as if their node had failed; a retired node listed again is used again.
     pub fn replace(&self, configs: &[NodeConfig]) {
         let mut nodes = self.nodes.write();
-        let replaced: Nodes = configs
+        let mut ring: Vec<Arc<Node>> = configs
             .iter()
             .map(|config| {
                 nodes
                     .iter()
-                    .find(|n| n.config == *config)
+                    .find(|n| !n.retired && n.config == *config)
                     .cloned()
-                    .unwrap_or_else(|| Arc::new(self.settings.node(config)))
+                    .unwrap_or_else(|| Arc::new(self.settings.node(config, false)))
             })
             .collect();
-        *nodes = replaced;
+        // Each node that is gone goes back after the node it followed, so the next node of a
+        // retired one (where its sessions' backup copies are) stays what it was.
+        let mut previous: Option<usize> = None;
+        for old in nodes.iter() {
+            if let Some(at) = ring.iter().position(|n| n.id() == old.id()) {
+                previous = Some(at);
+                continue;
+            }
+            let at = previous.map_or(0, |p| p + 1);
+            let retired = if old.retired {
+                Arc::clone(old)
+            } else {
+                Arc::new(self.settings.node(&old.config, true))
+            };
+            ring.insert(at, retired);
+            previous = Some(at);
+        }
+        while ring.iter().filter(|n| n.retired).count() > MAX_RETIRED {
+            let first = ring.iter().position(|n| n.retired).expect("counted above");
+            ring.remove(first);
+        }
+        *nodes = ring.into();
     }
 
     /// The node for a new session: regular nodes that are up, in turn; failover nodes only when
@@ -159,7 +211,12 @@ impl Cluster {
         };
         pick(false)
             .or_else(|| pick(true))
-            .or_else(|| nodes.iter().find(|n| !n.is_failover()).cloned())
+            .or_else(|| {
+                nodes
+                    .iter()
+                    .find(|n| !n.is_failover() && !n.is_retired())
+                    .cloned()
+            })
             .expect("configuration guarantees a regular node")
     }
 
@@ -209,10 +266,11 @@ impl Cluster {
         result
     }
 
-    /// One line per node: id, address, and whether it is up.
+    /// One line per node in use: id, address, and whether it is up.
     pub fn describe(&self) -> String {
         self.nodes()
             .iter()
+            .filter(|n| !n.is_retired())
             .map(|n| {
                 let state = if n.is_up() { "up" } else { "down" };
                 let role = if n.is_failover() { " failover" } else { "" };
@@ -227,7 +285,7 @@ async fn probe_forever(nodes: Arc<RwLock<Nodes>>, stats: Arc<Stats>, interval: D
     loop {
         tokio::time::sleep(interval).await;
         let snapshot = Arc::clone(&nodes.read());
-        for node in snapshot.iter().filter(|n| !n.is_up()) {
+        for node in snapshot.iter().filter(|n| !n.is_retired() && !n.is_up()) {
             if node.client.version().await.is_ok() && !node.up.swap(true, Ordering::AcqRel) {
                 bump(&stats.nodes_recovered);
                 tracing::info!(node = node.id(), "memcached node is back up");

@@ -34,6 +34,21 @@ impl NodeConfig {
             format!("{}:{}", self.host, self.port)
         }
     }
+
+    /// `id:host:port`, as written in `memcachedNodes` (IPv6 hosts in brackets).
+    pub fn entry(&self) -> String {
+        format!("{}:{}", self.id, self.address())
+    }
+}
+
+/// A node list in `memcachedNodes` syntax, which [`parse_node_list`] reads back (failover flags
+/// are not part of it).
+pub fn format_node_list(nodes: &[NodeConfig]) -> String {
+    nodes
+        .iter()
+        .map(NodeConfig::entry)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Which requests of a non-sticky session take the session lock.
@@ -94,6 +109,11 @@ pub struct Config {
     pub operation_retries: u32,
     /// Pause between probes of a node that is marked down.
     pub node_probe_interval: Duration,
+    /// Whether the manager follows the node list shared in the cluster (see `membership`).
+    pub shared_node_list: bool,
+    /// How often the shared node list is read again in the background; `None`: only at start,
+    /// for ids naming a node this manager does not know, and on request.
+    pub node_list_refresh_interval: Option<Duration>,
     /// The key prefix of this context.
     pub keys: KeyScheme,
     /// Sticky mode: back up sessions asynchronously after the request.
@@ -159,6 +179,8 @@ pub struct ConfigBuilder {
     operation_timeout: Option<u64>,
     operation_retries: Option<u64>,
     node_probe_interval: Option<u64>,
+    shared_node_list: Option<bool>,
+    node_list_refresh_interval: Option<u64>,
     session_backup_async: Option<bool>,
     session_backup_timeout: Option<u64>,
     max_inactive_interval: Option<i32>,
@@ -184,6 +206,8 @@ pub const ATTRIBUTES: &[&str] = &[
     "operationTimeout",
     "operationRetries",
     "nodeProbeInterval",
+    "sharedNodeList",
+    "nodeListRefreshInterval",
     "storageKeyPrefix",
     "sessionBackupAsync",
     "sessionBackupTimeout",
@@ -388,6 +412,18 @@ impl ConfigBuilder {
             "operationTimeout" => self.operation_timeout = Some(ranged(1, 600_000)?),
             "operationRetries" => self.operation_retries = Some(ranged(0, 10)?),
             "nodeProbeInterval" => self.node_probe_interval = Some(ranged(10, 3_600_000)?),
+            "sharedNodeList" => self.shared_node_list = Some(parse_bool(name, value)?),
+            "nodeListRefreshInterval" => {
+                let interval = ranged(0, 86_400_000)?;
+                if (1..1000).contains(&interval) {
+                    return Err(Error::config(
+                        name,
+                        value,
+                        "expected 0 (never) or at least 1000 milliseconds",
+                    ));
+                }
+                self.node_list_refresh_interval = Some(interval);
+            }
             "storageKeyPrefix" => {
                 if !is_valid_prefix(value) {
                     return Err(Error::config(
@@ -468,6 +504,11 @@ impl ConfigBuilder {
             operation_timeout: ms(self.operation_timeout.unwrap_or(1_000)),
             operation_retries: self.operation_retries.unwrap_or(1) as u32,
             node_probe_interval: ms(self.node_probe_interval.unwrap_or(1_000)),
+            shared_node_list: self.shared_node_list.unwrap_or(true),
+            node_list_refresh_interval: match self.node_list_refresh_interval.unwrap_or(60_000) {
+                0 => None,
+                interval => Some(ms(interval)),
+            },
             keys,
             session_backup_async: self.session_backup_async.unwrap_or(true),
             session_backup_timeout: ms(self.session_backup_timeout.unwrap_or(100)),
@@ -514,6 +555,39 @@ mod tests {
         let single = Config::from_pairs([("memcachedNodes", "127.0.0.1:11211")]).unwrap();
         assert_eq!(single.nodes[0].id, "n1");
         assert_eq!(single.nodes[0].port, 11211);
+    }
+
+    #[test]
+    fn a_formatted_node_list_parses_back() {
+        let nodes =
+            parse_node_list("n1:localhost:11211, n2:[::1]:11212 n3:::2:11213", None).unwrap();
+        assert_eq!(
+            format_node_list(&nodes),
+            "n1:localhost:11211 n2:[::1]:11212 n3:[::2]:11213"
+        );
+        assert_eq!(
+            parse_node_list(&format_node_list(&nodes), None).unwrap(),
+            nodes
+        );
+    }
+
+    #[test]
+    fn the_shared_node_list_is_on_by_default_and_read_every_minute() {
+        let n = ("memcachedNodes", "n1:h:1");
+        let c = Config::from_pairs([n]).unwrap();
+        assert!(c.shared_node_list);
+        assert_eq!(c.node_list_refresh_interval, Some(Duration::from_secs(60)));
+        let c = Config::from_pairs([
+            n,
+            ("sharedNodeList", "false"),
+            ("nodeListRefreshInterval", "0"),
+        ])
+        .unwrap();
+        assert!(!c.shared_node_list);
+        assert_eq!(c.node_list_refresh_interval, None);
+        let message = err(&[n, ("nodeListRefreshInterval", "10")]);
+        assert!(message.contains("`nodeListRefreshInterval`"), "{message}");
+        assert!(message.contains("at least 1000"), "{message}");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::ids::{SessionId, upper_hex};
 /// Longest accepted `storageKeyPrefix`.
 pub const MAX_PREFIX_LEN: usize = 64;
 
-/// The kinds of record kept per session.
+/// The kinds of record: kept per session, except [`KeyKind::NodeList`], kept once per context.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyKind {
     /// The session itself, on its primary node.
@@ -25,6 +25,9 @@ pub enum KeyKind {
     Validity,
     /// The cluster-wide reservation of a generated id.
     IdReservation,
+    /// The context's shared node list (one per context, on every node; see
+    /// [`KeyScheme::context_key`]).
+    NodeList,
 }
 
 impl KeyKind {
@@ -35,6 +38,7 @@ impl KeyKind {
             KeyKind::Lock => "lock:",
             KeyKind::Validity => "validity:",
             KeyKind::IdReservation => "id:",
+            KeyKind::NodeList => "nodes:",
         }
     }
 }
@@ -84,6 +88,12 @@ impl KeyScheme {
     pub fn key(&self, kind: KeyKind, id: &SessionId) -> String {
         format!("{}{}{}", kind.tag(), self.prefix, id.storage_part())
     }
+
+    /// The key of a record kept once per context rather than per session: `nodes:P` for the
+    /// shared node list.
+    pub fn context_key(&self, kind: KeyKind) -> String {
+        format!("{}{}", kind.tag(), self.prefix)
+    }
 }
 
 #[cfg(test)]
@@ -117,6 +127,7 @@ mod tests {
                 .starts_with("validity:shop:")
         );
         assert!(keys.key(KeyKind::IdReservation, &a).starts_with("id:shop:"));
+        assert_eq!(keys.context_key(KeyKind::NodeList), "nodes:shop:");
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod keys;
 pub mod locking;
 pub mod logging;
 pub mod manager;
+pub mod membership;
 pub mod nonsticky;
 pub mod runtime;
 pub mod session;

@@ -15,7 +15,9 @@ use crate::error::{Error, Result};
 use crate::ids::{OsRandom, RandomSource, SessionId, upper_hex};
 use crate::keys::KeyKind;
 use crate::locking::{self, Backoff, SessionLock};
+use crate::membership::{Membership, NodeList};
 use crate::nonsticky::CheckedOut;
+use crate::runtime;
 use crate::session::{SessionData, now_millis};
 use crate::stats::{Stats, bump};
 use crate::sticky::BackupJob;
@@ -37,7 +39,8 @@ pub struct Loaded {
 /// Sessions of one context in one memcached cluster.
 pub struct SessionManager {
     pub(crate) config: Config,
-    pub(crate) cluster: Cluster,
+    pub(crate) cluster: Arc<Cluster>,
+    membership: Arc<Membership>,
     pub(crate) codec: Codec,
     random: Box<dyn RandomSource>,
     pub(crate) stats: Arc<Stats>,
@@ -51,6 +54,12 @@ pub struct SessionManager {
     /// Non-sticky: sessions loaded for requests that will hand them back, by storage key.
     pub(crate) checked_out: parking_lot::Mutex<HashMap<String, CheckedOut>>,
     pub(crate) queue: Queue<BackupJob>,
+}
+
+impl Drop for SessionManager {
+    fn drop(&mut self) {
+        self.membership.stop();
+    }
 }
 
 impl std::fmt::Debug for SessionManager {
@@ -105,7 +114,9 @@ impl SessionManager {
         if key.is_none() {
             tracing::warn!(
                 "no integrityKey: values in memcached carry a checksum only, so anyone who can \
-                 write to memcached can forge session content; configure integrityKey"
+                 write to memcached can forge session content (and, unless \
+                 sharedNodeList=\"false\", add nodes to the shared node list); configure \
+                 integrityKey"
             );
         }
         let codec = Codec::new(
@@ -114,11 +125,24 @@ impl SessionManager {
             config.keys.prefix(),
         );
         let stats = Arc::new(Stats::default());
-        let cluster = Cluster::new(&config, Arc::clone(&stats));
+        let cluster = Arc::new(Cluster::new(&config, Arc::clone(&stats)));
+        let membership = Membership::new(
+            &config,
+            Arc::clone(&cluster),
+            codec.clone(),
+            Arc::clone(&stats),
+        );
+        if let Some(started) = membership.start() {
+            // A host thread waits, so the manager begins with the cluster's node list. Inside an
+            // async runtime (where blocking is refused) the start completes in the background;
+            // every other use of the shared list waits for it.
+            let _ = runtime::wait(started);
+        }
         Ok(SessionManager {
             queue: Queue::new(config.backup_queue_size),
             config,
             cluster,
+            membership,
             codec,
             random,
             stats,
@@ -148,29 +172,50 @@ impl SessionManager {
     /// Statistics and node states as `name value` lines.
     pub fn stats_text(&self) -> String {
         format!(
-            "{}log_records_dropped {}\n{}",
+            "{}log_records_dropped {}\nshared_list_version {}\n{}",
             self.stats.to_text(),
             crate::logging::dropped(),
+            self.membership.version(),
             self.cluster.describe()
         )
     }
 
-    /// Replaces the memcached node list while the manager runs (`memcachedNodes` syntax). The
-    /// failover nodes stay failover nodes and must remain in the list. Nodes that stay keep
-    /// their connections; sessions on removed nodes move as if their node had failed.
-    pub fn set_nodes(&self, memcached_nodes: &str) -> Result<()> {
-        let failover: Vec<String> = self
-            .cluster
-            .nodes()
-            .iter()
-            .filter(|n| n.is_failover())
-            .map(|n| n.id().to_owned())
-            .collect();
-        let failover = (!failover.is_empty()).then(|| failover.join(" "));
-        let nodes = parse_node_list(memcached_nodes, failover.as_deref())?;
-        self.cluster.replace(&nodes);
+    /// Replaces the memcached node list while the manager runs (`memcachedNodes` syntax) and
+    /// publishes it as the next version of the shared node list, so other managers follow. The
+    /// configured failover nodes stay failover nodes and must remain in the list. Nodes that
+    /// stay keep their connections; sessions on removed nodes move as if their node had failed.
+    pub async fn set_nodes(&self, memcached_nodes: &str) -> Result<()> {
+        let failover = self.membership.failover().join(" ");
+        let failover = (!failover.is_empty()).then_some(failover.as_str());
+        let nodes = parse_node_list(memcached_nodes, failover)?;
+        self.membership.replace(&nodes).await;
         tracing::info!(nodes = memcached_nodes, "memcached node list replaced");
         Ok(())
+    }
+
+    /// Reads the node list shared in the cluster now (it is read at start, every
+    /// `nodeListRefreshInterval` and for session ids naming unknown nodes anyway) and adopts it
+    /// when it is newer than the one in force.
+    pub async fn refresh_nodes(&self) {
+        self.membership.refresh().await;
+    }
+
+    /// The node list in force: the version of the shared list it comes from (0 when none was
+    /// read or written) and the nodes in use, in ring order, without failover flags.
+    pub fn node_list(&self) -> NodeList {
+        self.membership.node_list()
+    }
+
+    /// The node a session id names. A node this manager does not know, or has retired, may be
+    /// one the cluster's shared list has gained since: the list is read first (at most once a
+    /// second for such ids). A retired node is returned as such (never up).
+    pub(crate) async fn session_node(&self, id: &SessionId) -> Option<Arc<Node>> {
+        let known = self.cluster.node(id.node());
+        if known.as_ref().is_some_and(|n| !n.is_retired()) {
+            return known;
+        }
+        self.membership.learn(id.node()).await;
+        self.cluster.node(id.node())
     }
 
     /// Parses an id from untrusted input, counting refusals.
@@ -310,6 +355,8 @@ impl SessionManager {
         lock: &mut Option<SessionLock>,
     ) -> Result<SessionId> {
         let record = validity.map(|v| (v.encode(&self.codec, id.random()), v.max_inactive));
+        // Known (or learnt from the shared list) before deciding the session must move.
+        self.session_node(id).await;
         let mut target = id.clone();
         for _ in 0..=self.cluster.nodes().len() {
             let node = match self.cluster.node(target.node()).filter(|n| n.is_up()) {
@@ -490,7 +537,7 @@ impl SessionManager {
         &self,
         id: &SessionId,
     ) -> Result<Option<(Loaded, Option<Validity>)>> {
-        let Some(primary) = self.cluster.node(id.node()) else {
+        let Some(primary) = self.session_node(id).await else {
             tracing::debug!(node = id.node(), "session id names an unknown node");
             return Ok(None);
         };
@@ -567,7 +614,7 @@ impl SessionManager {
         if !self.config.sticky {
             return self.renew(id, max_inactive, 0, &mut None).await;
         }
-        let Some(node) = self.cluster.node(id.node()) else {
+        let Some(node) = self.session_node(id).await else {
             return Ok(false);
         };
         let exptime = session_expiry(max_inactive);
@@ -622,7 +669,7 @@ impl SessionManager {
     /// the node that serves the session, retried with exponential backoff until `lockMaxWait`.
     pub async fn lock(&self, id: &SessionId) -> Result<SessionLock> {
         let started = Instant::now();
-        let node = match self.cluster.node(id.node()).filter(|n| n.is_up()) {
+        let node = match self.session_node(id).await.filter(|n| n.is_up()) {
             Some(node) => node,
             None => self
                 .cluster

@@ -258,7 +258,7 @@ impl SessionManager {
     }
 
     async fn renew_unused(&self, id: &SessionId, lock: &mut Option<SessionLock>) -> Result<bool> {
-        let Some(node) = self.cluster.node(id.node()).filter(|n| n.is_up()) else {
+        let Some(node) = self.session_node(id).await.filter(|n| n.is_up()) else {
             return Ok(false);
         };
         let validity_key = self.key(KeyKind::Validity, id);

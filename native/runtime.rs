@@ -28,11 +28,16 @@ pub fn handle() -> &'static Handle {
     runtime().handle()
 }
 
+/// Runs a fallible future to completion on the calling thread (see [`wait`]).
+pub fn block_on<T>(future: impl Future<Output = Result<T>>) -> Result<T> {
+    wait(future)?
+}
+
 /// Runs a future to completion on the calling thread. Refused (instead of panicking) when the
 /// calling thread already drives an async runtime.
-pub fn block_on<T>(future: impl Future<Output = Result<T>>) -> Result<T> {
+pub fn wait<T>(future: impl Future<Output = T>) -> Result<T> {
     if Handle::try_current().is_ok() {
         return Err(Error::NestedRuntime);
     }
-    handle().block_on(future)
+    Ok(handle().block_on(future))
 }

@@ -149,6 +149,18 @@ counters! {
     lock_timeouts,
     /// Unlocks that found the lock expired or taken over by another holder.
     locks_lost,
+    /// Reads of the shared node list: at start, periodic, on request, for unknown nodes.
+    shared_list_reads,
+    /// Reads for session ids naming unknown nodes skipped by the rate limit (one a second).
+    shared_list_reads_limited,
+    /// Versions of the shared node list this manager wrote.
+    shared_list_published,
+    /// Newer versions of the shared node list this manager adopted.
+    shared_list_adopted,
+    /// Writes of the shared node list that lost a race with another manager and were redone.
+    shared_list_conflicts,
+    /// Shared node list records refused: integrity tag, format, or an invalid node list.
+    shared_lists_refused,
 }
 
 /// Adds one to a counter.

@@ -4,7 +4,8 @@
 //! decides from per-attribute hashes whether anything must be sent, and sends it in the
 //! background (or waits for it, up to a deadline, in synchronous mode). At the start of a request
 //! [`SessionManager::route_request`] tells the host whether the session must take a new id:
-//! another host's route (Tomcat failover) or a node that is down (memcached failover).
+//! another host's route (Tomcat failover) or a node that is down or removed (memcached
+//! failover).
 //!
 //! Everything that changes a session's memcached copy (writes, renewals, deletions) goes
 //! through one queue, in order per session, so a deletion is never overtaken by a write that
@@ -348,10 +349,13 @@ impl SessionManager {
     }
 
     /// The id a session requested with `id` must have on this host (route `route`): the same
-    /// random part, this host's route, and its node unless that node is down or unknown, in which
-    /// case the next available node. `None` when the id is right as it is. Sends nothing.
-    pub fn route_request(&self, id: &SessionId, route: Option<&str>) -> Option<SessionId> {
-        let node_up = self.cluster.node(id.node()).is_some_and(|n| n.is_up());
+    /// random part, this host's route, and its node unless that node is down, removed or
+    /// unknown, in which case the next available node. `None` when the id is right as it is.
+    /// Sends nothing, except that a node this manager does not know is first looked up in the
+    /// shared node list (rate-limited), so a session stored on a node added since this host
+    /// started stays there.
+    pub async fn route_request(&self, id: &SessionId, route: Option<&str>) -> Option<SessionId> {
+        let node_up = self.session_node(id).await.is_some_and(|n| n.is_up());
         let replacement = (!node_up)
             .then(|| self.cluster.next_available(id.node()))
             .flatten();

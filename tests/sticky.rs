@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{Memcached, eventually, manager, stat};
 use msm::envelope::Codec;
-use msm::runtime::block_on;
+use msm::runtime::{block_on, wait};
 use msm::{BackupOutcome, SessionData, SessionId, SessionManager};
 
 /// A manager used as the Tomcat shim uses it: backing sessions up after requests.
@@ -193,16 +193,22 @@ fn requests_are_routed_to_this_host_and_to_a_live_node() {
     let (mut m1, m2) = (Memcached::start(), Memcached::start());
     let m = shared(&[&m1, &m2], &[]);
     let id = SessionId::parse("0123456789ABCDEF0123456789ABCDEF-n1.a").unwrap();
-    assert_eq!(m.route_request(&id, Some("a")), None);
+    assert_eq!(wait(m.route_request(&id, Some("a"))).unwrap(), None);
     assert_eq!(
-        m.route_request(&id, Some("b")).unwrap().to_string(),
+        wait(m.route_request(&id, Some("b")))
+            .unwrap()
+            .unwrap()
+            .to_string(),
         "0123456789ABCDEF0123456789ABCDEF-n1.b"
     );
     m1.kill();
     // The node's death is learnt from a failed operation.
     let _ = m.backup(&id, &session(b"v"), WAIT);
     assert_eq!(
-        m.route_request(&id, Some("a")).unwrap().to_string(),
+        wait(m.route_request(&id, Some("a")))
+            .unwrap()
+            .unwrap()
+            .to_string(),
         "0123456789ABCDEF0123456789ABCDEF-n2.a"
     );
     drop(m2);
@@ -250,10 +256,9 @@ fn expiry_keeps_a_copy_another_host_wrote_since() {
 fn the_node_list_can_grow_and_shrink_at_runtime() {
     let (m1, m2) = (Memcached::start(), Memcached::start());
     let m = shared(&[&m1], &[]);
-    let error = m.set_nodes("n1:127.0.0.1:1 n1:127.0.0.1:2").unwrap_err();
+    let error = block_on(m.set_nodes("n1:127.0.0.1:1 n1:127.0.0.1:2")).unwrap_err();
     assert!(error.to_string().contains("duplicate node id"), "{error}");
-    m.set_nodes(&format!("n1:{} n2:{}", m1.address(), m2.address()))
-        .unwrap();
+    block_on(m.set_nodes(&format!("n1:{} n2:{}", m1.address(), m2.address()))).unwrap();
     let ids: Vec<SessionId> = (0..4)
         .map(|_| block_on(m.new_session_id(None)).unwrap())
         .collect();
@@ -261,8 +266,11 @@ fn the_node_list_can_grow_and_shrink_at_runtime() {
     let on_n2 = ids.iter().find(|id| id.node() == "n2").unwrap();
     m.backup(on_n2, &session(b"v"), WAIT).unwrap();
     // Removing n2 moves its sessions as a failure would.
-    m.set_nodes(&format!("n1:{}", m1.address())).unwrap();
-    assert_eq!(m.route_request(on_n2, None).unwrap().node(), "n1");
+    block_on(m.set_nodes(&format!("n1:{}", m1.address()))).unwrap();
+    assert_eq!(
+        wait(m.route_request(on_n2, None)).unwrap().unwrap().node(),
+        "n1"
+    );
     eventually("stats list only n1", || !m.stats_text().contains("node_n2"));
 }
 

@@ -78,8 +78,8 @@ fn a_session_survives_its_tomcat_and_takes_the_new_route() {
     assert!(server.has(&key));
     assert_eq!(
         m1.item_count() + m2.item_count(),
-        2,
-        "session and id reservation only"
+        4,
+        "session and id reservation only, and the shared node list on each node"
     );
 }
 

@@ -16,7 +16,7 @@ use crate::config::ConfigBuilder;
 use crate::error::Error;
 use crate::locking::SessionLock;
 use crate::manager::{Loaded, SessionManager};
-use crate::runtime::block_on;
+use crate::runtime::{block_on, wait};
 use crate::session::{SessionData, now_millis};
 
 /// Outcome of a call.
@@ -354,8 +354,10 @@ pub unsafe extern "C" fn msm_manager_new(
     })
 }
 
-/// Replaces the memcached node list of a running manager (`memcachedNodes` syntax). Failover
-/// nodes must stay in the list. Sessions on removed nodes move as if their node had failed.
+/// Replaces the memcached node list of a running manager (`memcachedNodes` syntax) and
+/// publishes it as the next version of the node list shared in the cluster, which the other
+/// managers of the context follow. Failover nodes must stay in the list. Sessions on removed
+/// nodes move as if their node had failed.
 ///
 /// # Safety
 /// `manager` is a live manager; `nodes` is a NUL-terminated string; `error` is NULL or writable.
@@ -368,7 +370,27 @@ pub unsafe extern "C" fn msm_manager_set_nodes(
     guard(error, || {
         // SAFETY: per the caller's contract.
         let (manager, nodes) = unsafe { (handle(manager, "manager")?, text(nodes, "nodes")?) };
-        manager.0.set_nodes(nodes)?;
+        block_on(manager.0.set_nodes(nodes))?;
+        Ok(MsmStatus::Ok)
+    })
+}
+
+/// Reads the node list shared in the cluster now and adopts it when it is newer than the one in
+/// force (added nodes are used, removed ones retired). Managers also read it at start, every
+/// `nodeListRefreshInterval` and when a session id names a node they do not know; this is for a
+/// host that wants it now (on a reload signal, say). Does nothing with `sharedNodeList=false`.
+///
+/// # Safety
+/// `manager` is a live manager; `error` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_manager_refresh_nodes(
+    manager: *const MsmManager,
+    error: *mut *mut c_char,
+) -> MsmStatus {
+    guard(error, || {
+        // SAFETY: per the caller's contract.
+        let manager = unsafe { handle(manager, "manager")? };
+        wait(manager.0.refresh_nodes())?;
         Ok(MsmStatus::Ok)
     })
 }

@@ -25,7 +25,7 @@ use crate::ids::SessionId;
 use crate::locking::SessionLock;
 use crate::logging;
 use crate::manager::SessionManager;
-use crate::runtime::block_on;
+use crate::runtime::{self, block_on};
 use crate::session::SessionData;
 use crate::sticky::BackupOutcome;
 
@@ -331,7 +331,7 @@ pub extern "system" fn Java_io_msm_Native_routeRequest<'local>(
     run(&mut env, |env| {
         let (manager, id) = manager_and_id(env, handle, &id)?;
         let route = optional_string(env, &route)?;
-        match manager.route_request(&id, route.as_deref()) {
+        match runtime::wait(manager.route_request(&id, route.as_deref()))? {
             Some(routed) => Ok(JString::from_str(env, routed.to_string())?),
             None => Ok(JString::default()),
         }
@@ -636,7 +636,8 @@ pub extern "system" fn Java_io_msm_Native_idChanged<'local>(
     })
 }
 
-/// `Native.setMemcachedNodes(long handle, String nodes)`: replaces the node list (JMX).
+/// `Native.setMemcachedNodes(long handle, String nodes)`: replaces the node list and shares
+/// it with the cluster (JMX).
 #[unsafe(no_mangle)]
 pub extern "system" fn Java_io_msm_Native_setMemcachedNodes<'local>(
     mut env: EnvUnowned<'local>,
@@ -646,7 +647,11 @@ pub extern "system" fn Java_io_msm_Native_setMemcachedNodes<'local>(
 ) {
     run(&mut env, |env| {
         let manager = manager(handle)?;
-        Ok(manager.set_nodes(&string(env, &nodes, "memcachedNodes")?)?)
+        Ok(block_on(manager.set_nodes(&string(
+            env,
+            &nodes,
+            "memcachedNodes",
+        )?))?)
     })
 }
 

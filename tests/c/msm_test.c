@@ -819,6 +819,40 @@ static void test_set_nodes(const struct msm_manager *m, const char *n2, const ch
     CHECK(msm_manager_set_nodes(NULL, nodes, NULL) == MSM_STATUS_INVALID_ARGUMENT);
 }
 
+/* The node list is shared in the cluster: another host configured with n2 alone starts with n2
+ * and n3, the list the first host published; when the first host removes n3, the other follows
+ * on msm_manager_refresh_nodes. */
+static void test_shared_node_list(const struct msm_manager *m, const char *n2)
+{
+    char *err = NULL;
+    char nodes[256];
+    char *text = NULL;
+    char line[256];
+    struct msm_config *config;
+    struct msm_manager *other = NULL;
+
+    CHECK(snprintf(nodes, sizeof nodes, "n2:%s", n2) < (int)sizeof nodes);
+    config = test_config(nodes);
+    EXPECT(MSM_STATUS_OK, msm_manager_new(config, &other, &err));
+    EXPECT(MSM_STATUS_OK, msm_stats(other, &text, &err));
+    CHECK(find_line(text, "node_n3 ", line, sizeof line) && ends_with(line, " up"));
+    CHECK(find_line(text, "shared_list_version ", line, sizeof line) &&
+          strcmp(line, "shared_list_version 2") == 0);
+    msm_string_free(text);
+
+    EXPECT(MSM_STATUS_OK, msm_manager_set_nodes(m, nodes, &err));
+    EXPECT(MSM_STATUS_OK, msm_manager_refresh_nodes(other, &err));
+    EXPECT(MSM_STATUS_OK, msm_stats(other, &text, &err));
+    CHECK(!find_line(text, "node_n3 ", line, sizeof line));
+    CHECK(find_line(text, "shared_list_version ", line, sizeof line) &&
+          strcmp(line, "shared_list_version 3") == 0);
+    msm_string_free(text);
+
+    CHECK(msm_manager_refresh_nodes(NULL, NULL) == MSM_STATUS_INVALID_ARGUMENT);
+    msm_manager_free(other);
+    msm_config_free(config);
+}
+
 static void test_null_arguments(const struct msm_manager *m, struct msm_config *config)
 {
     char *err = NULL;
@@ -927,6 +961,7 @@ int main(int argc, char **argv)
     test_failover(m, argv[1], (pid_t)n1_pid);
     test_stats(m);
     test_set_nodes(m, argv[2], argv[3]);
+    test_shared_node_list(m, argv[2]);
     test_panic(m);
 
     msm_manager_free(m);

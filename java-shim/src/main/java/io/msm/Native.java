@@ -51,7 +51,9 @@ public final class Native {
     public static native String newSessionId(long handle, String route);
 
     /**
-     * The id a requested session must take on this host (its route, or a node that is down).
+     * The id a requested session must take on this host (its route, or a node that is down or
+     * removed). A node the manager does not know is first looked up in the node list shared in
+     * the cluster (at most once a second), so this may wait for one memcached round trip.
      *
      * @param handle the manager
      * @param id the requested id
@@ -257,7 +259,8 @@ public final class Native {
     public static native String stats(long handle);
 
     /**
-     * Replaces the memcached node list of a running manager.
+     * Replaces the memcached node list of a running manager and publishes it as the next
+     * version of the node list shared in the cluster.
      *
      * @param handle the manager
      * @param memcachedNodes the new {@code memcachedNodes} value

@@ -218,6 +218,11 @@ public final class ManagerStatistics implements ManagerStatisticsMBean {
     }
 
     @Override
+    public long getNodeListVersion() {
+        return core("shared_list_version");
+    }
+
+    @Override
     public void replaceMemcachedNodes(String memcachedNodes) {
         manager.replaceMemcachedNodes(memcachedNodes);
     }

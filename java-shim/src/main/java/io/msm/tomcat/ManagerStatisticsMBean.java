@@ -121,7 +121,14 @@ public interface ManagerStatisticsMBean {
     String getCoreStatistics();
 
     /**
-     * Replaces the memcached node list while Tomcat runs.
+     * @return the version of the memcached node list shared in the cluster that this manager
+     *     uses (0 before any was read or written)
+     */
+    long getNodeListVersion();
+
+    /**
+     * Replaces the memcached node list while Tomcat runs and publishes it as the next version of
+     * the node list shared in the cluster, which the other Tomcats of the context follow.
      *
      * @param memcachedNodes the new list, in {@code memcachedNodes} syntax
      */
