@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use parking_lot::RwLock;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::client::NodeClient;
@@ -72,6 +73,7 @@ pub type Nodes = Arc<[Arc<Node>]>;
 struct ClientSettings {
     timeout: Duration,
     retries: u32,
+    retry_backoff: Duration,
     max_value: usize,
 }
 
@@ -83,6 +85,7 @@ impl ClientSettings {
                 &config.address(),
                 self.timeout,
                 self.retries,
+                self.retry_backoff,
                 self.max_value,
             ),
             config: config.clone(),
@@ -97,6 +100,7 @@ impl ClientSettings {
 #[derive(Debug)]
 pub struct Cluster {
     nodes: Arc<RwLock<Nodes>>,
+    recovered: Arc<Notify>,
     settings: ClientSettings,
     next_primary: AtomicUsize,
     stats: Arc<Stats>,
@@ -115,6 +119,7 @@ impl Cluster {
         let settings = ClientSettings {
             timeout: config.operation_timeout,
             retries: config.operation_retries,
+            retry_backoff: config.operation_retry_backoff,
             // Room for the largest session plus the protocol's framing.
             max_value: config.max_session_size + 1024,
         };
@@ -124,13 +129,16 @@ impl Cluster {
             .map(|n| Arc::new(settings.node(n, false)))
             .collect();
         let nodes = Arc::new(RwLock::new(nodes));
+        let recovered = Arc::new(Notify::new());
         let prober = runtime::handle().spawn(probe_forever(
             Arc::clone(&nodes),
             Arc::clone(&stats),
+            Arc::clone(&recovered),
             config.node_probe_interval,
         ));
         Cluster {
             nodes,
+            recovered,
             settings,
             next_primary: AtomicUsize::new(0),
             stats,
@@ -266,6 +274,12 @@ impl Cluster {
         result
     }
 
+    /// Notified whenever a node that was down answers again (a permit is kept when nobody
+    /// waits).
+    pub fn recovery_signal(&self) -> Arc<Notify> {
+        Arc::clone(&self.recovered)
+    }
+
     /// One line per node in use: id, address, and whether it is up.
     pub fn describe(&self) -> String {
         self.nodes()
@@ -280,8 +294,14 @@ impl Cluster {
     }
 }
 
-/// Probes down nodes every `interval` and marks those that answer as up.
-async fn probe_forever(nodes: Arc<RwLock<Nodes>>, stats: Arc<Stats>, interval: Duration) {
+/// Probes down nodes every `interval` and marks those that answer as up, announcing it on
+/// `recovered`.
+async fn probe_forever(
+    nodes: Arc<RwLock<Nodes>>,
+    stats: Arc<Stats>,
+    recovered: Arc<Notify>,
+    interval: Duration,
+) {
     loop {
         tokio::time::sleep(interval).await;
         let snapshot = Arc::clone(&nodes.read());
@@ -289,6 +309,7 @@ async fn probe_forever(nodes: Arc<RwLock<Nodes>>, stats: Arc<Stats>, interval: D
             if node.client.version().await.is_ok() && !node.up.swap(true, Ordering::AcqRel) {
                 bump(&stats.nodes_recovered);
                 tracing::info!(node = node.id(), "memcached node is back up");
+                recovered.notify_one();
             }
         }
     }

@@ -134,6 +134,12 @@ pub struct Config {
     pub enabled: bool,
     /// Most asynchronous backups in flight; past it a backup is written synchronously.
     pub backup_queue_size: usize,
+    /// Most session copies the near cache keeps (0: no near cache).
+    pub near_cache_max_sessions: usize,
+    /// Most bytes of session copies the near cache keeps.
+    pub near_cache_max_bytes: usize,
+    /// Pause before retrying an operation on a fresh connection.
+    pub operation_retry_backoff: Duration,
 }
 
 impl Config {
@@ -190,6 +196,9 @@ pub struct ConfigBuilder {
     session_attribute_filter: Option<Regex>,
     enabled: Option<bool>,
     backup_queue_size: Option<u64>,
+    near_cache_max_sessions: Option<u64>,
+    near_cache_max_bytes: Option<u64>,
+    operation_retry_backoff: Option<u64>,
 }
 
 /// Every attribute name the parser knows, in documentation order.
@@ -205,6 +214,7 @@ pub const ATTRIBUTES: &[&str] = &[
     "lockBackoffMax",
     "operationTimeout",
     "operationRetries",
+    "operationRetryBackoff",
     "nodeProbeInterval",
     "sharedNodeList",
     "nodeListRefreshInterval",
@@ -218,6 +228,8 @@ pub const ATTRIBUTES: &[&str] = &[
     "sessionAttributeFilter",
     "enabled",
     "backupQueueSize",
+    "nearCacheMaxSessions",
+    "nearCacheMaxBytes",
 ];
 
 fn parse_bool(name: &str, value: &str) -> Result<bool> {
@@ -450,6 +462,9 @@ impl ConfigBuilder {
             "sessionAttributeFilter" => self.session_attribute_filter = parse_pattern(name, value)?,
             "enabled" => self.enabled = Some(parse_bool(name, value)?),
             "backupQueueSize" => self.backup_queue_size = Some(ranged(1, 1_000_000)?),
+            "nearCacheMaxSessions" => self.near_cache_max_sessions = Some(ranged(0, 10_000_000)?),
+            "nearCacheMaxBytes" => self.near_cache_max_bytes = Some(ranged(1024, 1 << 40)?),
+            "operationRetryBackoff" => self.operation_retry_backoff = Some(ranged(0, 60_000)?),
             _ => {
                 return Err(Error::config(
                     name,
@@ -519,6 +534,9 @@ impl ConfigBuilder {
             session_attribute_filter: self.session_attribute_filter.clone(),
             enabled: self.enabled.unwrap_or(true),
             backup_queue_size: self.backup_queue_size.unwrap_or(4096) as usize,
+            near_cache_max_sessions: self.near_cache_max_sessions.unwrap_or(10_000) as usize,
+            near_cache_max_bytes: self.near_cache_max_bytes.unwrap_or(64 << 20) as usize,
+            operation_retry_backoff: ms(self.operation_retry_backoff.unwrap_or(0)),
         })
     }
 }

@@ -110,6 +110,12 @@ impl Error {
         )
     }
 
+    /// True when the cluster could not do what was asked (a node failed, or none was left), as
+    /// opposed to refusing it: the near cache then stands in.
+    pub fn is_cluster_failure(&self) -> bool {
+        self.is_node_failure() || matches!(self, Error::Unavailable)
+    }
+
     pub(crate) fn config(attribute: &str, value: &str, reason: impl Into<String>) -> Self {
         Error::Config {
             attribute: attribute.to_owned(),

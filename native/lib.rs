@@ -18,6 +18,7 @@ pub mod locking;
 pub mod logging;
 pub mod manager;
 pub mod membership;
+pub mod near_cache;
 pub mod nonsticky;
 pub mod runtime;
 pub mod session;

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
 
 use crate::backup::{Queue, Tracker};
 use crate::client::{Command, expiry};
@@ -16,6 +18,7 @@ use crate::ids::{OsRandom, RandomSource, SessionId, upper_hex};
 use crate::keys::KeyKind;
 use crate::locking::{self, Backoff, SessionLock};
 use crate::membership::{Membership, NodeList};
+use crate::near_cache::{NearCache, write_back_forever};
 use crate::nonsticky::CheckedOut;
 use crate::runtime;
 use crate::session::{SessionData, now_millis};
@@ -36,6 +39,18 @@ pub struct Loaded {
     pub relocated: Option<SessionId>,
 }
 
+/// A session's copy as read, from the cluster or the near cache.
+#[derive(Debug)]
+pub(crate) struct Found {
+    pub(crate) loaded: Loaded,
+    /// Its validity record, when one was read alongside.
+    pub(crate) validity: Option<Validity>,
+    /// The encoded copy.
+    pub(crate) value: Vec<u8>,
+    /// Served from the near cache: the cluster does not hold it as read.
+    pub(crate) from_near: bool,
+}
+
 /// Sessions of one context in one memcached cluster.
 pub struct SessionManager {
     pub(crate) config: Config,
@@ -54,11 +69,16 @@ pub struct SessionManager {
     /// Non-sticky: sessions loaded for requests that will hand them back, by storage key.
     pub(crate) checked_out: parking_lot::Mutex<HashMap<String, CheckedOut>>,
     pub(crate) queue: Queue<BackupJob>,
+    /// This host's copies of sessions for when the cluster cannot serve them.
+    pub(crate) near: NearCache,
+    /// Writes the near cache's dirty copies back when nodes answer again.
+    write_back: JoinHandle<()>,
 }
 
 impl Drop for SessionManager {
     fn drop(&mut self) {
         self.membership.stop();
+        self.write_back.abort();
     }
 }
 
@@ -104,12 +124,12 @@ fn session_expiry(max_inactive: i32) -> u64 {
 
 impl SessionManager {
     /// A manager drawing ids from the operating system's CSPRNG.
-    pub fn new(config: Config) -> Result<Self> {
+    pub fn new(config: Config) -> Result<Arc<Self>> {
         Self::with_random_source(config, Box::new(OsRandom))
     }
 
     /// A manager drawing the random part of ids from `random` (tests force collisions with it).
-    pub fn with_random_source(config: Config, random: Box<dyn RandomSource>) -> Result<Self> {
+    pub fn with_random_source(config: Config, random: Box<dyn RandomSource>) -> Result<Arc<Self>> {
         let key = config.integrity_key.as_ref().map(read_key).transpose()?;
         if key.is_none() {
             tracing::warn!(
@@ -138,7 +158,14 @@ impl SessionManager {
             // every other use of the shared list waits for it.
             let _ = runtime::wait(started);
         }
-        Ok(SessionManager {
+        let near = NearCache::new(
+            config.near_cache_max_sessions,
+            config.near_cache_max_bytes,
+            Arc::clone(&stats),
+        );
+        let recovered = cluster.recovery_signal();
+        let every = (config.node_probe_interval * 5).max(Duration::from_secs(1));
+        Ok(Arc::new_cyclic(|manager| SessionManager {
             queue: Queue::new(config.backup_queue_size),
             config,
             cluster,
@@ -150,7 +177,13 @@ impl SessionManager {
             tracks_backups: AtomicBool::new(false),
             read_only_uris: parking_lot::Mutex::default(),
             checked_out: parking_lot::Mutex::default(),
-        })
+            near,
+            write_back: runtime::handle().spawn(write_back_forever(
+                manager.clone(),
+                recovered,
+                every,
+            )),
+        }))
     }
 
     /// Declares that this host backs sticky sessions up after requests
@@ -171,11 +204,15 @@ impl SessionManager {
 
     /// Statistics and node states as `name value` lines.
     pub fn stats_text(&self) -> String {
+        let (near_sessions, near_bytes) = self.near.size();
         format!(
-            "{}log_records_dropped {}\nshared_list_version {}\n{}",
+            "{}log_records_dropped {}\nshared_list_version {}\nnear_cache_sessions {}\n\
+             near_cache_bytes {}\n{}",
             self.stats.to_text(),
             crate::logging::dropped(),
             self.membership.version(),
+            near_sessions,
+            near_bytes,
             self.cluster.describe()
         )
     }
@@ -299,10 +336,11 @@ impl SessionManager {
         let value = self.codec.encode(id.random(), session).inspect_err(|_| {
             bump(&self.stats.too_large);
         })?;
-        let target = if self.config.sticky {
-            let exptime = session_expiry(session.max_inactive);
-            self.write_primary(id, &value, exptime, None, lock).await?
-        } else {
+        let write = async {
+            if self.config.sticky {
+                let exptime = session_expiry(session.max_inactive);
+                return self.write_primary(id, &value, exptime, None, lock).await;
+            }
             let exptime = expiry(copy_lifetime(session.max_inactive));
             let validity = self.validity_now(session.max_inactive, None);
             // Usually the session stays on its node: write both copies at once.
@@ -314,10 +352,28 @@ impl SessionManager {
             if target != *id {
                 self.write_backup(&target, &value, exptime).await;
             }
-            target
+            Ok(target)
+        };
+        let key = self.key(KeyKind::Session, id);
+        let target = match self.within_budget(write).await {
+            Ok(target) => target,
+            Err(e) if e.is_cluster_failure() && self.near.enabled() => {
+                // Kept here until the cluster answers again; nothing the user stored is lost.
+                self.near.put(&key, id, value, true);
+                bump(&self.stats.near_cache_stored);
+                tracing::debug!(session = %id.redacted(), error = %e, "session kept in the near cache");
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
         };
         bump(&self.stats.sessions_stored);
         self.stats.store_time.record(started.elapsed());
+        let target_key = self.key(KeyKind::Session, &target);
+        if self.config.sticky {
+            self.near.remove(&target_key);
+        } else {
+            self.near.put(&target_key, &target, value, false);
+        }
         if target == *id {
             return Ok(None);
         }
@@ -325,6 +381,21 @@ impl SessionManager {
         tracing::info!(from = id.node(), to = target.node(), "session relocated");
         self.delete_copies(id).await.ok();
         Ok(Some(target))
+    }
+
+    /// Runs cluster work for one request within one and a half operation timeouts, so that no
+    /// request waits on more than one failing node: past that the near cache stands in.
+    pub(crate) async fn within_budget<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let budget = self.config.operation_timeout * 3 / 2;
+        tokio::time::timeout(budget, work)
+            .await
+            .unwrap_or(Err(Error::Timeout {
+                node: "cluster".to_owned(),
+                after: budget,
+            }))
     }
 
     /// The validity record of a session of `max_inactive` seconds accessed now. Its copies
@@ -354,9 +425,6 @@ impl SessionManager {
         validity: Option<&Validity>,
         lock: &mut Option<SessionLock>,
     ) -> Result<SessionId> {
-        let record = validity.map(|v| (v.encode(&self.codec, id.random()), v.max_inactive));
-        // Known (or learnt from the shared list) before deciding the session must move.
-        self.session_node(id).await;
         let mut target = id.clone();
         for _ in 0..=self.cluster.nodes().len() {
             let node = match self.cluster.node(target.node()).filter(|n| n.is_up()) {
@@ -367,31 +435,11 @@ impl SessionManager {
                     .ok_or(Error::Unavailable)?,
             };
             target = target.with_node(node.id());
-            let key = self.key(KeyKind::Session, &target);
-            let validity_key = self.key(KeyKind::Validity, &target);
-            let mut commands = vec![Command::Set {
-                key: &key,
-                value,
-                exptime,
-            }];
-            if let Some((record, max_inactive)) = &record {
-                commands.push(Command::Set {
-                    key: &validity_key,
-                    value: record,
-                    exptime: session_expiry(*max_inactive),
-                });
-            }
-            let releases = self.releasable(lock, &node);
-            if let Some(lock_key) = &releases {
-                commands.push(Command::Delete(lock_key));
-            }
-            match self.cluster.call(&node, |c| c.pipeline(&commands)).await {
-                Ok(_) => {
-                    if releases.is_some() {
-                        lock.take();
-                    }
-                    return Ok(target);
-                }
+            match self
+                .write_on(&node, &target, value, exptime, validity, lock)
+                .await
+            {
+                Ok(()) => return Ok(target),
                 Err(e) if e.is_node_failure() => continue,
                 Err(e) => {
                     if matches!(e, Error::TooLarge { .. }) {
@@ -404,6 +452,44 @@ impl SessionManager {
         Err(Error::Unavailable)
     }
 
+    /// Writes the session value under `id` on `node`, with its validity record when given, in
+    /// one round trip; releases `lock` in it when it lives on that node and is certainly still
+    /// ours (taking it out of the option).
+    pub(crate) async fn write_on(
+        &self,
+        node: &Node,
+        id: &SessionId,
+        value: &[u8],
+        exptime: u64,
+        validity: Option<&Validity>,
+        lock: &mut Option<SessionLock>,
+    ) -> Result<()> {
+        let record = validity.map(|v| (v.encode(&self.codec, id.random()), v.max_inactive));
+        let key = self.key(KeyKind::Session, id);
+        let validity_key = self.key(KeyKind::Validity, id);
+        let mut commands = vec![Command::Set {
+            key: &key,
+            value,
+            exptime,
+        }];
+        if let Some((record, max_inactive)) = &record {
+            commands.push(Command::Set {
+                key: &validity_key,
+                value: record,
+                exptime: session_expiry(*max_inactive),
+            });
+        }
+        let releases = self.releasable(lock, node);
+        if let Some(lock_key) = &releases {
+            commands.push(Command::Delete(lock_key));
+        }
+        self.cluster.call(node, |c| c.pipeline(&commands)).await?;
+        if releases.is_some() {
+            lock.take();
+        }
+        Ok(())
+    }
+
     /// The key of `lock` when a plain `delete` on `node` can release it: the lock lives there
     /// and is certainly still ours.
     pub(crate) fn releasable(&self, lock: &Option<SessionLock>, node: &Node) -> Option<String> {
@@ -413,7 +499,7 @@ impl SessionManager {
     }
 
     /// Writes the backup copy on the node after the session's; a failure is counted, not fatal.
-    async fn write_backup(&self, id: &SessionId, value: &[u8], exptime: u64) {
+    pub(crate) async fn write_backup(&self, id: &SessionId, value: &[u8], exptime: u64) {
         let Some(node) = self.cluster.next_available(id.node()) else {
             bump(&self.stats.backups_skipped);
             return;
@@ -505,12 +591,16 @@ impl SessionManager {
     /// backup node, which becomes its primary, and [`Loaded::relocated`] carries the new id.
     pub async fn load(&self, id: &SessionId) -> Result<Option<Loaded>> {
         let started = Instant::now();
-        let result = self.find_copy(id).await;
-        let Ok(Some((mut loaded, validity))) = result else {
-            if matches!(result, Ok(None)) {
-                bump(&self.stats.sessions_missing);
-            }
-            return result.map(|_| None);
+        let found = self.within_budget(self.find_copy(id)).await;
+        let Some(Found {
+            mut loaded,
+            validity,
+            from_near,
+            ..
+        }) = self.or_near_copy(id, found).await?
+        else {
+            bump(&self.stats.sessions_missing);
+            return Ok(None);
         };
         // Its copy exists, so the session is alive (its validity record, or memcached's expiry
         // of the copy, says so), and the request reading it is its access now.
@@ -521,8 +611,9 @@ impl SessionManager {
                 // Taken over: the next backup claims it with a newer version, so the host it
                 // came from keeps it when that host expires its stale copy.
                 self.tracker.taken_over(&key, loaded.session.version);
-            } else {
-                // Handed back at the end of the request: written only if it changed.
+            } else if !from_near {
+                // Handed back at the end of the request: written only if it changed (one served
+                // from the near cache is always written: the cluster lacks it).
                 let copies_expire = validity.map_or(0, |v| v.copies_expire);
                 self.check_out(key, &loaded.session, copies_expire);
             }
@@ -532,27 +623,32 @@ impl SessionManager {
         Ok(Some(loaded))
     }
 
-    /// Finds a session's copy, with its validity record when one was read alongside.
-    pub(crate) async fn find_copy(
-        &self,
-        id: &SessionId,
-    ) -> Result<Option<(Loaded, Option<Validity>)>> {
+    /// Finds a session's copy in the cluster, with its validity record when one was read
+    /// alongside.
+    pub(crate) async fn find_copy(&self, id: &SessionId) -> Result<Option<Found>> {
         let Some(primary) = self.session_node(id).await else {
             tracing::debug!(node = id.node(), "session id names an unknown node");
             return Ok(None);
         };
         let primary_failure = match self.read_primary(&primary, id).await {
-            Ok(Some((_, session, validity))) => {
+            Ok(Some((value, session, validity))) => {
                 let loaded = Loaded {
                     session,
                     relocated: None,
                 };
-                return Ok(Some((loaded, validity)));
+                return Ok(Some(Found {
+                    loaded,
+                    validity,
+                    value,
+                    from_near: false,
+                }));
             }
             Ok(None) => None,
             Err(e) => Some(e),
         };
-        if self.config.sticky {
+        // A request waits for one timeout at most: after one, the caller falls back to the near
+        // cache rather than waiting on the backup node too.
+        if self.config.sticky || matches!(primary_failure, Some(Error::Timeout { .. })) {
             return primary_failure.map_or(Ok(None), Err);
         }
         let Some(backup) = self.cluster.next_available(id.node()) else {
@@ -575,7 +671,12 @@ impl SessionManager {
                 session,
                 relocated: None,
             };
-            return Ok(Some((loaded, None)));
+            return Ok(Some(Found {
+                loaded,
+                validity: None,
+                value,
+                from_near: false,
+            }));
         }
         // The primary is down: the backup node becomes the primary.
         let validity = self.validity_now(session.max_inactive, None);
@@ -604,7 +705,12 @@ impl SessionManager {
             session,
             relocated: Some(moved),
         };
-        Ok(Some((loaded, Some(validity))))
+        Ok(Some(Found {
+            loaded,
+            validity: Some(validity),
+            value,
+            from_near: false,
+        }))
     }
 
     /// Renews the memcached expiry of a session without rewriting it (in non-sticky mode: its
@@ -641,6 +747,7 @@ impl SessionManager {
     }
 
     pub(crate) async fn delete_copies(&self, id: &SessionId) -> Result<()> {
+        self.near.remove(&self.key(KeyKind::Session, id));
         let mut first_error = None;
         let mut remove = |result: Result<bool>| {
             if let Err(e) = result {
@@ -648,14 +755,21 @@ impl SessionManager {
             }
         };
         if let Some(primary) = self.cluster.node(id.node()) {
-            for kind in [
-                KeyKind::Session,
-                KeyKind::Validity,
-                KeyKind::Lock,
-                KeyKind::IdReservation,
-            ] {
+            for kind in [KeyKind::Session, KeyKind::Lock, KeyKind::IdReservation] {
                 let key = self.key(kind, id);
                 remove(self.cluster.call(&primary, |c| c.delete(&key)).await);
+            }
+            let key = self.key(KeyKind::Validity, id);
+            if self.config.sticky {
+                remove(self.cluster.call(&primary, |c| c.delete(&key)).await);
+            } else {
+                // Other hosts may keep copies for outages: the record says the session ended.
+                let ended = Validity::ENDED.encode(&self.codec, id.random());
+                let lifetime = expiry(copy_lifetime(self.config.max_inactive_interval));
+                let written = self
+                    .cluster
+                    .call(&primary, |c| c.set(&key, &ended, lifetime));
+                remove(written.await.map(|()| true));
             }
         }
         if let Some(backup) = self.cluster.next_available(id.node()) {

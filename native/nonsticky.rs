@@ -274,8 +274,9 @@ impl SessionManager {
                 // No record (lost with an evicted item, or the session predates non-sticky
                 // mode): the session's copy tells; rare, so read it.
                 match self.find_copy(id).await? {
-                    Some((loaded, _)) if loaded.relocated.is_none() => {
-                        self.renew(id, loaded.session.max_inactive, 0, lock).await
+                    Some(found) if found.loaded.relocated.is_none() => {
+                        self.renew(id, found.loaded.session.max_inactive, 0, lock)
+                            .await
                     }
                     _ => Ok(false),
                 }

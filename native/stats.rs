@@ -161,6 +161,16 @@ counters! {
     shared_list_conflicts,
     /// Shared node list records refused: integrity tag, format, or an invalid node list.
     shared_lists_refused,
+    /// Sessions served from the near cache because the cluster could not serve them.
+    near_cache_served,
+    /// Sessions kept in the near cache because the cluster could not take them.
+    near_cache_stored,
+    /// Near-cache copies written back to the cluster after it answered again.
+    near_cache_written_back,
+    /// Near-cache copies dropped at write-back because the cluster held a newer one.
+    near_cache_superseded,
+    /// Near-cache copies dropped to stay within its bounds.
+    near_cache_evicted,
 }
 
 /// Adds one to a counter.

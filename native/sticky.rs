@@ -274,12 +274,18 @@ impl SessionManager {
             Ok(BackupOutcome::Written) => {
                 bump(&self.stats.session_backups);
                 self.stats.backup_time.record(started.elapsed());
+                self.near.remove(&job.key);
             }
             Ok(BackupOutcome::Refreshed) => bump(&self.stats.session_backups_refreshed),
             Ok(_) => {}
             Err(e) => {
-                // Unknown state in memcached: the next request writes the session again.
+                // Unknown state in memcached: the next request writes the session again, and
+                // the near cache writes it back when the cluster answers, requests or not.
                 self.tracker.failed(&job.key);
+                if let (Work::Write(value), true) = (&job.work, e.is_cluster_failure()) {
+                    self.near.put(&job.key, &job.id, value.clone(), true);
+                    bump(&self.stats.near_cache_stored);
+                }
                 bump(&self.stats.session_backups_failed);
                 if matches!(e, Error::NodeDown(_)) {
                     // Already logged when the node went down; the next request moves the session.

@@ -47,7 +47,16 @@ pub struct Validity {
 }
 
 impl Validity {
-    /// Whether the session expired by `now` (milliseconds since the Unix epoch).
+    /// The record left by a session that ended (invalidated, or moved to another id): copies of
+    /// it that hosts keep for outages must not bring it back.
+    pub const ENDED: Validity = Validity {
+        last_accessed: 0,
+        max_inactive: 1,
+        copies_expire: 0,
+    };
+
+    /// Whether the session expired by `now` (milliseconds since the Unix epoch); an ended
+    /// session has expired.
     pub fn expired(&self, now: u64) -> bool {
         let Ok(secs) = u64::try_from(self.max_inactive) else {
             return false;
@@ -111,6 +120,7 @@ fn bound(codec: &Codec, id: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::now_millis;
 
     const ID: &str = "602F7397FBE4D9932E59A9D0E52FE178";
 
@@ -158,6 +168,7 @@ mod tests {
             ..v
         };
         assert!(!forever.expired(u64::MAX));
+        assert!(Validity::ENDED.expired(now_millis()));
     }
 
     #[test]

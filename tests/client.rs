@@ -14,6 +14,7 @@ fn client(port: u16, timeout_ms: u64) -> NodeClient {
         &format!("127.0.0.1:{port}"),
         Duration::from_millis(timeout_ms),
         1,
+        Duration::ZERO,
         1 << 20,
     )
 }
@@ -155,7 +156,14 @@ async fn a_dead_server_is_an_io_error() {
 async fn an_oversized_stored_value_is_refused_unread_and_the_node_stays_usable() {
     let server = Memcached::start();
     server.set("huge", &vec![b'x'; 4096]);
-    let c = NodeClient::new("n1", &server.address(), Duration::from_secs(1), 1, 1024);
+    let c = NodeClient::new(
+        "n1",
+        &server.address(),
+        Duration::from_secs(1),
+        1,
+        Duration::ZERO,
+        1024,
+    );
     let error = c.get("huge").await.unwrap_err();
     assert!(matches!(error, Error::Corrupt(_)), "{error:?}");
     assert!(!error.is_node_failure());

@@ -25,7 +25,7 @@ fn manager(nodes: &str, extra: &[(&str, &str)]) -> Arc<SessionManager> {
         ("nodeProbeInterval", "50"),
     ];
     pairs.extend_from_slice(extra);
-    Arc::new(SessionManager::new(Config::from_pairs(pairs).expect("config")).expect("manager"))
+    SessionManager::new(Config::from_pairs(pairs).expect("config")).expect("manager")
 }
 
 /// `n<i>:<address>` for each (i, server).

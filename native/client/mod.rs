@@ -106,6 +106,7 @@ pub struct NodeClient {
     address: String,
     timeout: Duration,
     retries: u32,
+    retry_backoff: Duration,
     max_value: usize,
     idle: Mutex<Vec<Connection>>,
 }
@@ -122,12 +123,14 @@ impl std::fmt::Debug for NodeClient {
 impl NodeClient {
     /// A client of the server at `address`, called `node` in errors. `timeout` is the deadline of
     /// each operation, `retries` the extra attempts on a fresh connection after a connection
-    /// failure, `max_value` the largest value accepted from the server.
+    /// failure (each after `retry_backoff`, within the deadline), `max_value` the largest value
+    /// accepted from the server.
     pub fn new(
         node: &str,
         address: &str,
         timeout: Duration,
         retries: u32,
+        retry_backoff: Duration,
         max_value: usize,
     ) -> Self {
         NodeClient {
@@ -135,6 +138,7 @@ impl NodeClient {
             address: address.to_owned(),
             timeout,
             retries,
+            retry_backoff,
             max_value,
             idle: Mutex::new(Vec::new()),
         }
@@ -365,8 +369,11 @@ impl NodeClient {
                     }
                     return Ok(reply);
                 }
-                Ok(Err(Failure::Io(e))) if attempt < self.retries && Instant::now() < deadline => {
+                Ok(Err(Failure::Io(e)))
+                    if attempt < self.retries && Instant::now() + self.retry_backoff < deadline =>
+                {
                     tracing::debug!(node = %self.node, error = %e, "retrying on a fresh connection");
+                    tokio::time::sleep(self.retry_backoff).await;
                     attempt += 1;
                 }
                 Ok(Err(Failure::Io(e))) => {

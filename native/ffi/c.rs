@@ -349,7 +349,7 @@ pub unsafe extern "C" fn msm_manager_new(
         }
         let manager = SessionManager::new(config.0.build()?)?;
         // SAFETY: checked non-NULL; writable per the caller's contract.
-        unsafe { out.write(Box::into_raw(Box::new(MsmManager(Arc::new(manager))))) };
+        unsafe { out.write(Box::into_raw(Box::new(MsmManager(manager)))) };
         Ok(MsmStatus::Ok)
     })
 }

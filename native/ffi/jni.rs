@@ -279,7 +279,7 @@ pub extern "system" fn Java_io_msm_Native_create<'local>(
         for (name, value) in names.iter().zip(&values) {
             builder.set(name, value)?;
         }
-        let manager = Arc::new(SessionManager::new(builder.build()?)?);
+        let manager = SessionManager::new(builder.build()?)?;
         // The Tomcat shim backs sessions up after each request.
         manager.track_backups();
         static NEXT: AtomicI64 = AtomicI64::new(1);

@@ -389,7 +389,7 @@ pub fn node_list(servers: &[&Memcached]) -> String {
 /// A manager over `servers` (n1, n2, ...) with the given extra attributes, shared as the faces
 /// share it.
 pub fn manager(servers: &[&Memcached], extra: &[(&str, &str)]) -> Arc<SessionManager> {
-    Arc::new(SessionManager::new(config(servers, extra)).expect("manager"))
+    SessionManager::new(config(servers, extra)).expect("manager")
 }
 
 /// The configuration of [`manager`], with a fixed key prefix `test:`.

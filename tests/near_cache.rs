@@ -1,0 +1,188 @@
+//! The near cache against real memcached outages: sessions served and stored locally while the
+//! cluster is unreachable or returns garbage, written back (newer copy winning) when it answers,
+//! and never used to bring back a session that ended.
+
+mod common;
+
+use common::{Memcached, eventually, manager, stat};
+use msm::runtime::block_on;
+use msm::{Error, SessionData, SessionId, SessionManager};
+
+fn session(value: &[u8]) -> SessionData {
+    let mut s = SessionData::new(1800);
+    s.attributes.insert("k".into(), value.to_vec());
+    s
+}
+
+fn value(m: &SessionManager, id: &SessionId) -> Option<Vec<u8>> {
+    block_on(m.load(id))
+        .unwrap()
+        .map(|l| l.session.attributes["k"].clone())
+}
+
+const NON_STICKY: &[(&str, &str)] = &[("sticky", "false")];
+
+#[test]
+fn with_every_node_down_sessions_are_served_stored_and_created_locally_then_written_back() {
+    let (mut m1, mut m2) = (Memcached::start(), Memcached::start());
+    let host = manager(&[&m1, &m2], NON_STICKY);
+    let id = block_on(host.new_session_id(None)).unwrap();
+    block_on(host.store(&id, &mut session(b"before"))).unwrap();
+    assert_eq!(value(&host, &id).as_deref(), Some(&b"before"[..]));
+
+    m1.kill();
+    m2.kill();
+    // Read and changed during the outage, from this host's copy.
+    assert_eq!(value(&host, &id).as_deref(), Some(&b"before"[..]));
+    assert_eq!(
+        block_on(host.store(&id, &mut session(b"during"))).unwrap(),
+        None
+    );
+    assert_eq!(value(&host, &id).as_deref(), Some(&b"during"[..]));
+    // A session created during the outage.
+    let new = block_on(host.new_session_id(None)).unwrap();
+    block_on(host.store(&new, &mut session(b"new"))).unwrap();
+    assert_eq!(value(&host, &new).as_deref(), Some(&b"new"[..]));
+    assert!(stat(&host, "near_cache_stored") >= 2);
+    assert!(stat(&host, "near_cache_served") >= 2);
+
+    // The nodes come back empty: both sessions are written back without any request.
+    m1.restart();
+    m2.restart();
+    eventually("the near cache is written back", || {
+        stat(&host, "near_cache_written_back") >= 2
+    });
+    // Another host (a Tomcat that never saw the outage) finds both in memcached.
+    let other = manager(&[&m1, &m2], NON_STICKY);
+    assert_eq!(value(&other, &id).as_deref(), Some(&b"during"[..]));
+    assert_eq!(value(&other, &new).as_deref(), Some(&b"new"[..]));
+}
+
+#[test]
+fn a_sticky_session_created_during_an_outage_survives_a_later_tomcat_failover() {
+    let (mut m1, mut m2) = (Memcached::start(), Memcached::start());
+    let host = manager(&[&m1, &m2], &[]);
+    host.track_backups();
+    m1.kill();
+    m2.kill();
+    let id = block_on(host.new_session_id(None)).unwrap();
+    let outcome = host.backup(
+        &id,
+        &session(b"outage"),
+        Some(std::time::Duration::from_secs(2)),
+    );
+    assert!(outcome.is_err(), "the backup itself fails: {outcome:?}");
+    m1.restart();
+    m2.restart();
+    eventually("the backup is written back", || {
+        stat(&host, "near_cache_written_back") >= 1
+    });
+    // The host dies; another takes the session over from memcached.
+    drop(host);
+    let other = manager(&[&m1, &m2], &[]);
+    assert_eq!(value(&other, &id).as_deref(), Some(&b"outage"[..]));
+}
+
+#[test]
+fn garbage_in_memcached_falls_back_to_the_local_copy_and_is_repaired() {
+    let (m1, m2) = (Memcached::start(), Memcached::start());
+    let host = manager(&[&m1, &m2], NON_STICKY);
+    let id = block_on(host.new_session_id(None)).unwrap();
+    block_on(host.store(&id, &mut session(b"good"))).unwrap();
+    let key = format!("test:{}", id.storage_part());
+    let (primary, backup) = if id.node() == "n1" {
+        (&m1, &m2)
+    } else {
+        (&m2, &m1)
+    };
+    primary.set(&key, b"garbage");
+    backup.set(&format!("bak:{key}"), b"more garbage");
+
+    let loaded = block_on(host.load(&id)).unwrap().unwrap();
+    assert_eq!(loaded.session.attributes["k"], b"good");
+    assert!(stat(&host, "corrupt_values") >= 2);
+    // The request's end writes it (served locally, the cluster lacked it).
+    let mut s = loaded.session;
+    block_on(host.finish(&id, &mut s, None, None)).unwrap();
+    let other = manager(&[&m1, &m2], NON_STICKY);
+    assert_eq!(value(&other, &id).as_deref(), Some(&b"good"[..]));
+
+    // Without a local copy, garbage is still only corrupt, never handed out.
+    primary.set(&key, b"garbage");
+    backup.set(&format!("bak:{key}"), b"more garbage");
+    let third = manager(&[&m1, &m2], NON_STICKY);
+    assert!(matches!(block_on(third.load(&id)), Err(Error::Corrupt(_))));
+}
+
+#[test]
+fn a_flushed_cluster_loses_nothing_but_an_ended_session_stays_ended() {
+    let (m1, m2) = (Memcached::start(), Memcached::start());
+    let (a, b) = (
+        manager(&[&m1, &m2], NON_STICKY),
+        manager(&[&m1, &m2], NON_STICKY),
+    );
+    let kept = block_on(a.new_session_id(None)).unwrap();
+    block_on(a.store(&kept, &mut session(b"kept"))).unwrap();
+    let ended = block_on(a.new_session_id(None)).unwrap();
+    block_on(a.store(&ended, &mut session(b"ended"))).unwrap();
+    // Host b reads both (it keeps copies), then host a invalidates one.
+    assert!(value(&b, &kept).is_some() && value(&b, &ended).is_some());
+    block_on(a.delete(&ended)).unwrap();
+    assert_eq!(
+        value(&b, &ended),
+        None,
+        "invalidated elsewhere: not brought back"
+    );
+
+    for server in [&m1, &m2] {
+        server.raw(b"flush_all\r\n", &["OK"]);
+    }
+    assert_eq!(
+        value(&b, &kept).as_deref(),
+        Some(&b"kept"[..]),
+        "flushed: served locally"
+    );
+}
+
+#[test]
+fn at_write_back_a_newer_copy_in_the_cluster_wins() {
+    let mut m1 = Memcached::start();
+    // Host a notices the node's return late, so host b writes first.
+    let a = manager(
+        &[&m1],
+        &[("sticky", "false"), ("nodeProbeInterval", "3000")],
+    );
+    let b = manager(&[&m1], NON_STICKY);
+    let id = block_on(a.new_session_id(None)).unwrap();
+    block_on(a.store(&id, &mut session(b"first"))).unwrap();
+    m1.pause();
+    block_on(a.store(&id, &mut session(b"older"))).unwrap();
+    assert_eq!(stat(&a, "near_cache_stored"), 1);
+    m1.resume();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    block_on(b.store(&id, &mut session(b"newer"))).unwrap();
+    eventually("host a tries its write-back", || {
+        stat(&a, "near_cache_superseded") == 1
+    });
+    assert_eq!(stat(&a, "near_cache_written_back"), 0);
+    let fresh = manager(&[&m1], NON_STICKY);
+    assert_eq!(value(&fresh, &id).as_deref(), Some(&b"newer"[..]));
+}
+
+#[test]
+fn the_near_cache_keeps_to_its_bounds_and_counts_what_it_drops() {
+    let mut m1 = Memcached::start();
+    let host = manager(
+        &[&m1],
+        &[("sticky", "false"), ("nearCacheMaxSessions", "2")],
+    );
+    let ids: Vec<_> = (0..3)
+        .map(|_| block_on(host.new_session_id(None)).unwrap())
+        .collect();
+    m1.kill();
+    for id in &ids {
+        block_on(host.store(id, &mut session(b"x"))).unwrap();
+    }
+    assert_eq!(stat(&host, "near_cache_sessions"), 2);
+    assert_eq!(stat(&host, "near_cache_evicted"), 1);
+}
