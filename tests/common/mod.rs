@@ -356,10 +356,7 @@ pub struct TempDir {
 impl TempDir {
     /// A fresh directory under the system temp dir.
     pub fn new(tag: &str) -> Self {
-        let mut bytes = [0u8; 8];
-        std::fs::File::open("/dev/urandom")
-            .and_then(|mut f| f.read_exact(&mut bytes))
-            .unwrap();
+        let bytes: [u8; 8] = random_bytes(8).try_into().unwrap();
         let path = std::env::temp_dir().join(format!(
             "msm-{tag}-{}-{:016x}",
             std::process::id(),
@@ -374,6 +371,15 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
     }
+}
+
+/// `len` random bytes from the operating system.
+pub fn random_bytes(len: usize) -> Vec<u8> {
+    let mut bytes = vec![0u8; len];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .expect("read /dev/urandom");
+    bytes
 }
 
 /// `memcachedNodes` for servers named n1, n2, ... in order.

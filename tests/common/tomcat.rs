@@ -1,7 +1,7 @@
 //! Real Tomcats for end-to-end tests: each in its own JVM, serving the demo web application with
 //! the manager under test, and a minimal HTTP client that keeps the session cookie.
 
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -282,28 +282,37 @@ impl Response {
     }
 }
 
-/// A minimal HTTP/1.1 GET with `Connection: close`.
+/// A minimal HTTP/1.1 GET with `Connection: close`; panics when no whole response comes back.
 pub fn http_get(port: u16, path: &str, session: Option<&str>) -> Response {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to Tomcat");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
+    try_http_get(port, path, session)
+        .unwrap_or_else(|e| panic!("GET {path} from Tomcat on port {port}: {e}"))
+}
+
+/// A minimal HTTP/1.1 GET with `Connection: close`, for clients that expect failures: an error
+/// when the connection is refused (kind `ConnectionRefused`: nothing listens, e.g. a killed
+/// Tomcat), fails, or closes before a whole response head arrived (a Tomcat killed meanwhile).
+pub fn try_http_get(port: u16, path: &str, session: Option<&str>) -> io::Result<Response> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let cookie = session.map_or(String::new(), |s| format!("Cookie: JSESSIONID={s}\r\n"));
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nHost: localhost:{port}\r\n{cookie}Connection: close\r\n\r\n"
-    )
-    .unwrap();
+    )?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("read response");
+    stream.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").expect("no header end");
+    let cut =
+        |what: &str| io::Error::new(io::ErrorKind::UnexpectedEof, format!("{what}: {text:?}"));
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| cut("no header end"))?;
     let mut lines = head.lines();
     let status = lines
         .next()
         .and_then(|l| l.split(' ').nth(1))
         .and_then(|s| s.parse().ok())
-        .expect("status line");
+        .ok_or_else(|| cut("no status line"))?;
     let set_cookies: Vec<String> = lines
         .filter_map(|l| {
             let (name, value) = l.split_once(':')?;
@@ -323,12 +332,12 @@ pub fn http_get(port: u16, path: &str, session: Option<&str>) -> Response {
     } else {
         body.to_owned()
     };
-    Response {
+    Ok(Response {
         status,
         new_session,
         set_cookies,
         body: body.trim().to_owned(),
-    }
+    })
 }
 
 fn dechunk(mut body: &str) -> String {
