@@ -646,9 +646,7 @@ impl SessionManager {
             Ok(None) => None,
             Err(e) => Some(e),
         };
-        // A request waits for one timeout at most: after one, the caller falls back to the near
-        // cache rather than waiting on the backup node too.
-        if self.config.sticky || matches!(primary_failure, Some(Error::Timeout { .. })) {
+        if self.config.sticky {
             return primary_failure.map_or(Ok(None), Err);
         }
         let Some(backup) = self.cluster.next_available(id.node()) else {

@@ -296,15 +296,20 @@ fn reading_for_longer_than_the_lifetime_keeps_the_session() {
 }
 
 #[test]
-fn an_unreachable_store_answers_503_instead_of_a_new_session() {
+fn an_unreachable_store_serves_local_copies_and_answers_503_instead_of_a_new_session() {
     let mut server = Memcached::start();
     let nodes = node_list(&[&server]);
-    let a = tomcat("a", &nodes, &[]);
+    let (a, b) = (tomcat("a", &nodes, &[]), tomcat("b", &nodes, &[]));
     let mut browser = Browser::default();
     browser.get(&a, "/");
     let id = browser.cookie.clone().unwrap();
     server.kill();
+    // Tomcat a read the session before: it serves and keeps it from its near cache.
     let response = a.get("/", Some(&id));
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(response.field("counter"), Some("2"), "{response:?}");
+    // Tomcat b never had it: 503, not a new session that would orphan the user's.
+    let response = b.get("/", Some(&id));
     assert_eq!(response.status, 503, "{response:?}");
     assert!(
         response.new_session.is_none(),
