@@ -262,7 +262,8 @@ impl SessionManager {
             return false;
         };
         let key = self.key(KeyKind::Validity, id);
-        !matches!(self.cluster.call(&node, |c| c.get(&key)).await, Ok(None))
+        // A node that fails now tells nothing: the copy is served.
+        matches!(self.cluster.call(&node, |c| c.get(&key)).await, Ok(Some(_)))
     }
 
     /// A session served from this host's copy, unless the copy expired by its own lifetime.
@@ -295,6 +296,9 @@ impl SessionManager {
     /// Writes the near cache's dirty copies whose node answers back to the cluster, unless the
     /// cluster holds a newer copy, then keeps them as clean copies (non-sticky) or drops them.
     pub(crate) async fn write_back(&self) {
+        if !self.cluster.nodes().iter().any(|n| n.is_up()) {
+            return;
+        }
         let dirty = self.near.dirty();
         if dirty.is_empty() {
             return;
