@@ -8,7 +8,7 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use msm::SessionData;
 use msm::SessionId;
-use msm::envelope::Codec;
+use msm::envelope::{Codec, KeyRing};
 use msm::ids::{OsRandom, RandomSource};
 
 /// A well-formed random part (128 bits in upper-case hex).
@@ -17,9 +17,12 @@ const RANDOM: &str = "602F7397FBE4D9932E59A9D0E52FE178";
 const CONTEXT: &str = "bench:";
 /// Size limit of the benchmark codecs.
 const MAX_SIZE: usize = 8 << 20;
-/// An HMAC key of realistic length (32 bytes); not a secret.
+/// An integrity key of realistic length (32 bytes); not a secret.
 const HMAC_KEY: &[u8] = b"bench-hmac-key-not-a-secret-0123";
-/// Attributes in the benchmark session, and the size of each value.
+/// Bodies of at least this many bytes are compressed (the README's suggested setting).
+const COMPRESSION_THRESHOLD: usize = 4096;
+/// Attributes in the benchmark session, and the size of each value (a repeating byte pattern,
+/// which LZ4 packs some 18 to 1: the best case of compression).
 const ATTRIBUTES: usize = 10;
 const ATTRIBUTE_SIZE: usize = 1024;
 
@@ -74,14 +77,30 @@ fn session() -> SessionData {
 
 fn bench_envelope(c: &mut Criterion) {
     let session = session();
+    let keys = || KeyRing::parse(HMAC_KEY).expect("a valid key");
     let mut group = c.benchmark_group("envelope");
+    // Throughput in the session's uncompressed envelope bytes, the same for every row.
+    let plain_len = Codec::new(None, MAX_SIZE, CONTEXT)
+        .encode(RANDOM, &session)
+        .expect("encode")
+        .len();
+    group.throughput(Throughput::Bytes(plain_len as u64));
     for (name, codec) in [
         ("crc32", Codec::new(None, MAX_SIZE, CONTEXT)),
-        ("hmac", Codec::new(Some(HMAC_KEY), MAX_SIZE, CONTEXT)),
+        ("hmac", Codec::new(Some(keys()), MAX_SIZE, CONTEXT)),
+        ("aes_gcm", Codec::encrypted(keys(), MAX_SIZE, CONTEXT)),
+        (
+            "hmac_lz4",
+            Codec::new(Some(keys()), MAX_SIZE, CONTEXT).with_compression(COMPRESSION_THRESHOLD),
+        ),
+        (
+            "aes_gcm_lz4",
+            Codec::encrypted(keys(), MAX_SIZE, CONTEXT).with_compression(COMPRESSION_THRESHOLD),
+        ),
     ] {
         let encoded = codec.encode(RANDOM, &session).expect("encode");
         assert_eq!(codec.decode(RANDOM, &encoded).expect("decode"), session);
-        group.throughput(Throughput::Bytes(encoded.len() as u64));
+        println!("envelope/{name}: {} bytes stored", encoded.len());
 
         group.bench_function(format!("encode_{name}"), |b| {
             b.iter(|| codec.encode(black_box(RANDOM), black_box(&session)))
@@ -90,6 +109,16 @@ fn bench_envelope(c: &mut Criterion) {
             b.iter(|| codec.decode(black_box(RANDOM), black_box(&encoded)))
         });
     }
+
+    // The worst case of compression: random bytes, compressed in vain and stored as they are.
+    let mut noise = session;
+    for value in noise.attributes.values_mut() {
+        getrandom::fill(value).expect("the operating system's random generator failed");
+    }
+    let codec = Codec::new(Some(keys()), MAX_SIZE, CONTEXT).with_compression(COMPRESSION_THRESHOLD);
+    group.bench_function("encode_hmac_lz4_incompressible", |b| {
+        b.iter(|| codec.encode(black_box(RANDOM), black_box(&noise)))
+    });
     group.finish();
 }
 

@@ -73,13 +73,34 @@ impl PartialEq for LockingMode {
     }
 }
 
-/// Where the integrity key is read from; never the key itself, so it stays out of config files.
+/// Where the integrity keys are read from; never the keys themselves, so they stay out of
+/// configuration files. The source holds one key per line (see [`crate::envelope::KeyRing`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeySource {
-    /// A file whose bytes (trailing newline removed) are the key.
+    /// A file holding the keys.
     File(String),
-    /// An environment variable whose value is the key.
+    /// An environment variable holding the keys.
     Env(String),
+}
+
+impl std::fmt::Display for KeySource {
+    /// The source as configured (`file:<path>`, `env:<VARIABLE>`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySource::File(path) => write!(f, "file:{path}"),
+            KeySource::Env(var) => write!(f, "env:{var}"),
+        }
+    }
+}
+
+/// Whether stored sessions are encrypted (`encryption`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Encryption {
+    /// Sessions are signed (with keys) or checksummed, not encrypted.
+    #[default]
+    None,
+    /// Sessions are encrypted with AES-256-GCM under a key derived from the first integrity key.
+    Aes256Gcm,
 }
 
 /// A validated configuration.
@@ -124,8 +145,12 @@ pub struct Config {
     pub max_inactive_interval: i32,
     /// Largest encoded session accepted for storing or decoding.
     pub max_session_size: usize,
-    /// Source of the HMAC-SHA256 key; without one, values carry a checksum.
+    /// Source of the integrity keys; without one, values carry a checksum.
     pub integrity_key: Option<KeySource>,
+    /// Whether sessions are encrypted (with keys derived from `integrity_key`'s).
+    pub encryption: Encryption,
+    /// Session bodies of at least this many bytes are compressed; 0: never.
+    pub compression_threshold: usize,
     /// Requests whose URI matches never touch memcached (static resources).
     pub request_uri_ignore_pattern: Option<Regex>,
     /// Only attributes whose name matches are stored; all when unset.
@@ -192,6 +217,8 @@ pub struct ConfigBuilder {
     max_inactive_interval: Option<i32>,
     max_session_size: Option<u64>,
     integrity_key: Option<KeySource>,
+    encryption: Option<Encryption>,
+    compression_threshold: Option<u64>,
     request_uri_ignore_pattern: Option<Regex>,
     session_attribute_filter: Option<Regex>,
     enabled: Option<bool>,
@@ -224,6 +251,8 @@ pub const ATTRIBUTES: &[&str] = &[
     "maxInactiveInterval",
     "maxSessionSize",
     "integrityKey",
+    "encryption",
+    "compressionThreshold",
     "requestUriIgnorePattern",
     "sessionAttributeFilter",
     "enabled",
@@ -298,6 +327,15 @@ fn parse_key_source(name: &str, value: &str) -> Result<KeySource> {
             "expected `file:<path>` or `env:<VARIABLE>`; keys are never written in the configuration",
         ))
     }
+}
+
+/// The refusal of `encryption="aes-256-gcm"` without `integrityKey`.
+pub(crate) fn encryption_without_keys() -> Error {
+    Error::config(
+        "encryption",
+        "aes-256-gcm",
+        "requires integrityKey: the encryption keys are derived from its keys",
+    )
 }
 
 /// Splits a list on spaces and commas, dropping empty entries.
@@ -456,6 +494,20 @@ impl ConfigBuilder {
             }
             "maxSessionSize" => self.max_session_size = Some(ranged(1024, 1 << 30)?),
             "integrityKey" => self.integrity_key = Some(parse_key_source(name, value)?),
+            "encryption" => {
+                self.encryption = Some(match value.trim() {
+                    "none" => Encryption::None,
+                    "aes-256-gcm" => Encryption::Aes256Gcm,
+                    _ => {
+                        return Err(Error::config(
+                            name,
+                            value,
+                            "expected `none` or `aes-256-gcm`",
+                        ));
+                    }
+                });
+            }
+            "compressionThreshold" => self.compression_threshold = Some(ranged(0, 1 << 30)?),
             "requestUriIgnorePattern" => {
                 self.request_uri_ignore_pattern = parse_pattern(name, value)?;
             }
@@ -502,6 +554,10 @@ impl ConfigBuilder {
                 "must not be smaller than lockBackoffInitial",
             ));
         }
+        let encryption = self.encryption.unwrap_or_default();
+        if encryption == Encryption::Aes256Gcm && self.integrity_key.is_none() {
+            return Err(encryption_without_keys());
+        }
         let keys = match (&self.prefix, &self.context) {
             (Some(prefix), _) => KeyScheme::with_prefix(prefix),
             (None, Some((host, context))) => KeyScheme::for_context(host, context),
@@ -530,6 +586,8 @@ impl ConfigBuilder {
             max_inactive_interval: self.max_inactive_interval.unwrap_or(1800),
             max_session_size: self.max_session_size.unwrap_or(8 << 20) as usize,
             integrity_key: self.integrity_key.clone(),
+            encryption,
+            compression_threshold: self.compression_threshold.unwrap_or(0) as usize,
             request_uri_ignore_pattern: self.request_uri_ignore_pattern.clone(),
             session_attribute_filter: self.session_attribute_filter.clone(),
             enabled: self.enabled.unwrap_or(true),
@@ -617,6 +675,8 @@ mod tests {
         assert_eq!(c.max_inactive_interval, 1800);
         assert!(c.session_backup_async);
         assert_eq!(c.integrity_key, None);
+        assert_eq!(c.encryption, Encryption::None);
+        assert_eq!(c.compression_threshold, 0);
     }
 
     #[test]
@@ -679,6 +739,22 @@ mod tests {
                 &[n, ("maxInactiveInterval", "1h")],
                 &["`maxInactiveInterval`", "`1h`"],
             ),
+            (
+                &[n, ("encryption", "aes-128-cbc")],
+                &["`encryption`", "`aes-128-cbc`", "`none` or `aes-256-gcm`"],
+            ),
+            (
+                &[n, ("encryption", "aes-256-gcm")],
+                &["`encryption`", "`aes-256-gcm`", "requires integrityKey"],
+            ),
+            (
+                &[n, ("compressionThreshold", "16k")],
+                &["`compressionThreshold`", "`16k`", "whole number"],
+            ),
+            (
+                &[n, ("compressionThreshold", "2147483648")],
+                &["`compressionThreshold`", "`2147483648`", "from 0"],
+            ),
         ];
         for (pairs, needles) in cases {
             let message = err(pairs);
@@ -701,6 +777,24 @@ mod tests {
         let message = err(&[n, ("integrityKey", "s3cr3t-in-clear")]);
         assert!(!message.contains("s3cr3t"), "{message}");
         assert!(message.contains("`integrityKey`"));
+    }
+
+    #[test]
+    fn encryption_and_compression() {
+        let n = ("memcachedNodes", "n1:h:1");
+        let c = Config::from_pairs([
+            n,
+            ("integrityKey", "env:MSM_KEY"),
+            ("encryption", "aes-256-gcm"),
+            ("compressionThreshold", "16384"),
+        ])
+        .unwrap();
+        assert_eq!(c.encryption, Encryption::Aes256Gcm);
+        assert_eq!(c.compression_threshold, 16384);
+        let c =
+            Config::from_pairs([n, ("encryption", "none"), ("compressionThreshold", "0")]).unwrap();
+        assert_eq!(c.encryption, Encryption::None);
+        assert_eq!(c.compression_threshold, 0);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use crate::backup::{Queue, Tracker};
 use crate::client::{Command, expiry};
 use crate::cluster::{Cluster, Node};
-use crate::config::{Config, KeySource, parse_node_list};
+use crate::config::{Config, parse_node_list};
 use crate::envelope::Codec;
 use crate::error::{Error, Result};
 use crate::ids::{OsRandom, RandomSource, SessionId, upper_hex};
@@ -91,32 +91,6 @@ impl std::fmt::Debug for SessionManager {
     }
 }
 
-fn read_key(source: &KeySource) -> Result<Vec<u8>> {
-    let (value, key) = match source {
-        KeySource::File(path) => (
-            format!("file:{path}"),
-            std::fs::read(path).map_err(|e| {
-                Error::config("integrityKey", &format!("file:{path}"), e.to_string())
-            })?,
-        ),
-        KeySource::Env(var) => (
-            format!("env:{var}"),
-            std::env::var(var)
-                .map_err(|e| Error::config("integrityKey", &format!("env:{var}"), e.to_string()))?
-                .into_bytes(),
-        ),
-    };
-    let key = key.trim_ascii_end().to_vec();
-    if key.len() < 16 {
-        return Err(Error::config(
-            "integrityKey",
-            &value,
-            "the key must be at least 16 bytes",
-        ));
-    }
-    Ok(key)
-}
-
 /// Lifetime in seconds as memcached's expiry field.
 fn session_expiry(max_inactive: i32) -> u64 {
     expiry(u64::try_from(max_inactive).unwrap_or(0))
@@ -130,8 +104,8 @@ impl SessionManager {
 
     /// A manager drawing the random part of ids from `random` (tests force collisions with it).
     pub fn with_random_source(config: Config, random: Box<dyn RandomSource>) -> Result<Arc<Self>> {
-        let key = config.integrity_key.as_ref().map(read_key).transpose()?;
-        if key.is_none() {
+        let codec = Codec::from_config(&config)?;
+        if config.integrity_key.is_none() {
             tracing::warn!(
                 "no integrityKey: values in memcached carry a checksum only, so anyone who can \
                  write to memcached can forge session content (and, unless \
@@ -139,11 +113,7 @@ impl SessionManager {
                  integrityKey"
             );
         }
-        let codec = Codec::new(
-            key.as_deref(),
-            config.max_session_size,
-            config.keys.prefix(),
-        );
+        tracing::info!(?codec, "session envelope");
         let stats = Arc::new(Stats::default());
         let cluster = Arc::new(Cluster::new(&config, Arc::clone(&stats)));
         let membership = Membership::new(
@@ -565,9 +535,10 @@ impl SessionManager {
     }
 
     fn decode_copy(&self, node: &Node, id: &SessionId, value: &[u8]) -> Result<SessionData> {
-        self.codec.decode(id.random(), value).inspect_err(|e| {
-            bump(&self.stats.corrupt_values);
+        self.codec.decode(id.random(), value).map_err(|e| {
+            self.stats.count_corrupt(e.kind);
             tracing::warn!(node = node.id(), session = %id.redacted(), error = %e, "corrupt session value");
+            e.into()
         })
     }
 
@@ -580,7 +551,7 @@ impl SessionManager {
     ) -> Option<Validity> {
         Validity::decode(&self.codec, id.random(), value)
             .inspect_err(|e| {
-                bump(&self.stats.corrupt_values);
+                self.stats.count_corrupt(e.kind);
                 tracing::warn!(node = node.id(), session = %id.redacted(), error = %e, "corrupt validity record");
             })
             .ok()

@@ -48,15 +48,18 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::client::CasOutcome;
 use crate::cluster::{Cluster, Node};
 use crate::config::{Config, NodeConfig, format_node_list, parse_node_list};
-use crate::envelope::Codec;
+use crate::envelope::{Codec, unencrypted_tag_len};
 use crate::error::{Error, Result};
 use crate::keys::KeyKind;
 use crate::runtime;
 use crate::stats::{Stats, bump};
 
 const MAGIC: &[u8; 4] = b"MSMN";
-const FORMAT_VERSION: u8 = 1;
-const HEADER_LEN: usize = 14;
+const FORMAT_VERSION: u8 = 2;
+/// Magic, format version, tag kind, key id, list version.
+const HEADER_LEN: usize = 18;
+/// What a record is bound to besides its context (no session id looks like it).
+const BOUND: &str = "nodes";
 /// Longest node list text a record may carry.
 const MAX_LIST_LEN: usize = 16 * 1024;
 /// Most nodes a shared list may name.
@@ -79,14 +82,15 @@ impl NodeList {
     /// Encodes the record, tagged by `codec` and bound to its context.
     pub fn encode(&self, codec: &Codec) -> Vec<u8> {
         let text = format_node_list(&self.nodes);
-        let (kind, tag_len) = codec.tag_kind();
-        let mut out = Vec::with_capacity(HEADER_LEN + text.len() + tag_len);
+        let integrity = codec.integrity();
+        let mut out = Vec::with_capacity(HEADER_LEN + text.len() + 32);
         out.extend_from_slice(MAGIC);
         out.push(FORMAT_VERSION);
-        out.push(kind);
+        out.push(integrity.record_kind());
+        out.extend_from_slice(&integrity.signing_id());
         out.extend_from_slice(&self.version.to_le_bytes());
         out.extend_from_slice(text.as_bytes());
-        codec.append_tag(&mut out, &bound(codec));
+        integrity.append_tag(&mut out, &codec.bound(BOUND));
         out
     }
 
@@ -94,18 +98,21 @@ impl NodeList {
     /// configured ones are. Errors never quote the record's content.
     pub fn decode(codec: &Codec, value: &[u8]) -> Result<Self> {
         let corrupt = |reason: &str| Error::Corrupt(format!("shared node list: {reason}"));
-        let (kind, tag_len) = codec.tag_kind();
+        if value.len() < HEADER_LEN || &value[..4] != MAGIC || value[4] != FORMAT_VERSION {
+            return Err(corrupt("unknown magic or format version"));
+        }
+        let kind = value[5];
+        let tag_len = unencrypted_tag_len(kind).ok_or_else(|| corrupt("unknown tag kind"))?;
         if !(HEADER_LEN + tag_len..=HEADER_LEN + MAX_LIST_LEN + tag_len).contains(&value.len()) {
             return Err(corrupt("wrong length"));
         }
-        if &value[..4] != MAGIC || value[4] != FORMAT_VERSION || value[5] != kind {
-            return Err(corrupt("unknown magic, version or tag kind"));
-        }
         let (covered, tag) = value.split_at(value.len() - tag_len);
-        if !codec.verify_tag(covered, &bound(codec), tag) {
-            return Err(corrupt("integrity tag mismatch"));
-        }
-        let version = u64::from_le_bytes(covered[6..HEADER_LEN].try_into().expect("8 bytes"));
+        let key_id = covered[6..10].try_into().expect("4 bytes");
+        codec
+            .integrity()
+            .verify_tag(kind, &key_id, covered, &codec.bound(BOUND), tag)
+            .map_err(|e| corrupt(&e.to_string()))?;
+        let version = u64::from_le_bytes(covered[10..HEADER_LEN].try_into().expect("8 bytes"));
         if version == 0 {
             return Err(corrupt("version 0"));
         }
@@ -119,11 +126,6 @@ impl NodeList {
         }
         Ok(NodeList { version, nodes })
     }
-}
-
-/// What a record belongs to: its context, covered by the tag but not stored.
-fn bound(codec: &Codec) -> Vec<u8> {
-    [codec.context().as_bytes(), b"\0nodes"].concat()
 }
 
 /// Node configurations as the shared list holds them: without failover flags.
@@ -565,6 +567,7 @@ fn backoff(round: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::envelope::KeyRing;
 
     fn node(id: &str, port: u16) -> NodeConfig {
         NodeConfig {
@@ -592,10 +595,10 @@ mod tests {
     fn round_trips_and_pins_its_layout() {
         let codec = Codec::new(None, 1 << 20, "shop:");
         let bytes = list().encode(&codec);
-        assert_eq!(&bytes[..6], b"MSMN\x01\x01");
-        assert_eq!(&bytes[6..14], &7u64.to_le_bytes());
+        assert_eq!(&bytes[..6], b"MSMN\x02\x01");
+        assert_eq!(&bytes[10..18], &7u64.to_le_bytes());
         assert_eq!(
-            &bytes[14..bytes.len() - 4],
+            &bytes[18..bytes.len() - 4],
             b"n1:127.0.0.1:11211 n2:[::1]:11212"
         );
         assert_eq!(NodeList::decode(&codec, &bytes).unwrap(), list());
@@ -603,16 +606,28 @@ mod tests {
 
     #[test]
     fn refuses_flipped_bits_other_contexts_and_keys() {
-        let codec = Codec::new(Some(b"0123456789abcdef"), 1 << 20, "shop:");
+        let codec = Codec::new(
+            Some(KeyRing::parse(b"0123456789abcdef").unwrap()),
+            1 << 20,
+            "shop:",
+        );
         let bytes = list().encode(&codec);
         for i in 0..bytes.len() * 8 {
             let mut flipped = bytes.clone();
             flipped[i / 8] ^= 1 << (i % 8);
             assert!(NodeList::decode(&codec, &flipped).is_err(), "bit {i}");
         }
-        let other_context = Codec::new(Some(b"0123456789abcdef"), 1 << 20, "blog:");
+        let other_context = Codec::new(
+            Some(KeyRing::parse(b"0123456789abcdef").unwrap()),
+            1 << 20,
+            "blog:",
+        );
         assert!(NodeList::decode(&other_context, &bytes).is_err());
-        let other_key = Codec::new(Some(b"fedcba9876543210"), 1 << 20, "shop:");
+        let other_key = Codec::new(
+            Some(KeyRing::parse(b"fedcba9876543210").unwrap()),
+            1 << 20,
+            "shop:",
+        );
         assert!(NodeList::decode(&other_key, &bytes).is_err());
         let unsigned = Codec::new(None, 1 << 20, "shop:");
         assert!(NodeList::decode(&unsigned, &bytes).is_err());

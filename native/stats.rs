@@ -4,6 +4,8 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use crate::envelope::CorruptKind;
+
 /// Count, total, minimum and maximum of a duration, in microseconds.
 #[derive(Debug)]
 pub struct Timing {
@@ -129,8 +131,20 @@ counters! {
     session_backups_failed,
     /// Sessions expired by the host whose memcached copy was newer, so it was kept.
     expired_newer_kept,
-    /// Values that failed the integrity tag or the decoder.
+    /// Values that failed the integrity tag or the decoder (all of the `corrupt_` kinds below).
     corrupt_values,
+    /// Corrupt values that were not an envelope or record, too short, oversized, or undecodable
+    /// although their tag verified.
+    corrupt_malformed,
+    /// Corrupt values in a format version newer than this one reads.
+    corrupt_future_version,
+    /// Corrupt values signed or encrypted with a key that is not configured.
+    corrupt_unknown_key,
+    /// Corrupt values carrying only a checksum while keys are configured.
+    corrupt_unsigned,
+    /// Corrupt values whose integrity tag did not match (altered, truncated, or copied from
+    /// another session or context).
+    corrupt_tag_mismatch,
     /// Sessions refused for exceeding a size limit.
     too_large,
     /// Operations that failed on a node (timeout, I/O, protocol).
@@ -171,6 +185,20 @@ counters! {
     near_cache_superseded,
     /// Near-cache copies dropped to stay within its bounds.
     near_cache_evicted,
+}
+
+impl Stats {
+    /// Counts a refused value, in all and by its kind.
+    pub(crate) fn count_corrupt(&self, kind: CorruptKind) {
+        bump(&self.corrupt_values);
+        bump(match kind {
+            CorruptKind::Malformed => &self.corrupt_malformed,
+            CorruptKind::FutureVersion => &self.corrupt_future_version,
+            CorruptKind::UnknownKey => &self.corrupt_unknown_key,
+            CorruptKind::Unsigned => &self.corrupt_unsigned,
+            CorruptKind::TagMismatch => &self.corrupt_tag_mismatch,
+        });
+    }
 }
 
 /// Adds one to a counter.

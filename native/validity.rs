@@ -10,20 +10,29 @@
 //!
 //! ```text
 //! offset 0  magic "MSMV"
-//!        4  format version (1)
-//!        5  tag kind (as in the envelope)
-//!        6  last access, ms since the Unix epoch, u64 little-endian
-//!       14  max inactive, seconds, i32 little-endian
-//!       18  copies expire, seconds since the Unix epoch, u64 little-endian
-//!       26  tag over every byte before it, the context and the id's random part
+//!        4  format version (2)
+//!        5  tag kind: 1 = CRC-32, 2 = HMAC-SHA256 (as in the envelope; never encrypted)
+//!        6  key id, 4 bytes (as in the envelope; zeros with CRC-32)
+//!       10  last access, ms since the Unix epoch, u64 little-endian
+//!       18  max inactive, seconds, i32 little-endian
+//!       22  copies expire, seconds since the Unix epoch, u64 little-endian
+//!       30  tag over every byte before it, the context, a 0 byte and the id's random part
 //! ```
+//!
+//! Format 1 (still read, never written) has no key id, so its fields start at offset 6 and its
+//! tag at 26; its HMAC is keyed as the envelope's format 1.
 
-use crate::envelope::Codec;
-use crate::error::{Error, Result};
+use crate::envelope::{Codec, CorruptKind, Corruption, unencrypted_tag_len};
 
 const MAGIC: &[u8; 4] = b"MSMV";
-const FORMAT_VERSION: u8 = 1;
-const BODY_LEN: usize = 26;
+const FORMAT_VERSION: u8 = 2;
+/// Offset of the fields in format 2 (after the key id) and in format 1.
+const FIELDS_AT: usize = 10;
+const V1_FIELDS_AT: usize = 6;
+/// Bytes of the fields: last access, max inactive, copies expire.
+const FIELDS_LEN: usize = 20;
+/// Bytes before the tag, in format 2.
+const BODY_LEN: usize = FIELDS_AT + FIELDS_LEN;
 
 /// The memcached lifetime of a session's copies that lives `max_inactive` seconds: a quarter
 /// longer, so that renewing them a quarter-lifetime after the last write or touch always covers
@@ -76,50 +85,72 @@ impl Validity {
 
     /// Encodes the record of the session whose id has the random part `id`.
     pub fn encode(&self, codec: &Codec, id: &str) -> Vec<u8> {
-        let (kind, tag_len) = codec.tag_kind();
-        let mut out = Vec::with_capacity(BODY_LEN + tag_len);
+        let integrity = codec.integrity();
+        let mut out = Vec::with_capacity(BODY_LEN + 32);
         out.extend_from_slice(MAGIC);
         out.push(FORMAT_VERSION);
-        out.push(kind);
+        out.push(integrity.record_kind());
+        out.extend_from_slice(&integrity.signing_id());
         out.extend_from_slice(&self.last_accessed.to_le_bytes());
         out.extend_from_slice(&self.max_inactive.to_le_bytes());
         out.extend_from_slice(&self.copies_expire.to_le_bytes());
-        codec.append_tag(&mut out, &bound(codec, id));
+        integrity.append_tag(&mut out, &codec.bound(id));
         out
     }
 
     /// Decodes and verifies a record read under the validity key of the session whose id has
     /// the random part `id`.
-    pub fn decode(codec: &Codec, id: &str, value: &[u8]) -> Result<Self> {
-        let corrupt = |reason: &str| Error::Corrupt(format!("validity record: {reason}"));
-        let (kind, tag_len) = codec.tag_kind();
-        if value.len() != BODY_LEN + tag_len {
-            return Err(corrupt("wrong length"));
+    pub fn decode(codec: &Codec, id: &str, value: &[u8]) -> Result<Self, Corruption> {
+        let malformed = |reason: &str| {
+            Corruption::new(CorruptKind::Malformed, format!("validity record: {reason}"))
+        };
+        if value.len() < 6 || &value[..4] != MAGIC {
+            return Err(malformed("unknown magic"));
         }
-        if &value[..4] != MAGIC || value[4] != FORMAT_VERSION || value[5] != kind {
-            return Err(corrupt("unknown magic, version or tag kind"));
+        let (version, kind) = (value[4], value[5]);
+        let fields_at = match version {
+            1 => V1_FIELDS_AT,
+            FORMAT_VERSION => FIELDS_AT,
+            v if v > FORMAT_VERSION => {
+                return Err(Corruption::new(
+                    CorruptKind::FutureVersion,
+                    format!("validity record: format version {v} is not readable by this version"),
+                ));
+            }
+            _ => return Err(malformed("unknown format version")),
+        };
+        let body_len = fields_at + FIELDS_LEN;
+        let tag_len = unencrypted_tag_len(kind).ok_or_else(|| malformed("unknown tag kind"))?;
+        if value.len() != body_len + tag_len {
+            return Err(malformed("wrong length"));
         }
-        let (covered, tag) = value.split_at(BODY_LEN);
-        if !codec.verify_tag(covered, &bound(codec, id), tag) {
-            return Err(corrupt("integrity tag mismatch"));
-        }
-        let u64_at = |at: usize| u64::from_le_bytes(covered[at..at + 8].try_into().expect("8"));
+        let (covered, tag) = value.split_at(body_len);
+        let bound = codec.bound(id);
+        let verified = if version == 1 {
+            codec
+                .integrity()
+                .verify_legacy_tag(kind, covered, &bound, tag)
+        } else {
+            let key_id = covered[6..10].try_into().expect("4 bytes");
+            codec
+                .integrity()
+                .verify_tag(kind, &key_id, covered, &bound, tag)
+        };
+        verified.map_err(|e| Corruption::new(e.kind, format!("validity record: {e}")))?;
+        let fields = &covered[fields_at..];
+        let u64_at = |at: usize| u64::from_le_bytes(fields[at..at + 8].try_into().expect("8"));
         Ok(Validity {
-            last_accessed: u64_at(6),
-            max_inactive: i32::from_le_bytes(covered[14..18].try_into().expect("4")),
-            copies_expire: u64_at(18),
+            last_accessed: u64_at(0),
+            max_inactive: i32::from_le_bytes(fields[8..12].try_into().expect("4")),
+            copies_expire: u64_at(12),
         })
     }
-}
-
-/// What a record belongs to: its context and session, covered by the tag but not stored.
-fn bound(codec: &Codec, id: &str) -> Vec<u8> {
-    [codec.context().as_bytes(), b"\0", id.as_bytes()].concat()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::envelope::KeyRing;
     use crate::session::now_millis;
 
     const ID: &str = "602F7397FBE4D9932E59A9D0E52FE178";
@@ -132,18 +163,42 @@ mod tests {
         }
     }
 
+    const KEY: &[u8] = b"0123456789abcdef";
+    const OLD_KEY: &[u8] = b"fedcba9876543210";
+
+    fn signed(keys: &[&[u8]], context: &str) -> Codec {
+        Codec::new(
+            Some(KeyRing::parse(&keys.join(&b'\n')).unwrap()),
+            1 << 20,
+            context,
+        )
+    }
+
     #[test]
     fn round_trips_and_pins_its_layout() {
         let codec = Codec::new(None, 1 << 20, "shop:");
         let bytes = record().encode(&codec, ID);
-        assert_eq!(&bytes[..6], b"MSMV\x01\x01");
+        assert_eq!(&bytes[..10], b"MSMV\x02\x01\0\0\0\0");
         assert_eq!(bytes.len(), BODY_LEN + 4);
         assert_eq!(Validity::decode(&codec, ID, &bytes).unwrap(), record());
+
+        // Never encrypted: an encrypting codec signs records.
+        let keys = KeyRing::parse(KEY).unwrap();
+        for codec in [
+            signed(&[KEY], "shop:"),
+            Codec::encrypted(keys, 1 << 20, "shop:"),
+        ] {
+            let bytes = record().encode(&codec, ID);
+            assert_eq!(&bytes[..6], b"MSMV\x02\x02");
+            assert_eq!(bytes[6..10], codec.integrity().signing_id());
+            assert_eq!(bytes.len(), BODY_LEN + 32);
+            assert_eq!(Validity::decode(&codec, ID, &bytes).unwrap(), record());
+        }
     }
 
     #[test]
     fn refuses_flipped_bits_other_sessions_contexts_and_keys() {
-        let codec = Codec::new(Some(b"0123456789abcdef"), 1 << 20, "shop:");
+        let codec = signed(&[KEY], "shop:");
         let bytes = record().encode(&codec, ID);
         for i in 0..bytes.len() * 8 {
             let mut flipped = bytes.clone();
@@ -151,11 +206,72 @@ mod tests {
             assert!(Validity::decode(&codec, ID, &flipped).is_err(), "bit {i}");
         }
         assert!(Validity::decode(&codec, "0000000000000000", &bytes).is_err());
-        let other_context = Codec::new(Some(b"0123456789abcdef"), 1 << 20, "blog:");
-        assert!(Validity::decode(&other_context, ID, &bytes).is_err());
+        assert!(Validity::decode(&signed(&[KEY], "blog:"), ID, &bytes).is_err());
         let unsigned = Codec::new(None, 1 << 20, "shop:");
-        assert!(Validity::decode(&unsigned, ID, &bytes).is_err());
-        assert!(Validity::decode(&codec, ID, &bytes[..10]).is_err());
+        let refusal = Validity::decode(&unsigned, ID, &bytes).unwrap_err();
+        assert_eq!(refusal.kind, CorruptKind::UnknownKey);
+        for len in 0..bytes.len() {
+            assert!(Validity::decode(&codec, ID, &bytes[..len]).is_err());
+        }
+        let mut future = bytes.clone();
+        future[4] = 3;
+        let refusal = Validity::decode(&codec, ID, &future).unwrap_err();
+        assert_eq!(refusal.kind, CorruptKind::FutureVersion);
+    }
+
+    #[test]
+    fn keys_rotate_as_for_sessions() {
+        let before = record().encode(&signed(&[OLD_KEY], "shop:"), ID);
+        let rotated = signed(&[KEY, OLD_KEY], "shop:");
+        assert_eq!(Validity::decode(&rotated, ID, &before).unwrap(), record());
+        let after = record().encode(&rotated, ID);
+        let new = signed(&[KEY], "shop:");
+        assert_eq!(Validity::decode(&new, ID, &after).unwrap(), record());
+        let refusal = Validity::decode(&new, ID, &before).unwrap_err();
+        assert_eq!(refusal.kind, CorruptKind::UnknownKey);
+    }
+
+    /// A record as format 1 wrote it: no key id, HMAC keyed with the secret itself.
+    fn format_1(key: Option<&[u8]>) -> Vec<u8> {
+        use hmac::{KeyInit, Mac};
+        let v = record();
+        let mut out = b"MSMV\x01".to_vec();
+        out.push(if key.is_some() { 2 } else { 1 });
+        out.extend_from_slice(&v.last_accessed.to_le_bytes());
+        out.extend_from_slice(&v.max_inactive.to_le_bytes());
+        out.extend_from_slice(&v.copies_expire.to_le_bytes());
+        let bound = format!("shop:\0{ID}");
+        let tag = match key {
+            Some(key) => {
+                let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+                mac.update(&out);
+                mac.update(bound.as_bytes());
+                mac.finalize().into_bytes().to_vec()
+            }
+            None => {
+                let mut crc = crc32fast::Hasher::new();
+                crc.update(&out);
+                crc.update(bound.as_bytes());
+                crc.finalize().to_le_bytes().to_vec()
+            }
+        };
+        out.extend_from_slice(&tag);
+        out
+    }
+
+    #[test]
+    fn format_1_records_are_still_read() {
+        let plain = Codec::new(None, 1 << 20, "shop:");
+        assert_eq!(
+            Validity::decode(&plain, ID, &format_1(None)).unwrap(),
+            record()
+        );
+        let old = format_1(Some(OLD_KEY));
+        let rotated = signed(&[KEY, OLD_KEY], "shop:");
+        assert_eq!(Validity::decode(&rotated, ID, &old).unwrap(), record());
+        let refusal = Validity::decode(&signed(&[KEY], "shop:"), ID, &old).unwrap_err();
+        assert_eq!(refusal.kind, CorruptKind::TagMismatch);
+        assert!(Validity::decode(&rotated, ID, &format_1(None)).is_err());
     }
 
     #[test]

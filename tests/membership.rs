@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{Memcached, TempDir, eventually, stat};
 use msm::config::{NodeConfig, parse_node_list};
-use msm::envelope::Codec;
+use msm::envelope::{Codec, KeyRing};
 use msm::membership::NodeList;
 use msm::runtime::{block_on, wait};
 use msm::{Config, SessionData, SessionId, SessionManager};
@@ -206,14 +206,14 @@ fn forged_and_corrupt_records_are_refused_counted_and_replaced() {
         (
             "another key",
             forged.encode(&Codec::new(
-                Some(&b"not the key at all"[..]),
+                Some(KeyRing::parse(b"not the key at all").unwrap()),
                 8 << 20,
                 "test:",
             )),
         ),
         ("garbage", b"garbage".to_vec()),
     ];
-    let codec = Codec::new(Some(SECRET), 8 << 20, "test:");
+    let codec = Codec::new(Some(KeyRing::parse(SECRET).unwrap()), 8 << 20, "test:");
     for (i, (what, value)) in forgeries.iter().enumerate() {
         server.set(KEY, value);
         wait(signed.refresh_nodes()).unwrap();

@@ -345,11 +345,14 @@ fn delete_removes_every_copy() {
     assert_eq!((s1.item_count(), s2.item_count()), (5, 2));
     block_on(m.delete(&id)).unwrap();
     let key = storage(&id);
+    // Left: the shared node list on both, and on n1 the record saying the session ended (so
+    // copies kept for outages never bring it back).
     assert_eq!(
         (s1.item_count(), s2.item_count()),
-        (1, 1),
+        (2, 1),
         "copies of {key} left"
     );
+    assert!(s1.has(&format!("validity:test:{key}")));
     drop(lock);
 }
 
@@ -420,13 +423,18 @@ fn with_every_node_down_ids_are_still_issued() {
     s2.kill();
     let id = block_on(m.new_session_id(None)).unwrap();
     assert_eq!(stat(&m, "ids_unreserved"), 1);
-    assert!(matches!(
-        block_on(m.store(&id, &mut session(&[]))),
-        Err(Error::Unavailable)
-    ));
+    // Kept in the near cache until the cluster answers again.
+    assert_eq!(block_on(m.store(&id, &mut session(&[]))).unwrap(), None);
+    assert_eq!(stat(&m, "near_cache_stored"), 1);
     // Both nodes are down now: nothing waits any more.
     block_on(m.new_session_id(None)).unwrap();
     assert_eq!(stat(&m, "failed_operations"), 2);
+    // Without a near cache, the store says the cluster is unavailable.
+    let bare = manager(&[&s1, &s2], &[("nearCacheMaxSessions", "0")]);
+    assert!(matches!(
+        block_on(bare.store(&id, &mut session(&[]))),
+        Err(Error::Unavailable)
+    ));
 }
 
 #[test]

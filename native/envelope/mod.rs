@@ -1,0 +1,438 @@
+//! The stored form of a session: a versioned, tagged envelope around a postcard body.
+//!
+//! Format 2, written by this version:
+//!
+//! ```text
+//! offset 0  magic "MSMS"
+//!        4  format version (2)
+//!        5  tag kind: 1 = CRC-32 (4-byte tag), 2 = HMAC-SHA256 (32), 3 = AES-256-GCM (16)
+//!        6  flags, u16 little-endian: bit 0 = the payload is LZ4-compressed; other bits refused
+//!        8  key id, 4 bytes (see `keys`); zeros with CRC-32
+//!       12  with AES-256-GCM only: the nonce, 12 bytes
+//!   12/24   payload: the postcard body (see `Body`), or with bit 0 its uncompressed length
+//!           (u32 little-endian) and the LZ4 block; with AES-256-GCM, all of it encrypted
+//!  len - T  tag over every byte before it, the context, a 0 byte and the id's random part;
+//!           with AES-256-GCM the GCM tag, with those same bytes before the payload and after
+//!           it as associated data
+//! ```
+//!
+//! Format 1 (still read, never written) is magic, version 1, tag kind 1 or 2, flags 0, the body
+//! and a tag over every byte before it; its HMAC is keyed with the configured secret itself.
+//!
+//! Nothing is decompressed, decrypted or decoded before the tag has been verified, and nothing
+//! is allocated beyond `maxSessionSize`: the declared uncompressed length is checked first. A
+//! value that fails any check is corrupt ([`Corruption`]): it is never handed to the host's
+//! deserializer.
+
+mod keys;
+mod tag;
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use serde_bytes::Bytes;
+
+use crate::config::{Config, Encryption, encryption_without_keys};
+use crate::error::{Error, Result};
+use crate::session::SessionData;
+
+pub use keys::{KeyRing, MAX_KEYS, MIN_KEY_LEN};
+pub(crate) use tag::Integrity;
+pub(crate) use tag::unencrypted_tag_len;
+use tag::{NONCE_LEN, TAG_AES_256_GCM, TAG_CRC32, TAG_HMAC_SHA256, tag_len};
+
+const MAGIC: &[u8; 4] = b"MSMS";
+/// The format version this code writes.
+pub const FORMAT_VERSION: u8 = 2;
+/// The oldest format version this code reads.
+pub const OLDEST_READABLE_VERSION: u8 = 1;
+/// Header of format 1: magic, version, tag kind, flags.
+const V1_HEADER_LEN: usize = 8;
+/// Header of format 2 without a nonce: format 1's, then the key id.
+const HEADER_LEN: usize = 12;
+/// Flag: the payload is an LZ4 block preceded by its uncompressed length.
+const FLAG_LZ4: u16 = 1;
+/// Attribute count above which a value is refused without decoding further.
+const MAX_ATTRIBUTES: usize = 1 << 16;
+
+/// The postcard body, borrowing from the value it is decoded from so nothing is allocated before
+/// the whole value has been checked.
+#[derive(Serialize, Deserialize)]
+struct Body<'a> {
+    context: &'a str,
+    id: &'a str,
+    creation_time: u64,
+    last_accessed: u64,
+    max_inactive: i32,
+    version: u64,
+    auth_type: Option<&'a str>,
+    principal: Option<&'a str>,
+    #[serde(borrow)]
+    attributes: Vec<(&'a str, &'a Bytes)>,
+}
+
+/// Why a stored value was refused; statistics count each kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CorruptKind {
+    /// Not an envelope, too short, oversized, or undecodable although its tag verified.
+    Malformed,
+    /// Written by a newer version of this software, in a format this one cannot read.
+    FutureVersion,
+    /// Signed or encrypted with a key that is not configured (a removed key, another
+    /// cluster's key), or signed while no key is configured.
+    UnknownKey,
+    /// Carries only a checksum while keys are configured: anyone could have written it.
+    Unsigned,
+    /// The tag does not match: altered, truncated, or copied from another session or context.
+    TagMismatch,
+}
+
+/// A stored value that was refused, and why. Becomes [`Error::Corrupt`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Corruption {
+    /// The kind of refusal.
+    pub kind: CorruptKind,
+    /// What was wrong, for the log; never key material nor session content.
+    pub detail: String,
+}
+
+impl Corruption {
+    pub(crate) fn new(kind: CorruptKind, detail: impl Into<String>) -> Self {
+        Corruption {
+            kind,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Corruption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
+impl std::error::Error for Corruption {}
+
+impl From<Corruption> for Error {
+    fn from(c: Corruption) -> Error {
+        Error::Corrupt(c.detail)
+    }
+}
+
+fn malformed(detail: impl Into<String>) -> Corruption {
+    Corruption::new(CorruptKind::Malformed, detail)
+}
+
+/// Encodes and decodes envelopes for one manager.
+#[derive(Clone)]
+pub struct Codec {
+    integrity: Integrity,
+    /// Bodies of at least this many bytes are compressed; 0: never.
+    compression_threshold: usize,
+    max_size: usize,
+    context: String,
+}
+
+impl std::fmt::Debug for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Key ids at most: the keys are never printed.
+        let kind = match self.integrity.envelope_kind() {
+            TAG_CRC32 => "crc32",
+            TAG_HMAC_SHA256 => "hmac-sha256",
+            _ => "aes-256-gcm",
+        };
+        f.debug_struct("Codec")
+            .field("integrity", &kind)
+            .field("keys", &self.integrity.keys())
+            .field("compression_threshold", &self.compression_threshold)
+            .field("max_size", &self.max_size)
+            .finish()
+    }
+}
+
+impl Codec {
+    /// A codec for the sessions of one context (named by its key prefix), tagging with CRC-32,
+    /// or with HMAC-SHA256 when keys are given. With keys, values that carry only a checksum
+    /// are refused: anyone can compute a checksum.
+    pub fn new(keys: Option<KeyRing>, max_size: usize, context: &str) -> Self {
+        Self::with_integrity(Integrity::new(keys, false), max_size, context)
+    }
+
+    /// A codec that encrypts with AES-256-GCM under the first key (the others decrypt).
+    pub fn encrypted(keys: KeyRing, max_size: usize, context: &str) -> Self {
+        Self::with_integrity(Integrity::new(Some(keys), true), max_size, context)
+    }
+
+    fn with_integrity(integrity: Integrity, max_size: usize, context: &str) -> Self {
+        Codec {
+            integrity,
+            compression_threshold: 0,
+            max_size,
+            context: context.to_owned(),
+        }
+    }
+
+    /// Compresses bodies of at least `threshold` bytes with LZ4 (0: never). A body that does
+    /// not shrink is stored as it is.
+    pub fn with_compression(mut self, threshold: usize) -> Self {
+        self.compression_threshold = threshold;
+        self
+    }
+
+    /// The codec a configuration asks for: keys read from `integrityKey`, `encryption`,
+    /// `compressionThreshold`, `maxSessionSize` and the key prefix.
+    pub fn from_config(config: &Config) -> Result<Self> {
+        let keys = config
+            .integrity_key
+            .as_ref()
+            .map(KeyRing::read)
+            .transpose()?;
+        let codec = match (config.encryption, keys) {
+            (Encryption::None, keys) => {
+                Codec::new(keys, config.max_session_size, config.keys.prefix())
+            }
+            (Encryption::Aes256Gcm, Some(keys)) => {
+                Codec::encrypted(keys, config.max_session_size, config.keys.prefix())
+            }
+            (Encryption::Aes256Gcm, None) => return Err(encryption_without_keys()),
+        };
+        Ok(codec.with_compression(config.compression_threshold))
+    }
+
+    /// How this codec tags, for records other than the envelope (the validity record).
+    pub(crate) fn integrity(&self) -> &Integrity {
+        &self.integrity
+    }
+
+    /// What a value of the session with the id's random part `id` belongs to: covered by its
+    /// tag, never stored.
+    pub(crate) fn bound(&self, id: &str) -> Vec<u8> {
+        [self.context.as_bytes(), b"\0", id.as_bytes()].concat()
+    }
+
+    /// Encodes the session whose id has the random part `id`; refuses one whose envelope,
+    /// uncompressed, would exceed the size limit. The context and the id are inside the tag, so
+    /// a value copied to another session's key, or another context's, is refused when read.
+    pub fn encode(&self, id: &str, session: &SessionData) -> Result<Vec<u8>> {
+        let mut nonce = [0u8; NONCE_LEN];
+        if self.integrity.envelope_kind() == TAG_AES_256_GCM {
+            // 96 random bits per encryption; see the README on how many one key may make.
+            getrandom::fill(&mut nonce).expect("the operating system's random generator failed");
+        }
+        self.encode_with_nonce(id, session, &nonce)
+    }
+
+    /// [`Codec::encode`] with the AES-GCM nonce given (tests pin it to get stable bytes).
+    fn encode_with_nonce(
+        &self,
+        id: &str,
+        session: &SessionData,
+        nonce: &[u8; NONCE_LEN],
+    ) -> Result<Vec<u8>> {
+        let body = Body {
+            context: &self.context,
+            id,
+            creation_time: session.creation_time,
+            last_accessed: session.last_accessed,
+            max_inactive: session.max_inactive,
+            version: session.version,
+            auth_type: session.auth_type.as_deref(),
+            principal: session.principal.as_deref(),
+            attributes: session
+                .attributes
+                .iter()
+                .map(|(name, value)| (name.as_str(), Bytes::new(value)))
+                .collect(),
+        };
+        let kind = self.integrity.envelope_kind();
+        let tag_len = tag_len(kind).expect("a kind this version writes");
+        let encrypted = kind == TAG_AES_256_GCM;
+        let header_len = HEADER_LEN + if encrypted { NONCE_LEN } else { 0 };
+        let body_len_hint: usize = session
+            .attributes
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 10)
+            .sum();
+        let mut out = Vec::with_capacity(header_len + body_len_hint + 64 + tag_len);
+        out.extend_from_slice(MAGIC);
+        out.push(FORMAT_VERSION);
+        out.push(kind);
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(&self.integrity.signing_id());
+        if encrypted {
+            out.extend_from_slice(nonce);
+        }
+        let mut out = postcard::to_extend(&body, out)
+            .map_err(|e| Error::Corrupt(format!("cannot encode session: {e}")))?;
+        let size = out.len() + tag_len;
+        if size > self.max_size {
+            return Err(Error::TooLarge {
+                size,
+                detail: format!("exceeds maxSessionSize ({} bytes)", self.max_size),
+            });
+        }
+        if self.compression_threshold > 0 && out.len() - header_len >= self.compression_threshold {
+            if let Some(packed) = compress(&out[header_len..]) {
+                out.truncate(header_len);
+                out.extend_from_slice(&packed);
+                out[6..8].copy_from_slice(&FLAG_LZ4.to_le_bytes());
+            }
+        }
+        let bound = self.bound(id);
+        if encrypted {
+            let (header, payload) = out.split_at_mut(header_len);
+            let aad = [&*header, &bound].concat();
+            let tag = self.integrity.encrypt(nonce, &aad, payload);
+            out.extend_from_slice(&tag);
+        } else {
+            self.integrity.append_tag(&mut out, &bound);
+        }
+        Ok(out)
+    }
+
+    /// Decodes and verifies a value read from memcached under the key of the session whose id
+    /// has the random part `id`.
+    pub fn decode(&self, id: &str, value: &[u8]) -> std::result::Result<SessionData, Corruption> {
+        if value.len() > self.max_size {
+            return Err(malformed(format!(
+                "{} bytes exceed maxSessionSize ({})",
+                value.len(),
+                self.max_size
+            )));
+        }
+        // Every format's header is at least as long as format 1's.
+        if value.len() < V1_HEADER_LEN {
+            return Err(malformed("value too short"));
+        }
+        if &value[..4] != MAGIC {
+            return Err(malformed("not a session envelope"));
+        }
+        match value[4] {
+            1 => self.decode_v1(id, value),
+            2 => self.decode_v2(id, value),
+            version if version > FORMAT_VERSION => Err(Corruption::new(
+                CorruptKind::FutureVersion,
+                format!(
+                    "format version {version} is not readable by this version \
+                     (reads {OLDEST_READABLE_VERSION} to {FORMAT_VERSION})"
+                ),
+            )),
+            version => Err(malformed(format!("unknown format version {version}"))),
+        }
+    }
+
+    fn decode_v1(&self, id: &str, value: &[u8]) -> std::result::Result<SessionData, Corruption> {
+        let kind = value[5];
+        let tag_len = unencrypted_tag_len(kind)
+            .ok_or_else(|| malformed(format!("unknown integrity tag kind {kind}")))?;
+        if value.len() < V1_HEADER_LEN + tag_len {
+            return Err(malformed("value too short"));
+        }
+        let flags = u16::from_le_bytes([value[6], value[7]]);
+        if flags != 0 {
+            return Err(malformed(format!("unknown flags {flags:#06x}")));
+        }
+        let (covered, tag) = value.split_at(value.len() - tag_len);
+        self.integrity.verify_legacy_tag(kind, covered, b"", tag)?;
+        self.decode_body(id, &covered[V1_HEADER_LEN..])
+    }
+
+    fn decode_v2(&self, id: &str, value: &[u8]) -> std::result::Result<SessionData, Corruption> {
+        let kind = value[5];
+        let tag_len =
+            tag_len(kind).ok_or_else(|| malformed(format!("unknown integrity tag kind {kind}")))?;
+        let encrypted = kind == TAG_AES_256_GCM;
+        let header_len = HEADER_LEN + if encrypted { NONCE_LEN } else { 0 };
+        if value.len() < header_len + tag_len {
+            return Err(malformed("value too short"));
+        }
+        let flags = u16::from_le_bytes([value[6], value[7]]);
+        if flags & !FLAG_LZ4 != 0 {
+            return Err(malformed(format!("unknown flags {flags:#06x}")));
+        }
+        let key_id = value[8..12].try_into().expect("4 bytes");
+        let (covered, tag) = value.split_at(value.len() - tag_len);
+        let (header, payload) = covered.split_at(header_len);
+        let bound = self.bound(id);
+        let payload = if encrypted {
+            let nonce = header[HEADER_LEN..].try_into().expect("a nonce");
+            let aad = [header, &bound].concat();
+            let mut plain = payload.to_vec();
+            let tag = tag.try_into().expect("a GCM tag");
+            self.integrity
+                .decrypt(&key_id, nonce, &aad, &mut plain, tag)?;
+            Cow::Owned(plain)
+        } else {
+            self.integrity
+                .verify_tag(kind, &key_id, covered, &bound, tag)?;
+            Cow::Borrowed(payload)
+        };
+        if flags & FLAG_LZ4 != 0 {
+            self.decode_body(id, &decompress(&payload, self.max_size)?)
+        } else {
+            self.decode_body(id, &payload)
+        }
+    }
+
+    /// Decodes a verified body and checks it belongs to this session and context.
+    fn decode_body(&self, id: &str, body: &[u8]) -> std::result::Result<SessionData, Corruption> {
+        let (body, rest): (Body<'_>, &[u8]) = postcard::take_from_bytes(body)
+            .map_err(|e| malformed(format!("undecodable body: {e}")))?;
+        if !rest.is_empty() {
+            return Err(malformed("trailing bytes after body"));
+        }
+        if body.context != self.context || body.id != id {
+            return Err(malformed("value belongs to another session or context"));
+        }
+        if body.attributes.len() > MAX_ATTRIBUTES {
+            return Err(malformed("too many attributes"));
+        }
+        let mut attributes = std::collections::BTreeMap::new();
+        for (name, bytes) in body.attributes {
+            if attributes.insert(name.to_owned(), bytes.to_vec()).is_some() {
+                return Err(malformed(format!("attribute `{name}` appears twice")));
+            }
+        }
+        Ok(SessionData {
+            creation_time: body.creation_time,
+            last_accessed: body.last_accessed,
+            max_inactive: body.max_inactive,
+            version: body.version,
+            auth_type: body.auth_type.map(str::to_owned),
+            principal: body.principal.map(str::to_owned),
+            attributes,
+        })
+    }
+}
+
+/// The compressed payload of `body` (its length, then the LZ4 block), if it is smaller.
+fn compress(body: &[u8]) -> Option<Vec<u8>> {
+    let len = u32::try_from(body.len()).ok()?;
+    let mut packed = vec![0u8; 4 + lz4_flex::block::get_maximum_output_size(body.len())];
+    packed[..4].copy_from_slice(&len.to_le_bytes());
+    let written = lz4_flex::block::compress_into(body, &mut packed[4..]).ok()?;
+    packed.truncate(4 + written);
+    (packed.len() < body.len()).then_some(packed)
+}
+
+/// The body of a compressed payload, refused without allocating when it declares more than
+/// `max_size` bytes (a decompression bomb is corrupt, not an out-of-memory).
+fn decompress(payload: &[u8], max_size: usize) -> std::result::Result<Vec<u8>, Corruption> {
+    let (len, block) = payload
+        .split_first_chunk::<4>()
+        .ok_or_else(|| malformed("compressed payload too short"))?;
+    let len = u32::from_le_bytes(*len) as usize;
+    if len > max_size {
+        return Err(malformed(format!(
+            "compressed body declares {len} bytes, over maxSessionSize ({max_size})"
+        )));
+    }
+    let mut body = vec![0u8; len];
+    match lz4_flex::block::decompress_into(block, &mut body) {
+        Ok(written) if written == len => Ok(body),
+        _ => Err(malformed("undecodable compressed body")),
+    }
+}
+
+#[cfg(test)]
+mod tests;
