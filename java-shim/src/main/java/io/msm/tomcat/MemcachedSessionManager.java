@@ -26,11 +26,10 @@ import org.apache.catalina.session.ManagerBase;
 import org.apache.juli.logging.Log;
 import org.apache.juli.logging.LogFactory;
 
+import io.msm.MsmCorruptException;
 import io.msm.MsmException;
 import io.msm.MsmInvalidIdException;
 import io.msm.MsmLockTimeoutException;
-import io.msm.MsmTimeoutException;
-import io.msm.MsmUnavailableException;
 import io.msm.Native;
 
 /**
@@ -391,18 +390,21 @@ public class MemcachedSessionManager extends ManagerBase {
             loaded = Native.load(handle, id);
         } catch (MsmInvalidIdException e) {
             return null;
-        } catch (MsmUnavailableException | MsmTimeoutException e) {
+        } catch (MsmCorruptException e) {
+            // No usable copy anywhere (the core already tried the backup and the near cache):
+            // the request gets a new session.
+            LOG.warn("session " + redact(id) + " could not be loaded from memcached: "
+                    + e.getMessage());
+            return null;
+        } catch (MsmException e) {
+            // Unreachable, timed out, or an answer the client did not expect: the session may
+            // well exist, so the request fails (503) rather than orphan it with a new one.
             LOG.warn("session " + redact(id) + " could not be loaded from memcached: "
                     + e.getMessage());
             RequestState state = current.get();
             if (state != null) {
                 state.loadFailed = true;
             }
-            return null;
-        } catch (MsmException e) {
-            // Corrupt or refused: no usable session; the request gets a new one.
-            LOG.warn("session " + redact(id) + " could not be loaded from memcached: "
-                    + e.getMessage());
             return null;
         }
         if (loaded == null) {
