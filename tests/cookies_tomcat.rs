@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::tomcat::{Browser, Options, Response, Started, Tomcat, Variant};
+use common::tomcat::{Browser, Options, Response, Started, Tomcat, Variant, sticky_attributes};
 use common::{Memcached, node_list};
 
 const PREFIX: &str = "cookies:";
@@ -57,16 +57,7 @@ impl SessionCookie {
 }
 
 fn attributes<'a>(nodes: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
-    let mut all = vec![
-        ("memcachedNodes", nodes),
-        ("storageKeyPrefix", PREFIX),
-        ("operationTimeout", "300"),
-        ("nodeProbeInterval", "100"),
-        ("sessionBackupAsync", "false"),
-        ("sessionBackupTimeout", "2000"),
-    ];
-    all.extend_from_slice(extra);
-    all
+    sticky_attributes(PREFIX, nodes, extra)
 }
 
 fn tomcat(route: &str, nodes: &str, extra: &[(&str, &str)]) -> Tomcat {

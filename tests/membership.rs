@@ -7,7 +7,7 @@ mod common;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use common::{Memcached, TempDir, eventually, stat};
+use common::{Memcached, TempDir, eventually, id_on, stat};
 use msm::config::{NodeConfig, parse_node_list};
 use msm::envelope::{Codec, KeyRing};
 use msm::membership::NodeList;
@@ -53,17 +53,6 @@ fn session(value: &[u8]) -> SessionData {
     let mut s = SessionData::new(1800);
     s.attributes.insert("user".into(), value.to_vec());
     s
-}
-
-/// A new id on `node`, drawing ids until one lands there.
-fn id_on(m: &SessionManager, node: &str) -> SessionId {
-    for _ in 0..100 {
-        let id = block_on(m.new_session_id(None)).unwrap();
-        if id.node() == node {
-            return id;
-        }
-    }
-    panic!("no id on {node}");
 }
 
 #[test]

@@ -7,7 +7,7 @@ mod common;
 
 use std::sync::Mutex;
 
-use common::{Memcached, command_counters, eventually, manager, stat};
+use common::{Memcached, command_counters, eventually, id_on, manager, stat};
 use msm::ids::RandomSource;
 use msm::runtime::block_on;
 use msm::{Error, SessionData, SessionId, SessionManager};
@@ -26,17 +26,6 @@ fn content(s: &SessionData) -> SessionData {
         last_accessed: 0,
         ..s.clone()
     }
-}
-
-/// A new id on the node named `node`, drawing ids until one lands there.
-fn id_on(m: &SessionManager, node: &str) -> SessionId {
-    for _ in 0..100 {
-        let id = block_on(m.new_session_id(None)).unwrap();
-        if id.node() == node {
-            return id;
-        }
-    }
-    panic!("no id on {node}");
 }
 
 fn storage(id: &SessionId) -> String {

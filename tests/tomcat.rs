@@ -5,25 +5,14 @@
 
 mod common;
 
-use common::tomcat::{Browser, Options, Started, Tomcat, Variant};
+use common::tomcat::{Browser, Options, Started, Tomcat, Variant, sticky_attributes};
 use common::{Memcached, command_counters, eventually, node_list};
 use msm::envelope::Codec;
 
 const PREFIX: &str = "e2e:";
 
-/// Manager attributes for these servers, synchronous backups (so a response means the write is
-/// done) unless overridden.
 fn attributes<'a>(nodes: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
-    let mut all = vec![
-        ("memcachedNodes", nodes),
-        ("storageKeyPrefix", PREFIX),
-        ("operationTimeout", "300"),
-        ("nodeProbeInterval", "100"),
-        ("sessionBackupAsync", "false"),
-        ("sessionBackupTimeout", "2000"),
-    ];
-    all.extend_from_slice(extra);
-    all
+    sticky_attributes(PREFIX, nodes, extra)
 }
 
 fn tomcat(route: &str, nodes: &str, extra: &[(&str, &str)]) -> Tomcat {

@@ -398,6 +398,17 @@ pub fn manager(servers: &[&Memcached], extra: &[(&str, &str)]) -> Arc<SessionMan
     SessionManager::new(config(servers, extra)).expect("manager")
 }
 
+/// A new id on the node named `node`, drawing ids until one lands there.
+pub fn id_on(m: &SessionManager, node: &str) -> msm::SessionId {
+    for _ in 0..100 {
+        let id = msm::runtime::block_on(m.new_session_id(None)).unwrap();
+        if id.node() == node {
+            return id;
+        }
+    }
+    panic!("no id on {node}");
+}
+
 /// The configuration of [`manager`], with a fixed key prefix `test:`.
 pub fn config(servers: &[&Memcached], extra: &[(&str, &str)]) -> Config {
     let nodes = node_list(servers);

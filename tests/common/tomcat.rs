@@ -65,6 +65,25 @@ pub fn built_jar(name: &str) -> PathBuf {
     path
 }
 
+/// Manager attributes of the sticky end-to-end tests: key prefix `prefix`, short timeouts, and
+/// synchronous backups (so a response means the write is done), with `extra` added.
+pub fn sticky_attributes<'a>(
+    prefix: &'a str,
+    nodes: &'a str,
+    extra: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut all = vec![
+        ("memcachedNodes", nodes),
+        ("storageKeyPrefix", prefix),
+        ("operationTimeout", "300"),
+        ("nodeProbeInterval", "100"),
+        ("sessionBackupAsync", "false"),
+        ("sessionBackupTimeout", "2000"),
+    ];
+    all.extend_from_slice(extra);
+    all
+}
+
 /// How to start a Tomcat.
 #[derive(Clone, Debug)]
 pub struct Options {
