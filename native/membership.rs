@@ -195,6 +195,9 @@ pub(crate) struct Membership {
     version: AtomicU64,
     /// When the list was last read; held by whoever reads or writes it, so they take turns.
     last_read: Arc<Mutex<Option<Instant>>>,
+    /// When a session id naming an unknown node last caused a read: the rate limit's clock
+    /// (reads for other reasons, at start above all, do not hold such a lookup back).
+    last_learn: parking_lot::Mutex<Option<Instant>>,
     task: parking_lot::Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -222,6 +225,7 @@ impl Membership {
                 .collect(),
             version: AtomicU64::new(0),
             last_read: Arc::new(Mutex::new(None)),
+            last_learn: parking_lot::Mutex::new(None),
             task: parking_lot::Mutex::new(None),
         })
     }
@@ -333,9 +337,13 @@ impl Membership {
             // Learnt while this call waited for its turn.
             return;
         }
-        if last_read.is_some_and(|at| at.elapsed() < MIN_UNKNOWN_NODE_REFRESH) {
-            bump(&self.stats.shared_list_reads_limited);
-            return;
+        {
+            let mut learned = self.last_learn.lock();
+            if learned.is_some_and(|at| at.elapsed() < MIN_UNKNOWN_NODE_REFRESH) {
+                bump(&self.stats.shared_list_reads_limited);
+                return;
+            }
+            *learned = Some(Instant::now());
         }
         tracing::debug!(
             node,
