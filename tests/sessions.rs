@@ -447,5 +447,13 @@ fn an_id_naming_an_unknown_node_is_no_session() {
     let id = SessionId::parse("0123456789ABCDEF0123456789ABCDEF-n9").unwrap();
     let gets = server.stat("cmd_get");
     assert_eq!(block_on(m.load(&id)).unwrap(), None);
-    assert_eq!(server.stat("cmd_get"), gets);
+    // Only the shared node list is read (is n9 new?), and no key of the session.
+    assert_eq!(server.stat("cmd_get"), gets + 1);
+    let again = SessionId::parse("FEDCBA9876543210FEDCBA9876543210-n9").unwrap();
+    assert_eq!(block_on(m.load(&again)).unwrap(), None);
+    assert_eq!(
+        server.stat("cmd_get"),
+        gets + 1,
+        "at most one such read a second"
+    );
 }
