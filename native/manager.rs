@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 use crate::backup::{Queue, Tracker};
-use crate::client::{Command, expiry};
+use crate::client::Command;
 use crate::cluster::{Cluster, Node};
 use crate::config::{Config, parse_node_list};
 use crate::envelope::Codec;
@@ -24,7 +24,7 @@ use crate::runtime;
 use crate::session::{SessionData, now_millis};
 use crate::stats::{Stats, bump};
 use crate::sticky::BackupJob;
-use crate::validity::{Validity, copy_lifetime};
+use crate::validity::{Validity, copies_exptime, copy_lifetime, session_exptime};
 
 /// Attempts at drawing an id that is not reserved yet before giving up.
 const MAX_ID_ATTEMPTS: u32 = 8;
@@ -89,11 +89,6 @@ impl std::fmt::Debug for SessionManager {
             .field("codec", &self.codec)
             .finish_non_exhaustive()
     }
-}
-
-/// Lifetime in seconds as memcached's expiry field.
-fn session_expiry(max_inactive: i32) -> u64 {
-    expiry(u64::try_from(max_inactive).unwrap_or(0))
 }
 
 impl SessionManager {
@@ -241,7 +236,7 @@ impl SessionManager {
     /// never collide with a live one. When no node is reachable the id is still handed out
     /// (unreserved, counted): a memcached outage must not stop new sessions.
     pub async fn new_session_id(&self, route: Option<&str>) -> Result<SessionId> {
-        let lifetime = session_expiry(self.config.max_inactive_interval);
+        let lifetime = session_exptime(self.config.max_inactive_interval);
         for _ in 0..MAX_ID_ATTEMPTS {
             let node = self.cluster.choose_primary();
             let id =
@@ -308,10 +303,10 @@ impl SessionManager {
         })?;
         let write = async {
             if self.config.sticky {
-                let exptime = session_expiry(session.max_inactive);
+                let exptime = session_exptime(session.max_inactive);
                 return self.write_primary(id, &value, exptime, None, lock).await;
             }
-            let exptime = expiry(copy_lifetime(session.max_inactive));
+            let exptime = copies_exptime(session.max_inactive);
             let validity = self.validity_now(session.max_inactive, None);
             // Usually the session stays on its node: write both copies at once.
             let (primary, ()) = tokio::join!(
@@ -446,7 +441,7 @@ impl SessionManager {
             commands.push(Command::Set {
                 key: &validity_key,
                 value: record,
-                exptime: session_expiry(*max_inactive),
+                exptime: session_exptime(*max_inactive),
             });
         }
         let releases = self.releasable(lock, node);
@@ -628,7 +623,7 @@ impl SessionManager {
             None => return primary_failure.map_or(Ok(None), Err),
         };
         bump(&self.stats.backups_loaded);
-        let exptime = expiry(copy_lifetime(session.max_inactive));
+        let exptime = copies_exptime(session.max_inactive);
         if primary.is_up() {
             // The primary answered but lacked a good copy: restore it there.
             let key = self.key(KeyKind::Session, id);
@@ -692,7 +687,7 @@ impl SessionManager {
         let Some(node) = self.session_node(id).await else {
             return Ok(false);
         };
-        let exptime = session_expiry(max_inactive);
+        let exptime = session_exptime(max_inactive);
         let key = self.key(KeyKind::Session, id);
         let found = self.cluster.call(&node, |c| c.touch(&key, exptime)).await?;
         if found {
@@ -734,7 +729,7 @@ impl SessionManager {
             } else {
                 // Other hosts may keep copies for outages: the record says the session ended.
                 let ended = Validity::ENDED.encode(&self.codec, id.random());
-                let lifetime = expiry(copy_lifetime(self.config.max_inactive_interval));
+                let lifetime = copies_exptime(self.config.max_inactive_interval);
                 let written = self
                     .cluster
                     .call(&primary, |c| c.set(&key, &ended, lifetime));

@@ -21,11 +21,11 @@ use crate::keys::KeyKind;
 use crate::manager::{Found, Loaded, SessionManager};
 use crate::session::{SessionData, now_millis};
 use crate::stats::{Stats, bump};
-use crate::validity::{Validity, copy_lifetime};
+use crate::validity::{Validity, copies_exptime};
 
 /// One session's copy, as stored in memcached (an envelope).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Copy {
+pub struct SessionCopy {
     /// The session's id.
     pub id: SessionId,
     /// The encoded session.
@@ -40,7 +40,7 @@ pub struct Copy {
 
 #[derive(Debug, Default)]
 struct Inner {
-    copies: HashMap<String, (Copy, u64)>,
+    copies: HashMap<String, (SessionCopy, u64)>,
     bytes: usize,
     tick: u64,
     full_logged: bool,
@@ -78,7 +78,7 @@ impl NearCache {
         let tick = inner.tick;
         let generation = tick;
         let size = value.len();
-        let copy = Copy {
+        let copy = SessionCopy {
             id: id.clone(),
             value,
             dirty,
@@ -128,7 +128,7 @@ impl NearCache {
     }
 
     /// The copy under `key`, if any.
-    pub fn get(&self, key: &str) -> Option<Copy> {
+    pub fn get(&self, key: &str) -> Option<SessionCopy> {
         let mut inner = self.inner.lock();
         inner.tick += 1;
         let tick = inner.tick;
@@ -171,7 +171,7 @@ impl NearCache {
     }
 
     /// The copies the cluster does not hold, by storage key.
-    pub fn dirty(&self) -> Vec<(String, Copy)> {
+    pub fn dirty(&self) -> Vec<(String, SessionCopy)> {
         self.inner
             .lock()
             .copies
@@ -267,7 +267,7 @@ impl SessionManager {
     }
 
     /// A session served from this host's copy, unless the copy expired by its own lifetime.
-    fn serve_near(&self, key: &str, id: &SessionId, copy: Copy) -> Option<Found> {
+    fn serve_near(&self, key: &str, id: &SessionId, copy: SessionCopy) -> Option<Found> {
         let session = self.codec.decode(id.random(), &copy.value).ok()?;
         let expired = Validity {
             last_accessed: copy.accessed.max(session.last_accessed),
@@ -321,7 +321,7 @@ impl SessionManager {
                 Ok(_) | Err(Error::Corrupt(_)) => {}
                 Err(_) => continue,
             }
-            let exptime = crate::client::expiry(copy_lifetime(ours.max_inactive));
+            let exptime = copies_exptime(ours.max_inactive);
             let validity =
                 (!self.config.sticky).then(|| self.validity_now(ours.max_inactive, None));
             let wrote = self

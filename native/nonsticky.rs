@@ -3,7 +3,7 @@
 //! concurrent requests of one session on different hosts never overwrite each other's changes.
 
 use crate::backup::Fingerprint;
-use crate::client::{Answer, Command, expiry};
+use crate::client::{Answer, Command};
 use crate::config::LockingMode;
 use crate::error::{Error, Result};
 use crate::ids::SessionId;
@@ -12,7 +12,7 @@ use crate::locking::SessionLock;
 use crate::manager::{Loaded, SessionManager};
 use crate::session::{SessionData, now_millis};
 use crate::stats::bump;
-use crate::validity::copy_lifetime;
+use crate::validity::{copies_exptime, session_exptime};
 
 /// Most URIs `lockingMode="auto"` remembers as read-only; past it, it starts over.
 const MAX_READ_ONLY_URIS: usize = 10_000;
@@ -180,16 +180,16 @@ impl SessionManager {
         let record = validity.encode(&self.codec, id.random());
         let validity_key = self.key(KeyKind::Validity, id);
         let key = self.key(KeyKind::Session, id);
-        let copies_exptime = expiry(copy_lifetime(max_inactive));
+        let copies_ttl = copies_exptime(max_inactive);
         let mut commands = vec![Command::Set {
             key: &validity_key,
             value: &record,
-            exptime: expiry(u64::try_from(max_inactive).unwrap_or(0)),
+            exptime: session_exptime(max_inactive),
         }];
         if renew_copies {
             commands.push(Command::Touch {
                 key: &key,
-                exptime: copies_exptime,
+                exptime: copies_ttl,
             });
         }
         let releases = self.releasable(lock, &node);
@@ -206,7 +206,7 @@ impl SessionManager {
                 // A missing backup copy is written again by the next change.
                 let touched = self
                     .cluster
-                    .call(&backup, |c| c.touch(&backup_key, copies_exptime));
+                    .call(&backup, |c| c.touch(&backup_key, copies_ttl));
                 touched.await.ok();
             }
         };

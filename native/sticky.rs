@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use crate::backup::{Change, Fingerprint, Offer, Ranked};
-use crate::client::expiry;
 use crate::error::{Error, Result};
 use crate::ids::SessionId;
 use crate::keys::KeyKind;
@@ -25,7 +24,7 @@ use crate::manager::SessionManager;
 use crate::runtime;
 use crate::session::SessionData;
 use crate::stats::bump;
-use crate::validity::copy_lifetime;
+use crate::validity::copies_exptime;
 
 /// What a backup did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,7 +141,7 @@ impl SessionManager {
             key,
             work,
             version,
-            exptime: expiry(copy_lifetime(max_inactive)),
+            exptime: copies_exptime(max_inactive),
             done: None,
         }
     }

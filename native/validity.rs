@@ -22,6 +22,7 @@
 //! Format 1 (still read, never written) has no key id, so its fields start at offset 6 and its
 //! tag at 26; its HMAC is keyed as the envelope's format 1.
 
+use crate::client::expiry;
 use crate::envelope::{Codec, CorruptKind, Corruption, unencrypted_tag_len};
 
 const MAGIC: &[u8; 4] = b"MSMV";
@@ -42,6 +43,17 @@ pub fn copy_lifetime(max_inactive: i32) -> u64 {
         Ok(secs) if secs > 0 => secs + secs.div_ceil(4),
         _ => 0,
     }
+}
+
+/// Memcached's expiry field for what lives exactly as long as a session of `max_inactive`
+/// seconds (its validity record, a sticky copy written by `store`).
+pub fn session_exptime(max_inactive: i32) -> u64 {
+    expiry(u64::try_from(max_inactive).unwrap_or(0))
+}
+
+/// Memcached's expiry field for a session's copies ([`copy_lifetime`]).
+pub fn copies_exptime(max_inactive: i32) -> u64 {
+    expiry(copy_lifetime(max_inactive))
 }
 
 /// What a validity record says.

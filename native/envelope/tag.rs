@@ -9,10 +9,13 @@
 use std::sync::Arc;
 
 use aes_gcm::AeadInOut as _;
-use hmac::Mac as _;
+use hmac::{Hmac, Mac as _};
+use sha2::Sha256;
 
 use super::keys::{Key, KeyId, KeyRing, hex};
 use super::{CorruptKind, Corruption};
+
+type HmacSha256 = Hmac<Sha256>;
 
 /// Tag kind: CRC-32, 4 bytes.
 pub(crate) const TAG_CRC32: u8 = 1;
@@ -92,9 +95,7 @@ impl Integrity {
                 out.extend_from_slice(&crc);
             }
             Some(keys) => {
-                let mut mac = keys.signing().mac.clone();
-                mac.update(out);
-                mac.update(bound);
+                let mac = hmac(&keys.signing().mac, out, bound);
                 out.extend_from_slice(&mac.finalize().into_bytes());
             }
         }
@@ -112,9 +113,7 @@ impl Integrity {
         match kind {
             TAG_CRC32 => self.verify_crc(covered, bound, tag),
             TAG_HMAC_SHA256 => {
-                let mut mac = self.key(kind, key_id)?.mac.clone();
-                mac.update(covered);
-                mac.update(bound);
+                let mac = hmac(&self.key(kind, key_id)?.mac, covered, bound);
                 mac.verify_slice(tag).map_err(|_| mismatch())
             }
             _ => Err(unknown_kind(kind)),
@@ -135,10 +134,9 @@ impl Integrity {
             TAG_HMAC_SHA256 => {
                 let keys = self.keys.as_ref().ok_or_else(|| no_keys(kind))?;
                 let verifies = |key: &Key| {
-                    let mut mac = key.legacy_mac.clone();
-                    mac.update(covered);
-                    mac.update(bound);
-                    mac.verify_slice(tag).is_ok()
+                    hmac(&key.legacy_mac, covered, bound)
+                        .verify_slice(tag)
+                        .is_ok()
                 };
                 if keys.all().iter().any(verifies) {
                     Ok(())
@@ -211,6 +209,14 @@ impl Integrity {
             )
         })
     }
+}
+
+/// `mac` over `covered` then `bound`, the way every tag binds a value to what it belongs to.
+fn hmac(mac: &HmacSha256, covered: &[u8], bound: &[u8]) -> HmacSha256 {
+    let mut mac = mac.clone();
+    mac.update(covered);
+    mac.update(bound);
+    mac
 }
 
 fn crc32(covered: &[u8], bound: &[u8]) -> [u8; 4] {
