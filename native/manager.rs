@@ -319,12 +319,11 @@ impl SessionManager {
             }
             Ok(target)
         };
-        let key = self.key(KeyKind::Session, id);
         let target = match self.within_budget(write).await {
             Ok(target) => target,
             Err(e) if e.is_cluster_failure() && self.near.enabled() => {
                 // Kept here until the cluster answers again; nothing the user stored is lost.
-                self.near.put(&key, id, value, true);
+                self.near.put(id, value, true);
                 bump(&self.stats.near_cache_stored);
                 tracing::debug!(session = %id.redacted(), error = %e, "session kept in the near cache");
                 return Ok(None);
@@ -333,11 +332,10 @@ impl SessionManager {
         };
         bump(&self.stats.sessions_stored);
         self.stats.store_time.record(started.elapsed());
-        let target_key = self.key(KeyKind::Session, &target);
         if self.config.sticky {
-            self.near.remove(&target_key);
+            self.near.remove(&target);
         } else {
-            self.near.put(&target_key, &target, value, false);
+            self.near.put(&target, value, false);
         }
         if target == *id {
             return Ok(None);
@@ -711,7 +709,7 @@ impl SessionManager {
     }
 
     pub(crate) async fn delete_copies(&self, id: &SessionId) -> Result<()> {
-        self.near.remove(&self.key(KeyKind::Session, id));
+        self.near.remove(id);
         let mut first_error = None;
         let mut remove = |result: Result<bool>| {
             if let Err(e) = result {

@@ -7,6 +7,8 @@
 //! cluster holds) and become clean. Clean copies (non-sticky mode keeps one of every session it
 //! reads) are only a fallback; memcached stays the truth while it answers.
 //!
+//! Copies are kept by session, not by storage key: a session that moved to another node (a new
+//! id with the same random part) is still found here by a host that only saw it on its old node.
 //! The cache is bounded in sessions and bytes; past a bound the least recently used copy goes,
 //! clean ones before dirty ones, and the first time a bound is reached it is logged.
 
@@ -26,7 +28,7 @@ use crate::validity::{Validity, copies_exptime};
 /// One session's copy, as stored in memcached (an envelope).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionCopy {
-    /// The session's id.
+    /// The id the session had when it was last stored or served here.
     pub id: SessionId,
     /// The encoded session.
     pub value: Vec<u8>,
@@ -40,13 +42,14 @@ pub struct SessionCopy {
 
 #[derive(Debug, Default)]
 struct Inner {
+    /// Copies and when they were last used (a tick), by the random part of their session id.
     copies: HashMap<String, (SessionCopy, u64)>,
     bytes: usize,
     tick: u64,
     full_logged: bool,
 }
 
-/// Copies of sessions by storage key, bounded.
+/// Copies of sessions, by session, bounded.
 #[derive(Debug)]
 pub struct NearCache {
     max_sessions: usize,
@@ -67,9 +70,9 @@ impl NearCache {
         }
     }
 
-    /// Keeps a copy of the session stored under `key`, replacing any older one; `dirty` when the
+    /// Keeps a copy of the session stored as `id`, replacing any older one; `dirty` when the
     /// cluster does not hold it. A copy larger than the whole byte bound is not kept.
-    pub fn put(&self, key: &str, id: &SessionId, value: Vec<u8>, dirty: bool) {
+    pub fn put(&self, id: &SessionId, value: Vec<u8>, dirty: bool) {
         if self.max_sessions == 0 || value.len() > self.max_bytes {
             return;
         }
@@ -85,11 +88,11 @@ impl NearCache {
             generation,
             accessed: now_millis(),
         };
-        if let Some((old, _)) = inner.copies.insert(key.to_owned(), (copy, tick)) {
+        if let Some((old, _)) = inner.copies.insert(id.random().to_owned(), (copy, tick)) {
             inner.bytes -= old.value.len();
         }
         inner.bytes += size;
-        self.evict(&mut inner, key);
+        self.evict(&mut inner, id.random());
     }
 
     /// Drops least recently used copies (clean ones first) until the cache is within its
@@ -127,40 +130,49 @@ impl NearCache {
         self.max_sessions > 0
     }
 
-    /// The copy under `key`, if any.
-    pub fn get(&self, key: &str) -> Option<SessionCopy> {
+    /// The copy of the session `id` names, whatever node it was stored on, if any.
+    pub fn get(&self, id: &SessionId) -> Option<SessionCopy> {
         let mut inner = self.inner.lock();
         inner.tick += 1;
         let tick = inner.tick;
-        inner.copies.get_mut(key).map(|(copy, used)| {
+        inner.copies.get_mut(id.random()).map(|(copy, used)| {
             *used = tick;
             copy.clone()
         })
     }
 
-    /// Records that the session under `key` was used now (served from here).
-    pub fn accessed(&self, key: &str) {
-        if let Some((copy, _)) = self.inner.lock().copies.get_mut(key) {
+    /// Records that the session was served from here now, as `id` (so a later write-back
+    /// writes it where requests look for it).
+    pub fn accessed(&self, id: &SessionId) {
+        if let Some((copy, _)) = self.inner.lock().copies.get_mut(id.random()) {
             copy.accessed = now_millis();
+            copy.id.clone_from(id);
         }
     }
 
-    /// Forgets the copy under `key` (the session ended, or the cluster holds it now).
-    pub fn remove(&self, key: &str) {
+    /// Forgets the session's copy if it is stored as `id` (the session ended, or left that id);
+    /// a copy stored since under the session's new id stays.
+    pub fn remove(&self, id: &SessionId) {
         let mut inner = self.inner.lock();
-        if let Some((copy, _)) = inner.copies.remove(key) {
+        if inner
+            .copies
+            .get(id.random())
+            .is_some_and(|(copy, _)| copy.id == *id)
+        {
+            let (copy, _) = inner.copies.remove(id.random()).expect("present above");
             inner.bytes -= copy.value.len();
         }
     }
 
-    /// Marks the copy under `key` clean if it is still the one of `generation` (written back);
+    /// Marks the copy `written` clean if it is still the one of that put (written back);
     /// `keep` false forgets it instead.
-    pub fn written_back(&self, key: &str, generation: u64, keep: bool) {
+    pub fn written_back(&self, written: &SessionCopy, keep: bool) {
         let mut inner = self.inner.lock();
+        let key = written.id.random();
         let Some((copy, _)) = inner.copies.get_mut(key) else {
             return;
         };
-        if copy.generation != generation {
+        if copy.generation != written.generation {
             return;
         }
         if keep {
@@ -170,14 +182,14 @@ impl NearCache {
         }
     }
 
-    /// The copies the cluster does not hold, by storage key.
-    pub fn dirty(&self) -> Vec<(String, SessionCopy)> {
+    /// The copies the cluster does not hold.
+    pub fn dirty(&self) -> Vec<SessionCopy> {
         self.inner
             .lock()
             .copies
-            .iter()
-            .filter(|(_, (copy, _))| copy.dirty)
-            .map(|(key, (copy, _))| (key.clone(), copy.clone()))
+            .values()
+            .filter(|(copy, _)| copy.dirty)
+            .map(|(copy, _)| copy.clone())
             .collect()
     }
 
@@ -220,34 +232,33 @@ impl SessionManager {
         id: &SessionId,
         found: Result<Option<Found>>,
     ) -> Result<Option<Found>> {
-        let key = self.key(KeyKind::Session, id);
         match found {
-            Ok(Some(found)) => {
-                if !self.config.sticky {
-                    let current = found.loaded.relocated.as_ref().unwrap_or(id);
-                    if current != id {
-                        self.near.remove(&key);
-                    }
-                    let current_key = self.key(KeyKind::Session, current);
-                    self.near
-                        .put(&current_key, current, found.value.clone(), false);
-                }
-                Ok(Some(found))
-            }
+            Ok(Some(found)) => Ok(Some(self.keep_near(id, found))),
             Ok(None) => {
-                let Some(copy) = self.near.get(&key) else {
+                let Some(copy) = self.near.get(id) else {
                     return Ok(None);
                 };
-                if self.ended_in_cluster(id).await {
-                    self.near.remove(&key);
-                    return Ok(None);
+                match self.record_in_cluster(id).await {
+                    Some(record) if record.expired(now_millis()) => {
+                        // Ended (invalidated, moved) or expired: the copy here is no loss.
+                        self.near.remove(&copy.id);
+                        Ok(None)
+                    }
+                    Some(_) => {
+                        // A live record without the session: the session was written since it
+                        // was read (a write-back, another host's request), so read it again.
+                        match self.within_budget(self.find_copy(id)).await {
+                            Ok(Some(found)) => Ok(Some(self.keep_near(id, found))),
+                            _ => Ok(self.serve_near(id, copy)),
+                        }
+                    }
+                    // No record at all: the cluster lost it.
+                    None => Ok(self.serve_near(id, copy)),
                 }
-                // No record of it at all: the cluster lost it.
-                Ok(self.serve_near(&key, id, copy))
             }
             Err(e) if e.is_cluster_failure() || matches!(e, Error::Corrupt(_)) => {
-                match self.near.get(&key) {
-                    Some(copy) => self.serve_near(&key, id, copy).map(Some).ok_or(e),
+                match self.near.get(id) {
+                    Some(copy) => self.serve_near(id, copy).map(Some).ok_or(e),
                     None => Err(e),
                 }
             }
@@ -255,19 +266,27 @@ impl SessionManager {
         }
     }
 
-    /// Whether the cluster still has a validity record of the session (ended, expired or
-    /// alive): then its lack of the session is no loss.
-    async fn ended_in_cluster(&self, id: &SessionId) -> bool {
-        let Some(node) = self.cluster.node(id.node()).filter(|n| n.is_up()) else {
-            return false;
-        };
-        let key = self.key(KeyKind::Validity, id);
-        // A node that fails now tells nothing: the copy is served.
-        matches!(self.cluster.call(&node, |c| c.get(&key)).await, Ok(Some(_)))
+    /// Non-sticky: keeps a clean copy of a session found in the cluster, as the id it has now.
+    fn keep_near(&self, id: &SessionId, found: Found) -> Found {
+        if !self.config.sticky {
+            let current = found.loaded.relocated.as_ref().unwrap_or(id);
+            self.near.put(current, found.value.clone(), false);
+        }
+        found
     }
 
-    /// A session served from this host's copy, unless the copy expired by its own lifetime.
-    fn serve_near(&self, key: &str, id: &SessionId, copy: SessionCopy) -> Option<Found> {
+    /// The session's validity record in the cluster, if its node answers with a valid one (a
+    /// node that fails now, or a corrupt record, tells nothing).
+    async fn record_in_cluster(&self, id: &SessionId) -> Option<Validity> {
+        let node = self.cluster.node(id.node()).filter(|n| n.is_up())?;
+        let key = self.key(KeyKind::Validity, id);
+        let value = self.cluster.call(&node, |c| c.get(&key)).await.ok()??;
+        self.decode_validity(&node, id, &value)
+    }
+
+    /// The session `id` names served from this host's copy, unless the copy expired by its own
+    /// lifetime.
+    fn serve_near(&self, id: &SessionId, copy: SessionCopy) -> Option<Found> {
         let session = self.codec.decode(id.random(), &copy.value).ok()?;
         let expired = Validity {
             last_accessed: copy.accessed.max(session.last_accessed),
@@ -276,10 +295,10 @@ impl SessionManager {
         }
         .expired(now_millis());
         if expired {
-            self.near.remove(key);
+            self.near.remove(&copy.id);
             return None;
         }
-        self.near.accessed(key);
+        self.near.accessed(id);
         bump(&self.stats.near_cache_served);
         tracing::debug!(session = %id.redacted(), "session served from the near cache");
         Some(Found {
@@ -304,18 +323,18 @@ impl SessionManager {
             return;
         }
         let mut written = 0;
-        for (key, copy) in dirty {
+        for copy in dirty {
             let Some(node) = self.cluster.node(copy.id.node()).filter(|n| n.is_up()) else {
                 continue;
             };
             let Ok(ours) = self.codec.decode(copy.id.random(), &copy.value) else {
-                self.near.remove(&key);
+                self.near.remove(&copy.id);
                 continue;
             };
             match self.read_copy(&node, KeyKind::Session, &copy.id).await {
                 Ok(Some((_, theirs))) if newer(&theirs, &ours) => {
                     bump(&self.stats.near_cache_superseded);
-                    self.near.written_back(&key, copy.generation, false);
+                    self.near.written_back(&copy, false);
                     continue;
                 }
                 Ok(_) | Err(Error::Corrupt(_)) => {}
@@ -340,8 +359,7 @@ impl SessionManager {
                 }
                 written += 1;
                 bump(&self.stats.near_cache_written_back);
-                self.near
-                    .written_back(&key, copy.generation, !self.config.sticky);
+                self.near.written_back(&copy, !self.config.sticky);
             }
         }
         if written > 0 {
@@ -355,47 +373,69 @@ mod tests {
     use super::*;
 
     fn id(n: u8) -> SessionId {
-        SessionId::parse(&format!("{:032X}-n1", n)).unwrap()
+        on(n, "n1")
+    }
+
+    fn on(n: u8, node: &str) -> SessionId {
+        SessionId::parse(&format!("{n:032X}-{node}")).unwrap()
     }
 
     #[test]
     fn keeps_within_its_bounds_dropping_clean_copies_first() {
         let cache = NearCache::new(2, 1000, Arc::default());
-        cache.put("a", &id(1), vec![0; 10], true);
-        cache.put("b", &id(2), vec![0; 10], false);
-        cache.put("c", &id(3), vec![0; 10], false);
-        assert!(cache.get("a").is_some(), "dirty copies go last");
+        cache.put(&id(1), vec![0; 10], true);
+        cache.put(&id(2), vec![0; 10], false);
+        cache.put(&id(3), vec![0; 10], false);
+        assert!(cache.get(&id(1)).is_some(), "dirty copies go last");
         assert!(
-            cache.get("b").is_none(),
+            cache.get(&id(2)).is_none(),
             "least recently used clean copy went"
         );
         assert_eq!(cache.size(), (2, 20));
-        cache.put("d", &id(4), vec![0; 995], false);
+        cache.put(&id(4), vec![0; 995], false);
         assert_eq!(cache.size(), (1, 995), "the byte bound holds");
-        cache.put("e", &id(5), vec![0; 1001], true);
-        assert!(cache.get("e").is_none(), "larger than the whole cache");
+        cache.put(&id(5), vec![0; 1001], true);
+        assert!(cache.get(&id(5)).is_none(), "larger than the whole cache");
     }
 
     #[test]
     fn write_back_marks_clean_only_what_it_wrote() {
         let cache = NearCache::new(10, 1000, Arc::default());
-        cache.put("a", &id(1), vec![1], true);
-        let (_, written) = cache.dirty().pop().unwrap();
-        cache.put("a", &id(1), vec![2], true);
-        cache.written_back("a", written.generation, true);
+        cache.put(&id(1), vec![1], true);
+        let written = cache.dirty().pop().unwrap();
+        cache.put(&id(1), vec![2], true);
+        cache.written_back(&written, true);
         assert_eq!(cache.dirty().len(), 1, "a newer copy came meanwhile");
-        let (_, newer) = cache.dirty().pop().unwrap();
-        cache.written_back("a", newer.generation, true);
+        let newer = cache.dirty().pop().unwrap();
+        cache.written_back(&newer, true);
         assert!(cache.dirty().is_empty());
-        assert_eq!(cache.get("a").unwrap().value, vec![2]);
-        cache.written_back("a", newer.generation, false);
-        assert!(cache.get("a").is_none());
+        assert_eq!(cache.get(&id(1)).unwrap().value, vec![2]);
+        cache.written_back(&newer, false);
+        assert!(cache.get(&id(1)).is_none());
+    }
+
+    #[test]
+    fn a_session_is_found_on_any_node_and_forgotten_only_under_its_id() {
+        let cache = NearCache::new(10, 1000, Arc::default());
+        cache.put(&on(1, "n1"), vec![1], false);
+        let moved = on(1, "n2");
+        assert_eq!(cache.get(&moved).unwrap().id, on(1, "n1"));
+        cache.accessed(&moved);
+        assert_eq!(cache.get(&moved).unwrap().id, moved, "served as its new id");
+        cache.remove(&on(1, "n1"));
+        assert!(
+            cache.get(&moved).is_some(),
+            "its old id left, not the session"
+        );
+        cache.remove(&moved);
+        assert!(cache.get(&moved).is_none());
+        assert_eq!(cache.size(), (0, 0));
     }
 
     #[test]
     fn disabled_keeps_nothing() {
         let cache = NearCache::new(0, 1000, Arc::default());
-        cache.put("a", &id(1), vec![1], true);
-        assert!(cache.get("a").is_none());
+        cache.put(&id(1), vec![1], true);
+        assert!(cache.get(&id(1)).is_none());
     }
 }

@@ -273,7 +273,7 @@ impl SessionManager {
             Ok(BackupOutcome::Written) => {
                 bump(&self.stats.session_backups);
                 self.stats.backup_time.record(started.elapsed());
-                self.near.remove(&job.key);
+                self.near.remove(&job.id);
             }
             Ok(BackupOutcome::Refreshed) => bump(&self.stats.session_backups_refreshed),
             Ok(_) => {}
@@ -282,7 +282,7 @@ impl SessionManager {
                 // the near cache writes it back when the cluster answers, requests or not.
                 self.tracker.failed(&job.key);
                 if let (Work::Write(value), true) = (&job.work, e.is_cluster_failure()) {
-                    self.near.put(&job.key, &job.id, value.clone(), true);
+                    self.near.put(&job.id, value.clone(), true);
                     bump(&self.stats.near_cache_stored);
                 }
                 bump(&self.stats.session_backups_failed);

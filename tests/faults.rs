@@ -497,12 +497,8 @@ fn no_fault_loses_a_session_that_had_a_copy() {
         "sessions never answered 200 after the fault was undone: {unanswered:?}"
     );
     // Every row: no session lost, since each fault leaves a copy of every session somewhere.
-    // Known defect, still open (issue 5): in the non-sticky "restart every node empty" row a
-    // few sessions on the last node restarted (0 to 3 of 20 in runs so far) come back as new
-    // sessions on one Tomcat; that row's count is printed, not asserted, until it is found.
     let lost: Vec<String> = rows
         .iter()
-        .filter(|r| !(r.mode == Mode::NonSticky && r.fault == Fault::RestartAllEmpty))
         .filter(|r| r.lost > 0)
         .map(|r| format!("{} / {}: {}", r.mode.name(), r.fault.name(), r.lost))
         .collect();

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Memcached, TempDir, manager, stat};
+use common::{Memcached, TempDir, key_file, manager, stat};
 use msm::envelope::{Codec, KeyRing};
 use msm::runtime::block_on;
 use msm::validity::Validity;
@@ -13,13 +13,6 @@ use msm::{Error, SessionData, SessionId, SessionManager};
 const NEW_KEY: &str = "new-integrity-key-for-tests-0123";
 const OLD_KEY: &str = "old-integrity-key-for-tests-4567";
 const REMOVED_KEY: &str = "removed-integrity-key-for-tests-89";
-
-/// A key file holding `keys`, one per line, and its `integrityKey` value.
-fn key_file(dir: &TempDir, keys: &[&str]) -> String {
-    let path = dir.path.join("msm.keys");
-    std::fs::write(&path, format!("{}\n", keys.join("\n"))).unwrap();
-    format!("file:{}", path.display())
-}
 
 fn session() -> SessionData {
     let mut s = SessionData::new(1800);

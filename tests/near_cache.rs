@@ -144,6 +144,58 @@ fn a_flushed_cluster_loses_nothing_but_an_ended_session_stays_ended() {
     );
 }
 
+/// A live validity record whose session is missing is what a host sees when the session was
+/// written between its two reads (another host's write-back after the cluster came back empty),
+/// or when memcached evicted the session alone: the session did not end, so the host's copy
+/// stands in. Before, any record counted as "ended" and the user was given a new session.
+#[test]
+fn a_live_record_without_its_session_does_not_end_the_session() {
+    let m1 = Memcached::start();
+    let host = manager(&[&m1], NON_STICKY);
+    let id = block_on(host.new_session_id(None)).unwrap();
+    block_on(host.store(&id, &mut session(b"kept"))).unwrap();
+    let key = format!("test:{}", id.storage_part());
+    assert!(m1.has(&format!("validity:{key}")));
+    assert_eq!(
+        m1.raw(format!("delete {key}\r\n").as_bytes(), &["DELETED"])
+            .trim_end(),
+        "DELETED"
+    );
+    assert_eq!(
+        value(&host, &id).as_deref(),
+        Some(&b"kept"[..]),
+        "served from this host's copy"
+    );
+    assert_eq!(stat(&host, "near_cache_served"), 1);
+}
+
+/// Host a keeps a copy of a session it served on node 1; host b moves the session to node 2
+/// (node 1 died); then the cluster goes away. Host a serves the session's new id from the copy
+/// it has under the old one: copies are kept by session, not by storage key.
+#[test]
+fn a_session_moved_by_another_host_is_still_served_from_this_hosts_copy() {
+    let (mut m1, mut m2) = (Memcached::start(), Memcached::start());
+    let a = manager(&[&m1, &m2], NON_STICKY);
+    let b = manager(&[&m1, &m2], NON_STICKY);
+    let id = common::id_on(&a, "n1");
+    block_on(a.store(&id, &mut session(b"kept"))).unwrap();
+    assert_eq!(value(&a, &id).as_deref(), Some(&b"kept"[..]));
+
+    m1.kill();
+    let moved = block_on(b.load(&id))
+        .unwrap()
+        .and_then(|loaded| loaded.relocated)
+        .expect("moved to its backup node");
+    assert_eq!(moved.node(), "n2");
+    m2.kill();
+    assert_eq!(
+        value(&a, &moved).as_deref(),
+        Some(&b"kept"[..]),
+        "served from host a's copy"
+    );
+    assert_eq!(stat(&a, "near_cache_served"), 1);
+}
+
 #[test]
 fn at_write_back_a_newer_copy_in_the_cluster_wins() {
     let mut m1 = Memcached::start();

@@ -373,6 +373,13 @@ impl Drop for TempDir {
     }
 }
 
+/// A key file in `dir` holding `keys`, one per line, and the `integrityKey` value naming it.
+pub fn key_file(dir: &TempDir, keys: &[&str]) -> String {
+    let path = dir.path.join("msm.keys");
+    std::fs::write(&path, format!("{}\n", keys.join("\n"))).unwrap();
+    format!("file:{}", path.display())
+}
+
 /// `len` random bytes from the operating system.
 pub fn random_bytes(len: usize) -> Vec<u8> {
     let mut bytes = vec![0u8; len];
