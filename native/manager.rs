@@ -346,18 +346,32 @@ impl SessionManager {
         Ok(Some(target))
     }
 
-    /// Runs cluster work for one request within one and a half operation timeouts, so that no
-    /// request waits on more than one failing node: past that the near cache stands in.
+    /// How long one load or store of a request may wait on the cluster: one and a half
+    /// operation timeouts, so that no request waits on more than one failing node (which is
+    /// marked down by then); past that the near cache stands in.
+    fn budget(&self) -> Duration {
+        self.config.operation_timeout * 3 / 2
+    }
+
+    /// Runs cluster work within the budget of one load or store.
     pub(crate) async fn within_budget<T>(
         &self,
         work: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
-        let budget = self.config.operation_timeout * 3 / 2;
-        tokio::time::timeout(budget, work)
+        self.until(Instant::now() + self.budget(), work).await
+    }
+
+    /// Runs cluster work until `deadline`, then gives up with a timeout.
+    pub(crate) async fn until<T>(
+        &self,
+        deadline: Instant,
+        work: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        tokio::time::timeout_at(deadline.into(), work)
             .await
             .unwrap_or(Err(Error::Timeout {
                 node: "cluster".to_owned(),
-                after: budget,
+                after: self.budget(),
             }))
     }
 
@@ -535,13 +549,20 @@ impl SessionManager {
         })
     }
 
-    /// A validity record's content; `None`, counted and reported, when it is corrupt.
-    pub(crate) fn decode_validity(
+    /// Reads a session's validity record on `node`; `None` when there is none, or when it is
+    /// corrupt (counted and reported).
+    pub(crate) async fn read_validity(
         &self,
         node: &Node,
         id: &SessionId,
-        value: &[u8],
-    ) -> Option<Validity> {
+    ) -> Result<Option<Validity>> {
+        let key = self.key(KeyKind::Validity, id);
+        let record = self.cluster.call(node, |c| c.get(&key)).await?;
+        Ok(record.and_then(|value| self.decode_validity(node, id, &value)))
+    }
+
+    /// A validity record's content; `None`, counted and reported, when it is corrupt.
+    fn decode_validity(&self, node: &Node, id: &SessionId, value: &[u8]) -> Option<Validity> {
         Validity::decode(&self.codec, id.random(), value)
             .inspect_err(|e| {
                 self.stats.count_corrupt(e.kind);
@@ -555,13 +576,14 @@ impl SessionManager {
     /// backup node, which becomes its primary, and [`Loaded::relocated`] carries the new id.
     pub async fn load(&self, id: &SessionId) -> Result<Option<Loaded>> {
         let started = Instant::now();
-        let found = self.within_budget(self.find_copy(id)).await;
+        let deadline = started + self.budget();
+        let found = self.until(deadline, self.find_copy(id)).await;
         let Some(Found {
             mut loaded,
             validity,
             from_near,
             ..
-        }) = self.or_near_copy(id, found).await?
+        }) = self.or_near_copy(id, found, deadline).await?
         else {
             bump(&self.stats.sessions_missing);
             return Ok(None);
@@ -708,35 +730,44 @@ impl SessionManager {
         result
     }
 
+    /// Deletes every copy of a session as [`SessionManager::delete`] does, with no ordering
+    /// against its other writes; this host's copy goes too unless it was taken as another id.
     pub(crate) async fn delete_copies(&self, id: &SessionId) -> Result<()> {
         self.near.remove(id);
         let mut first_error = None;
-        let mut remove = |result: Result<bool>| {
+        let mut note = |result: Result<bool>| {
             if let Err(e) = result {
                 first_error.get_or_insert(e);
             }
         };
-        if let Some(primary) = self.cluster.node(id.node()) {
-            for kind in [KeyKind::Session, KeyKind::Lock, KeyKind::IdReservation] {
-                let key = self.key(kind, id);
-                remove(self.cluster.call(&primary, |c| c.delete(&key)).await);
-            }
+        let primary = self.cluster.node(id.node());
+        // The record first, so that no host reads a live record without its session; the lock
+        // last, so that no request it held back finds a copy left.
+        if let Some(primary) = &primary {
             let key = self.key(KeyKind::Validity, id);
             if self.config.sticky {
-                remove(self.cluster.call(&primary, |c| c.delete(&key)).await);
+                note(self.cluster.call(primary, |c| c.delete(&key)).await);
             } else {
                 // Other hosts may keep copies for outages: the record says the session ended.
                 let ended = Validity::ENDED.encode(&self.codec, id.random());
                 let lifetime = copies_exptime(self.config.max_inactive_interval);
                 let written = self
                     .cluster
-                    .call(&primary, |c| c.set(&key, &ended, lifetime));
-                remove(written.await.map(|()| true));
+                    .call(primary, |c| c.set(&key, &ended, lifetime));
+                note(written.await.map(|()| true));
             }
+            let key = self.key(KeyKind::Session, id);
+            note(self.cluster.call(primary, |c| c.delete(&key)).await);
         }
         if let Some(backup) = self.cluster.next_available(id.node()) {
             let key = self.key(KeyKind::Backup, id);
-            remove(self.cluster.call(&backup, |c| c.delete(&key)).await);
+            note(self.cluster.call(&backup, |c| c.delete(&key)).await);
+        }
+        if let Some(primary) = &primary {
+            for kind in [KeyKind::Lock, KeyKind::IdReservation] {
+                let key = self.key(kind, id);
+                note(self.cluster.call(primary, |c| c.delete(&key)).await);
+            }
         }
         first_error.map_or(Ok(()), Err)
     }

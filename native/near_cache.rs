@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use parking_lot::Mutex;
 
@@ -70,8 +71,8 @@ impl NearCache {
         }
     }
 
-    /// Keeps a copy of the session stored as `id`, replacing any older one; `dirty` when the
-    /// cluster does not hold it. A copy larger than the whole byte bound is not kept.
+    /// Keeps a copy of the session stored as `id`, replacing the one kept before, whatever its
+    /// id; `dirty` when the cluster does not hold it. A copy larger than the whole byte bound is not kept.
     pub fn put(&self, id: &SessionId, value: Vec<u8>, dirty: bool) {
         if self.max_sessions == 0 || value.len() > self.max_bytes {
             return;
@@ -144,20 +145,27 @@ impl NearCache {
     /// Records that the session was served from here now, as `id` (so a later write-back
     /// writes it where requests look for it).
     pub fn accessed(&self, id: &SessionId) {
-        if let Some((copy, _)) = self.inner.lock().copies.get_mut(id.random()) {
+        let mut inner = self.inner.lock();
+        inner.tick += 1;
+        let tick = inner.tick;
+        if let Some((copy, _)) = inner.copies.get_mut(id.random()) {
             copy.accessed = now_millis();
+            if copy.id.node() != id.node() {
+                // Another copy than a write-back under way may be writing.
+                copy.generation = tick;
+            }
             copy.id.clone_from(id);
         }
     }
 
-    /// Forgets the session's copy if it is stored as `id` (the session ended, or left that id);
-    /// a copy stored since under the session's new id stays.
+    /// Forgets the session's copy if it is stored as `id` (whatever the route: the session
+    /// ended, or left that id); a copy stored since under the session's new id stays.
     pub fn remove(&self, id: &SessionId) {
         let mut inner = self.inner.lock();
         if inner
             .copies
             .get(id.random())
-            .is_some_and(|(copy, _)| copy.id == *id)
+            .is_some_and(|(copy, _)| copy.id.node() == id.node())
         {
             let (copy, _) = inner.copies.remove(id.random()).expect("present above");
             inner.bytes -= copy.value.len();
@@ -200,6 +208,16 @@ impl NearCache {
     }
 }
 
+/// What the cluster says of a session it holds no copy of, while this host has one.
+enum Recheck {
+    /// The session ended (invalidated, moved to another id, expired): the copy is no loss.
+    Ended,
+    /// It holds the session after all: written since it was first read.
+    Found(Box<Found>),
+    /// It lost the session: the copy stands in.
+    Lost,
+}
+
 /// Whether `theirs` is newer than `ours`: accessed later, or as late with a newer version.
 fn newer(theirs: &SessionData, ours: &SessionData) -> bool {
     (theirs.last_accessed, theirs.version) > (ours.last_accessed, ours.version)
@@ -227,43 +245,61 @@ pub(crate) async fn write_back_forever(
 impl SessionManager {
     /// What a load found in the cluster, or, when the cluster could not serve the session
     /// (unreachable, corrupt) or lost it (flushed, restarted empty), this host's copy of it.
+    /// Checks that the cluster does not say the session ended run until `deadline`.
     pub(crate) async fn or_near_copy(
         &self,
         id: &SessionId,
         found: Result<Option<Found>>,
+        deadline: Instant,
     ) -> Result<Option<Found>> {
-        match found {
-            Ok(Some(found)) => Ok(Some(self.keep_near(id, found))),
-            Ok(None) => {
-                let Some(copy) = self.near.get(id) else {
-                    return Ok(None);
-                };
-                match self.record_in_cluster(id).await {
-                    Some(record) if record.expired(now_millis()) => {
-                        // Ended (invalidated, moved) or expired: the copy here is no loss.
-                        self.near.remove(&copy.id);
-                        Ok(None)
-                    }
-                    Some(_) => {
-                        // A live record without the session: the session was written since it
-                        // was read (a write-back, another host's request), so read it again.
-                        match self.within_budget(self.find_copy(id)).await {
-                            Ok(Some(found)) => Ok(Some(self.keep_near(id, found))),
-                            _ => Ok(self.serve_near(id, copy)),
-                        }
-                    }
-                    // No record at all: the cluster lost it.
-                    None => Ok(self.serve_near(id, copy)),
-                }
-            }
-            Err(e) if e.is_cluster_failure() || matches!(e, Error::Corrupt(_)) => {
-                match self.near.get(id) {
-                    Some(copy) => self.serve_near(id, copy).map(Some).ok_or(e),
-                    None => Err(e),
-                }
-            }
-            Err(e) => Err(e),
+        let failure = match found {
+            Ok(Some(found)) => return Ok(Some(self.keep_near(id, found))),
+            Ok(None) => None,
+            Err(e) if e.is_cluster_failure() || matches!(e, Error::Corrupt(_)) => Some(e),
+            Err(e) => return Err(e),
+        };
+        // A copy stands in only for an id naming a node of this cluster.
+        let copy = self.cluster.node(id.node()).and_then(|_| self.near.get(id));
+        let Some(copy) = copy else {
+            return failure.map_or(Ok(None), Err);
+        };
+        if let Some(e) = failure {
+            // The cluster cannot tell: the copy is served.
+            return self.serve_near(id, copy).map(Some).ok_or(e);
         }
+        match self.until(deadline, self.recheck(id, &copy)).await {
+            Ok(Recheck::Ended) => Ok(None),
+            Ok(Recheck::Found(found)) => Ok(Some(self.keep_near(id, *found))),
+            Ok(Recheck::Lost) | Err(_) => Ok(self.serve_near(id, copy)),
+        }
+    }
+
+    /// Asks the cluster, which holds no copy of the session `id` names, whether that is because
+    /// the session ended. Only an ended or expired validity record says so, under `id` or under
+    /// the id this host's copy was taken as (an ended session must not come back under another
+    /// node's id). A live record without its session means the session was written since it was
+    /// read (another host's write-back, say), so it is read again.
+    async fn recheck(&self, id: &SessionId, copy: &SessionCopy) -> Result<Recheck> {
+        let now = now_millis();
+        let ended = |record: Option<Validity>| record.is_some_and(|r| r.expired(now));
+        let record = self.record_in_cluster(id).await;
+        if ended(record) {
+            // A copy taken as another id (the session's newer one) stays.
+            self.near.remove(id);
+            return Ok(Recheck::Ended);
+        }
+        let moved = copy.id.node() != id.node();
+        if moved && ended(self.record_in_cluster(&copy.id).await) {
+            self.near.remove(&copy.id);
+            return Ok(Recheck::Ended);
+        }
+        if record.is_some() {
+            if let Some(found) = self.find_copy(id).await? {
+                return Ok(Recheck::Found(Box::new(found)));
+            }
+        }
+        // No record, or no session after all (evicted alone): the cluster lost it.
+        Ok(Recheck::Lost)
     }
 
     /// Non-sticky: keeps a clean copy of a session found in the cluster, as the id it has now.
@@ -276,12 +312,10 @@ impl SessionManager {
     }
 
     /// The session's validity record in the cluster, if its node answers with a valid one (a
-    /// node that fails now, or a corrupt record, tells nothing).
+    /// node that is down or fails now, or a corrupt record, tells nothing).
     async fn record_in_cluster(&self, id: &SessionId) -> Option<Validity> {
         let node = self.cluster.node(id.node()).filter(|n| n.is_up())?;
-        let key = self.key(KeyKind::Validity, id);
-        let value = self.cluster.call(&node, |c| c.get(&key)).await.ok()??;
-        self.decode_validity(&node, id, &value)
+        self.read_validity(&node, id).await.ok().flatten()
     }
 
     /// The session `id` names served from this host's copy, unless the copy expired by its own

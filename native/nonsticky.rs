@@ -261,10 +261,7 @@ impl SessionManager {
         let Some(node) = self.session_node(id).await.filter(|n| n.is_up()) else {
             return Ok(false);
         };
-        let validity_key = self.key(KeyKind::Validity, id);
-        let record = self.cluster.call(&node, |c| c.get(&validity_key)).await?;
-        let validity = record.and_then(|value| self.decode_validity(&node, id, &value));
-        match validity {
+        match self.read_validity(&node, id).await? {
             Some(validity) if validity.expired(now_millis()) => Ok(false),
             Some(validity) => {
                 self.renew(id, validity.max_inactive, validity.copies_expire, lock)

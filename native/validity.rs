@@ -68,8 +68,9 @@ pub struct Validity {
 }
 
 impl Validity {
-    /// The record left by a session that ended (invalidated, or moved to another id): copies of
-    /// it that hosts keep for outages must not bring it back.
+    /// The record left by a session that ended (invalidated, or moved to another id), on its
+    /// node: while that node answers, copies of it that hosts keep for outages do not bring it
+    /// back.
     pub const ENDED: Validity = Validity {
         last_accessed: 0,
         max_inactive: 1,

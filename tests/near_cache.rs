@@ -144,6 +144,26 @@ fn a_flushed_cluster_loses_nothing_but_an_ended_session_stays_ended() {
     );
 }
 
+/// An ended session does not come back from another host's copy under another node's id: the
+/// record of the id the copy was taken as says it ended, and an id naming no node of the
+/// cluster is never served from a copy.
+#[test]
+fn an_ended_session_does_not_come_back_under_another_nodes_id() {
+    let (m1, m2) = (Memcached::start(), Memcached::start());
+    let (a, b) = (
+        manager(&[&m1, &m2], NON_STICKY),
+        manager(&[&m1, &m2], NON_STICKY),
+    );
+    let id = common::id_on(&a, "n1");
+    block_on(a.store(&id, &mut session(b"ended"))).unwrap();
+    assert!(value(&b, &id).is_some(), "host b keeps a copy");
+    block_on(a.delete(&id)).unwrap();
+    for other in [id.with_node("n2"), id.with_node("n9"), id] {
+        assert_eq!(value(&b, &other), None, "{other:?}");
+    }
+    assert_eq!(stat(&b, "near_cache_served"), 0);
+}
+
 /// A live validity record whose session is missing is what a host sees when the session was
 /// written between its two reads (another host's write-back after the cluster came back empty),
 /// or when memcached evicted the session alone: the session did not end, so the host's copy
