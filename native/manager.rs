@@ -541,7 +541,12 @@ impl SessionManager {
         Ok(Some((value, session, validity)))
     }
 
-    fn decode_copy(&self, node: &Node, id: &SessionId, value: &[u8]) -> Result<SessionData> {
+    pub(crate) fn decode_copy(
+        &self,
+        node: &Node,
+        id: &SessionId,
+        value: &[u8],
+    ) -> Result<SessionData> {
         self.codec.decode(id.random(), value).map_err(|e| {
             self.stats.count_corrupt(e.kind);
             tracing::warn!(node = node.id(), session = %id.redacted(), error = %e, "corrupt session value");

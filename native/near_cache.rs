@@ -18,13 +18,15 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
+use crate::client::CasOutcome;
+use crate::cluster::Node;
 use crate::error::{Error, Result};
 use crate::ids::SessionId;
 use crate::keys::KeyKind;
 use crate::manager::{Found, Loaded, SessionManager};
 use crate::session::{SessionData, now_millis};
 use crate::stats::{Stats, bump};
-use crate::validity::{Validity, copies_exptime};
+use crate::validity::{Validity, copies_exptime, session_exptime};
 
 /// One session's copy, as stored in memcached (an envelope).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -347,7 +349,9 @@ impl SessionManager {
     }
 
     /// Writes the near cache's dirty copies whose node answers back to the cluster, unless the
-    /// cluster holds a newer copy, then keeps them as clean copies (non-sticky) or drops them.
+    /// cluster holds a newer copy or says the session ended, then keeps them as clean copies
+    /// (non-sticky) or drops them. A copy that lost a race with a request's write stays dirty
+    /// and is compared again next time.
     pub(crate) async fn write_back(&self) {
         if !self.cluster.nodes().iter().any(|n| n.is_up()) {
             return;
@@ -365,41 +369,89 @@ impl SessionManager {
                 self.near.remove(&copy.id);
                 continue;
             };
-            match self.read_copy(&node, KeyKind::Session, &copy.id).await {
-                Ok(Some((_, theirs))) if newer(&theirs, &ours) => {
+            match self.write_back_one(&node, &copy, &ours).await {
+                Ok(WriteBack::Written) => {
+                    written += 1;
+                    bump(&self.stats.near_cache_written_back);
+                    self.near.written_back(&copy, !self.config.sticky);
+                }
+                Ok(WriteBack::Superseded) => {
                     bump(&self.stats.near_cache_superseded);
                     self.near.written_back(&copy, false);
-                    continue;
                 }
-                Ok(_) | Err(Error::Corrupt(_)) => {}
-                Err(_) => continue,
-            }
-            let exptime = copies_exptime(ours.max_inactive);
-            let validity =
-                (!self.config.sticky).then(|| self.validity_now(ours.max_inactive, None));
-            let wrote = self
-                .write_on(
-                    &node,
-                    &copy.id,
-                    &copy.value,
-                    exptime,
-                    validity.as_ref(),
-                    &mut None,
-                )
-                .await;
-            if wrote.is_ok() {
-                if !self.config.sticky {
-                    self.write_backup(&copy.id, &copy.value, exptime).await;
-                }
-                written += 1;
-                bump(&self.stats.near_cache_written_back);
-                self.near.written_back(&copy, !self.config.sticky);
+                Ok(WriteBack::Raced) | Err(_) => {}
             }
         }
         if written > 0 {
             tracing::info!(sessions = written, "near cache written back to memcached");
         }
     }
+
+    /// Writes one dirty copy back to `node`. The session's copy is written only over what was
+    /// read (`add` where there was none, `cas` over an older one), so that a request's write
+    /// in between is never replaced by this older copy.
+    async fn write_back_one(
+        &self,
+        node: &Node,
+        copy: &SessionCopy,
+        ours: &SessionData,
+    ) -> Result<WriteBack> {
+        if !self.config.sticky {
+            let record = self.read_validity(node, &copy.id).await?;
+            if record.is_some_and(|r| r.expired(now_millis())) {
+                return Ok(WriteBack::Superseded);
+            }
+        }
+        let key = self.key(KeyKind::Session, &copy.id);
+        let token = match self.cluster.call(node, |c| c.gets(&key)).await? {
+            Some((value, token)) => match self.decode_copy(node, &copy.id, &value) {
+                Ok(theirs) if newer(&theirs, ours) => return Ok(WriteBack::Superseded),
+                // Older, or corrupt: ours replaces it.
+                _ => Some(token),
+            },
+            None => None,
+        };
+        let exptime = copies_exptime(ours.max_inactive);
+        let stored = match token {
+            Some(token) => {
+                let outcome = self
+                    .cluster
+                    .call(node, |c| c.cas(&key, &copy.value, exptime, token))
+                    .await?;
+                outcome == CasOutcome::Stored
+            }
+            None => {
+                self.cluster
+                    .call(node, |c| c.add(&key, &copy.value, exptime))
+                    .await?
+            }
+        };
+        if !stored {
+            return Ok(WriteBack::Raced);
+        }
+        if !self.config.sticky {
+            let record = self
+                .validity_now(ours.max_inactive, None)
+                .encode(&self.codec, copy.id.random());
+            let validity_key = self.key(KeyKind::Validity, &copy.id);
+            let lifetime = session_exptime(ours.max_inactive);
+            self.cluster
+                .call(node, |c| c.set(&validity_key, &record, lifetime))
+                .await?;
+            self.write_backup(&copy.id, &copy.value, exptime).await;
+        }
+        Ok(WriteBack::Written)
+    }
+}
+
+/// How writing one copy back ended.
+enum WriteBack {
+    /// Written: the cluster holds the copy now.
+    Written,
+    /// The cluster holds a newer copy, or says the session ended: the copy is dropped.
+    Superseded,
+    /// A request wrote the session between the read and the write: compared again next time.
+    Raced,
 }
 
 #[cfg(test)]

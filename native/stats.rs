@@ -181,7 +181,8 @@ counters! {
     near_cache_stored,
     /// Near-cache copies written back to the cluster after it answered again.
     near_cache_written_back,
-    /// Near-cache copies dropped at write-back because the cluster held a newer one.
+    /// Near-cache copies dropped at write-back because the cluster held a newer one, or said
+    /// the session ended.
     near_cache_superseded,
     /// Near-cache copies dropped to stay within its bounds.
     near_cache_evicted,

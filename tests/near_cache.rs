@@ -241,6 +241,32 @@ fn at_write_back_a_newer_copy_in_the_cluster_wins() {
     assert_eq!(value(&fresh, &id).as_deref(), Some(&b"newer"[..]));
 }
 
+/// Host a keeps a change in its near cache while the node is frozen; before it writes the
+/// change back, the user logs out on host b. The write-back must not bring the session back.
+#[test]
+fn a_session_ended_in_the_cluster_is_not_brought_back_by_a_write_back() {
+    let mut m1 = Memcached::start();
+    // Host a notices the node's return late, so host b ends the session first.
+    let a = manager(
+        &[&m1],
+        &[("sticky", "false"), ("nodeProbeInterval", "3000")],
+    );
+    let b = manager(&[&m1], NON_STICKY);
+    let id = block_on(a.new_session_id(None)).unwrap();
+    block_on(a.store(&id, &mut session(b"before"))).unwrap();
+    m1.pause();
+    block_on(a.store(&id, &mut session(b"kept here"))).unwrap();
+    assert_eq!(stat(&a, "near_cache_stored"), 1);
+    m1.resume();
+    block_on(b.delete(&id)).unwrap();
+    eventually("host a tries its write-back", || {
+        stat(&a, "near_cache_superseded") == 1
+    });
+    assert_eq!(stat(&a, "near_cache_written_back"), 0);
+    assert_eq!(value(&b, &id), None, "the session stays ended");
+    assert_eq!(value(&a, &id), None, "and host a forgot its copy");
+}
+
 #[test]
 fn the_near_cache_keeps_to_its_bounds_and_counts_what_it_drops() {
     let mut m1 = Memcached::start();
