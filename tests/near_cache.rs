@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use common::{Memcached, eventually, manager, stat};
 use msm::runtime::block_on;
 use msm::{Error, SessionData, SessionId, SessionManager};
@@ -216,55 +218,68 @@ fn a_session_moved_by_another_host_is_still_served_from_this_hosts_copy() {
     assert_eq!(stat(&a, "near_cache_served"), 1);
 }
 
-#[test]
-fn at_write_back_a_newer_copy_in_the_cluster_wins() {
-    let mut m1 = Memcached::start();
-    // Host a notices the node's return late, so host b writes first.
-    let a = manager(
-        &[&m1],
-        &[("sticky", "false"), ("nodeProbeInterval", "3000")],
-    );
-    let b = manager(&[&m1], NON_STICKY);
-    let id = block_on(a.new_session_id(None)).unwrap();
-    block_on(a.store(&id, &mut session(b"first"))).unwrap();
-    m1.pause();
-    block_on(a.store(&id, &mut session(b"older"))).unwrap();
-    assert_eq!(stat(&a, "near_cache_stored"), 1);
-    m1.resume();
-    std::thread::sleep(std::time::Duration::from_millis(50));
-    block_on(b.store(&id, &mut session(b"newer"))).unwrap();
-    eventually("host a tries its write-back", || {
-        stat(&a, "near_cache_superseded") == 1
-    });
-    assert_eq!(stat(&a, "near_cache_written_back"), 0);
-    let fresh = manager(&[&m1], NON_STICKY);
-    assert_eq!(value(&fresh, &id).as_deref(), Some(&b"newer"[..]));
+/// A node, host a holding a change of a session that the node missed while frozen (a notices
+/// the node's return late, so host b acts first), and host b.
+struct PendingWriteBack {
+    node: Memcached,
+    a: Arc<SessionManager>,
+    b: Arc<SessionManager>,
+    id: SessionId,
 }
 
-/// Host a keeps a change in its near cache while the node is frozen; before it writes the
-/// change back, the user logs out on host b. The write-back must not bring the session back.
+impl PendingWriteBack {
+    fn new() -> Self {
+        let mut node = Memcached::start();
+        let a = manager(
+            &[&node],
+            &[("sticky", "false"), ("nodeProbeInterval", "3000")],
+        );
+        let b = manager(&[&node], NON_STICKY);
+        let id = block_on(a.new_session_id(None)).unwrap();
+        block_on(a.store(&id, &mut session(b"first"))).unwrap();
+        node.pause();
+        block_on(a.store(&id, &mut session(b"older"))).unwrap();
+        assert_eq!(stat(&a, "near_cache_stored"), 1);
+        node.resume();
+        PendingWriteBack { node, a, b, id }
+    }
+
+    /// Waits until host a gave up writing its copy back.
+    fn superseded(&self) {
+        eventually("host a tries its write-back", || {
+            stat(&self.a, "near_cache_superseded") == 1
+        });
+        assert_eq!(stat(&self.a, "near_cache_written_back"), 0);
+    }
+}
+
+#[test]
+fn at_write_back_a_newer_copy_in_the_cluster_wins() {
+    let pending = PendingWriteBack::new();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    block_on(pending.b.store(&pending.id, &mut session(b"newer"))).unwrap();
+    pending.superseded();
+    let fresh = manager(&[&pending.node], NON_STICKY);
+    assert_eq!(value(&fresh, &pending.id).as_deref(), Some(&b"newer"[..]));
+}
+
+/// Before host a writes its change back, the user logs out on host b: the write-back must not
+/// bring the session back.
 #[test]
 fn a_session_ended_in_the_cluster_is_not_brought_back_by_a_write_back() {
-    let mut m1 = Memcached::start();
-    // Host a notices the node's return late, so host b ends the session first.
-    let a = manager(
-        &[&m1],
-        &[("sticky", "false"), ("nodeProbeInterval", "3000")],
+    let pending = PendingWriteBack::new();
+    block_on(pending.b.delete(&pending.id)).unwrap();
+    pending.superseded();
+    assert_eq!(
+        value(&pending.b, &pending.id),
+        None,
+        "the session stays ended"
     );
-    let b = manager(&[&m1], NON_STICKY);
-    let id = block_on(a.new_session_id(None)).unwrap();
-    block_on(a.store(&id, &mut session(b"before"))).unwrap();
-    m1.pause();
-    block_on(a.store(&id, &mut session(b"kept here"))).unwrap();
-    assert_eq!(stat(&a, "near_cache_stored"), 1);
-    m1.resume();
-    block_on(b.delete(&id)).unwrap();
-    eventually("host a tries its write-back", || {
-        stat(&a, "near_cache_superseded") == 1
-    });
-    assert_eq!(stat(&a, "near_cache_written_back"), 0);
-    assert_eq!(value(&b, &id), None, "the session stays ended");
-    assert_eq!(value(&a, &id), None, "and host a forgot its copy");
+    assert_eq!(
+        value(&pending.a, &pending.id),
+        None,
+        "and host a forgot its copy"
+    );
 }
 
 #[test]
