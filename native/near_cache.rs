@@ -74,7 +74,8 @@ impl NearCache {
     }
 
     /// Keeps a copy of the session stored as `id`, replacing the one kept before, whatever its
-    /// id; `dirty` when the cluster does not hold it. A copy larger than the whole byte bound is not kept.
+    /// id; `dirty` when the cluster does not hold it. A copy larger than the whole byte bound is
+    /// not kept.
     pub fn put(&self, id: &SessionId, value: Vec<u8>, dirty: bool) {
         if self.max_sessions == 0 || value.len() > self.max_bytes {
             return;
