@@ -147,26 +147,49 @@ fn a_dead_memcached_node_moves_the_session_and_reissues_the_cookie() {
     );
 }
 
+/// With every memcached node down, a sticky Tomcat serves its sessions from memory and still
+/// creates new ones; when the nodes come back empty it writes them back by itself, so both the
+/// old session (with the changes made during the outage) and the one created during it survive
+/// the Tomcat's death afterwards.
 #[test]
-fn with_every_node_down_sessions_work_from_memory() {
+fn with_every_node_down_sessions_work_from_memory_and_survive_a_later_failover() {
     let (mut m1, mut m2) = (Memcached::start(), Memcached::start());
-    let tomcat = tomcat("a", &node_list(&[&m1, &m2]), &[]);
-    let mut browser = Browser::default();
-    browser.get(&tomcat, "/");
+    let nodes = node_list(&[&m1, &m2]);
+    let mut a = tomcat("a", &nodes, &[]);
+    let b = tomcat("b", &nodes, &[]);
+    let mut before = Browser::default();
+    before.get(&a, "/");
     m1.kill();
     m2.kill();
     for expected in 2..=6 {
-        let response = browser.get(&tomcat, "/");
+        let response = before.get(&a, "/");
         assert_eq!(response.status, 200);
         assert_eq!(
             response.field("counter"),
             Some(expected.to_string().as_str())
         );
     }
-    let mut fresh = Browser::default();
-    assert_eq!(fresh.get(&tomcat, "/").status, 200);
-    assert!(fresh.cookie.is_some(), "new sessions are still created");
-    assert_eq!(fresh.get(&tomcat, "/").field("counter"), Some("2"));
+    let mut during = Browser::default();
+    assert_eq!(during.get(&a, "/").status, 200);
+    assert!(during.cookie.is_some(), "new sessions are still created");
+    assert_eq!(during.get(&a, "/").field("counter"), Some("2"));
+
+    m1.restart();
+    m2.restart();
+    let keys: Vec<String> = [&before, &during]
+        .iter()
+        .map(|browser| format!("{PREFIX}{}", storage(browser.cookie.as_deref().unwrap())))
+        .collect();
+    eventually(
+        "Tomcat a writes both sessions back, requests or not",
+        || keys.iter().all(|key| m1.has(key) || m2.has(key)),
+    );
+    a.kill();
+    for (browser, counter) in [(&mut before, "7"), (&mut during, "3")] {
+        let response = browser.get(&b, "/");
+        assert_eq!(response.field("tomcat"), Some("b"), "{response:?}");
+        assert_eq!(response.field("counter"), Some(counter), "{response:?}");
+    }
 }
 
 #[test]
