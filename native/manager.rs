@@ -441,19 +441,18 @@ impl SessionManager {
         validity: Option<&Validity>,
         lock: &mut Option<SessionLock>,
     ) -> Result<()> {
-        let record = validity.map(|v| (v.encode(&self.codec, id.random()), v.max_inactive));
+        let record = validity.map(|v| self.validity_item(id, v));
         let key = self.key(KeyKind::Session, id);
-        let validity_key = self.key(KeyKind::Validity, id);
         let mut commands = vec![Command::Set {
             key: &key,
             value,
             exptime,
         }];
-        if let Some((record, max_inactive)) = &record {
+        if let Some((key, value, exptime)) = &record {
             commands.push(Command::Set {
-                key: &validity_key,
-                value: record,
-                exptime: session_exptime(*max_inactive),
+                key,
+                value,
+                exptime: *exptime,
             });
         }
         let releases = self.releasable(lock, node);
@@ -552,6 +551,20 @@ impl SessionManager {
             tracing::warn!(node = node.id(), session = %id.redacted(), error = %e, "corrupt session value");
             e.into()
         })
+    }
+
+    /// A session's validity record as memcached stores it: key, encoded value, expiry field
+    /// (memcached keeps it exactly the session's lifetime).
+    pub(crate) fn validity_item(
+        &self,
+        id: &SessionId,
+        validity: &Validity,
+    ) -> (String, Vec<u8>, u64) {
+        (
+            self.key(KeyKind::Validity, id),
+            validity.encode(&self.codec, id.random()),
+            session_exptime(validity.max_inactive),
+        )
     }
 
     /// Reads a session's validity record on `node`; `None` when there is none, or when it is

@@ -7,18 +7,20 @@
 //!
 //! ```text
 //! offset 0  magic "MSMN"
-//!        4  format version (1)
+//!        4  format version (2)
 //!        5  tag kind (as in the envelope)
-//!        6  list version, u64 little-endian
-//!       14  the nodes in `memcachedNodes` syntax (UTF-8), up to the tag
+//!        6  id of the key that signed it, 4 bytes (zero without keys)
+//!       10  list version, u64 little-endian
+//!       18  the nodes in `memcachedNodes` syntax (UTF-8), up to the tag
 //!  len - T  tag over every byte before it and the context
 //! ```
 //!
 //! - **Versions**: the higher version wins. At start a manager adds its configured nodes to the
 //!   shared list (a union: for an id both name, the shared address wins, since the cluster's
 //!   sessions were stored there) and publishes the result as the next version when that added
-//!   anything; if no node answered, its next read does so instead. An explicit replacement (JMX `replaceMemcachedNodes`, `msm_manager_set_nodes`)
-//!   publishes the new list as the next version, removals included. Failover flags belong to
+//!   anything; if no node answered, its next read does so instead. An explicit replacement
+//!   (JMX `replaceMemcachedNodes`, `msm_manager_set_nodes`) publishes the new list as the next
+//!   version, removals included. Failover flags belong to
 //!   each manager's configuration and are not shared.
 //! - **Concurrent publishers**: every write is a `cas` on what was read, or an `add` where
 //!   nothing was; of two managers publishing at once, one loses the race on some node, reads
@@ -110,7 +112,7 @@ impl NodeList {
         let key_id = covered[6..10].try_into().expect("4 bytes");
         codec
             .integrity()
-            .verify_tag(kind, &key_id, covered, &codec.bound(BOUND), tag)
+            .verify_tag(kind, Some(&key_id), covered, &codec.bound(BOUND), tag)
             .map_err(|e| corrupt(&e.to_string()))?;
         let version = u64::from_le_bytes(covered[10..HEADER_LEN].try_into().expect("8 bytes"));
         if version == 0 {
@@ -193,8 +195,8 @@ pub(crate) struct Membership {
     failover: Vec<String>,
     /// The version of the list in force.
     version: AtomicU64,
-    /// When the list was last read; held by whoever reads or writes it, so they take turns.
-    last_read: Arc<Mutex<Option<Instant>>>,
+    /// Held by whoever reads or writes the list, so they take turns.
+    turn: Arc<Mutex<()>>,
     /// When a session id naming an unknown node last caused a read: the rate limit's clock
     /// (reads for other reasons, at start above all, do not hold such a lookup back).
     last_learn: parking_lot::Mutex<Option<Instant>>,
@@ -224,7 +226,7 @@ impl Membership {
                 .map(|n| n.id.clone())
                 .collect(),
             version: AtomicU64::new(0),
-            last_read: Arc::new(Mutex::new(None)),
+            turn: Arc::new(Mutex::new(())),
             last_learn: parking_lot::Mutex::new(None),
             task: parking_lot::Mutex::new(None),
         })
@@ -238,7 +240,7 @@ impl Membership {
         if !self.enabled {
             return None;
         }
-        let held = Arc::clone(&self.last_read)
+        let held = Arc::clone(&self.turn)
             .try_lock_owned()
             .expect("nothing else uses the list before it starts");
         let (done, started) = oneshot::channel();
@@ -254,13 +256,9 @@ impl Membership {
         }
     }
 
-    async fn follow(
-        self: Arc<Self>,
-        mut last_read: OwnedMutexGuard<Option<Instant>>,
-        done: oneshot::Sender<()>,
-    ) {
-        self.read_held(&mut last_read).await;
-        drop(last_read);
+    async fn follow(self: Arc<Self>, turn: OwnedMutexGuard<()>, done: oneshot::Sender<()>) {
+        self.read_held().await;
+        drop(turn);
         let _ = done.send(());
         let Some(interval) = self.interval else {
             return;
@@ -292,17 +290,16 @@ impl Membership {
     /// Reads the shared list now and adopts it when it is newer.
     pub(crate) async fn refresh(&self) {
         if self.enabled {
-            let mut last_read = self.last_read.lock().await;
-            self.read_held(&mut last_read).await;
+            let _turn = self.turn.lock().await;
+            self.read_held().await;
         }
     }
 
-    /// Reads the shared list, the caller holding `last_read`, and adopts it when it is newer.
+    /// Reads the shared list, the caller holding the turn, and adopts it when it is newer.
     /// Until this manager's list has been shared once (at start, unless no node answered), the
     /// read adds its nodes to the shared list rather than just following it, so that nodes
     /// only this manager knows are not retired by an older list.
-    async fn read_held(&self, last_read: &mut Option<Instant>) {
-        *last_read = Some(Instant::now());
+    async fn read_held(&self) {
         bump(&self.stats.shared_list_reads);
         let ours = plain(&self.cluster.active());
         let goal = if self.version() == 0 {
@@ -332,7 +329,7 @@ impl Membership {
         if !self.enabled {
             return;
         }
-        let mut last_read = self.last_read.lock().await;
+        let _turn = self.turn.lock().await;
         if self.cluster.node(node).is_some_and(|n| !n.is_retired()) {
             // Learnt while this call waited for its turn.
             return;
@@ -349,14 +346,14 @@ impl Membership {
             node,
             "session id names an unknown node: reading the shared node list"
         );
-        self.read_held(&mut last_read).await;
+        self.read_held().await;
     }
 
     /// Replaces the node list (already validated, failover nodes flagged) and publishes it as
     /// the next version of the shared list, on the new nodes and on the removed ones that are
     /// still up (a manager whose configuration names one learns from it that it is gone).
     pub(crate) async fn replace(&self, nodes: &[NodeConfig]) {
-        let _turn = self.last_read.lock().await;
+        let _turn = self.turn.lock().await;
         let before = self.up();
         self.cluster.replace(nodes);
         if !self.enabled {

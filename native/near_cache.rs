@@ -26,7 +26,7 @@ use crate::keys::KeyKind;
 use crate::manager::{Found, Loaded, SessionManager};
 use crate::session::{SessionData, now_millis};
 use crate::stats::{Stats, bump};
-use crate::validity::{Validity, copies_exptime, session_exptime};
+use crate::validity::{Validity, copies_exptime};
 
 /// One session's copy, as stored in memcached (an envelope).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -431,11 +431,8 @@ impl SessionManager {
             return Ok(WriteBack::Raced);
         }
         if !self.config.sticky {
-            let record = self
-                .validity_now(ours.max_inactive, None)
-                .encode(&self.codec, copy.id.random());
-            let validity_key = self.key(KeyKind::Validity, &copy.id);
-            let lifetime = session_exptime(ours.max_inactive);
+            let validity = self.validity_now(ours.max_inactive, None);
+            let (validity_key, record, lifetime) = self.validity_item(&copy.id, &validity);
             self.cluster
                 .call(node, |c| c.set(&validity_key, &record, lifetime))
                 .await?;

@@ -12,7 +12,7 @@ use crate::locking::SessionLock;
 use crate::manager::{Loaded, SessionManager};
 use crate::session::{SessionData, now_millis};
 use crate::stats::bump;
-use crate::validity::{copies_exptime, session_exptime};
+use crate::validity::copies_exptime;
 
 /// Most URIs `lockingMode="auto"` remembers as read-only; past it, it starts over.
 const MAX_READ_ONLY_URIS: usize = 10_000;
@@ -131,13 +131,18 @@ impl SessionManager {
             }
         };
         self.learn(uri, unchanged);
-        if let Some(lock) = lock {
-            // The store's outcome (a new id above all) matters more than a lock that will expire.
-            if let Err(e) = self.unlock(lock).await {
-                tracing::warn!(session = %id.redacted(), error = %e, "session lock not released");
-            }
-        }
+        self.release_left(lock).await;
         result
+    }
+
+    /// Releases a lock the request's writes did not release. A failure is only logged: the
+    /// request's outcome (a new id above all) matters more than a lock that will expire.
+    async fn release_left(&self, lock: Option<SessionLock>) {
+        let Some(lock) = lock else { return };
+        let id = lock.id.clone();
+        if let Err(e) = self.unlock(lock).await {
+            tracing::warn!(session = %id.redacted(), error = %e, "session lock not released");
+        }
     }
 
     /// `lockingMode="auto"`: remembers whether the last request for `uri` left its session
@@ -177,14 +182,13 @@ impl SessionManager {
         if renew_copies {
             validity = self.validity_now(max_inactive, None);
         }
-        let record = validity.encode(&self.codec, id.random());
-        let validity_key = self.key(KeyKind::Validity, id);
+        let (validity_key, record, lifetime) = self.validity_item(id, &validity);
         let key = self.key(KeyKind::Session, id);
         let copies_ttl = copies_exptime(max_inactive);
         let mut commands = vec![Command::Set {
             key: &validity_key,
             value: &record,
-            exptime: session_exptime(max_inactive),
+            exptime: lifetime,
         }];
         if renew_copies {
             commands.push(Command::Touch {
@@ -249,11 +253,7 @@ impl SessionManager {
         self.learn(uri, true);
         let mut lock = lock;
         let result = self.renew_unused(id, &mut lock).await;
-        if let Some(lock) = lock {
-            if let Err(e) = self.unlock(lock).await {
-                tracing::warn!(session = %id.redacted(), error = %e, "session lock not released");
-            }
-        }
+        self.release_left(lock).await;
         result
     }
 

@@ -139,16 +139,12 @@ impl Validity {
         }
         let (covered, tag) = value.split_at(body_len);
         let bound = codec.bound(id);
-        let verified = if version == 1 {
-            codec
-                .integrity()
-                .verify_legacy_tag(kind, covered, &bound, tag)
-        } else {
-            let key_id = covered[6..10].try_into().expect("4 bytes");
-            codec
-                .integrity()
-                .verify_tag(kind, &key_id, covered, &bound, tag)
-        };
+        // Format 1 names no key.
+        let key_id: Option<[u8; 4]> =
+            (version != 1).then(|| covered[6..10].try_into().expect("4 bytes"));
+        let verified = codec
+            .integrity()
+            .verify_tag(kind, key_id.as_ref(), covered, &bound, tag);
         verified.map_err(|e| Corruption::new(e.kind, format!("validity record: {e}")))?;
         let fields = &covered[fields_at..];
         let u64_at = |at: usize| u64::from_le_bytes(fields[at..at + 8].try_into().expect("8"));

@@ -67,8 +67,6 @@ pub enum CasOutcome {
 /// One command of a [`NodeClient::pipeline`].
 #[derive(Debug, Clone, Copy)]
 pub enum Command<'a> {
-    /// Reads these keys.
-    Get(&'a [&'a str]),
     /// Stores unconditionally.
     Set {
         /// The key.
@@ -92,8 +90,6 @@ pub enum Command<'a> {
 /// The answer to one pipelined [`Command`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
-    /// The items a `Get` found, by key.
-    Items(HashMap<String, Vec<u8>>),
     /// A `Set` stored its value.
     Stored,
     /// Whether the item of a `Touch` or `Delete` existed.
@@ -199,9 +195,9 @@ impl NodeClient {
 
     /// Renews an item's expiry; `false` when the item is absent.
     pub async fn touch(&self, key: &str, exptime: u64) -> Result<bool> {
-        validate_key(key)?;
-        let request = format!("touch {key} {exptime}\r\n");
-        match self.call(request.as_bytes(), Expect::Status).await? {
+        let mut request = Vec::new();
+        push_touch(&mut request, key, exptime)?;
+        match self.call(&request, Expect::Status).await? {
             Reply::Touched => Ok(true),
             Reply::NotFound => Ok(false),
             other => Err(self.unexpected(other)),
@@ -210,9 +206,9 @@ impl NodeClient {
 
     /// Removes an item; `false` when it was absent.
     pub async fn delete(&self, key: &str) -> Result<bool> {
-        validate_key(key)?;
-        let request = format!("delete {key}\r\n");
-        match self.call(request.as_bytes(), Expect::Status).await? {
+        let mut request = Vec::new();
+        push_delete(&mut request, key)?;
+        match self.call(&request, Expect::Status).await? {
             Reply::Deleted => Ok(true),
             Reply::NotFound => Ok(false),
             other => Err(self.unexpected(other)),
@@ -274,10 +270,6 @@ impl NodeClient {
         let mut largest = 0;
         for command in commands {
             match *command {
-                Command::Get(keys) => {
-                    push_retrieve(&mut request, "get", keys)?;
-                    expects.push(Expect::Items(keys));
-                }
                 Command::Set {
                     key,
                     value,
@@ -288,13 +280,11 @@ impl NodeClient {
                     expects.push(Expect::Status);
                 }
                 Command::Touch { key, exptime } => {
-                    validate_key(key)?;
-                    request.extend_from_slice(format!("touch {key} {exptime}\r\n").as_bytes());
+                    push_touch(&mut request, key, exptime)?;
                     expects.push(Expect::Status);
                 }
                 Command::Delete(key) => {
-                    validate_key(key)?;
-                    request.extend_from_slice(format!("delete {key}\r\n").as_bytes());
+                    push_delete(&mut request, key)?;
                     expects.push(Expect::Status);
                 }
             }
@@ -307,9 +297,6 @@ impl NodeClient {
             .iter()
             .zip(replies)
             .map(|(command, reply)| match (command, reply) {
-                (Command::Get(_), Reply::Items(items)) => Ok(Answer::Items(
-                    items.into_iter().map(|i| (i.key, i.data)).collect(),
-                )),
                 (Command::Set { .. }, Reply::Stored) => Ok(Answer::Stored),
                 (Command::Touch { .. }, Reply::Touched) | (Command::Delete(_), Reply::Deleted) => {
                     Ok(Answer::Found(true))
@@ -427,6 +414,20 @@ fn push_retrieve(out: &mut Vec<u8>, verb: &str, keys: &[&str]) -> Result<()> {
         out.extend_from_slice(key.as_bytes());
     }
     out.extend_from_slice(b"\r\n");
+    Ok(())
+}
+
+/// Appends a `touch` of `key`.
+fn push_touch(out: &mut Vec<u8>, key: &str, exptime: u64) -> Result<()> {
+    validate_key(key)?;
+    out.extend_from_slice(format!("touch {key} {exptime}\r\n").as_bytes());
+    Ok(())
+}
+
+/// Appends a `delete` of `key`.
+fn push_delete(out: &mut Vec<u8>, key: &str) -> Result<()> {
+    validate_key(key)?;
+    out.extend_from_slice(format!("delete {key}\r\n").as_bytes());
     Ok(())
 }
 

@@ -42,7 +42,7 @@ pub(crate) struct Key {
     pub(crate) id: KeyId,
     /// HMAC-SHA256 keyed with the secret itself: verifies format-1 values.
     pub(crate) legacy_mac: Hmac<Sha256>,
-    /// HMAC-SHA256 keyed with the derived MAC key: tags format-2 values and validity records.
+    /// HMAC-SHA256 keyed with the derived MAC key: tags format-2 values and records.
     pub(crate) mac: Hmac<Sha256>,
     /// AES-256-GCM keyed with the derived encryption key.
     pub(crate) cipher: Aes256Gcm,

@@ -39,7 +39,7 @@ use crate::session::SessionData;
 pub use keys::{KeyRing, MAX_KEYS, MIN_KEY_LEN};
 pub(crate) use tag::Integrity;
 pub(crate) use tag::unencrypted_tag_len;
-use tag::{NONCE_LEN, TAG_AES_256_GCM, TAG_CRC32, TAG_HMAC_SHA256, tag_len};
+use tag::{NONCE_LEN, TAG_AES_256_GCM, TAG_CRC32, TAG_HMAC_SHA256, tag_len, unknown_kind};
 
 const MAGIC: &[u8; 4] = b"MSMS";
 /// The format version this code writes.
@@ -199,7 +199,8 @@ impl Codec {
         Ok(codec.with_compression(config.compression_threshold))
     }
 
-    /// How this codec tags, for records other than the envelope (the validity record).
+    /// How this codec tags, for records other than the envelope (validity records, the shared
+    /// node list).
     pub(crate) fn integrity(&self) -> &Integrity {
         &self.integrity
     }
@@ -323,8 +324,7 @@ impl Codec {
 
     fn decode_v1(&self, id: &str, value: &[u8]) -> std::result::Result<SessionData, Corruption> {
         let kind = value[5];
-        let tag_len = unencrypted_tag_len(kind)
-            .ok_or_else(|| malformed(format!("unknown integrity tag kind {kind}")))?;
+        let tag_len = unencrypted_tag_len(kind).ok_or_else(|| unknown_kind(kind))?;
         if value.len() < V1_HEADER_LEN + tag_len {
             return Err(malformed("value too short"));
         }
@@ -333,14 +333,13 @@ impl Codec {
             return Err(malformed(format!("unknown flags {flags:#06x}")));
         }
         let (covered, tag) = value.split_at(value.len() - tag_len);
-        self.integrity.verify_legacy_tag(kind, covered, b"", tag)?;
+        self.integrity.verify_tag(kind, None, covered, b"", tag)?;
         self.decode_body(id, &covered[V1_HEADER_LEN..])
     }
 
     fn decode_v2(&self, id: &str, value: &[u8]) -> std::result::Result<SessionData, Corruption> {
         let kind = value[5];
-        let tag_len =
-            tag_len(kind).ok_or_else(|| malformed(format!("unknown integrity tag kind {kind}")))?;
+        let tag_len = tag_len(kind).ok_or_else(|| unknown_kind(kind))?;
         let encrypted = kind == TAG_AES_256_GCM;
         let header_len = HEADER_LEN + if encrypted { NONCE_LEN } else { 0 };
         if value.len() < header_len + tag_len {
@@ -364,7 +363,7 @@ impl Codec {
             Cow::Owned(plain)
         } else {
             self.integrity
-                .verify_tag(kind, &key_id, covered, &bound, tag)?;
+                .verify_tag(kind, Some(&key_id), covered, &bound, tag)?;
             Cow::Borrowed(payload)
         };
         if flags & FLAG_LZ4 != 0 {

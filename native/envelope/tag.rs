@@ -72,8 +72,8 @@ impl Integrity {
         }
     }
 
-    /// The tag kind of small records (validity records), which carry nothing secret and are
-    /// never encrypted.
+    /// The tag kind of small records (validity records, the shared node list), which carry
+    /// nothing secret and are never encrypted.
     pub(crate) fn record_kind(&self) -> u8 {
         match self.keys {
             Some(_) => TAG_HMAC_SHA256,
@@ -102,10 +102,12 @@ impl Integrity {
     }
 
     /// Checks a tag written by [`Integrity::append_tag`] of a value of `kind` naming `key_id`.
+    /// A format-1 value names no key (`None`): its HMACs were keyed with the secret itself, so
+    /// each configured key is tried.
     pub(crate) fn verify_tag(
         &self,
         kind: u8,
-        key_id: &KeyId,
+        key_id: Option<&KeyId>,
         covered: &[u8],
         bound: &[u8],
         tag: &[u8],
@@ -113,36 +115,16 @@ impl Integrity {
         match kind {
             TAG_CRC32 => self.verify_crc(covered, bound, tag),
             TAG_HMAC_SHA256 => {
-                let mac = hmac(&self.key(kind, key_id)?.mac, covered, bound);
-                mac.verify_slice(tag).map_err(|_| mismatch())
-            }
-            _ => Err(unknown_kind(kind)),
-        }
-    }
-
-    /// Checks the tag of a format-1 value, which names no key: HMACs were keyed with the secret
-    /// itself, so each configured key is tried.
-    pub(crate) fn verify_legacy_tag(
-        &self,
-        kind: u8,
-        covered: &[u8],
-        bound: &[u8],
-        tag: &[u8],
-    ) -> Result<(), Corruption> {
-        match kind {
-            TAG_CRC32 => self.verify_crc(covered, bound, tag),
-            TAG_HMAC_SHA256 => {
-                let keys = self.keys.as_ref().ok_or_else(|| no_keys(kind))?;
-                let verifies = |key: &Key| {
-                    hmac(&key.legacy_mac, covered, bound)
-                        .verify_slice(tag)
-                        .is_ok()
+                let verifies =
+                    |mac: &Hmac<Sha256>| hmac(mac, covered, bound).verify_slice(tag).is_ok();
+                let verified = match key_id {
+                    Some(key_id) => verifies(&self.key(kind, key_id)?.mac),
+                    None => {
+                        let keys = self.keys.as_ref().ok_or_else(|| no_keys(kind))?;
+                        keys.all().iter().any(|key| verifies(&key.legacy_mac))
+                    }
                 };
-                if keys.all().iter().any(verifies) {
-                    Ok(())
-                } else {
-                    Err(mismatch())
-                }
+                if verified { Ok(()) } else { Err(mismatch()) }
             }
             _ => Err(unknown_kind(kind)),
         }
@@ -230,7 +212,8 @@ fn mismatch() -> Corruption {
     Corruption::new(CorruptKind::TagMismatch, "integrity tag mismatch")
 }
 
-fn unknown_kind(kind: u8) -> Corruption {
+/// A tag kind this version does not know.
+pub(super) fn unknown_kind(kind: u8) -> Corruption {
     Corruption::new(
         CorruptKind::Malformed,
         format!("unknown integrity tag kind {kind}"),

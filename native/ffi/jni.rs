@@ -163,6 +163,21 @@ fn take_lock(handle: jlong) -> Result<Option<SessionLock>> {
         .ok_or_else(|| Failure::Argument(format!("no held lock has handle {handle}")))
 }
 
+/// A request's arguments, or, when one is unusable, its failure once the request's lock is
+/// released: nothing will be written, and the lock must not be left to expire.
+fn or_release<T>(
+    manager: &SessionManager,
+    lock: &mut Option<SessionLock>,
+    arguments: Result<T>,
+) -> Result<T> {
+    if arguments.is_err() {
+        if let Some(lock) = lock.take() {
+            block_on(manager.unlock(lock)).ok();
+        }
+    }
+    arguments
+}
+
 /// Reads the session a request hands back: metadata and `names[i]` -> `values[i]`.
 #[allow(clippy::too_many_arguments)]
 fn session_data(
@@ -513,18 +528,11 @@ pub extern "system" fn Java_io_msm_Native_accessed<'local>(
     uri: JString<'local>,
 ) -> jboolean {
     run(&mut env, |env| {
-        let lock = take_lock(lock_handle)?;
+        let mut lock = take_lock(lock_handle)?;
         let manager = manager(handle)?;
-        let id = match session_id(env, &manager, &id) {
-            Ok(id) => id,
-            Err(failure) => {
-                if let Some(lock) = lock {
-                    block_on(manager.unlock(lock)).ok();
-                }
-                return Err(failure);
-            }
-        };
-        let uri = optional_string(env, &uri)?;
+        let arguments =
+            || -> Result<_> { Ok((session_id(env, &manager, &id)?, optional_string(env, &uri)?)) };
+        let (id, uri) = or_release(&manager, &mut lock, arguments())?;
         Ok(block_on(manager.accessed(&id, lock, uri.as_deref()))?)
     })
 }
@@ -552,7 +560,7 @@ pub extern "system" fn Java_io_msm_Native_finish<'local>(
     uri: JString<'local>,
 ) -> JString<'local> {
     run(&mut env, |env| {
-        let lock = take_lock(lock_handle)?;
+        let mut lock = take_lock(lock_handle)?;
         let manager = manager(handle)?;
         let mut arguments = || -> Result<_> {
             let id = session_id(env, &manager, &id)?;
@@ -568,16 +576,7 @@ pub extern "system" fn Java_io_msm_Native_finish<'local>(
             )?;
             Ok((id, session, optional_string(env, &uri)?))
         };
-        let (id, mut session, uri) = match arguments() {
-            Ok(valid) => valid,
-            Err(failure) => {
-                // Nothing to store, but the lock must not be left to expire.
-                if let Some(lock) = lock {
-                    block_on(manager.unlock(lock)).ok();
-                }
-                return Err(failure);
-            }
-        };
+        let (id, mut session, uri) = or_release(&manager, &mut lock, arguments())?;
         match block_on(manager.finish(&id, &mut session, lock, uri.as_deref()))? {
             Some(moved) => Ok(JString::from_str(env, moved.to_string())?),
             None => Ok(JString::default()),

@@ -476,12 +476,7 @@ public class MemcachedSessionManager extends ManagerBase {
         if (requested == null) {
             return;
         }
-        String routed;
-        try {
-            routed = Native.routeRequest(handle, requested, getJvmRoute());
-        } catch (MsmInvalidIdException e) {
-            return;
-        }
+        String routed = routedId(requested);
         if (routed == null) {
             return;
         }
