@@ -7,7 +7,9 @@
 
 mod common;
 
-use common::tomcat::{Browser, Options, Response, Started, Tomcat, Variant, sticky_attributes};
+use common::tomcat::{
+    Browser, Options, Response, Started, Tomcat, Variant, node_of, sticky_attributes,
+};
 use common::{Memcached, node_list};
 
 const PREFIX: &str = "cookies:";
@@ -62,10 +64,6 @@ fn attributes<'a>(nodes: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str,
 
 fn tomcat(route: &str, nodes: &str, extra: &[(&str, &str)]) -> Tomcat {
     Tomcat::start(&Options::msm(route, &attributes(nodes, extra)))
-}
-
-fn node_of(id: &str) -> &str {
-    id.split('.').next().unwrap().rsplit('-').next().unwrap()
 }
 
 /// Creates sessions until one lives on `node`; returns its first cookie.

@@ -70,7 +70,7 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::tomcat::{Options, Tomcat, try_http_get};
+use common::tomcat::{Options, Tomcat, storage, try_http_get};
 use common::{Memcached, eventually, node_list, random_bytes};
 
 const PREFIX: &str = "faults:";
@@ -161,11 +161,6 @@ impl Fault {
 /// The random part of a session id, which no failover changes (`<random>-<node>[.<route>]`).
 fn random_part(id: &str) -> &str {
     id.split('-').next().unwrap_or(id)
-}
-
-/// The storage part of a session id (`<random>-<node>`, without the route).
-fn storage(id: &str) -> &str {
-    id.split('.').next().unwrap_or(id)
 }
 
 /// Three memcached nodes (n1, n2, n3) and two Tomcats in one mode.

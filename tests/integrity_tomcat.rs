@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::tomcat::{Browser, Options, Tomcat};
+use common::tomcat::{Browser, Options, Tomcat, storage};
 use common::{Memcached, TempDir, key_file, manager, node_list};
 use msm::runtime::block_on;
 use msm::{SessionData, SessionId};
@@ -19,11 +19,6 @@ const KEYS: [&str; 2] = [
 const FORGER_KEY: &str = "someone-elses-key-for-tests-00000";
 /// What the application stores; memcached must never hold it in clear.
 const SECRET: &str = "the-application-secret-4F2A";
-
-/// The storage part of a session id (`<random>-<node>`, without the route).
-fn storage(id: &str) -> &str {
-    id.split('.').next().unwrap()
-}
 
 /// A counter of a Tomcat's manager, as JMX shows it.
 fn counter(tomcat: &Tomcat, name: &str) -> u64 {

@@ -7,7 +7,7 @@
 mod common;
 
 use common::Memcached;
-use common::tomcat::{Options, Tomcat};
+use common::tomcat::{Options, Tomcat, node_of, storage};
 
 const PREFIX: &str = "members:";
 
@@ -24,15 +24,6 @@ fn tomcat(route: &str, nodes: &str) -> Tomcat {
             ("sessionBackupTimeout", "2000"),
         ],
     ))
-}
-
-/// `random-node` of a session id (the storage part: no route).
-fn storage(id: &str) -> &str {
-    id.split('.').next().unwrap()
-}
-
-fn node_of(id: &str) -> &str {
-    storage(id).rsplit('-').next().unwrap()
 }
 
 #[test]

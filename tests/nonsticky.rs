@@ -158,3 +158,38 @@ fn sessions_expire_without_any_host_and_every_access_renews_them() {
     assert!(block_on(m.load(&id)).unwrap().is_none());
     assert!(!block_on(m.accessed(&id, None, None)).unwrap());
 }
+
+/// `lockFailure`: a request that cannot take the session lock within `lockMaxWait` goes on
+/// without it (`proceed`, the default) or fails (`refuse`); both are counted.
+#[test]
+fn a_lock_not_taken_in_time_lets_the_request_proceed_unless_refused() {
+    let server = Memcached::start();
+    let holder = manager(&[&server], &[("sticky", "false")]);
+    let id = block_on(holder.new_session_id(None)).unwrap();
+    let held = block_on(holder.lock(&id)).unwrap();
+
+    let proceeding = manager(&[&server], &[("sticky", "false"), ("lockMaxWait", "100")]);
+    assert!(
+        block_on(proceeding.lock_for_request(&id))
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(stat(&proceeding, "lock_timeouts"), 1);
+    let refusing = manager(
+        &[&server],
+        &[
+            ("sticky", "false"),
+            ("lockMaxWait", "100"),
+            ("lockFailure", "refuse"),
+        ],
+    );
+    assert!(matches!(
+        block_on(refusing.lock_for_request(&id)),
+        Err(msm::Error::LockTimeout(_))
+    ));
+    assert_eq!(stat(&refusing, "lock_timeouts"), 1);
+
+    block_on(holder.unlock(held)).unwrap();
+    let lock = block_on(proceeding.lock_for_request(&id)).unwrap();
+    assert!(lock.is_some(), "a free lock is taken");
+}

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::tomcat::{Options, Response, Started, Tomcat, built_jar};
+use common::tomcat::{Options, Response, Started, Tomcat, built_jar, storage};
 use common::{Memcached, node_list};
 use msm::envelope::Codec;
 
@@ -47,11 +47,6 @@ fn options(mode: Mode, route: &str, nodes: &str, extra: &[(&str, &str)]) -> Opti
 
 fn tomcat(mode: Mode, route: &str, nodes: &str, extra: &[(&str, &str)]) -> Tomcat {
     Tomcat::start(&options(mode, route, nodes, extra))
-}
-
-/// `random-node` of a session id (the storage part: no route).
-fn storage(id: &str) -> &str {
-    id.split('.').next().unwrap()
 }
 
 /// The session's copy in memcached, decoded and verified: attribute names and serialized values.

@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::tomcat::{Browser, Options, Started, Tomcat, Variant, sticky_attributes};
+use common::tomcat::{
+    Browser, Options, Started, Tomcat, Variant, node_of, sticky_attributes, storage,
+};
 use common::{Memcached, command_counters, eventually, node_list};
 use msm::envelope::Codec;
 
@@ -17,15 +19,6 @@ fn attributes<'a>(nodes: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str,
 
 fn tomcat(route: &str, nodes: &str, extra: &[(&str, &str)]) -> Tomcat {
     Tomcat::start(&Options::msm(route, &attributes(nodes, extra)))
-}
-
-/// `random-node` of a session id (the storage part: no route).
-fn storage(id: &str) -> &str {
-    id.split('.').next().unwrap()
-}
-
-fn node_of(id: &str) -> &str {
-    storage(id).rsplit('-').next().unwrap()
 }
 
 /// Creates sessions until one lives on `node`; returns its id.

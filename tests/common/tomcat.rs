@@ -52,6 +52,16 @@ impl Variant {
     }
 }
 
+/// The storage part of a session id from a cookie (`<random>-<node>`, without the route).
+pub fn storage(id: &str) -> &str {
+    id.split('.').next().unwrap_or(id)
+}
+
+/// The node a session id from a cookie names.
+pub fn node_of(id: &str) -> &str {
+    storage(id).rsplit('-').next().unwrap_or(id)
+}
+
 /// A jar built by `scripts/build-jar.sh`.
 pub fn built_jar(name: &str) -> PathBuf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
