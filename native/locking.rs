@@ -1,31 +1,131 @@
-//! Session locks for non-sticky sessions: a memcached `add` of the lock key with an expiry,
-//! retried with exponential backoff up to a bound.
+//! Session locks for non-sticky sessions: a memcached `add` of the lock key with an expiry, and,
+//! among the requests of one host, a queue in which the lock is handed from one to the next.
 //!
 //! The lock's value is a random token, so a holder whose lock expired and was taken over never
-//! releases the new holder's lock.
+//! releases the new holder's lock. Requests of one session waiting on the same host do not poll
+//! memcached: they wait for their turn in arrival order, and a holder that ends while another
+//! request of its host waits renews the lock item (a `touch`, in the round trip of its last
+//! write) and hands it over instead of deleting it. Requests on other hosts poll with a jittered
+//! exponential backoff, so that waiters started together do not retry together.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
+use tokio::sync::OwnedMutexGuard;
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::ids::SessionId;
 
-/// A held session lock; give it back to the manager's `unlock`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Memcached counts expiry in whole seconds and may end an item up to one second early; a lock
+/// younger than its expiration by this much is certainly still there.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(2);
+
+/// A lock item this host holds in memcached between two of its requests: handed over by the
+/// request that ended to the next one waiting.
+#[derive(Debug)]
+struct Handed {
+    node: String,
+    token: String,
+    /// When the item's expiry was last set (before the command that set it was sent).
+    renewed: std::time::Instant,
+}
+
+/// One session's turn among this host's requests; its content is the lock item handed over.
+type Slot = tokio::sync::Mutex<Option<Handed>>;
+
+/// The queues of this host's requests at each session's lock, by lock key.
+#[derive(Debug, Default)]
+pub(crate) struct Turns {
+    slots: Arc<Mutex<HashMap<String, Arc<Slot>>>>,
+}
+
+/// A request's turn at a session's lock on this host: while it lives, no other request of this
+/// host holds the session's lock.
+#[derive(Debug)]
+struct Turn {
+    key: String,
+    guard: Option<OwnedMutexGuard<Option<Handed>>>,
+    slots: Arc<Mutex<HashMap<String, Arc<Slot>>>>,
+}
+
+impl Turns {
+    /// Waits for this host's turn at the lock `key` until `deadline`; `None` when it did not
+    /// come in time. The turn may come with the lock item, handed over by the previous holder.
+    async fn wait(&self, key: &str, deadline: Instant) -> Option<(Turn, Option<Handed>)> {
+        let slot = Arc::clone(self.slots.lock().entry(key.to_owned()).or_default());
+        let guard = tokio::time::timeout_at(deadline, slot.lock_owned()).await;
+        let mut turn = Turn {
+            key: key.to_owned(),
+            guard: None,
+            slots: Arc::clone(&self.slots),
+        };
+        // A turn that did not come still cleans up when dropped.
+        let mut guard = guard.ok()?;
+        let handed = guard.take();
+        turn.guard = Some(guard);
+        Some((turn, handed))
+    }
+}
+
+impl Turn {
+    /// Whether another request of this host waits for this turn.
+    fn awaited(&self) -> bool {
+        let slots = self.slots.lock();
+        // The map holds one reference and this turn's guard another; waiters hold the rest.
+        slots
+            .get(&self.key)
+            .is_some_and(|s| Arc::strong_count(s) > 2)
+    }
+
+    /// Ends the turn, leaving `handed` to the next request of this host.
+    fn pass(mut self, handed: Option<Handed>) {
+        if let Some(mut guard) = self.guard.take() {
+            *guard = handed;
+        }
+    }
+}
+
+impl Drop for Turn {
+    /// Forgets the session's queue once nobody holds or waits for it, unless it keeps a lock
+    /// item handed to a request that gave up meanwhile (the next request of this host takes it).
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut slots = self.slots.lock();
+        let idle = slots.get(&self.key).is_some_and(|slot| {
+            Arc::strong_count(slot) == 1 && slot.try_lock().is_ok_and(|handed| handed.is_none())
+        });
+        if idle {
+            slots.remove(&self.key);
+        }
+    }
+}
+
+/// A held session lock; give it back to the manager's `unlock`, or hand it to a write that
+/// releases it in its own round trip.
+#[derive(Debug)]
 pub struct SessionLock {
     pub(crate) id: SessionId,
     pub(crate) node: String,
     pub(crate) key: String,
     pub(crate) token: String,
-    /// When acquisition began: the lock cannot expire before `lockExpiration` from then.
+    /// When acquisition began, or the item's expiry was last renewed: the lock cannot expire
+    /// before `lockExpiration` from then.
     pub(crate) requested: std::time::Instant,
+    turn: Option<Turn>,
 }
 
-/// Memcached counts expiry in whole seconds and may end an item up to one second early; a lock
-/// younger than its expiration by this much is certainly still there.
-const EXPIRY_MARGIN: Duration = Duration::from_secs(2);
+/// How a lock is given up: deleted, or renewed and handed to the next request of this host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Release {
+    /// Delete the item.
+    Delete,
+    /// Renew the item (`touch`) and hand it to the next request of this host.
+    HandOver,
+}
 
 impl SessionLock {
     /// The session this lock is for.
@@ -34,13 +134,39 @@ impl SessionLock {
     }
 
     /// Whether the lock is certainly still held by us, given its `expiration`, so a plain
-    /// `delete` releases it without first checking its token.
+    /// `delete` (or `touch`) releases it without first checking its token.
     pub(crate) fn certainly_held(&self, expiration: Duration) -> bool {
         self.requested.elapsed() + EXPIRY_MARGIN < expiration
     }
+
+    /// How to give this lock up now: handed over when another request of this host waits for
+    /// it and the item is certainly still ours.
+    pub(crate) fn release(&self, expiration: Duration) -> Release {
+        let awaited = self.turn.as_ref().is_some_and(Turn::awaited);
+        if awaited && self.certainly_held(expiration) {
+            Release::HandOver
+        } else {
+            Release::Delete
+        }
+    }
+
+    /// The lock was given up as `release` said, by a command sent at `sent`; `renewed` is
+    /// whether a hand-over's `touch` found the item. The next request of this host waiting
+    /// takes it (or, when it was deleted or lost, acquires it anew).
+    pub(crate) fn released(mut self, release: Release, sent: std::time::Instant, renewed: bool) {
+        let handed = (release == Release::HandOver && renewed).then(|| Handed {
+            node: std::mem::take(&mut self.node),
+            token: std::mem::take(&mut self.token),
+            renewed: sent,
+        });
+        if let Some(turn) = self.turn.take() {
+            turn.pass(handed);
+        }
+    }
 }
 
-/// Pauses between lock attempts: doubling from `initial` up to `max`.
+/// Pauses between lock attempts: doubling from `initial` up to `max`, each drawn at random
+/// between half and one and a half of that.
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {
     /// First pause.
@@ -51,14 +177,69 @@ pub struct Backoff {
     pub max_wait: Duration,
 }
 
+/// What a lock acquisition needs to know of the lock it wants.
+#[derive(Debug)]
+pub(crate) struct Wanted {
+    pub(crate) id: SessionId,
+    pub(crate) node: String,
+    pub(crate) key: String,
+    pub(crate) expiration: Duration,
+    pub(crate) backoff: Backoff,
+}
+
+/// How an acquisition ended.
+#[derive(Debug)]
+pub(crate) enum Acquired {
+    /// Taken in memcached.
+    Taken(SessionLock),
+    /// Handed over by the previous holder on this host.
+    HandedOver(SessionLock),
+}
+
+impl Turns {
+    /// Takes a lock: first this host's turn (the previous holder may hand the item over), then,
+    /// unless handed over, the item itself by calling `attempt` with a token until it reports
+    /// success, backing off between attempts. Fails with [`Error::LockTimeout`] once
+    /// `max_wait` has passed.
+    pub(crate) async fn acquire<F, Fut>(&self, wanted: Wanted, mut attempt: F) -> Result<Acquired>
+    where
+        F: FnMut(String) -> Fut,
+        Fut: Future<Output = Result<bool>>,
+    {
+        let started = std::time::Instant::now();
+        let give_up = Instant::now() + wanted.backoff.max_wait;
+        let timeout = Error::LockTimeout(wanted.backoff.max_wait);
+        let (turn, handed) = self.wait(&wanted.key, give_up).await.ok_or(timeout)?;
+        let mut lock = SessionLock {
+            id: wanted.id,
+            node: wanted.node,
+            key: wanted.key,
+            token: String::new(),
+            requested: started,
+            turn: Some(turn),
+        };
+        if let Some(handed) = handed {
+            let young = handed.renewed.elapsed() + EXPIRY_MARGIN < wanted.expiration;
+            if handed.node == lock.node && young {
+                lock.token = handed.token;
+                lock.requested = handed.renewed;
+                return Ok(Acquired::HandedOver(lock));
+            }
+        }
+        lock.token = crate::ids::upper_hex(&random_bytes());
+        poll(wanted.backoff, give_up, || attempt(lock.token.clone())).await?;
+        Ok(Acquired::Taken(lock))
+    }
+}
+
 /// Calls `attempt` until it reports success, backing off between attempts; fails with
-/// [`Error::LockTimeout`] once `max_wait` has passed.
-pub async fn acquire<F, Fut>(backoff: Backoff, mut attempt: F) -> Result<()>
+/// [`Error::LockTimeout`] at `give_up`.
+async fn poll<F, Fut>(backoff: Backoff, give_up: Instant, mut attempt: F) -> Result<()>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<bool>>,
 {
-    let give_up = Instant::now() + backoff.max_wait;
+    let mut jitter = Jitter::new();
     let mut pause = backoff.initial;
     loop {
         if attempt().await? {
@@ -68,8 +249,35 @@ where
         if now >= give_up {
             return Err(Error::LockTimeout(backoff.max_wait));
         }
-        tokio::time::sleep(pause.min(give_up - now)).await;
+        tokio::time::sleep(jitter.spread(pause).min(give_up - now)).await;
         pause = (pause * 2).min(backoff.max);
+    }
+}
+
+/// 16 bytes from the operating system's CSPRNG.
+fn random_bytes() -> [u8; 16] {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the operating system's random generator failed");
+    bytes
+}
+
+/// Spreads pauses at random (xorshift, seeded from the OS), so hosts that found a lock taken
+/// at the same moment do not all retry at the same moment.
+struct Jitter(u64);
+
+impl Jitter {
+    fn new() -> Self {
+        let seed = u64::from_le_bytes(random_bytes()[..8].try_into().expect("8 bytes"));
+        Jitter(seed | 1)
+    }
+
+    /// A pause drawn uniformly between half and one and a half of `pause`.
+    fn spread(&mut self, pause: Duration) -> Duration {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        let permille = 500 + self.0 % 1001;
+        pause * u32::try_from(permille).expect("at most 1500") / 1000
     }
 }
 
@@ -77,40 +285,122 @@ where
 mod tests {
     use super::*;
 
+    fn backoff(initial: u64, max: u64, max_wait: u64) -> Backoff {
+        Backoff {
+            initial: Duration::from_millis(initial),
+            max: Duration::from_millis(max),
+            max_wait: Duration::from_millis(max_wait),
+        }
+    }
+
+    fn wanted(key: &str) -> Wanted {
+        Wanted {
+            id: SessionId::parse("0123456789ABCDEF0123456789ABCDEF-n1").unwrap(),
+            node: "n1".into(),
+            key: key.into(),
+            expiration: Duration::from_secs(5),
+            backoff: backoff(5, 40, 200),
+        }
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn backs_off_exponentially_then_gives_up() {
-        let backoff = Backoff {
-            initial: Duration::from_millis(5),
-            max: Duration::from_millis(40),
-            max_wait: Duration::from_millis(200),
-        };
+    async fn backs_off_exponentially_with_jitter_then_gives_up() {
+        let b = backoff(5, 40, 200);
         let start = Instant::now();
         let mut times = Vec::new();
-        let result = acquire(backoff, || {
+        let result = poll(b, start + b.max_wait, || {
             times.push(start.elapsed().as_millis());
             async { Ok(false) }
         })
         .await;
         assert!(matches!(result, Err(Error::LockTimeout(_))));
-        assert_eq!(&times[..6], &[0, 5, 15, 35, 75, 115]);
+        let pauses: Vec<u128> = times.windows(2).map(|w| w[1] - w[0]).collect();
+        for (pause, nominal) in pauses.iter().zip([5u128, 10, 20, 40, 40]) {
+            assert!(
+                (nominal / 2 - 1..=nominal * 3 / 2 + 1).contains(pause),
+                "{pauses:?}"
+            );
+        }
         assert_eq!(*times.last().unwrap(), 200);
     }
 
     #[tokio::test(start_paused = true)]
     async fn succeeds_when_the_lock_frees() {
-        let backoff = Backoff {
-            initial: Duration::from_millis(1),
-            max: Duration::from_millis(1),
-            max_wait: Duration::from_secs(1),
-        };
         let mut calls = 0;
-        acquire(backoff, || {
-            calls += 1;
-            let free = calls == 4;
-            async move { Ok(free) }
-        })
+        poll(
+            backoff(1, 1, 1000),
+            Instant::now() + Duration::from_secs(1),
+            || {
+                calls += 1;
+                let free = calls == 4;
+                async move { Ok(free) }
+            },
+        )
         .await
         .unwrap();
         assert_eq!(calls, 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_of_one_host_queue_and_take_the_lock_handed_over() {
+        let turns = Turns::default();
+        let first = turns.acquire(wanted("k"), |_| async { Ok(true) }).await;
+        let Ok(Acquired::Taken(first)) = first else {
+            panic!("{first:?}")
+        };
+        assert_eq!(first.release(Duration::from_secs(5)), Release::Delete);
+        let waiter = {
+            let turns = &turns;
+            async move {
+                turns
+                    .acquire(wanted("k"), |_| async {
+                        panic!("handed over, never polled")
+                    })
+                    .await
+            }
+        };
+        let release = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert_eq!(first.release(Duration::from_secs(5)), Release::HandOver);
+            let token = first.token.clone();
+            first.released(Release::HandOver, std::time::Instant::now(), true);
+            token
+        };
+        let (second, token) = tokio::join!(waiter, release);
+        let Ok(Acquired::HandedOver(second)) = second else {
+            panic!("{second:?}")
+        };
+        assert_eq!(second.token, token, "the same item, renewed");
+        second.released(Release::Delete, std::time::Instant::now(), true);
+        assert!(turns.slots.lock().is_empty(), "nothing left behind");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_gives_up_after_max_wait() {
+        let turns = Turns::default();
+        let Ok(Acquired::Taken(held)) = turns.acquire(wanted("k"), |_| async { Ok(true) }).await
+        else {
+            panic!()
+        };
+        let waiter = turns.acquire(wanted("k"), |_| async { Ok(true) }).await;
+        assert!(matches!(waiter, Err(Error::LockTimeout(_))));
+        held.released(Release::Delete, std::time::Instant::now(), true);
+        assert!(turns.slots.lock().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lock_lost_in_the_hand_over_is_taken_anew() {
+        let turns = Turns::default();
+        let Ok(Acquired::Taken(held)) = turns.acquire(wanted("k"), |_| async { Ok(true) }).await
+        else {
+            panic!()
+        };
+        let waiter = async { turns.acquire(wanted("k"), |_| async { Ok(true) }).await };
+        let release = async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            held.released(Release::HandOver, std::time::Instant::now(), false);
+        };
+        let (next, ()) = tokio::join!(waiter, release);
+        assert!(matches!(next, Ok(Acquired::Taken(_))), "{next:?}");
     }
 }

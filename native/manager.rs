@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 use crate::backup::{Queue, Tracker};
-use crate::client::Command;
+use crate::client::{Answer, Command};
 use crate::cluster::{Cluster, Node};
 use crate::config::{Config, parse_node_list};
 use crate::envelope::Codec;
 use crate::error::{Error, Result};
-use crate::ids::{OsRandom, RandomSource, SessionId, upper_hex};
+use crate::ids::{OsRandom, RandomSource, SessionId};
 use crate::keys::KeyKind;
-use crate::locking::{self, Backoff, SessionLock};
+use crate::locking::{Acquired, Backoff, Release, SessionLock, Turns, Wanted};
 use crate::membership::{Membership, NodeList};
 use crate::near_cache::{NearCache, write_back_forever};
 use crate::nonsticky::CheckedOut;
@@ -71,6 +71,8 @@ pub struct SessionManager {
     pub(crate) queue: Queue<BackupJob>,
     /// This host's copies of sessions for when the cluster cannot serve them.
     pub(crate) near: NearCache,
+    /// This host's requests queued at session locks.
+    turns: Turns,
     /// Writes the near cache's dirty copies back when nodes answer again.
     write_back: JoinHandle<()>,
 }
@@ -143,6 +145,7 @@ impl SessionManager {
             read_only_uris: parking_lot::Mutex::default(),
             checked_out: parking_lot::Mutex::default(),
             near,
+            turns: Turns::default(),
             write_back: runtime::handle().spawn(write_back_forever(
                 manager.clone(),
                 recovered,
@@ -455,23 +458,52 @@ impl SessionManager {
                 exptime: *exptime,
             });
         }
-        let releases = self.releasable(lock, node);
-        if let Some(lock_key) = &releases {
-            commands.push(Command::Delete(lock_key));
+        let release = self.releasable(lock, node);
+        let lock_key = lock.as_ref().map(|l| l.key.clone()).unwrap_or_default();
+        if let Some(release) = release {
+            commands.push(self.release_command(&lock_key, release));
         }
-        self.cluster.call(node, |c| c.pipeline(&commands)).await?;
-        if releases.is_some() {
-            lock.take();
-        }
+        let sent = std::time::Instant::now();
+        let answers = self.cluster.call(node, |c| c.pipeline(&commands)).await?;
+        self.released_with(lock, release, sent, &answers);
         Ok(())
     }
 
-    /// The key of `lock` when a plain `delete` on `node` can release it: the lock lives there
-    /// and is certainly still ours.
-    pub(crate) fn releasable(&self, lock: &Option<SessionLock>, node: &Node) -> Option<String> {
+    /// How `lock` can be given up in a round trip to `node`: when it lives there and is
+    /// certainly still ours (deleted, or renewed and handed to the next request of this host).
+    pub(crate) fn releasable(&self, lock: &Option<SessionLock>, node: &Node) -> Option<Release> {
+        let expiration = self.config.lock_expiration;
         lock.as_ref()
-            .filter(|l| l.node == node.id() && l.certainly_held(self.config.lock_expiration))
-            .map(|l| l.key.clone())
+            .filter(|l| l.node == node.id() && l.certainly_held(expiration))
+            .map(|l| l.release(expiration))
+    }
+
+    /// The pipelined command that gives up the lock item `key` as `release` says.
+    pub(crate) fn release_command<'a>(&self, key: &'a str, release: Release) -> Command<'a> {
+        match release {
+            Release::Delete => Command::Delete(key),
+            Release::HandOver => Command::Touch {
+                key,
+                exptime: self.config.lock_expiration.as_secs(),
+            },
+        }
+    }
+
+    /// Takes `lock` out of the option once a pipeline sent at `sent` that ended with its
+    /// release command answered `answers`.
+    pub(crate) fn released_with(
+        &self,
+        lock: &mut Option<SessionLock>,
+        release: Option<Release>,
+        sent: std::time::Instant,
+        answers: &[Answer],
+    ) {
+        if let Some(release) = release
+            && let Some(held) = lock.take()
+        {
+            let renewed = answers.last() == Some(&Answer::Found(true));
+            held.released(release, sent, renewed);
+        }
     }
 
     /// Writes the backup copy on the node after the session's; a failure is counted, not fatal.
@@ -790,8 +822,10 @@ impl SessionManager {
         first_error.map_or(Ok(()), Err)
     }
 
-    /// Takes the session's lock: an `add` of the lock key (expiring after `lockExpiration`) on
-    /// the node that serves the session, retried with exponential backoff until `lockMaxWait`.
+    /// Takes the session's lock (see [`crate::locking`]): this host's turn at it, then an `add`
+    /// of the lock key (expiring after `lockExpiration`) on the node that serves the session,
+    /// retried with jittered exponential backoff until `lockMaxWait`, unless the previous
+    /// holder on this host handed the lock over.
     pub async fn lock(&self, id: &SessionId) -> Result<SessionLock> {
         let started = Instant::now();
         let node = match self.session_node(id).await.filter(|n| n.is_up()) {
@@ -801,43 +835,51 @@ impl SessionManager {
                 .next_available(id.node())
                 .ok_or(Error::Unavailable)?,
         };
-        let mut token = [0u8; 16];
-        getrandom::fill(&mut token).expect("the operating system's random generator failed");
-        let lock = SessionLock {
+        let wanted = Wanted {
             id: id.clone(),
             node: node.id().to_owned(),
             key: self.key(KeyKind::Lock, id),
-            token: upper_hex(&token),
-            requested: started,
+            expiration: self.config.lock_expiration,
+            backoff: Backoff {
+                initial: self.config.lock_backoff_initial,
+                max: self.config.lock_backoff_max,
+                max_wait: self.config.lock_max_wait,
+            },
         };
-        let backoff = Backoff {
-            initial: self.config.lock_backoff_initial,
-            max: self.config.lock_backoff_max,
-            max_wait: self.config.lock_max_wait,
-        };
+        let key = wanted.key.clone();
         let exptime = self.config.lock_expiration.as_secs();
-        let outcome = locking::acquire(backoff, || async {
-            let added = self
-                .cluster
-                .call(&node, |c| c.add(&lock.key, lock.token.as_bytes(), exptime))
-                .await?;
-            if added {
-                return Ok(true);
-            }
-            // An `add` retried after a broken connection may have been stored the first time:
-            // the lock is then ours already.
-            let holder = self.cluster.call(&node, |c| c.get(&lock.key)).await?;
-            if holder.as_deref() == Some(lock.token.as_bytes()) {
-                return Ok(true);
-            }
-            bump(&self.stats.lock_retries);
-            Ok(false)
-        })
-        .await;
+        let outcome = self
+            .turns
+            .acquire(wanted, |token| {
+                let (node, key) = (&node, &key);
+                async move {
+                    let added = self
+                        .cluster
+                        .call(node, |c| c.add(key, token.as_bytes(), exptime))
+                        .await?;
+                    if added {
+                        return Ok(true);
+                    }
+                    // An `add` retried after a broken connection may have been stored the first
+                    // time: the lock is then ours already.
+                    let holder = self.cluster.call(node, |c| c.get(key)).await?;
+                    if holder.as_deref() == Some(token.as_bytes()) {
+                        return Ok(true);
+                    }
+                    bump(&self.stats.lock_retries);
+                    Ok(false)
+                }
+            })
+            .await;
         self.stats.lock_wait_time.record(started.elapsed());
         match outcome {
-            Ok(()) => {
+            Ok(Acquired::Taken(lock)) => {
                 bump(&self.stats.locks_acquired);
+                Ok(lock)
+            }
+            Ok(Acquired::HandedOver(lock)) => {
+                bump(&self.stats.locks_acquired);
+                bump(&self.stats.locks_handed_over);
                 Ok(lock)
             }
             Err(e) => {
@@ -850,14 +892,28 @@ impl SessionManager {
         }
     }
 
-    /// Releases a lock, unless it expired and another holder has it now (counted as lost).
+    /// Releases a lock, unless it expired and another holder has it now (counted as lost). When
+    /// another request of this host waits for it, the lock is renewed and handed over instead.
     pub async fn unlock(&self, lock: SessionLock) -> Result<()> {
         let node = self
             .cluster
             .node(&lock.node)
             .ok_or_else(|| Error::NodeDown(lock.node.clone()))?;
-        if lock.certainly_held(self.config.lock_expiration) {
-            self.cluster.call(&node, |c| c.delete(&lock.key)).await?;
+        let expiration = self.config.lock_expiration;
+        if lock.certainly_held(expiration) {
+            let release = lock.release(expiration);
+            let sent = std::time::Instant::now();
+            let done = match release {
+                Release::Delete => self.cluster.call(&node, |c| c.delete(&lock.key)).await,
+                Release::HandOver => {
+                    let exptime = expiration.as_secs();
+                    self.cluster
+                        .call(&node, |c| c.touch(&lock.key, exptime))
+                        .await
+                }
+            };
+            lock.released(release, sent, *done.as_ref().unwrap_or(&false));
+            done?;
             return Ok(());
         }
         match self.cluster.call(&node, |c| c.get(&lock.key)).await? {

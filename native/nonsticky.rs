@@ -196,10 +196,12 @@ impl SessionManager {
                 exptime: copies_ttl,
             });
         }
-        let releases = self.releasable(lock, &node);
-        if let Some(lock_key) = &releases {
-            commands.push(Command::Delete(lock_key));
+        let release = self.releasable(lock, &node);
+        let lock_key = lock.as_ref().map(|l| l.key.clone()).unwrap_or_default();
+        if let Some(release) = release {
+            commands.push(self.release_command(&lock_key, release));
         }
+        let sent = std::time::Instant::now();
         let backup_key = self.key(KeyKind::Backup, id);
         let renew_backup = async {
             let backup = self
@@ -223,9 +225,7 @@ impl SessionManager {
             Err(e) if e.is_node_failure() => return Ok(false),
             Err(e) => return Err(e),
         };
-        if releases.is_some() {
-            lock.take();
-        }
+        self.released_with(lock, release, sent, &answers);
         if renew_copies && answers.get(1) == Some(&Answer::Found(false)) {
             // Memcached lost the session: its record must not outlive it.
             self.cluster

@@ -157,6 +157,8 @@ counters! {
     nodes_recovered,
     /// Session locks acquired.
     locks_acquired,
+    /// Session locks handed from a request to the next one of this host without being released.
+    locks_handed_over,
     /// Lock attempts that found the lock taken and backed off.
     lock_retries,
     /// Lock acquisitions that gave up after `lockMaxWait`.

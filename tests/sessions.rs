@@ -348,47 +348,81 @@ fn delete_removes_every_copy() {
 #[test]
 fn locks_exclude_back_off_and_release() {
     let server = Memcached::start();
-    let m = manager(&[&server], &[("sticky", "false"), ("lockMaxWait", "150")]);
+    let settings = [("sticky", "false"), ("lockMaxWait", "150")];
+    // Another host: requests of one host queue without polling memcached.
+    let (m, other) = (
+        manager(&[&server], &settings),
+        manager(&[&server], &settings),
+    );
     let id = block_on(m.new_session_id(None)).unwrap();
     let held = block_on(m.lock(&id)).unwrap();
     std::thread::scope(|scope| {
-        let contender = scope.spawn(|| block_on(m.lock(&id)));
+        let contender = scope.spawn(|| block_on(other.lock(&id)));
         assert!(matches!(
             contender.join().unwrap(),
             Err(Error::LockTimeout(_))
         ));
     });
-    assert_eq!(stat(&m, "lock_timeouts"), 1);
-    assert!(stat(&m, "lock_retries") >= 2, "backed off and retried");
+    assert_eq!(stat(&other, "lock_timeouts"), 1);
+    assert!(stat(&other, "lock_retries") >= 2, "backed off and retried");
     block_on(m.unlock(held)).unwrap();
-    let next = block_on(m.lock(&id)).unwrap();
-    block_on(m.unlock(next)).unwrap();
-    assert_eq!(stat(&m, "locks_acquired"), 2);
+    let next = block_on(other.lock(&id)).unwrap();
+    block_on(other.unlock(next)).unwrap();
+    assert_eq!(
+        stat(&m, "locks_acquired") + stat(&other, "locks_acquired"),
+        2
+    );
+}
+
+#[test]
+fn requests_of_one_host_take_the_lock_in_turn_without_polling() {
+    let server = Memcached::start();
+    let m = manager(&[&server], &[("sticky", "false")]);
+    let id = block_on(m.new_session_id(None)).unwrap();
+    let held = block_on(m.lock(&id)).unwrap();
+    std::thread::scope(|scope| {
+        let waiter = scope.spawn(|| block_on(m.lock(&id)));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        block_on(m.unlock(held)).unwrap();
+        let next = waiter.join().unwrap().expect("handed over");
+        assert_eq!(server.stat("touch_hits"), 1, "renewed for the next request");
+        assert_eq!(server.stat("delete_hits"), 0, "never released in between");
+        block_on(m.unlock(next)).unwrap();
+    });
+    assert_eq!(stat(&m, "locks_handed_over"), 1);
+    assert_eq!(
+        stat(&m, "lock_retries"),
+        0,
+        "the waiter never polled memcached"
+    );
+    assert_eq!(server.stat("delete_hits"), 1, "released by the last one");
+    assert!(block_on(m.lock(&id)).is_ok(), "free again");
 }
 
 #[test]
 fn an_expired_lock_is_never_released_by_its_old_holder() {
     let server = Memcached::start();
-    let m = manager(
-        &[&server],
-        &[
-            ("sticky", "false"),
-            ("lockMaxWait", "50"),
-            ("lockExpiration", "2"),
-        ],
+    let settings = [
+        ("sticky", "false"),
+        ("lockMaxWait", "50"),
+        ("lockExpiration", "2"),
+    ];
+    let (m, other) = (
+        manager(&[&server], &settings),
+        manager(&[&server], &settings),
     );
     let id = block_on(m.new_session_id(None)).unwrap();
     let stale = block_on(m.lock(&id)).unwrap();
-    // The lock expires in memcached and another request takes it.
+    // The lock expires in memcached and a request on another host takes it.
     std::thread::sleep(std::time::Duration::from_millis(3100));
-    let current = block_on(m.lock(&id)).unwrap();
+    let current = block_on(other.lock(&id)).unwrap();
     block_on(m.unlock(stale)).unwrap();
     assert_eq!(stat(&m, "locks_lost"), 1);
     assert!(
         matches!(block_on(m.lock(&id)), Err(Error::LockTimeout(_))),
         "still held"
     );
-    block_on(m.unlock(current)).unwrap();
+    block_on(other.unlock(current)).unwrap();
 }
 
 #[test]
