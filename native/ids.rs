@@ -112,6 +112,23 @@ impl SessionId {
         format!("{}…-{}", &self.random[..6], self.node)
     }
 
+    /// Whether `raw` is this id's text, compared without building it.
+    pub fn matches(&self, raw: &str) -> bool {
+        let Some(rest) = raw.strip_prefix(self.random.as_str()) else {
+            return false;
+        };
+        let Some(rest) = rest
+            .strip_prefix('-')
+            .and_then(|r| r.strip_prefix(self.node.as_str()))
+        else {
+            return false;
+        };
+        match &self.route {
+            Some(route) => rest.strip_prefix('.') == Some(route.as_str()),
+            None => rest.is_empty(),
+        }
+    }
+
     /// The part that names the stored session: the id without its route, which changes on
     /// Tomcat failover while the stored session stays the same.
     pub fn storage_part(&self) -> String {

@@ -131,18 +131,8 @@ impl SessionManager {
             }
         };
         self.learn(uri, unchanged);
-        self.release_left(lock).await;
+        self.release(lock).await;
         result
-    }
-
-    /// Releases a lock the request's writes did not release. A failure is only logged: the
-    /// request's outcome (a new id above all) matters more than a lock that will expire.
-    async fn release_left(&self, lock: Option<SessionLock>) {
-        let Some(lock) = lock else { return };
-        let id = lock.id.clone();
-        if let Err(e) = self.unlock(lock).await {
-            tracing::warn!(session = %id.redacted(), error = %e, "session lock not released");
-        }
     }
 
     /// `lockingMode="auto"`: remembers whether the last request for `uri` left its session
@@ -253,7 +243,7 @@ impl SessionManager {
         self.learn(uri, true);
         let mut lock = lock;
         let result = self.renew_unused(id, &mut lock).await;
-        self.release_left(lock).await;
+        self.release(lock).await;
         result
     }
 

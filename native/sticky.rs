@@ -81,7 +81,18 @@ impl SessionManager {
     /// Backs up a sticky session after a request: writes it when its stored content changed,
     /// renews its memcached expiry when that comes close, and otherwise sends nothing. With
     /// `wait` the caller waits up to that long for the write; without, it returns at once.
+    /// Blocks the calling thread; [`SessionManager::backup_async`] is the same for async code.
     pub fn backup(
+        self: &Arc<Self>,
+        id: &SessionId,
+        session: &SessionData,
+        wait: Option<Duration>,
+    ) -> Result<BackupOutcome> {
+        runtime::block_on(self.backup_async(id, session, wait))
+    }
+
+    /// [`SessionManager::backup`] for async callers.
+    pub async fn backup_async(
         self: &Arc<Self>,
         id: &SessionId,
         session: &SessionData,
@@ -102,14 +113,25 @@ impl SessionManager {
             Change::Changed => Work::Write(self.encode_version(id, session, version)?),
         };
         let job = self.job(id, key, work, version, session.max_inactive);
-        self.submit(job, wait)
+        self.submit(job, wait).await
     }
 
     /// Backs up a session the host knows to be unchanged since its last backup, without
     /// handing over its content: renews the expiry when due. `None` when the core has no
     /// copy of it in memcached known to match the host's; the host then calls
-    /// [`SessionManager::backup`].
+    /// [`SessionManager::backup`]. Blocks the calling thread;
+    /// [`SessionManager::backup_unchanged_async`] is the same for async code.
     pub fn backup_unchanged(
+        self: &Arc<Self>,
+        id: &SessionId,
+        max_inactive: i32,
+        wait: Option<Duration>,
+    ) -> Result<Option<BackupOutcome>> {
+        runtime::block_on(self.backup_unchanged_async(id, max_inactive, wait))
+    }
+
+    /// [`SessionManager::backup_unchanged`] for async callers.
+    pub async fn backup_unchanged_async(
         self: &Arc<Self>,
         id: &SessionId,
         max_inactive: i32,
@@ -124,7 +146,7 @@ impl SessionManager {
             return Ok(Some(BackupOutcome::Unchanged));
         }
         let job = self.job(id, key, Work::Touch(None), version, max_inactive);
-        self.submit(job, wait).map(Some)
+        self.submit(job, wait).await.map(Some)
     }
 
     /// A job for the session `id` stored under `key`; `max_inactive` sets the expiry it writes.
@@ -148,7 +170,7 @@ impl SessionManager {
 
     /// Runs a backup job in order with the session's other jobs, waiting up to `wait` (none:
     /// returns at once) for it.
-    fn submit(
+    async fn submit(
         self: &Arc<Self>,
         mut job: BackupJob,
         wait: Option<Duration>,
@@ -158,19 +180,17 @@ impl SessionManager {
             job.done = Some(tx);
             rx
         });
-        runtime::block_on(async {
-            if let Some(result) = self.enqueue(job).await {
-                return result;
-            }
-            match (done, wait) {
-                (Some(done), Some(wait)) => match tokio::time::timeout(wait, done).await {
-                    Ok(Ok(result)) => result,
-                    // Replaced by a newer job, or still running: it goes on in the background.
-                    _ => Ok(BackupOutcome::Queued),
-                },
+        if let Some(result) = self.enqueue(job).await {
+            return result;
+        }
+        match (done, wait) {
+            (Some(done), Some(wait)) => match tokio::time::timeout(wait, done).await {
+                Ok(Ok(result)) => result,
+                // Replaced by a newer job, or still running: it goes on in the background.
                 _ => Ok(BackupOutcome::Queued),
-            }
-        })
+            },
+            _ => Ok(BackupOutcome::Queued),
+        }
     }
 
     /// Runs a job in order with the session's other jobs and returns its outcome. A job

@@ -19,7 +19,7 @@ fn every_native_method_has_its_jni_function_and_back() {
             Some(before_paren.split_whitespace().last()?.to_owned())
         })
         .collect();
-    let rust = read("native/ffi/jni.rs");
+    let rust = read("native/ffi/jni/mod.rs");
     let exported: BTreeSet<String> = rust
         .split("fn Java_io_msm_Native_")
         .skip(1)

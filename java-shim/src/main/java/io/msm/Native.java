@@ -1,7 +1,7 @@
 package io.msm;
 
 /**
- * The native core's JNI entry points (implemented in {@code native/ffi/jni.rs}). Managers are
+ * The native core's JNI entry points (implemented in {@code native/ffi/jni/}). Managers are
  * numeric handles; core errors arrive as {@link MsmException} subclasses. Loading this class
  * loads the library and starts forwarding the core's log records into the host's log.
  */
@@ -13,13 +13,13 @@ public final class Native {
 
     private Native() {}
 
-    /** Outcome of {@link #backup}: nothing changed, nothing sent. */
+    /** Outcome of {@link #end}: nothing changed, nothing sent. */
     public static final int BACKUP_UNCHANGED = 0;
-    /** Outcome of {@link #backup}: nothing changed, the memcached expiry was renewed. */
+    /** Outcome of {@link #end}: nothing changed, the memcached expiry was renewed. */
     public static final int BACKUP_REFRESHED = 1;
-    /** Outcome of {@link #backup}: the session was written. */
+    /** Outcome of {@link #end}: the session was written. */
     public static final int BACKUP_WRITTEN = 2;
-    /** Outcome of {@link #backup}: the write runs in the background. */
+    /** Outcome of {@link #end}: the write runs in the background. */
     public static final int BACKUP_QUEUED = 3;
 
     /**
@@ -41,155 +41,118 @@ public final class Native {
      */
     public static native void destroy(long handle);
 
+    /** {@link #end}'s outcome: the request never used its session. */
+    public static final int OUTCOME_UNUSED = 0;
+    /** {@link #end}'s outcome: the request used its session, whose content is given. */
+    public static final int OUTCOME_USED = 1;
+    /** {@link #end}'s outcome: sticky, the session is unchanged since its last backup. */
+    public static final int OUTCOME_UNCHANGED = 2;
+    /** {@link #end}'s outcome: nothing of the session is written. */
+    public static final int OUTCOME_NOT_STORED = 3;
+
+    /** {@link #lookup}'s host copy: the host holds nothing of the session. */
+    public static final int HOST_COPY_NONE = 0;
+    /** {@link #lookup}'s host copy: another request of this host read it and uses it now. */
+    public static final int HOST_COPY_SHARED = 1;
+    /** {@link #lookup}'s host copy: newer than memcached's (new, or kept here between requests). */
+    public static final int HOST_COPY_HELD = 2;
+
+    /**
+     * A request starts: the core parses and routes its session id, takes the session lock when
+     * {@code lockingMode} says so, and decides whether a new cookie is sent.
+     *
+     * @param handle the manager
+     * @param sessionId the id the request carries, or null
+     * @param uri the request's URI
+     * @param route this host's jvmRoute, or null
+     * @param pending completed with an {@link MsmRequest}; fails with
+     *     {@link MsmLockTimeoutException} when the request must be refused (503)
+     */
+    public static native void begin(long handle, String sessionId, String uri, String route,
+            Pending<MsmRequest> pending);
+
+    /**
+     * The request uses a session: the core reads it from memcached unless the host's copy is
+     * current.
+     *
+     * @param handle the manager
+     * @param request the request's handle
+     * @param id the session's id
+     * @param hostCopy what the host holds of it ({@code HOST_COPY_*})
+     * @param pending completed with a {@link Lookup}
+     */
+    public static native void lookup(long handle, long request, String id, int hostCopy,
+            Pending<Lookup> pending);
+
+    /**
+     * Reads a session outside any request (Tomcat's authenticator looks sessions up before the
+     * request begins).
+     *
+     * @param handle the manager
+     * @param id the session's id
+     * @param pending completed with a {@link Lookup}
+     */
+    public static native void load(long handle, String id, Pending<Lookup> pending);
+
+    /**
+     * A request ends: the core writes what must be written and releases the lock. The request's
+     * handle is spent unless the result {@link Ended#needsContent() needs the content}.
+     *
+     * @param handle the manager
+     * @param request the request's handle
+     * @param outcome what the request did ({@code OUTCOME_*})
+     * @param id the session's id now (used and unchanged outcomes)
+     * @param creationTime used: creation time, epoch milliseconds
+     * @param lastAccessedTime used: last access, epoch milliseconds
+     * @param maxInactive the session's lifetime in seconds
+     * @param authType used: authentication type, or null
+     * @param principal used: principal name, or null
+     * @param names used: attribute names
+     * @param values used: serialized attribute values, index for index with {@code names}
+     * @param previousId used: the id the session had when the request began, when the request
+     *     changed it, else null
+     * @param pending completed with an {@link Ended}
+     */
+    public static native void end(long handle, long request, int outcome, String id,
+            long creationTime, long lastAccessedTime, int maxInactive, String authType,
+            String principal, String[] names, byte[][] values, String previousId,
+            Pending<Ended> pending);
+
     /**
      * A fresh session id, reserved in the cluster.
      *
      * @param handle the manager
+     * @param request the request it is for, or 0
      * @param route this host's jvmRoute, or null
-     * @return the id
+     * @param pending completed with the id
      */
-    public static native String newSessionId(long handle, String route);
+    public static native void newSessionId(long handle, long request, String route,
+            Pending<String> pending);
 
     /**
-     * The id a requested session must take on this host (its route, or a node that is down or
-     * removed). A node the manager does not know is first looked up in the node list shared in
-     * the cluster (at most once a second), so this may wait for one memcached round trip.
+     * A session ended on this host (invalidated, or timed out): the core removes its memcached
+     * copies accordingly.
      *
      * @param handle the manager
-     * @param id the requested id
-     * @param route this host's jvmRoute, or null
-     * @return the new id, or null when the id is right
-     * @throws MsmInvalidIdException for a malformed or hostile id
-     */
-    public static native String routeRequest(long handle, String id, String route);
-
-    /**
-     * Loads a session: {@code {String relocatedIdOrNull, long[] {creationTime, lastAccessedTime,
-     * maxInactive, version}, String authType, String principal, name0, byte[] value0, ...}}.
-     *
-     * @param handle the manager
-     * @param id the session id
-     * @return the session, or null when memcached does not hold it
-     */
-    public static native Object[] load(long handle, String id);
-
-    /**
-     * Backs up a sticky session after a request; the core decides whether anything is sent.
-     *
-     * @param handle the manager
-     * @param id the session id
-     * @param creationTime creation time, epoch milliseconds
-     * @param lastAccessedTime last access, epoch milliseconds
-     * @param maxInactive lifetime in seconds
-     * @param authType authentication type, or null
-     * @param principal principal name, or null
-     * @param names attribute names
-     * @param values serialized attribute values
-     * @param waitMillis how long to wait for the write; negative returns at once
-     * @return one of the {@code BACKUP_*} outcomes
-     */
-    public static native int backup(long handle, String id, long creationTime,
-            long lastAccessedTime, int maxInactive, String authType, String principal,
-            String[] names, byte[][] values, int waitMillis);
-
-    /**
-     * Backs up a session that did not change since its last backup, without its content: the
-     * core renews its memcached expiry when that is due.
-     *
-     * @param handle the manager
-     * @param id the session id
-     * @param maxInactive lifetime in seconds
-     * @param waitMillis how long to wait for a renewal; negative returns at once
-     * @return one of the {@code BACKUP_*} outcomes, or -1 when the core needs the content
-     *     ({@link #backup})
-     */
-    public static native int backupUnchanged(long handle, String id, int maxInactive,
-            int waitMillis);
-
-    /**
-     * Whether a non-sticky request for this URI takes the session lock ({@code lockingMode}).
-     *
-     * @param handle the manager
-     * @param uri the request URI
-     * @return true when the request locks
-     */
-    public static native boolean locksRequest(long handle, String uri);
-
-    /**
-     * Takes the session lock for a request.
-     *
-     * @param handle the manager
-     * @param id the requested session id
-     * @return the lock's handle, or 0 when the request goes on without it
-     *     ({@code lockFailure="proceed"})
-     * @throws MsmLockTimeoutException when the request must be refused
-     *     ({@code lockFailure="refuse"})
-     */
-    public static native long lockForRequest(long handle, String id);
-
-    /**
-     * Releases a lock that was not handed to {@link #finish}.
-     *
-     * @param handle the manager
-     * @param lockHandle the lock
-     */
-    public static native void unlock(long handle, long lockHandle);
-
-    /**
-     * Non-sticky end of a request that carried a session id but never used the session: renews
-     * the session's validity record (not loading the session) and releases the lock.
-     *
-     * @param handle manager handle
-     * @param id the requested session id
-     * @param lockHandle the request's lock, 0 for none
-     * @param uri the request's URI ({@code lockingMode="auto"} learns it is read-only), or null
-     * @return whether memcached holds a live session under {@code id}
-     * @throws io.msm.MsmException when memcached cannot be reached
-     */
-    public static native boolean accessed(long handle, String id, long lockHandle, String uri);
-
-    /**
-     * Non-sticky request end: writes the session when it changed (else renews its expiry) and
-     * releases the lock.
-     *
-     * @param handle the manager
-     * @param id the session id
-     * @param creationTime creation time, epoch milliseconds
-     * @param lastAccessedTime last access, epoch milliseconds
-     * @param maxInactive lifetime in seconds
-     * @param authType authentication type, or null
-     * @param principal principal name, or null
-     * @param names attribute names
-     * @param values serialized attribute values
-     * @param lockHandle the request's lock, or 0
-     * @param uri the request URI, for {@code lockingMode="auto"}
-     * @return the session's new id when it moved to another node, else null
-     */
-    public static native String finish(long handle, String id, long creationTime,
-            long lastAccessedTime, int maxInactive, String authType, String principal,
-            String[] names, byte[][] values, long lockHandle, String uri);
-
-    /**
-     * A session ended on this host: the core deletes its copies when it was invalidated, and
-     * when it timed out unless another host wrote a newer version meanwhile.
-     *
-     * @param handle the manager
-     * @param id the session id
-     * @param lastAccessedTime last access, epoch milliseconds
-     * @param maxInactive lifetime in seconds
+     * @param id the session's id
+     * @param lastAccessedTime its last access, epoch milliseconds
+     * @param maxInactive its lifetime in seconds
+     * @param pending completed when done
      */
     public static native void ended(long handle, String id, long lastAccessedTime,
-            int maxInactive);
+            int maxInactive, Pending<Void> pending);
 
     /**
-     * A session changed its id: the core deletes the copies under the old id when the storage
-     * key changed.
+     * A sticky session took a new id: its copies under the old one go when its storage key
+     * changed.
      *
      * @param handle the manager
-     * @param oldId the id before
-     * @param newId the id after
+     * @param oldId the old id
+     * @param newId the new id
+     * @param pending completed when done
      */
-    public static native void idChanged(long handle, String oldId, String newId);
+    public static native void idChanged(long handle, String oldId, String newId,
+            Pending<Void> pending);
 
     /**
      * Waits for background backups.
@@ -199,23 +162,6 @@ public final class Native {
      * @return sessions whose backup is still in flight
      */
     public static native int flush(long handle, int timeoutMillis);
-
-    /**
-     * Whether {@code requestUriIgnorePattern} matches.
-     *
-     * @param handle the manager
-     * @param uri the request URI
-     * @return true when the request must not touch memcached
-     */
-    public static native boolean ignoresUri(long handle, String uri);
-
-    /**
-     * Whether {@code requestUriIgnorePattern} is set at all.
-     *
-     * @param handle the manager
-     * @return false when no request is ignored
-     */
-    public static native boolean ignoresAnyUri(long handle);
 
     /**
      * Whether {@code sessionAttributeFilter} lets the attribute be stored.
@@ -243,14 +189,6 @@ public final class Native {
     public static native boolean enabled(long handle);
 
     /**
-     * How long a request waits for its backup.
-     *
-     * @param handle the manager
-     * @return -1 for asynchronous backups, else {@code sessionBackupTimeout}
-     */
-    public static native int backupWaitMillis(long handle);
-
-    /**
      * Statistics and node states as {@code name value} lines.
      *
      * @param handle the manager
@@ -264,9 +202,11 @@ public final class Native {
      *
      * @param handle the manager
      * @param memcachedNodes the new {@code memcachedNodes} value
-     * @throws MsmConfigException when the list is refused
+     * @param pending completed when done; fails with {@link MsmConfigException} when the list
+     *     is refused
      */
-    public static native void setMemcachedNodes(long handle, String memcachedNodes);
+    public static native void setMemcachedNodes(long handle, String memcachedNodes,
+            Pending<Void> pending);
 
     /**
      * Starts collecting the core's log records at a level and above.

@@ -1,6 +1,8 @@
 package io.msm;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -61,12 +63,15 @@ class NativeTest {
         long handle = Native.create(new String[] {"memcachedNodes"},
                 new String[] {"n1:127.0.0.1:1"}, "localhost", "");
         try {
-            assertThrows(IllegalArgumentException.class, () -> Native.backup(handle,
-                    "0123456789ABCDEF0123456789ABCDEF-n1", 0, 0, 60, null, null,
-                    new String[] {"a"}, new byte[0][], -1));
-            assertThrows(MsmInvalidIdException.class,
-                    () -> Native.routeRequest(handle, "x\r\nflush_all", null));
-            assertThrows(IllegalArgumentException.class, () -> Native.load(handle, null));
+            assertThrows(IllegalArgumentException.class, () -> Native.end(handle, 987654321L,
+                    Native.OUTCOME_UNUSED, null, 0, 0, 0, null, null, null, null, null,
+                    new Pending<>()), "no such request");
+            MsmRequest hostile = begin(handle, "x\r\nflush_all", null);
+            assertTrue(hostile.invalidId());
+            assertNull(hostile.sessionId());
+            end(handle, hostile);
+            assertThrows(IllegalArgumentException.class,
+                    () -> Native.load(handle, null, new Pending<>()));
         } finally {
             Native.destroy(handle);
         }
@@ -80,10 +85,29 @@ class NativeTest {
                 new String[] {"n1:127.0.0.1:1"}, "localhost", "");
         try {
             String id = "0123456789ABCDEF0123456789ABCDEF-n1.a";
-            assertEquals("0123456789ABCDEF0123456789ABCDEF-n1.b", Native.routeRequest(handle, id, "b"));
-            assertEquals(null, Native.routeRequest(handle, id, "a"));
+            MsmRequest elsewhere = begin(handle, id, "b");
+            assertTrue(elsewhere.newCookie());
+            assertEquals("0123456789ABCDEF0123456789ABCDEF-n1.b", elsewhere.sessionId());
+            end(handle, elsewhere);
+            MsmRequest here = begin(handle, id, "a");
+            assertFalse(here.newCookie());
+            assertEquals(id, here.sessionId());
+            end(handle, here);
         } finally {
             Native.destroy(handle);
         }
+    }
+
+    private static MsmRequest begin(long handle, String id, String route) {
+        Pending<MsmRequest> begun = new Pending<>();
+        Native.begin(handle, id, "/", route, begun);
+        return begun.await();
+    }
+
+    private static void end(long handle, MsmRequest request) {
+        Pending<Ended> ended = new Pending<>();
+        Native.end(handle, request.handle(), Native.OUTCOME_UNUSED, null, 0, 0, 0, null, null,
+                null, null, null, ended);
+        ended.await();
     }
 }

@@ -26,11 +26,14 @@ import org.apache.catalina.session.ManagerBase;
 import org.apache.juli.logging.Log;
 import org.apache.juli.logging.LogFactory;
 
-import io.msm.MsmCorruptException;
+import io.msm.Ended;
+import io.msm.Lookup;
 import io.msm.MsmException;
 import io.msm.MsmInvalidIdException;
 import io.msm.MsmLockTimeoutException;
+import io.msm.MsmRequest;
 import io.msm.Native;
+import io.msm.Pending;
 
 /**
  * A Tomcat session manager that keeps every session also in memcached, so that another Tomcat
@@ -63,15 +66,13 @@ public class MemcachedSessionManager extends ManagerBase {
     private volatile long handle;
     private volatile boolean enabled;
     private boolean sticky = true;
-    /** Non-sticky mode: what the request this thread serves holds. */
+    /** What the request this thread serves holds. */
     private final ThreadLocal<RequestState> current = new ThreadLocal<>();
     /**
      * Non-sticky mode: requests between the valve and their end, by the request object that
      * Tomcat's request listeners see (an asynchronous request ends on another thread).
      */
     private final Map<ServletRequest, RequestState> inFlight = new ConcurrentHashMap<>();
-    private boolean ignoresAnyUri;
-    private int backupWaitMillis = -1;
     private Integer maxInactiveInterval;
     private ObjectName statisticsName;
 
@@ -127,25 +128,20 @@ public class MemcachedSessionManager extends ManagerBase {
                 .filter(s -> s instanceof MsmSession && ((MsmSession) s).isLocal()).count();
     }
 
-    /** Non-sticky mode: the lock and the session of one request. */
+    /** A request between its begin and its end in the core, and the session it uses. */
     private static final class RequestState {
         final Request request;
-        /** The session id the request carried, if any. */
-        final String requested;
-        long lock;
+        final MsmRequest core;
+        /** Non-sticky: the session the request uses. */
         MsmSession session;
-        /** The request looked the requested session up in memcached (found or not). */
-        boolean looked;
-        /** An id the request looked up that memcached does not hold. */
-        String missing;
-        /** Reading the session from memcached failed (as opposed to: it does not exist). */
+        /** Non-sticky: reading the session failed (as opposed to: it does not exist). */
         boolean loadFailed;
-        /** The session's id when the request began, if the request changed it. */
+        /** Non-sticky: the session's id when the request began, if the request changed it. */
         String oldId;
 
-        RequestState(Request request) {
+        RequestState(Request request, MsmRequest core) {
             this.request = request;
-            this.requested = request.getRequestedSessionId();
+            this.core = core;
         }
     }
 
@@ -200,8 +196,6 @@ public class MemcachedSessionManager extends ManagerBase {
         }
         sticky = Native.sticky(handle);
         enabled = Native.enabled(handle);
-        backupWaitMillis = Native.backupWaitMillis(handle);
-        ignoresAnyUri = Native.ignoresAnyUri(handle);
         String lifetime = attributes.get("maxInactiveInterval");
         maxInactiveInterval = lifetime == null ? null : Integer.valueOf(lifetime.trim());
         registerStatistics(host, context.getName());
@@ -285,7 +279,9 @@ public class MemcachedSessionManager extends ManagerBase {
         if (current == 0) {
             throw new IllegalStateException("the manager is not running");
         }
-        Native.setMemcachedNodes(current, memcachedNodes);
+        Pending<Void> done = new Pending<>();
+        Native.setMemcachedNodes(current, memcachedNodes, done);
+        done.await();
         attributes.put("memcachedNodes", memcachedNodes);
     }
 
@@ -323,51 +319,53 @@ public class MemcachedSessionManager extends ManagerBase {
         if (!distributing()) {
             return super.generateSessionId();
         }
-        return Native.newSessionId(handle, getJvmRoute());
+        RequestState state = current.get();
+        Pending<String> id = new Pending<>();
+        Native.newSessionId(handle, state == null ? 0 : state.core.handle(), getJvmRoute(), id);
+        return id.await();
     }
 
     @Override
     public Session findSession(String id) throws IOException {
         Session session = super.findSession(id);
-        if (sticky) {
-            return session != null || id == null || !distributing() ? session
-                    : loadFromMemcached(id);
+        if (session != null && sticky || id == null || !distributing()) {
+            return session;
         }
         RequestState state = current.get();
+        if (sticky) {
+            return loadFromMemcached(state, id);
+        }
         if (state == null) {
             // Outside the valve (Tomcat's authenticator runs before it): only what this Tomcat
             // holds; the request reads memcached, under its lock, once it uses the session.
             return session;
         }
-        boolean readHere = false;
-        if (session == null && id != null && distributing() && !id.equals(state.missing)) {
-            state.looked = true;
-            session = loadFromMemcached(id);
+        if (session == null) {
+            session = loadFromMemcached(state, id);
             if (state.loadFailed) {
                 // Not "no session": a new one would orphan the user's. The request fails (503).
                 throw new SessionStoreUnavailableException(
                         "session " + redact(id) + ": the session store is not available");
             }
-            if (session == null) {
-                state.missing = id;
-            } else {
-                readHere = true;
+            if (session instanceof MsmSession) {
+                join(state, (MsmSession) session, true);
                 if (!session.getIdInternal().equals(id)) {
                     // It moved to its backup node, which is its primary now: new cookie.
                     state.request.changeSessionId(session.getIdInternal());
                 }
             }
+            return session;
         }
         if (session instanceof MsmSession) {
-            join(state, (MsmSession) session, readHere);
+            join(state, (MsmSession) session, false);
         }
         return session;
     }
 
     /**
-     * Non-sticky mode: records that the current request uses this session. A session another
-     * request of this Tomcat loaded is read again when this request holds the lock (it was
-     * read before the lock was this request's).
+     * Non-sticky mode: records that the current request uses this session. A session this
+     * request did not read itself is looked up in the core, which reads it again when the
+     * request holds the lock (it was read before the lock was this request's).
      */
     private void join(RequestState state, MsmSession session, boolean readByThisRequest) {
         if (state.session == session) {
@@ -375,47 +373,59 @@ public class MemcachedSessionManager extends ManagerBase {
         }
         // The request's session, or a new one after the request invalidated it (a login does).
         if (state.session == null || !state.session.isLive()) {
-            if (state.lock != 0 && !readByThisRequest && !session.isNew() && !session.isHeld()) {
-                refresh(session, session.getIdInternal());
+            if (!readByThisRequest) {
+                int copy = session.isNew() || session.isHeld() ? Native.HOST_COPY_HELD
+                        : Native.HOST_COPY_SHARED;
+                Lookup found = lookup(state, session.getIdInternal(), copy);
+                if (found != null && found.kind() == Lookup.Kind.FOUND) {
+                    // With deserializationFailurePolicy=dropSession, a copy that does not read
+                    // leaves the session as this Tomcat holds it.
+                    fill(session, found, session.getIdInternal());
+                }
             }
             state.session = session;
             session.requests.incrementAndGet();
         }
     }
 
-    /** Takes over a session this Tomcat does not hold (Tomcat failover, or a restart). */
-    private Session loadFromMemcached(String id) {
-        Object[] loaded;
+    /** Asks the core for a session a request (or, null, none) uses; null when the core failed. */
+    private Lookup lookup(RequestState state, String id, int hostCopy) {
+        Pending<Lookup> found = new Pending<>();
         try {
-            loaded = Native.load(handle, id);
-        } catch (MsmInvalidIdException e) {
+            if (state == null) {
+                Native.load(handle, id, found);
+            } else {
+                Native.lookup(handle, state.core.handle(), id, hostCopy, found);
+            }
+            return found.await();
+        } catch (MsmException | IllegalArgumentException e) {
+            LOG.warn("session " + redact(id) + " not looked up: " + e.getMessage());
             return null;
-        } catch (MsmCorruptException e) {
-            // No usable copy anywhere (the core already tried the backup and the near cache):
-            // the request gets a new session.
-            LOG.warn("session " + redact(id) + " could not be loaded from memcached: "
-                    + e.getMessage());
-            return null;
-        } catch (MsmException e) {
-            // Unreachable, timed out, or an answer the client did not expect: the session may
-            // well exist, so the request fails (503) rather than orphan it with a new one.
-            LOG.warn("session " + redact(id) + " could not be loaded from memcached: "
-                    + e.getMessage());
-            RequestState state = current.get();
-            if (state != null) {
+        }
+    }
+
+    /**
+     * Takes over a session this Tomcat does not hold (Tomcat failover, or a restart; non-sticky,
+     * any session a request uses). Whether a failed read means "no session" or "refuse the
+     * request" is the core's answer.
+     */
+    private Session loadFromMemcached(RequestState state, String id) {
+        Lookup found = lookup(state, id, Native.HOST_COPY_NONE);
+        if (found == null || found.kind() == Lookup.Kind.UNAVAILABLE) {
+            if (state != null && !sticky) {
                 state.loadFailed = true;
             }
             return null;
         }
-        if (loaded == null) {
+        if (found.kind() != Lookup.Kind.FOUND) {
             return null;
         }
         MsmSession session = (MsmSession) createEmptySession();
-        if (!fill(session, loaded, id)) {
+        if (!fill(session, found, id)) {
             // deserializationFailurePolicy=dropSession: as if memcached did not hold it.
             return null;
         }
-        String currentId = loaded[0] != null ? (String) loaded[0] : id;
+        String currentId = found.relocatedId() != null ? found.relocatedId() : id;
         synchronized (loadLock) {
             Session existing = sessions.get(currentId);
             if (existing != null) {
@@ -437,16 +447,18 @@ public class MemcachedSessionManager extends ManagerBase {
      *
      * @return false when the session object was left as it was
      */
-    private boolean fill(MsmSession session, Object[] loaded, String id) {
+    private boolean fill(MsmSession session, Lookup loaded, String id) {
         ClassLoader loader = getContext().getLoader() == null
                 ? Thread.currentThread().getContextClassLoader()
                 : getContext().getLoader().getClassLoader();
         Map<String, Object> restored = new LinkedHashMap<>();
         boolean complete = true;
-        for (int i = 4; i + 1 < loaded.length; i += 2) {
-            String name = (String) loaded[i];
+        String[] names = loaded.names();
+        byte[][] values = loaded.values();
+        for (int i = 0; i < names.length; i++) {
+            String name = names[i];
             try {
-                restored.put(name, serializer.deserialize(name, (byte[]) loaded[i + 1], loader));
+                restored.put(name, serializer.deserialize(name, values[i], loader));
             } catch (Exception | LinkageError e) {
                 statistics.deserializationFailures.increment();
                 policy.deserializationFailed(id, name, e);
@@ -456,36 +468,32 @@ public class MemcachedSessionManager extends ManagerBase {
         if (!complete && policy.dropsSession()) {
             return false;
         }
-        long[] times = (long[]) loaded[1];
         session.setNew(false);
         session.setValid(true);
-        session.setMaxInactiveInterval((int) times[2]);
-        session.restoreTimes(times[0], times[1]);
+        session.setMaxInactiveInterval(loaded.maxInactiveInterval());
+        session.restoreTimes(loaded.creationTime(), loaded.lastAccessedTime());
         session.attributeMap().clear();
         restored.forEach(session::restoreAttribute);
         return true;
     }
 
     /**
-     * At the start of a request: gives the requested session the id it must have here (this
-     * Tomcat's route after a Tomcat failover, another node after a memcached failover) and sends
-     * the new cookie.
+     * Sticky: at the start of a request, gives the requested session the id the core says it
+     * must have here (this Tomcat's route after a Tomcat failover, another node after a memcached
+     * failover) and sends the new cookie.
      */
-    void routeRequest(Request request) throws IOException {
-        String requested = request.getRequestedSessionId();
-        if (requested == null) {
+    private void routeRequest(RequestState state) throws IOException {
+        String routed = state.core.sessionId();
+        if (!state.core.newCookie()) {
             return;
         }
-        String routed = routedId(requested);
-        if (routed == null) {
-            return;
-        }
+        Request request = state.request;
         if (sessions.containsKey(routed)) {
             // A parallel request of this session already gave it its new id here.
             request.changeSessionId(routed);
             return;
         }
-        Session session = findSession(requested);
+        Session session = findSession(request.getRequestedSessionId());
         if (session == null) {
             return;
         }
@@ -501,11 +509,11 @@ public class MemcachedSessionManager extends ManagerBase {
         if (!distributing() || oldId == null) {
             return;
         }
-        RequestState state = current.get();
-        if (state != null && state.session == session) {
-            // Non-sticky: the old copies (and the lock this request holds under the old id) go
-            // once the session is stored under its new id, at the request's end.
-            if (state.oldId == null) {
+        if (!sticky) {
+            // The old copies (and the lock this request holds under the old id) go once the
+            // session is stored under its new id, at the request's end.
+            RequestState state = current.get();
+            if (state != null && state.session == session && state.oldId == null) {
                 state.oldId = oldId;
             }
             return;
@@ -515,7 +523,9 @@ public class MemcachedSessionManager extends ManagerBase {
 
     private void idChanged(String oldId, String newId) {
         try {
-            Native.idChanged(handle, oldId, newId);
+            Pending<Void> done = new Pending<>();
+            Native.idChanged(handle, oldId, newId, done);
+            done.await();
         } catch (MsmException | IllegalArgumentException e) {
             LOG.warn("copies of session " + redact(oldId) + " could not be removed: "
                     + e.getMessage());
@@ -540,8 +550,10 @@ public class MemcachedSessionManager extends ManagerBase {
     private void deleteCopies(Session session) {
         String id = session.getIdInternal();
         try {
+            Pending<Void> done = new Pending<>();
             Native.ended(handle, id, session.getThisAccessedTimeInternal(),
-                    session.getMaxInactiveInterval());
+                    session.getMaxInactiveInterval(), done);
+            done.await();
         } catch (MsmInvalidIdException e) {
             // Not one of ours: nothing in memcached.
         } catch (MsmException | IllegalArgumentException e) {
@@ -558,14 +570,6 @@ public class MemcachedSessionManager extends ManagerBase {
      */
     static String redact(String id) {
         return id == null ? "null" : id.substring(0, Math.min(6, id.length())) + "\u2026";
-    }
-
-    boolean ignoresUri(String uri) {
-        boolean ignored = ignoresAnyUri && Native.ignoresUri(handle, uri);
-        if (ignored) {
-            statistics.requestsIgnored.increment();
-        }
-        return ignored;
     }
 
     /** A session's attributes as the core stores them. */
@@ -619,69 +623,51 @@ public class MemcachedSessionManager extends ManagerBase {
     }
 
     /**
-     * Non-sticky request start: takes the session lock when {@code lockingMode} says so. The
-     * session is read from memcached only when the request uses it ({@link #findSession}).
+     * A request enters the valve: the core begins it (routing its session id, taking the
+     * session lock when {@code lockingMode} says so).
      *
-     * @return false when the request is refused (the lock was not acquired and
-     *     {@code lockFailure="refuse"}): 503 was sent
+     * @return false when the request was refused (503 sent: the lock was not acquired and
+     *     {@code lockFailure="refuse"}); a request that {@code requestUriIgnorePattern} matches
+     *     goes on untouched
      */
-    boolean startRequest(Request request, Response response) throws IOException {
-        RequestState state = new RequestState(request);
-        String requested = state.requested;
+    boolean beginRequest(Request request, Response response) throws IOException {
+        String requested = request.getRequestedSessionId();
         // Read before the request's state is set, so only what this Tomcat holds: Tomcat's
         // authenticator may have handed the request a session that a concurrent request of
         // this Tomcat uses, and the request keeps it.
-        Session held = requested == null ? null : request.getSessionInternal(false);
-        current.set(state);
-        inFlight.put(request.getRequest(), state);
-        if (requested == null) {
+        Session held = sticky || requested == null ? null : request.getSessionInternal(false);
+        Pending<MsmRequest> begun = new Pending<>();
+        MsmRequest core;
+        try {
+            Native.begin(handle, requested, request.getDecodedRequestURI(), getJvmRoute(), begun);
+            core = begun.await();
+        } catch (MsmLockTimeoutException e) {
+            response.sendError(HttpServletResponse.SC_SERVICE_UNAVAILABLE,
+                    "the session is busy; try again");
+            return false;
+        } catch (MsmException | IllegalArgumentException e) {
+            // IllegalArgumentException: the manager stopped meanwhile.
+            LOG.warn("request not begun in the core: " + e.getMessage());
             return true;
         }
-        if (Native.locksRequest(handle, request.getDecodedRequestURI())) {
-            try {
-                state.lock = Native.lockForRequest(handle, requested);
-            } catch (MsmLockTimeoutException e) {
-                current.remove();
-                inFlight.remove(request.getRequest());
-                response.sendError(HttpServletResponse.SC_SERVICE_UNAVAILABLE,
-                        "the session is busy; try again");
-                return false;
-            } catch (MsmInvalidIdException e) {
-                // A forged or foreign cookie: nothing to lock.
-            } catch (MsmException e) {
-                LOG.warn("session " + redact(requested) + " not locked: " + e.getMessage());
-            }
+        if (core.ignored()) {
+            statistics.requestsIgnored.increment();
+            return true;
         }
+        RequestState state = new RequestState(request, core);
+        current.set(state);
+        if (sticky) {
+            routeRequest(state);
+            return true;
+        }
+        inFlight.put(request.getRequest(), state);
         if (held instanceof MsmSession) {
             join(state, (MsmSession) held, false);
-        } else if (routedId(requested) != null) {
-            // Its node is down: move it to its backup node now, while the new cookie can still
-            // be sent.
+        } else if (core.prefetched()) {
+            // Its node is down: the core moved it to its backup node; the new cookie goes now.
             findSession(requested);
         }
         return true;
-    }
-
-    /** @return the id the requested session must have here, null when it is right as it is */
-    private String routedId(String requested) {
-        try {
-            return Native.routeRequest(handle, requested, getJvmRoute());
-        } catch (MsmInvalidIdException e) {
-            return null;
-        }
-    }
-
-    private void refresh(MsmSession session, String id) {
-        try {
-            Object[] loaded = Native.load(handle, id);
-            if (loaded != null) {
-                // With deserializationFailurePolicy=dropSession, a copy that does not read leaves
-                // the session as this Tomcat holds it.
-                fill(session, loaded, id);
-            }
-        } catch (MsmException e) {
-            LOG.warn("session " + redact(id) + " not read again under its lock: " + e.getMessage());
-        }
     }
 
     /**
@@ -696,13 +682,19 @@ public class MemcachedSessionManager extends ManagerBase {
     }
 
     /**
-     * Non-sticky: the valve is done with the request. A request that met an unreachable session
-     * store is answered 503; an asynchronous one leaves this thread, its state waiting for its
-     * end ({@link #finishRequest}).
+     * The valve is done with the request. Sticky: the session is handed to the core, which
+     * backs it up if it changed. Non-sticky: a request that met an unreachable session store is
+     * answered 503; the request ends later ({@link #finishRequest}), and an asynchronous one
+     * leaves this thread.
      */
     void leaveValve(Request request) {
         RequestState state = current.get();
         if (state == null) {
+            return;
+        }
+        if (sticky) {
+            current.remove();
+            backupAfterRequest(state);
             return;
         }
         if (state.loadFailed && !request.getResponse().isCommitted()) {
@@ -716,7 +708,7 @@ public class MemcachedSessionManager extends ManagerBase {
     /**
      * Non-sticky request end, after its error page and asynchronous processing: the last request
      * of this Tomcat using the session hands it to the core (written if changed, else its expiry
-     * renewed), the lock is released, and the session leaves Tomcat's memory.
+     * renewed; the lock released; the old id retired), and the session leaves Tomcat's memory.
      */
     private void finishRequest(ServletRequest servletRequest) {
         RequestState state = inFlight.remove(servletRequest);
@@ -728,33 +720,35 @@ public class MemcachedSessionManager extends ManagerBase {
         }
         Request request = state.request;
         MsmSession session = state.session;
+        if (session == null) {
+            end(state, policy.distributionStopped() ? Native.OUTCOME_NOT_STORED
+                    : Native.OUTCOME_UNUSED, null, null);
+            return;
+        }
+        if (session.requests.decrementAndGet() != 0) {
+            // Another request of this Tomcat uses it and hands it back.
+            end(state, Native.OUTCOME_NOT_STORED, null, null);
+            return;
+        }
         try {
-            if (session == null && state.requested != null && !state.looked
-                    && !policy.distributionStopped()) {
-                // The request carried the session's id but never used the session.
-                accessed(state);
+            Serialized content = session.isValid() && distributes(session)
+                    ? serialize(request, session) : null;
+            if (content != null) {
+                statistics.requestsWithSession.increment();
             }
-            if (session != null && session.requests.decrementAndGet() == 0) {
-                try {
-                    if (session.isValid() && distributes(session)
-                            && store(request, session, state.lock)) {
-                        state.lock = 0;
-                    }
-                } finally {
-                    if (session.isValid() && !distributes(session)) {
-                        // Local, or distribution stopped: this Tomcat keeps it.
-                        session.hold();
-                    } else {
-                        super.remove(session, false);
-                    }
-                }
-                if (state.oldId != null) {
-                    releaseLock(state);
-                    idChanged(state.oldId, session.getIdInternal());
-                }
+            Ended ended = end(state, content == null ? Native.OUTCOME_NOT_STORED
+                    : Native.OUTCOME_USED, session, content);
+            String moved = ended == null ? null : ended.movedId();
+            if (moved != null && !request.getResponse().isCommitted()) {
+                request.changeSessionId(moved);
             }
         } finally {
-            releaseLock(state);
+            if (session.isValid() && !distributes(session)) {
+                // Local, or distribution stopped: this Tomcat keeps it.
+                session.hold();
+            } else {
+                super.remove(session, false);
+            }
         }
     }
 
@@ -774,64 +768,46 @@ public class MemcachedSessionManager extends ManagerBase {
         }
     }
 
-    /** Renews a session the request carried but did not use, and releases the lock. */
-    private void accessed(RequestState state) {
-        long lock = state.lock;
-        state.lock = 0;
-        try {
-            Native.accessed(handle, state.requested, lock, state.request.getDecodedRequestURI());
-        } catch (MsmInvalidIdException e) {
-            // A forged or foreign cookie: nothing in memcached.
-        } catch (MsmException | IllegalArgumentException e) {
-            LOG.warn("session " + redact(state.requested) + " not renewed: " + e.getMessage());
-        }
-    }
-
-    private void releaseLock(RequestState state) {
-        if (state.lock != 0) {
-            long lock = state.lock;
-            state.lock = 0;
-            try {
-                Native.unlock(handle, lock);
-            } catch (MsmException | IllegalArgumentException e) {
-                LOG.warn("session lock not released: " + e.getMessage());
-            }
-        }
-    }
-
     /**
-     * Hands the session and the request's lock to the core.
+     * Ends the request in the core with what it did; the session's content when given.
      *
-     * @return whether the lock went with it (the core released it)
+     * @return what the core did, or null when it failed (logged)
      */
-    private boolean store(Request request, MsmSession session, long lock) {
-        String id = session.getIdInternal();
-        Serialized content = serialize(request, session);
-        if (content == null) {
-            return false;
-        }
-        statistics.requestsWithSession.increment();
+    private Ended end(RequestState state, int outcome, MsmSession session, Serialized content) {
+        Pending<Ended> ended = new Pending<>();
+        String id = session == null ? null : session.getIdInternal();
         try {
-            String moved = Native.finish(handle, id, session.getCreationTimeInternal(),
-                    session.getThisAccessedTimeInternal(), session.getMaxInactiveInterval(), null,
-                    null, content.names, content.values, lock, request.getDecodedRequestURI());
-            if (moved != null && !request.getResponse().isCommitted()) {
-                request.changeSessionId(moved);
+            if (content != null) {
+                Native.end(handle, state.core.handle(), outcome, id,
+                        session.getCreationTimeInternal(), session.getThisAccessedTimeInternal(),
+                        session.getMaxInactiveInterval(), null, null, content.names,
+                        content.values, state.oldId, ended);
+            } else {
+                int maxInactive = session == null ? 0 : session.getMaxInactiveInterval();
+                Native.end(handle, state.core.handle(), outcome, id, 0, 0, maxInactive, null,
+                        null, null, null, null, ended);
             }
+            return ended.await();
         } catch (MsmInvalidIdException e) {
             // A session created while disabled: not ours.
+            return null;
         } catch (MsmException | IllegalArgumentException e) {
+            // IllegalArgumentException: the manager stopped while this request ran.
+            if (session != null) {
+                session.markChanged();
+            }
             statistics.backupCallFailures.increment();
             LOG.warn("session " + redact(id) + " not stored: " + e.getMessage());
+            return null;
         }
-        return true;
     }
 
-    /** At the end of a request: hands the session to the core, which writes it if it changed. */
-    void backupAfterRequest(Request request) {
-        Session found = request.getSessionInternal(false);
+    /** Sticky: at the end of a request, hands the session to the core, which backs it up if it changed. */
+    private void backupAfterRequest(RequestState state) {
+        Session found = state.request.getSessionInternal(false);
         if (!(found instanceof MsmSession) || !found.isValid()) {
             statistics.requestsWithoutSession.increment();
+            end(state, Native.OUTCOME_UNUSED, null, null);
             return;
         }
         statistics.requestsWithSession.increment();
@@ -839,35 +815,17 @@ public class MemcachedSessionManager extends ManagerBase {
         if (!distributes(session)) {
             // A stopped distribution resumes with a full backup.
             session.markChanged();
+            end(state, Native.OUTCOME_NOT_STORED, null, null);
             return;
         }
-        String id = session.getIdInternal();
-        try {
-            if (!session.takeChanged() && Native.backupUnchanged(handle, id,
-                    session.getMaxInactiveInterval(), backupWaitMillis) >= 0) {
+        if (!session.takeChanged()) {
+            Ended ended = end(state, Native.OUTCOME_UNCHANGED, session, null);
+            if (ended == null || !ended.needsContent()) {
                 return;
             }
-        } catch (MsmInvalidIdException e) {
-            return;
-        } catch (MsmException | IllegalArgumentException e) {
-            // IllegalArgumentException: the manager stopped while this request ran.
-            LOG.warn("session " + redact(id) + " not backed up: " + e.getMessage());
-            return;
         }
-        Serialized content = serialize(request, session);
-        if (content == null) {
-            return;
-        }
-        try {
-            Native.backup(handle, session.getIdInternal(), session.getCreationTimeInternal(),
-                    session.getThisAccessedTimeInternal(), session.getMaxInactiveInterval(), null,
-                    null, content.names, content.values, backupWaitMillis);
-        } catch (MsmInvalidIdException e) {
-            // A session Tomcat created with an id that is not ours (disabled at the time).
-        } catch (MsmException | IllegalArgumentException e) {
-            session.markChanged();
-            statistics.backupCallFailures.increment();
-            LOG.warn("session " + redact(id) + " not backed up: " + e.getMessage());
-        }
+        Serialized content = serialize(state.request, session);
+        end(state, content == null ? Native.OUTCOME_NOT_STORED : Native.OUTCOME_USED, session,
+                content);
     }
 }

@@ -10,9 +10,10 @@ import org.apache.catalina.connector.Response;
 import org.apache.catalina.valves.ValveBase;
 
 /**
- * Installed by {@link MemcachedSessionManager} in its context's pipeline: before the request it
- * gives a taken-over session its new id, after the request it hands the session to the core for
- * backup. Requests matching {@code requestUriIgnorePattern} pass through untouched.
+ * Installed by {@link MemcachedSessionManager} in its context's pipeline: begins each request in
+ * the core before the application runs (routing its session, locking it when the mode says so)
+ * and, sticky, hands the session to the core for backup after it. Requests matching
+ * {@code requestUriIgnorePattern} pass through untouched.
  */
 final class SessionBackupValve extends ValveBase {
     private final MemcachedSessionManager manager;
@@ -24,29 +25,20 @@ final class SessionBackupValve extends ValveBase {
 
     @Override
     public void invoke(Request request, Response response) throws IOException, ServletException {
-        if (!manager.distributing() || manager.ignoresUri(request.getDecodedRequestURI())) {
+        if (!manager.distributing()) {
             getNext().invoke(request, response);
             return;
         }
-        if (!manager.isSticky()) {
-            // The request ends later, in the manager's request listener.
-            if (request.getDispatcherType() == DispatcherType.ASYNC) {
-                manager.resumeRequest(request);
-            } else if (!manager.startRequest(request, response)) {
-                return;
-            }
-            try {
-                getNext().invoke(request, response);
-            } finally {
-                manager.leaveValve(request);
-            }
+        if (!manager.isSticky() && request.getDispatcherType() == DispatcherType.ASYNC) {
+            // The request began earlier; it ends later, in the manager's request listener.
+            manager.resumeRequest(request);
+        } else if (!manager.beginRequest(request, response)) {
             return;
         }
-        manager.routeRequest(request);
         try {
             getNext().invoke(request, response);
         } finally {
-            manager.backupAfterRequest(request);
+            manager.leaveValve(request);
         }
     }
 }

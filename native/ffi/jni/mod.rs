@@ -1,0 +1,787 @@
+//! The JNI face: the static native methods of `io.msm.Native`, for the Tomcat shim.
+//!
+//! Each method converts its arguments, calls the core and converts the result. Managers are
+//! handed to Java as numeric handles into a registry of `Arc`s, so a stale or forged handle is an
+//! exception, never a dangling pointer. Core errors become `io.msm.*Exception`s (mapped in one
+//! place, [`exception_class`]); a panic becomes an `io.msm.MsmException` and never unwinds into
+//! the JVM.
+
+mod pending;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use jni::errors::ErrorPolicy;
+use jni::objects::{JByteArray, JClass, JObject, JObjectArray, JString, JThrowable};
+use jni::strings::JNIString;
+use jni::sys::{jboolean, jint, jlong};
+use jni::{Env, EnvUnowned, JValue, jni_sig, jni_str};
+use parking_lot::Mutex;
+use tracing::Level;
+
+use crate::config::ConfigBuilder;
+use crate::error::Error;
+use crate::logging;
+use crate::manager::SessionManager;
+use crate::request::{Ended, HostCopy, Lookup, Outcome, Request, RequestStart};
+use crate::session::SessionData;
+use crate::sticky::BackupOutcome;
+use pending::Deliver;
+
+/// Why a native method failed.
+#[derive(Debug)]
+enum Failure {
+    /// The core refused.
+    Core(Error),
+    /// A JNI call failed (an exception may be pending already).
+    Jni(jni::errors::Error),
+    /// Java passed something the method does not accept.
+    Argument(String),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Core(e)
+    }
+}
+
+impl From<jni::errors::Error> for Failure {
+    fn from(e: jni::errors::Error) -> Self {
+        Failure::Jni(e)
+    }
+}
+
+type Result<T> = std::result::Result<T, Failure>;
+
+/// Throws `io.msm.MsmException.of(code, message)` (see [`pending::error_code`]).
+fn throw(env: &mut Env<'_>, code: jint, message: &str) -> jni::errors::Result<()> {
+    let message = env.new_string(message)?;
+    let exception = env
+        .call_static_method(
+            jni_str!("io/msm/MsmException"),
+            jni_str!("of"),
+            jni_sig!("(ILjava/lang/String;)Lio/msm/MsmException;"),
+            &[JValue::Int(code), JValue::Object(&message)],
+        )?
+        .l()?;
+    let exception = JThrowable::cast_local(env, exception)?;
+    env.throw(exception)
+}
+
+/// Throws the Java exception matching a failure, and returns the method's default value.
+struct ThrowMsm;
+
+impl<T: Default> ErrorPolicy<T, Failure> for ThrowMsm {
+    type Captures<'unowned_env_local: 'native_method, 'native_method> = ();
+
+    fn on_error<'unowned_env_local: 'native_method, 'native_method>(
+        env: &mut Env<'unowned_env_local>,
+        _: &mut (),
+        failure: Failure,
+    ) -> jni::errors::Result<T> {
+        if env.exception_check() {
+            return Ok(T::default());
+        }
+        let _ = match failure {
+            Failure::Core(e) => throw(env, pending::error_code(&e), &e.to_string()),
+            Failure::Argument(message) => env.throw_new(
+                jni_str!("java/lang/IllegalArgumentException"),
+                JNIString::from(message),
+            ),
+            Failure::Jni(e) => throw(env, 0, &format!("JNI failure: {e}")),
+        };
+        Ok(T::default())
+    }
+
+    fn on_panic<'unowned_env_local: 'native_method, 'native_method>(
+        env: &mut Env<'unowned_env_local>,
+        _: &mut (),
+        payload: Box<dyn std::any::Any + Send + 'static>,
+    ) -> jni::errors::Result<T> {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_owned());
+        // Dropping a payload may itself panic; then it is leaked rather than unwound into Java.
+        if let Err(again) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(payload)))
+        {
+            std::mem::forget(again);
+        }
+        if !env.exception_check() {
+            let _ = env.throw_new(
+                JNIString::from("io/msm/MsmException"),
+                JNIString::from(format!("internal panic (contained): {what}")),
+            );
+        }
+        Ok(T::default())
+    }
+}
+
+/// Runs a native method's body with an `Env`, turning failures into Java exceptions.
+fn run<'local, T: Default>(
+    env: &mut EnvUnowned<'local>,
+    body: impl FnOnce(&mut Env<'local>) -> Result<T>,
+) -> T {
+    env.with_env(body).resolve::<ThrowMsm>()
+}
+
+/// Managers handed to Java, by handle.
+fn registry() -> &'static Mutex<HashMap<jlong, Arc<SessionManager>>> {
+    static REGISTRY: std::sync::OnceLock<Mutex<HashMap<jlong, Arc<SessionManager>>>> =
+        std::sync::OnceLock::new();
+    REGISTRY.get_or_init(Default::default)
+}
+
+fn manager(handle: jlong) -> Result<Arc<SessionManager>> {
+    registry()
+        .lock()
+        .get(&handle)
+        .cloned()
+        .ok_or_else(|| Failure::Argument(format!("no live manager has handle {handle}")))
+}
+
+/// Reads the session a request hands back: metadata and `names[i]` -> `values[i]`.
+#[allow(clippy::too_many_arguments)]
+fn session_data(
+    env: &mut Env<'_>,
+    creation_time: jlong,
+    last_accessed: jlong,
+    max_inactive: jint,
+    auth_type: &JString<'_>,
+    principal: &JString<'_>,
+    names: &JObjectArray<'_, JString<'_>>,
+    values: &JObjectArray<'_, JByteArray<'_>>,
+) -> Result<SessionData> {
+    let names = strings(env, names, "names")?;
+    if values.is_null() || values.len(env)? != names.len() {
+        return Err(Failure::Argument("values must match names".into()));
+    }
+    let mut session = SessionData {
+        creation_time: u64::try_from(creation_time).unwrap_or(0),
+        last_accessed: u64::try_from(last_accessed).unwrap_or(0),
+        max_inactive,
+        auth_type: optional_string(env, auth_type)?,
+        principal: optional_string(env, principal)?,
+        ..SessionData::default()
+    };
+    for (i, name) in names.into_iter().enumerate() {
+        let bytes = values.get_element(env, i)?;
+        if bytes.is_null() {
+            return Err(Failure::Argument(format!("value of `{name}` is null")));
+        }
+        session
+            .attributes
+            .insert(name, env.convert_byte_array(&bytes)?);
+    }
+    Ok(session)
+}
+
+fn string(env: &Env<'_>, s: &JString<'_>, name: &str) -> Result<String> {
+    if s.is_null() {
+        return Err(Failure::Argument(format!("`{name}` is null")));
+    }
+    Ok(s.try_to_string(env)?)
+}
+
+fn optional_string(env: &Env<'_>, s: &JString<'_>) -> Result<Option<String>> {
+    if s.is_null() {
+        Ok(None)
+    } else {
+        Ok(Some(s.try_to_string(env)?))
+    }
+}
+
+fn strings(
+    env: &mut Env<'_>,
+    array: &JObjectArray<'_, JString<'_>>,
+    name: &str,
+) -> Result<Vec<String>> {
+    if array.is_null() {
+        return Err(Failure::Argument(format!("`{name}` is null")));
+    }
+    let len = array.len(env)?;
+    (0..len)
+        .map(|i| {
+            let element = array.get_element(env, i)?;
+            string(env, &element, name)
+        })
+        .collect()
+}
+
+/// `Native.create(String[] names, String[] values, String host, String context)`: validates
+/// the attributes and starts a manager; returns its handle.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_msm_Native_create<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    names: JObjectArray<'local, JString<'local>>,
+    values: JObjectArray<'local, JString<'local>>,
+    host: JString<'local>,
+    context: JString<'local>,
+) -> jlong {
+    run(&mut env, |env| {
+        let names = strings(env, &names, "names")?;
+        let values = strings(env, &values, "values")?;
+        if names.len() != values.len() {
+            return Err(Failure::Argument(
+                "names and values differ in length".into(),
+            ));
+        }
+        let mut builder = ConfigBuilder::default();
+        builder.context(
+            &string(env, &host, "host")?,
+            &string(env, &context, "context")?,
+        );
+        for (name, value) in names.iter().zip(&values) {
+            builder.set(name, value)?;
+        }
+        let manager = SessionManager::new(builder.build()?)?;
+        // The Tomcat shim backs sessions up after each request.
+        manager.track_backups();
+        static NEXT: AtomicI64 = AtomicI64::new(1);
+        let handle = NEXT.fetch_add(1, Ordering::Relaxed);
+        registry().lock().insert(handle, manager);
+        Ok(handle)
+    })
+}
+
+/// `Native.destroy(long handle)`: stops a manager; calls still running finish first.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_msm_Native_destroy<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+) {
+    run(&mut env, |_| {
+        registry().lock().remove(&handle);
+        Ok(())
+    })
+}
+
+/// The codes of `Native.BACKUP_*`.
+fn outcome_code(outcome: BackupOutcome) -> jint {
+    match outcome {
+        BackupOutcome::Unchanged => 0,
+        BackupOutcome::Refreshed => 1,
+        BackupOutcome::Written => 2,
+        BackupOutcome::Queued => 3,
+    }
+}
+
+/// `Native.flush(long handle, int timeoutMillis)`: waits for background backups; returns how
+/// many sessions still have work in flight.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_msm_Native_flush<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    timeout_millis: jint,
+) -> jint {
+    run(&mut env, |_| {
+        let manager = manager(handle)?;
+        let timeout = Duration::from_millis(u64::try_from(timeout_millis).unwrap_or(0));
+        Ok(manager.flush(timeout).try_into().unwrap_or(jint::MAX))
+    })
+}
+
+/// `Native.storesAttribute(long handle, String name)`: `sessionAttributeFilter` matches.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_msm_Native_storesAttribute<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    name: JString<'local>,
+) -> jboolean {
+    run(&mut env, |env| {
+        let manager = manager(handle)?;
+        Ok(manager
+            .config()
+            .stores_attribute(&string(env, &name, "name")?))
+    })
+}
+
+/// `Native.sticky(long handle)`: the `sticky` attribute.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_msm_Native_sticky<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+) -> jboolean {
+    run(&mut env, |_| Ok(manager(handle)?.config().sticky))
+}
+
+/// `Native.enabled(long handle)`: the `enabled` attribute.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_msm_Native_enabled<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+) -> jboolean {
+    run(&mut env, |_| Ok(manager(handle)?.config().enabled))
+}
+
+/// `Native.stats(long handle)`: statistics as `name value` lines.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_msm_Native_stats<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+) -> JString<'local> {
+    run(&mut env, |env| {
+        let text = manager(handle)?.stats_text();
+        Ok(JString::from_str(env, text)?)
+    })
+}
+
+/// `Native.installLogging(int level)`: collects the core's records at `level` (1 error, 2 warn,
+/// 3 info, 4 debug, 5 trace) and above for `drainLogs`. False when another collector was first.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_msm_Native_installLogging<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    level: jint,
+) -> jboolean {
+    run(&mut env, |_| {
+        let level = match level {
+            ..=1 => Level::ERROR,
+            2 => Level::WARN,
+            3 => Level::INFO,
+            4 => Level::DEBUG,
+            _ => Level::TRACE,
+        };
+        Ok(logging::install(level))
+    })
+}
+
+/// `Native.drainLogs(int max, int timeoutMillis)`: up to `max` records, waiting up to the
+/// timeout for the first, as a flat `String[]` of `level, target, message` triples (level as
+/// `1`..`5`, as in `installLogging`).
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_msm_Native_drainLogs<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    max: jint,
+    timeout_millis: jint,
+) -> JObjectArray<'local, JString<'local>> {
+    run(&mut env, |env| {
+        let max = usize::try_from(max).unwrap_or(0);
+        let timeout = Duration::from_millis(u64::try_from(timeout_millis).unwrap_or(0));
+        let records = logging::drain(max, timeout);
+        let array = JObjectArray::<JString>::new(env, 3 * records.len(), JString::default())?;
+        for (i, record) in records.iter().enumerate() {
+            let level = match record.level {
+                Level::ERROR => "1",
+                Level::WARN => "2",
+                Level::INFO => "3",
+                Level::DEBUG => "4",
+                Level::TRACE => "5",
+            };
+            for (j, text) in [level, &record.target, &record.message]
+                .into_iter()
+                .enumerate()
+            {
+                let text = JString::from_str(env, text)?;
+                array.set_element(env, 3 * i + j, &text)?;
+            }
+        }
+        Ok(array)
+    })
+}
+
+/// `Native.selftestPanic()`: panics inside the library on purpose, so a test can show the panic
+/// becomes an `MsmException` and the JVM goes on.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_msm_Native_selftestPanic<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+) {
+    run(&mut env, |_| -> Result<()> {
+        panic!("selftestPanic was called")
+    })
+}
+
+/// Requests between `begin` and `end`, by handle.
+fn requests() -> &'static Mutex<HashMap<jlong, Request>> {
+    static REQUESTS: std::sync::OnceLock<Mutex<HashMap<jlong, Request>>> =
+        std::sync::OnceLock::new();
+    REQUESTS.get_or_init(Default::default)
+}
+
+/// Takes a request out of the registry for a call that hands it back (or ends it).
+fn take_request(handle: jlong) -> Result<Request> {
+    requests()
+        .lock()
+        .remove(&handle)
+        .ok_or_else(|| Failure::Argument(format!("no request in progress has handle {handle}")))
+}
+
+fn put_request(request: Request) -> jlong {
+    static NEXT: AtomicI64 = AtomicI64::new(1);
+    let handle = NEXT.fetch_add(1, Ordering::Relaxed);
+    requests().lock().insert(handle, request);
+    handle
+}
+
+/// A request begun: its handle, the id of its session here, and what the host must know.
+struct Begun(jlong, Option<String>, jint);
+
+impl Deliver for Begun {
+    fn deliver(self, env: &mut Env<'_>, pending: &JObject<'_>) -> jni::errors::Result<()> {
+        let id = pending::java_string(env, self.1.as_deref())?;
+        let args = [
+            JValue::Long(self.0),
+            JValue::Object(&id),
+            JValue::Int(self.2),
+        ];
+        pending::call(
+            env,
+            pending,
+            jni_str!("begun"),
+            jni_sig!("(JLjava/lang/String;I)V"),
+            &args,
+        )
+    }
+}
+
+/// The flags of `io.msm.MsmRequest`.
+fn request_flags(request: &Request) -> jint {
+    [
+        (request.ignored(), 1),
+        (request.new_cookie(), 2),
+        (request.locked(), 4),
+        (request.invalid_id(), 8),
+        (request.prefetched(), 16),
+    ]
+    .into_iter()
+    .filter(|(set, _)| *set)
+    .map(|(_, bit)| bit)
+    .sum()
+}
+
+impl Deliver for Lookup {
+    fn deliver(self, env: &mut Env<'_>, pending: &JObject<'_>) -> jni::errors::Result<()> {
+        let (kind, loaded) = match self {
+            Lookup::Found(loaded) => (0, Some(loaded)),
+            Lookup::Current => (1, None),
+            Lookup::Missing => (2, None),
+            Lookup::Unavailable => (3, None),
+        };
+        let signature = jni_sig!(
+            "(ILjava/lang/String;[JLjava/lang/String;Ljava/lang/String;[Ljava/lang/String;[[B)V"
+        );
+        let Some(loaded) = loaded else {
+            let null = JObject::null();
+            let args = [
+                JValue::Int(kind),
+                JValue::Object(&null),
+                JValue::Object(&null),
+                JValue::Object(&null),
+                JValue::Object(&null),
+                JValue::Object(&null),
+                JValue::Object(&null),
+            ];
+            return pending::call(env, pending, jni_str!("found"), signature, &args);
+        };
+        let s = &loaded.session;
+        let moved = loaded.relocated.as_ref().map(ToString::to_string);
+        let relocated = pending::java_string(env, moved.as_deref())?;
+        let times = env.new_long_array(4)?;
+        let fields = [
+            i64::try_from(s.creation_time).unwrap_or(i64::MAX),
+            i64::try_from(s.last_accessed).unwrap_or(i64::MAX),
+            i64::from(s.max_inactive),
+            i64::try_from(s.version).unwrap_or(i64::MAX),
+        ];
+        times.set_region(env, 0, &fields)?;
+        let auth_type = pending::java_string(env, s.auth_type.as_deref())?;
+        let principal = pending::java_string(env, s.principal.as_deref())?;
+        let names = JObjectArray::<JString>::new(env, s.attributes.len(), JString::default())?;
+        let values =
+            JObjectArray::<JByteArray>::new(env, s.attributes.len(), JByteArray::default())?;
+        for (i, (name, value)) in s.attributes.iter().enumerate() {
+            let name = env.new_string(name)?;
+            names.set_element(env, i, &name)?;
+            let bytes = env.byte_array_from_slice(value)?;
+            values.set_element(env, i, &bytes)?;
+        }
+        let args = [
+            JValue::Int(kind),
+            JValue::Object(&relocated),
+            JValue::Object(&times),
+            JValue::Object(&auth_type),
+            JValue::Object(&principal),
+            JValue::Object(&names),
+            JValue::Object(&values),
+        ];
+        pending::call(env, pending, jni_str!("found"), signature, &args)
+    }
+}
+
+impl Deliver for Ended {
+    fn deliver(self, env: &mut Env<'_>, pending: &JObject<'_>) -> jni::errors::Result<()> {
+        let (backup, moved) = match self {
+            Ended::NeedsContent => (-2, None),
+            Ended::Done { moved, backup } => (backup.map_or(-1, outcome_code), moved),
+        };
+        let moved = pending::java_string(env, moved.map(|m| m.to_string()).as_deref())?;
+        let args = [JValue::Int(backup), JValue::Object(&moved)];
+        pending::call(
+            env,
+            pending,
+            jni_str!("ended"),
+            jni_sig!("(ILjava/lang/String;)V"),
+            &args,
+        )
+    }
+}
+
+/// `Native.begin(long handle, String sessionId, String uri, String route, Pending pending)`:
+/// a request starts (see [`SessionManager::begin`]); completes `pending` with an
+/// `io.msm.MsmRequest`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_msm_Native_begin<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    session_id: JString<'local>,
+    uri: JString<'local>,
+    route: JString<'local>,
+    pending: JObject<'local>,
+) {
+    run(&mut env, |env| {
+        let manager = manager(handle)?;
+        let session_id = optional_string(env, &session_id)?;
+        let uri = string(env, &uri, "uri")?;
+        let route = optional_string(env, &route)?;
+        let work = async move {
+            let start = RequestStart {
+                session_id: session_id.as_deref(),
+                uri: &uri,
+                route: route.as_deref(),
+            };
+            let request = manager.begin(start).await?;
+            let flags = request_flags(&request);
+            let id = request.session_id().map(ToString::to_string);
+            // An ignored request has no end.
+            let handle = if request.ignored() {
+                0
+            } else {
+                put_request(request)
+            };
+            Ok(Begun(handle, id, flags))
+        };
+        Ok(pending::start(env, &pending, work)?)
+    })
+}
+
+/// `Native.lookup(long handle, long request, String id, int hostCopy, Pending pending)`: the
+/// request uses the session `id`, of which the host holds `hostCopy` (0 nothing, 1 a copy shared
+/// with another request, 2 a copy newer than memcached's); completes `pending` with an
+/// `io.msm.Lookup` (see [`SessionManager::lookup`]).
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_msm_Native_lookup<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    request: jlong,
+    id: JString<'local>,
+    host_copy: jint,
+    pending: JObject<'local>,
+) {
+    run(&mut env, |env| {
+        let manager = manager(handle)?;
+        let id = string(env, &id, "id")?;
+        let host = match host_copy {
+            0 => HostCopy::None,
+            1 => HostCopy::Shared,
+            2 => HostCopy::Held,
+            other => return Err(Failure::Argument(format!("hostCopy {other}"))),
+        };
+        let mut taken = take_request(request)?;
+        let work = async move {
+            let found = manager.lookup(&mut taken, &id, host).await;
+            requests().lock().insert(request, taken);
+            Ok(found)
+        };
+        Ok(pending::start(env, &pending, work)?)
+    })
+}
+
+/// `Native.load(long handle, String id, Pending pending)`: reads a session outside any request
+/// (Tomcat's authenticator looks sessions up before the request begins); completes `pending`
+/// with an `io.msm.Lookup`: found, missing, or unavailable.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_msm_Native_load<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    id: JString<'local>,
+    pending: JObject<'local>,
+) {
+    run(&mut env, |env| {
+        let manager = manager(handle)?;
+        let id = string(env, &id, "id")?;
+        let work = async move {
+            let mut request = Request::default();
+            Ok(manager.lookup(&mut request, &id, HostCopy::None).await)
+        };
+        Ok(pending::start(env, &pending, work)?)
+    })
+}
+
+/// `Native.end(long handle, long request, int outcome, String id, long creationTime,
+/// long lastAccessedTime, int maxInactive, String authType, String principal, String[] names,
+/// byte[][] values, String previousId, Pending pending)`: the request ends (see
+/// [`SessionManager::end`]). `outcome`: 0 unused, 1 used (with the session's content), 2
+/// unchanged (sticky; id and lifetime only), 3 not stored. Completes `pending` with an
+/// `io.msm.Ended`; the request is over unless it says the core needs the content.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub extern "system" fn Java_io_msm_Native_end<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    request: jlong,
+    outcome: jint,
+    id: JString<'local>,
+    creation_time: jlong,
+    last_accessed: jlong,
+    max_inactive: jint,
+    auth_type: JString<'local>,
+    principal: JString<'local>,
+    names: JObjectArray<'local, JString<'local>>,
+    values: JObjectArray<'local, JByteArray<'local>>,
+    previous_id: JString<'local>,
+    pending: JObject<'local>,
+) {
+    run(&mut env, |env| {
+        let manager = manager(handle)?;
+        let mut taken = take_request(request)?;
+        let id = optional_string(env, &id)?;
+        let previous = optional_string(env, &previous_id)?;
+        let session = match outcome {
+            1 => Some(session_data(
+                env,
+                creation_time,
+                last_accessed,
+                max_inactive,
+                &auth_type,
+                &principal,
+                &names,
+                &values,
+            )?),
+            _ => None,
+        };
+        let work = async move {
+            let id = id.unwrap_or_default();
+            let outcome = match (outcome, session) {
+                (1, Some(session)) => Outcome::Used {
+                    id: &id,
+                    session,
+                    previous: previous.as_deref(),
+                },
+                (2, _) => Outcome::Unchanged {
+                    id: &id,
+                    max_inactive,
+                },
+                (0, _) => Outcome::Unused,
+                _ => Outcome::NotStored,
+            };
+            let ended = manager.end(&mut taken, outcome).await;
+            if matches!(ended, Ok(Ended::NeedsContent)) {
+                requests().lock().insert(request, taken);
+            }
+            ended
+        };
+        Ok(pending::start(env, &pending, work)?)
+    })
+}
+
+/// `Native.newSessionId(long handle, long request, String route, Pending pending)`: a fresh
+/// session id, reserved in the cluster, for the request `request` (0: none); completes `pending`
+/// with the id.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_msm_Native_newSessionId<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    request: jlong,
+    route: JString<'local>,
+    pending: JObject<'local>,
+) {
+    run(&mut env, |env| {
+        let manager = manager(handle)?;
+        let route = optional_string(env, &route)?;
+        let work = async move {
+            let id = manager.new_session_id(route.as_deref()).await?;
+            if let Some(request) = requests().lock().get_mut(&request) {
+                request.remember(&id);
+            }
+            Ok(Some(id.to_string()))
+        };
+        Ok(pending::start(env, &pending, work)?)
+    })
+}
+
+/// `Native.ended(long handle, String id, long lastAccessedTime, int maxInactive, Pending
+/// pending)`: the session ended on this host (invalidated, or timed out); the core removes its
+/// memcached copies accordingly.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_msm_Native_ended<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    id: JString<'local>,
+    last_accessed: jlong,
+    max_inactive: jint,
+    pending: JObject<'local>,
+) {
+    run(&mut env, |env| {
+        let manager = manager(handle)?;
+        let id = manager.parse_id(&string(env, &id, "id")?)?;
+        let last_accessed = u64::try_from(last_accessed).unwrap_or(0);
+        let work = async move { manager.ended(&id, last_accessed, max_inactive).await };
+        Ok(pending::start(env, &pending, work)?)
+    })
+}
+
+/// `Native.idChanged(long handle, String oldId, String newId, Pending pending)`: a sticky
+/// session took a new id (its old copies go when its storage key changed).
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_msm_Native_idChanged<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    old_id: JString<'local>,
+    new_id: JString<'local>,
+    pending: JObject<'local>,
+) {
+    run(&mut env, |env| {
+        let manager = manager(handle)?;
+        let old = manager.parse_id(&string(env, &old_id, "oldId")?)?;
+        let new = manager.parse_id(&string(env, &new_id, "newId")?)?;
+        let work = async move { manager.id_changed(&old, &new).await };
+        Ok(pending::start(env, &pending, work)?)
+    })
+}
+
+/// `Native.setMemcachedNodes(long handle, String nodes, Pending pending)`: replaces the node
+/// list and shares it with the cluster (JMX).
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_msm_Native_setMemcachedNodes<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    nodes: JString<'local>,
+    pending: JObject<'local>,
+) {
+    run(&mut env, |env| {
+        let manager = manager(handle)?;
+        let nodes = string(env, &nodes, "memcachedNodes")?;
+        let work = async move { manager.set_nodes(&nodes).await };
+        Ok(pending::start(env, &pending, work)?)
+    })
+}

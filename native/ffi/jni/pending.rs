@@ -1,0 +1,190 @@
+//! Java futures completed by the native runtime, so that no Java thread waits inside a native
+//! call (a virtual thread waiting there would pin its carrier thread).
+//!
+//! An operation that may wait on the network or on a lock receives an `io.msm.Pending` from
+//! Java. It is polled once on the calling thread: when it is done at once (nothing to send, a
+//! write queued) the `Pending` is completed before the call returns; otherwise it goes on as a
+//! task of the runtime, which completes the `Pending` from its own thread, attached to the JVM as
+//! a daemon, while the Java thread parks on it. Results reach Java through the `Pending`'s own
+//! methods (looked up on its class, so runtime threads never need the host's class loaders), and
+//! failures through `failed(code, message)`, which `io.msm.MsmException.of` maps to a class.
+
+use std::future::Future;
+use std::task::{Context, Poll, Waker};
+
+use jni::objects::{Global, JObject};
+use jni::signature::MethodSignature;
+use jni::strings::JNIStr;
+use jni::sys::jint;
+use jni::{Env, JValue, JavaVM};
+use jni::{jni_sig, jni_str};
+
+use crate::error::Error;
+use crate::runtime;
+
+/// A result that knows how to complete an `io.msm.Pending`.
+pub(super) trait Deliver: Send + 'static {
+    /// Completes `pending` with this result.
+    fn deliver(self, env: &mut Env<'_>, pending: &JObject<'_>) -> jni::errors::Result<()>;
+}
+
+/// Completes `pending` by calling its `method` of `signature` with `args`.
+pub(super) fn call<'sig, 'args>(
+    env: &mut Env<'_>,
+    pending: &JObject<'_>,
+    method: &JNIStr,
+    signature: MethodSignature<'sig, 'args>,
+    args: &[JValue<'_>],
+) -> jni::errors::Result<()> {
+    env.call_method(pending, method, signature, args)?;
+    Ok(())
+}
+
+impl Deliver for () {
+    fn deliver(self, env: &mut Env<'_>, pending: &JObject<'_>) -> jni::errors::Result<()> {
+        call(
+            env,
+            pending,
+            jni_str!("done"),
+            jni_sig!("(Ljava/lang/Object;)V"),
+            &[JValue::Object(&JObject::null())],
+        )
+    }
+}
+
+/// A Java string, or null.
+pub(super) fn java_string<'local>(
+    env: &mut Env<'local>,
+    text: Option<&str>,
+) -> jni::errors::Result<JObject<'local>> {
+    Ok(match text {
+        Some(text) => env.new_string(text)?.into(),
+        None => JObject::null(),
+    })
+}
+
+impl Deliver for Option<String> {
+    fn deliver(self, env: &mut Env<'_>, pending: &JObject<'_>) -> jni::errors::Result<()> {
+        let value = java_string(env, self.as_deref())?;
+        call(
+            env,
+            pending,
+            jni_str!("done"),
+            jni_sig!("(Ljava/lang/Object;)V"),
+            &[JValue::Object(&value)],
+        )
+    }
+}
+
+/// The code `io.msm.MsmException.of` maps to an exception class: the single mapping of core
+/// errors for Java.
+pub(super) fn error_code(e: &Error) -> jint {
+    match e {
+        Error::Config { .. } => 1,
+        Error::InvalidId | Error::InvalidKey(_) => 2,
+        Error::Corrupt(_) => 3,
+        Error::TooLarge { .. } => 4,
+        Error::Timeout { .. } => 5,
+        Error::NodeDown(_) | Error::Io { .. } | Error::Unavailable => 6,
+        Error::LockTimeout(_) => 7,
+        Error::Protocol { .. }
+        | Error::Server { .. }
+        | Error::IdExhausted(_)
+        | Error::NestedRuntime => 0,
+    }
+}
+
+/// Completes `pending` exceptionally with `code` (see [`error_code`]) and `message`.
+pub(super) fn fail(
+    env: &mut Env<'_>,
+    pending: &JObject<'_>,
+    code: jint,
+    message: &str,
+) -> jni::errors::Result<()> {
+    let message = env.new_string(message)?;
+    call(
+        env,
+        pending,
+        jni_str!("failed"),
+        jni_sig!("(ILjava/lang/String;)V"),
+        &[JValue::Int(code), JValue::Object(&message)],
+    )
+}
+
+fn complete<T: Deliver>(
+    env: &mut Env<'_>,
+    pending: &JObject<'_>,
+    result: crate::error::Result<T>,
+) -> jni::errors::Result<()> {
+    match result {
+        Ok(value) => value.deliver(env, pending),
+        Err(e) => fail(env, pending, error_code(&e), &e.to_string()),
+    }
+}
+
+/// Starts `work` for `pending`: completed before returning when it is done at once, else by a
+/// runtime thread later.
+pub(super) fn start<T, F>(
+    env: &mut Env<'_>,
+    pending: &JObject<'_>,
+    work: F,
+) -> jni::errors::Result<()>
+where
+    T: Deliver,
+    F: Future<Output = crate::error::Result<T>> + Send + 'static,
+{
+    if pending.is_null() {
+        return Err(jni::errors::Error::NullPtr("pending"));
+    }
+    let mut work = Box::pin(work);
+    let polled = {
+        let _runtime = runtime::handle().enter();
+        work.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+    };
+    if let Poll::Ready(result) = polled {
+        return complete(env, pending, result);
+    }
+    let pending: Global<JObject<'static>> = env.new_global_ref(pending)?;
+    runtime::handle().spawn(async move {
+        let result = work.await;
+        on_runtime_thread(move |env| complete(env, pending.as_obj(), result));
+    });
+    Ok(())
+}
+
+/// Runs `f` on this runtime thread, attached to the JVM as a daemon (once per thread: daemon
+/// threads never hold the JVM's exit up). A failure is logged: the Java thread waiting on the
+/// `Pending` then waits for its own time limit.
+fn on_runtime_thread(f: impl FnOnce(&mut Env<'_>) -> jni::errors::Result<()>) {
+    let attached = JavaVM::singleton().and_then(|vm| {
+        if !vm.is_thread_attached()? {
+            attach_as_daemon(&vm)?;
+        }
+        vm.with_local_frame(16, |env| {
+            let result = f(env);
+            if env.exception_check() {
+                env.exception_describe();
+                env.exception_clear();
+            }
+            result
+        })
+    });
+    if let Err(e) = attached {
+        tracing::error!(error = %e, "a Java caller could not be told the outcome of its call");
+    }
+}
+
+fn attach_as_daemon(vm: &JavaVM) -> jni::errors::Result<()> {
+    let raw = vm.get_raw();
+    let mut env = std::ptr::null_mut();
+    // SAFETY: `raw` is the live JavaVM this library was loaded into; AttachCurrentThreadAsDaemon
+    // (JNI 1.4) takes a thread that is not attached (checked above) and null arguments.
+    let rc = unsafe {
+        ((*(*raw)).v1_4.AttachCurrentThreadAsDaemon)(raw, &mut env, std::ptr::null_mut())
+    };
+    if rc == jni::sys::JNI_OK {
+        Ok(())
+    } else {
+        Err(jni::errors::Error::JniCall(jni::errors::JniError::Unknown))
+    }
+}
