@@ -4,7 +4,7 @@
 use std::fmt::Display;
 use std::time::{Duration, Instant};
 
-use crate::common::tomcat::Browser;
+use crate::common::tomcat::{Browser, Response, Tomcat};
 use crate::fleet::Fleet;
 use crate::measure::{Sample, kept, passed};
 use crate::mode::Mode;
@@ -103,10 +103,11 @@ fn memcached_under_load(verdict: &mut Verdict, mode: Mode, runs: &[&Sample]) {
     verdict.check(
         sets > 0,
         format_args!(
-            "{name}: memcached cmd_set +{sets} during its runs: {:.2} per modifying request \
-             ({writes} GET /, {reads} GET /read; one id reservation per new session too); \
-             cmd_get +{gets}: {:.2} per request",
+            "{name}: memcached cmd_set +{sets} during its runs: {:.2} per modifying request, \
+             {:.2} per request ({writes} GET /, {reads} GET /read; one id reservation per new \
+             session too); cmd_get +{gets}: {:.2} per request",
             per(sets, writes),
+            per(sets, writes + reads),
             per(gets, writes + reads),
         ),
     );
@@ -115,17 +116,25 @@ fn memcached_under_load(verdict: &mut Verdict, mode: Mode, runs: &[&Sample]) {
 /// A browser's two `GET /` and a `GET /read` after the load: counter 1, 2, 2 in one session, and
 /// for msm a store reaching memcached (none for StandardManager).
 fn browser(verdict: &mut Verdict, fleet: &Fleet, mode: Mode) {
-    let tomcat = fleet.tomcat(mode);
-    let name = mode.name();
     let sets_before = fleet.memcached.stat("cmd_set");
-    let answers = ["/", "/", "/read"].map({
-        let mut browser = Browser::default();
-        move |path| browser.get(tomcat, path)
-    });
+    let answers = browse(fleet.tomcat(mode));
     let sets = sets_after(fleet, mode, sets_before) - sets_before;
+    counted_in_one_session(verdict, mode, &answers);
+    stored(verdict, mode, sets);
+}
+
+/// `GET /`, `GET /` and `GET /read` in a new session.
+fn browse(tomcat: &Tomcat) -> [Response; 3] {
+    let mut browser = Browser::default();
+    ["/", "/", "/read"].map(|path| browser.get(tomcat, path))
+}
+
+/// The browser's answers show counter 1, 2, 2 in one session.
+fn counted_in_one_session(verdict: &mut Verdict, mode: Mode, answers: &[Response; 3]) {
+    let name = mode.name();
     let session = answers[0].field("session").filter(|id| *id != "none");
-    let counters = answers.each_ref().map(|answer| answer.field("counter"));
     let one_session = session.is_some() && answers.iter().all(|a| a.field("session") == session);
+    let counters = answers.each_ref().map(|answer| answer.field("counter"));
     if one_session && counters == [Some("1"), Some("2"), Some("2")] {
         verdict.check(
             true,
@@ -141,6 +150,11 @@ fn browser(verdict: &mut Verdict, fleet: &Fleet, mode: Mode) {
             format_args!("{name}: / twice, then /read, with a cookie: {bodies:?}"),
         );
     }
+}
+
+/// The browser's requests stored `sets` items: some for msm, none for StandardManager.
+fn stored(verdict: &mut Verdict, mode: Mode, sets: u64) {
+    let name = mode.name();
     if mode.uses_memcached() {
         verdict.check(
             sets > 0,

@@ -10,7 +10,8 @@ use crate::progress::Progress;
 use crate::settings::Settings;
 use crate::{cpu, wrk};
 
-/// Time given to the asynchronous backups of a run's last requests to land before counting.
+/// Time given to a run's last requests, and the asynchronous backups they started, to finish
+/// before counting, so that none of their work is counted in the next run.
 const SETTLE: Duration = Duration::from_secs(1);
 
 /// One measured run of one mode.
@@ -53,7 +54,7 @@ pub fn warm_up(fleet: &Fleet, settings: &Settings, progress: &Progress) {
             mode.name(),
             settings.warmup.as_secs()
         ));
-        let outcome = wrk::run(fleet.tomcat(mode).port, settings.warmup, settings.load());
+        let outcome = run_and_settle(fleet.tomcat(mode).port, settings.warmup, settings);
         progress.say(format_args!(
             "  warm-up {}: {:.2} requests/s, p99 {:.3} ms",
             mode.name(),
@@ -90,8 +91,7 @@ fn measure(fleet: &Fleet, mode: Mode, round: u32, settings: &Settings) -> Sample
     let tomcat = fleet.tomcat(mode);
     let before = fleet.memcached.stats();
     let cpu_before = cpu::used(tomcat.pid());
-    let outcome = wrk::run(tomcat.port, settings.duration, settings.load());
-    std::thread::sleep(SETTLE);
+    let outcome = run_and_settle(tomcat.port, settings.duration, settings);
     let cpu = cpu::used(tomcat.pid()) - cpu_before;
     let after = fleet.memcached.stats();
     let growth = |name: &str| after[name] - before[name];
@@ -103,6 +103,13 @@ fn measure(fleet: &Fleet, mode: Mode, round: u32, settings: &Settings) -> Sample
         gets: growth("cmd_get"),
         sets: growth("cmd_set"),
     }
+}
+
+/// A wrk run of `length` against `port`, then the settle time.
+fn run_and_settle(port: u16, length: Duration, settings: &Settings) -> wrk::Outcome {
+    let outcome = wrk::run(port, length, settings.load());
+    std::thread::sleep(SETTLE);
+    outcome
 }
 
 fn print_header() {
