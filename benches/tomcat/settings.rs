@@ -83,6 +83,7 @@ fn number(name: &str, default: u32, min: u32) -> Result<u32, String> {
     };
     match value.trim().parse() {
         Ok(n) if n >= min => Ok(n),
+        _ if min == 0 => Err(format!("{name} must be a whole number, not '{value}'")),
         _ => Err(format!(
             "{name} must be a whole number of at least {min}, not '{value}'"
         )),
