@@ -14,8 +14,8 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// Starts memcached, then a Tomcat for each of `modes` at once, each JVM with `jvm` flags;
-    /// panics when one does not serve.
+    /// Starts memcached, then a Tomcat for each of `modes`, each JVM with `jvm` flags; panics
+    /// when one does not serve.
     pub fn start(modes: &[Mode], jvm: &[String], progress: &Progress) -> Fleet {
         let memcached = Memcached::start();
         progress.say(format_args!(
@@ -23,31 +23,16 @@ impl Fleet {
             memcached.pid(),
             memcached.address()
         ));
-        let nodes = &node_list(&[&memcached]);
-        let tomcats = std::thread::scope(|scope| {
-            let starting: Vec<_> = modes
-                .iter()
-                .map(|&mode| scope.spawn(move || Tomcat::start(&mode.options(nodes, jvm))))
-                .collect();
-            let started = starting.into_iter().map(|thread| thread.join());
-            modes
-                .iter()
-                .copied()
-                .zip(started)
-                .map(|(mode, tomcat)| {
-                    let tomcat =
-                        tomcat.unwrap_or_else(|_| panic!("Tomcat {} did not start", mode.name()));
-                    check_route(mode, &tomcat);
-                    progress.say(format_args!(
-                        "Tomcat {} pid {} on 127.0.0.1:{}",
-                        mode.name(),
-                        tomcat.pid(),
-                        tomcat.port
-                    ));
-                    (mode, tomcat)
-                })
-                .collect()
-        });
+        let tomcats = start_tomcats(modes, &node_list(&[&memcached]), jvm);
+        for (mode, tomcat) in &tomcats {
+            check_route(*mode, tomcat);
+            progress.say(format_args!(
+                "Tomcat {} pid {} on 127.0.0.1:{}",
+                mode.name(),
+                tomcat.pid(),
+                tomcat.port
+            ));
+        }
         Fleet { memcached, tomcats }
     }
 
@@ -58,6 +43,29 @@ impl Fleet {
             .find_map(|(m, tomcat)| (*m == mode).then_some(tomcat))
             .unwrap_or_else(|| panic!("no Tomcat runs {}", mode.name()))
     }
+}
+
+/// A Tomcat for each of `modes` over memcached `nodes`, all started at once since each JVM takes
+/// seconds to start.
+fn start_tomcats(modes: &[Mode], nodes: &str, jvm: &[String]) -> Vec<(Mode, Tomcat)> {
+    std::thread::scope(|scope| {
+        let starting: Vec<_> = modes
+            .iter()
+            .map(|&mode| {
+                let options = mode.options(nodes, jvm);
+                (mode, scope.spawn(move || Tomcat::start(&options)))
+            })
+            .collect();
+        starting
+            .into_iter()
+            .map(|(mode, thread)| {
+                let tomcat = thread
+                    .join()
+                    .unwrap_or_else(|_| panic!("Tomcat {} did not start", mode.name()));
+                (mode, tomcat)
+            })
+            .collect()
+    })
 }
 
 /// Panics unless the Tomcat answering on its port is the one of `mode`: its route is in the
