@@ -107,6 +107,9 @@ pub struct Options {
     pub attributes: Vec<(String, String)>,
     /// Attributes of the `<Context>` itself, as in `context.xml`.
     pub context: Vec<(String, String)>,
+    /// The JVM's heap and collector flags, ahead of `jvm`: a small heap and the serial collector
+    /// by default; the benchmark sets its own (a JVM refuses two collectors).
+    pub jvm_base: Vec<String>,
     /// Extra JVM options.
     pub jvm: Vec<String>,
     /// Jars added to the web application, as if in its `WEB-INF/lib`.
@@ -125,6 +128,9 @@ impl Options {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
             context: Vec::new(),
+            jvm_base: ["-Xmx256m", "-XX:+UseSerialGC", "-Xshare:auto"]
+                .map(str::to_owned)
+                .to_vec(),
             jvm: Vec::new(),
             webapp_jars: Vec::new(),
         }
@@ -181,7 +187,7 @@ impl Tomcat {
         // libmsm before the jar: Tomcat must load the library the jar carries.
         command
             .env_remove("LD_LIBRARY_PATH")
-            .args(["-Xmx256m", "-XX:+UseSerialGC", "-Xshare:auto"])
+            .args(&options.jvm_base)
             .args(&options.jvm)
             .arg(format!("-Djava.io.tmpdir={}", dir.path.display()))
             .args(["-cp", &classpath, "io.msm.demo.EmbeddedTomcat"])
@@ -229,6 +235,11 @@ impl Tomcat {
             );
             std::thread::sleep(Duration::from_millis(25));
         }
+    }
+
+    /// The PID of the running JVM.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("not running").id()
     }
 
     /// Kills the JVM (SIGKILL): a crash, nothing is flushed.

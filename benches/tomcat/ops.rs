@@ -1,0 +1,58 @@
+//! memcached commands per request: every command memcached counts (`cmd_get` counts each key of a
+//! get, `cmd_set` each store), over a number of requests of one session, for a reading request and
+//! a modifying one. One memcached node, so no second copies.
+
+use std::time::Duration;
+
+use crate::common::command_counters;
+use crate::common::tomcat::Browser;
+use crate::fleet::Fleet;
+use crate::mode::Mode;
+
+/// Time given to the asynchronous backups of the last requests to land before counting.
+const SETTLE: Duration = Duration::from_millis(500);
+
+/// Prints a row per mode: commands per `GET /read` and per `GET /`, over `requests` each.
+pub fn print(fleet: &Fleet, modes: &[Mode], requests: u32) {
+    println!();
+    println!("== memcached operations per request ({requests} requests each, one session)");
+    println!(
+        "{:<18}  {:>14}  {:>16}",
+        "mode", "GET /read", "GET / (changes)"
+    );
+    for &mode in modes {
+        let [reading, modifying] = per_request(fleet, mode, requests);
+        println!("{:<18}  {reading:>14.2}  {modifying:>16.2}", mode.name());
+    }
+}
+
+/// Commands per `GET /read` and per `GET /` of one new session of `mode`.
+fn per_request(fleet: &Fleet, mode: Mode, requests: u32) -> [f64; 2] {
+    let tomcat = fleet.tomcat(mode);
+    let mut browser = Browser::default();
+    browser.get(tomcat, "/");
+    std::thread::sleep(SETTLE);
+    ["/read", "/"].map(|path| {
+        let before = commands(fleet);
+        for _ in 0..requests {
+            let answer = browser.get(tomcat, path);
+            assert_eq!(
+                answer.status,
+                200,
+                "{path} of {}: {}",
+                mode.name(),
+                answer.body
+            );
+        }
+        std::thread::sleep(SETTLE);
+        (commands(fleet) - before) as f64 / f64::from(requests)
+    })
+}
+
+/// Every command memcached has counted so far.
+fn commands(fleet: &Fleet) -> u64 {
+    command_counters(&fleet.memcached.stats())
+        .iter()
+        .map(|(_, count)| count)
+        .sum()
+}

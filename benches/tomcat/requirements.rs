@@ -1,0 +1,37 @@
+//! What the benchmark needs installed and built, checked before anything starts so that one
+//! message names everything missing.
+
+use std::path::Path;
+
+use crate::common::tomcat::built_jar;
+use crate::wrk;
+
+/// A file the benchmark runs, and the Debian package that installs it.
+const INSTALLED: [(&str, &str); 5] = [
+    (wrk::PROGRAM, "wrk"),
+    ("/usr/bin/memcached", "memcached"),
+    ("/usr/bin/java", "default-jdk-headless"),
+    ("/usr/share/tomcat10/lib/catalina.jar", "libtomcat10-java"),
+    ("/usr/share/tomcat10/bin/tomcat-juli.jar", "tomcat10"),
+];
+
+/// Jars of `scripts/build-jar.sh` the Tomcats run.
+const BUILT: [&str; 2] = ["msm-tomcat10.jar", "msm-demo-tomcat10.jar"];
+
+/// Panics naming the install command when a package is missing, and the build command when a
+/// jar is.
+pub fn check() {
+    let missing: Vec<&str> = INSTALLED
+        .iter()
+        .filter(|(path, _)| !Path::new(path).exists())
+        .map(|(_, package)| *package)
+        .collect();
+    let missing = missing.join(" ");
+    assert!(
+        missing.is_empty(),
+        "missing: {missing}; install them with: apt-get install -y {missing}"
+    );
+    for jar in BUILT {
+        built_jar(jar);
+    }
+}
