@@ -114,6 +114,10 @@ pub struct Options {
     pub jvm: Vec<String>,
     /// Jars added to the web application, as if in its `WEB-INF/lib`.
     pub webapp_jars: Vec<PathBuf>,
+    /// Attributes of the HTTP connector, as in `server.xml` (`useVirtualThreads`, ...).
+    pub connector: Vec<(String, String)>,
+    /// The JVM to run; the default one when `None`.
+    pub java: Option<PathBuf>,
 }
 
 impl Options {
@@ -133,8 +137,26 @@ impl Options {
                 .to_vec(),
             jvm: Vec::new(),
             webapp_jars: Vec::new(),
+            connector: Vec::new(),
+            java: None,
         }
     }
+}
+
+/// A JVM with virtual threads (Java 21 or later): `MSM_JAVA_VIRTUAL`, else the Temurin 25 this
+/// kind of machine ships in `/usr/lib/jvm/temurin-25-jdk-amd64`.
+pub fn java_with_virtual_threads() -> PathBuf {
+    let path = std::env::var_os("MSM_JAVA_VIRTUAL").map_or_else(
+        || PathBuf::from("/usr/lib/jvm/temurin-25-jdk-amd64/bin/java"),
+        PathBuf::from,
+    );
+    assert!(
+        path.exists(),
+        "{} is missing: install a JDK 21 or later (e.g. `apt-get install -y openjdk-21-jdk-headless` \
+         where the distribution has it) and name its `java` in MSM_JAVA_VIRTUAL",
+        path.display()
+    );
+    path
 }
 
 /// An embedded Tomcat in its own JVM, killed when dropped.
@@ -182,7 +204,7 @@ impl Tomcat {
             built_jar(&format!("msm-demo-{variant}.jar")).display(),
             options.variant.classpath()
         );
-        let mut command = Command::new(java());
+        let mut command = Command::new(options.java.clone().unwrap_or_else(java));
         // cargo puts its build directories on LD_LIBRARY_PATH, which the JVM searches for
         // libmsm before the jar: Tomcat must load the library the jar carries.
         command
@@ -200,6 +222,9 @@ impl Tomcat {
         }
         for (name, value) in &options.context {
             command.args(["--context", &format!("{name}={value}")]);
+        }
+        for (name, value) in &options.connector {
+            command.args(["--connector", &format!("{name}={value}")]);
         }
         for jar in &options.webapp_jars {
             command.arg("--webapp-jar").arg(jar);

@@ -36,6 +36,8 @@ import jakarta.servlet.http.HttpSession;
  * ignored by the manager in the tests;</li>
  * <li>{@code /slow?ms=N}: reads the session slowly (N ms) and reports when it started and
  * ended, to show which requests of one session run in parallel;</li>
+ * <li>{@code /hold?ms=N}: increments the session's {@code counter}, then holds the session N ms
+ * (as a database call would), to show that locked requests of one session lose no update;</li>
  * <li>{@code /plain}: never looks at the session (as a static resource);</li>
  * <li>{@code /missing}: answers 404, whose error page ({@code /error-page}) counts the
  * session's errors in its {@code errors} attribute;</li>
@@ -100,6 +102,16 @@ public final class DemoServlet extends HttpServlet {
                 reply(response, "started=" + started + " ended=" + System.currentTimeMillis()
                         + " counter=" + (session == null ? null : session.getAttribute("counter")));
                 return;
+            case "/hold":
+                session = request.getSession();
+                Integer held = (Integer) session.getAttribute("counter");
+                session.setAttribute("counter", held == null ? 1 : held + 1);
+                try {
+                    Thread.sleep(Long.parseLong(request.getParameter("ms")));
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+                break;
             case "/missing":
                 response.sendError(HttpServletResponse.SC_NOT_FOUND);
                 return;

@@ -24,11 +24,14 @@ import io.msm.tomcat.MemcachedSessionManager;
  *
  * <pre>
  * java io.msm.demo.EmbeddedTomcat --port 8080 [--route a] [--manager msm|standard]
- *      [--attr name=value]... [--context name=value]... [--webapp-jar path]...
+ *      [--attr name=value]... [--context name=value]... [--connector name=value]...
+ *      [--webapp-jar path]...
  * </pre>
  *
  * {@code --attr} sets an attribute of the manager, {@code --context} one of the context, the way
- * {@code context.xml} sets them on {@code <Manager>} and {@code <Context>}; {@code --webapp-jar}
+ * {@code context.xml} sets them on {@code <Manager>} and {@code <Context>}; {@code --connector}
+ * one of the HTTP connector, as {@code server.xml} does (e.g. {@code useVirtualThreads=true});
+ * {@code --webapp-jar}
  * adds a jar to the web application, as one in its {@code WEB-INF/lib} (its classes load through
  * the web application's class loader, not Tomcat's). Prints
  * {@code READY <port>} when serving; exits with status 2 when the context failed to start.
@@ -49,6 +52,7 @@ public final class EmbeddedTomcat {
         List<String[]> attributes = new ArrayList<>();
         List<String[]> contextAttributes = new ArrayList<>();
         List<String> webappJars = new ArrayList<>();
+        List<String[]> connectorAttributes = new ArrayList<>();
         for (int i = 0; i + 1 < args.length; i += 2) {
             switch (args[i]) {
                 case "--port":
@@ -66,6 +70,9 @@ public final class EmbeddedTomcat {
                 case "--context":
                     contextAttributes.add(args[i + 1].split("=", 2));
                     break;
+                case "--connector":
+                    connectorAttributes.add(args[i + 1].split("=", 2));
+                    break;
                 case "--webapp-jar":
                     webappJars.add(args[i + 1]);
                     break;
@@ -78,6 +85,9 @@ public final class EmbeddedTomcat {
         Tomcat tomcat = new Tomcat();
         tomcat.setBaseDir(base.getAbsolutePath());
         tomcat.setPort(port);
+        for (String[] attribute : connectorAttributes) {
+            tomcat.getConnector().setProperty(attribute[0], attribute.length > 1 ? attribute[1] : "");
+        }
         tomcat.getConnector();
         if (route != null) {
             tomcat.getEngine().setJvmRoute(route);
