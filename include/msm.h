@@ -5,7 +5,7 @@
  * (MSM_UPDATE_HEADER=1 cargo build regenerates it).
  *
  * Ownership, for every function:
- * - handles (msm_config, msm_manager, msm_session, msm_lock) are created by the library and
+ * - handles (msm_config, msm_manager, msm_session, msm_lock, msm_request) are created by the library and
  *   released by the caller with the matching *_free function (msm_lock_release releases a lock);
  * - strings the library returns through char** out-parameters (ids, error messages,
  *   statistics, attribute names) belong to the caller and are released with msm_string_free;
@@ -19,6 +19,7 @@
 #ifndef MSM_H
 #define MSM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -52,6 +53,40 @@ typedef enum msm_status {
   MSM_STATUS_PANIC = 12,
 } msm_status;
 
+// What the host holds in memory of a session a request looks up.
+typedef enum msm_host_copy {
+  // Nothing.
+  MSM_HOST_COPY_NONE = 0,
+  // A copy another request of this host read and uses now.
+  MSM_HOST_COPY_SHARED = 1,
+  // A copy newer than memcached's (created here, or kept here between requests).
+  MSM_HOST_COPY_HELD = 2,
+} msm_host_copy;
+
+// What a lookup found.
+typedef enum msm_lookup {
+  // Memcached's copy, handed out.
+  MSM_LOOKUP_FOUND = 0,
+  // The host's copy is current: use it.
+  MSM_LOOKUP_CURRENT = 1,
+  // No session: the request may create one.
+  MSM_LOOKUP_MISSING = 2,
+  // The store could not tell: refuse the request (503) rather than orphan the session.
+  MSM_LOOKUP_UNAVAILABLE = 3,
+} msm_lookup;
+
+// What a request did with its session, told at its end.
+typedef enum msm_outcome {
+  // The request never used its session.
+  MSM_OUTCOME_UNUSED = 0,
+  // The request used the session; its content is given.
+  MSM_OUTCOME_USED = 1,
+  // Sticky: the session is unchanged since its last backup (no content given).
+  MSM_OUTCOME_UNCHANGED = 2,
+  // Nothing of the session is written.
+  MSM_OUTCOME_NOT_STORED = 3,
+} msm_outcome;
+
 // A configuration being assembled attribute by attribute.
 typedef struct msm_config msm_config;
 
@@ -60,6 +95,10 @@ typedef struct msm_lock msm_lock;
 
 // A session manager: one context's sessions in one memcached cluster. Thread-safe.
 typedef struct msm_manager msm_manager;
+
+// A request between `msm_request_begin` and `msm_request_end`, released by
+// `msm_request_free` (after its end: a request freed before its end leaves its lock to expire).
+typedef struct msm_request msm_request;
 
 // A session's content: metadata and attributes. Not thread-safe.
 typedef struct msm_session msm_session;
@@ -75,6 +114,20 @@ typedef struct msm_session_info {
   // Incremented by every store.
   uint64_t version;
 } msm_session_info;
+
+// What `msm_request_begin` decided; see `msm_request_get_info`.
+typedef struct msm_request_info {
+  // `requestUriIgnorePattern` matched: the request never touches memcached.
+  bool ignored;
+  // The session takes a new id on this host (`msm_request_session_id`): send a new cookie.
+  bool new_cookie;
+  // The request holds the session lock.
+  bool locked;
+  // The request carried a malformed or hostile id: it has no session.
+  bool invalid_id;
+  // The core read the session already (it moved off a node that is down): look it up now.
+  bool prefetched;
+} msm_request_info;
 
 #ifdef __cplusplus
 extern "C" {
@@ -349,6 +402,85 @@ enum msm_status msm_stats(const struct msm_manager *manager, char **out, char **
 // # Safety
 // `error` is NULL or writable.
 enum msm_status msm_selftest_panic(char **error);
+
+// A request starts (the contract is the core's `SessionManager::begin`): `session_id` is the id
+// the request carries (cookie or URL; NULL when none), `route` this host's route (NULL when
+// none). `*out` receives the request (release with `msm_request_free` after
+// `msm_request_end`). `MSM_STATUS_LOCK_TIMEOUT` when the lock was not acquired in time and
+// `lockFailure="refuse"`: answer 503.
+//
+// # Safety
+// `manager` is a live manager; `uri` is a NUL-terminated string; `session_id` and `route` are
+// NULL or NUL-terminated strings; `out` is writable; `error` is NULL or writable.
+enum msm_status msm_request_begin(const struct msm_manager *manager,
+                                  const char *session_id,
+                                  const char *uri,
+                                  const char *route,
+                                  struct msm_request **out,
+                                  char **error);
+
+// What `msm_request_begin` decided for `request`.
+//
+// # Safety
+// `request` is a live request; `info` is writable.
+enum msm_status msm_request_get_info(const struct msm_request *request,
+                                     struct msm_request_info *info);
+
+// The id of the request's session on this host: `*out` receives it (release with
+// `msm_string_free`), or NULL with `MSM_STATUS_NOT_FOUND` when the request carried none (or a
+// malformed one).
+//
+// # Safety
+// `request` is a live request; `out` is writable.
+enum msm_status msm_request_session_id(const struct msm_request *request, char **out);
+
+// The request uses the session `id`, of which the host holds `host` (the contract is the
+// core's `SessionManager::lookup`). `*found` receives what was found; with `MSM_LOOKUP_FOUND`,
+// `*out` receives the session (release with `msm_session_free`) and `*new_id` its new id when
+// it moved to another node (send it as the new cookie; release with `msm_string_free`), else
+// NULL. `new_id` may be NULL.
+//
+// # Safety
+// `manager` is a live manager; `request` a live request not used elsewhere during the call;
+// `id` a NUL-terminated string; `found` and `out` writable; `new_id` and `error` NULL or
+// writable.
+enum msm_status msm_request_lookup(const struct msm_manager *manager,
+                                   struct msm_request *request,
+                                   const char *id,
+                                   enum msm_host_copy host,
+                                   enum msm_lookup *found,
+                                   struct msm_session **out,
+                                   char **new_id,
+                                   char **error);
+
+// The request ends (the contract is the core's `SessionManager::end`): `outcome` says what it
+// did; with `MSM_OUTCOME_USED`, `id` and `session` are the session's id and content now, and
+// `previous_id` (NULL unless the request changed it) its id when the request began; with
+// `MSM_OUTCOME_UNCHANGED`, `id` and `session` (only its lifetime is read). `*new_id` receives
+// the session's new id when it moved to another node (send it as the new cookie; release with
+// `msm_string_free`), else NULL. Sticky, `*needs_content` is set when the core has no confirmed
+// copy of a session called unchanged: end the request again with `MSM_OUTCOME_USED`. The lock
+// is released (or handed to the next request of this host) whatever the status.
+//
+// # Safety
+// `manager` is a live manager; `request` a live request not used elsewhere during the call;
+// `id` and `previous_id` NULL or NUL-terminated strings; `session` NULL or a live session;
+// `new_id`, `needs_content` and `error` NULL or writable.
+enum msm_status msm_request_end(const struct msm_manager *manager,
+                                struct msm_request *request,
+                                enum msm_outcome outcome,
+                                const char *id,
+                                const struct msm_session *session,
+                                const char *previous_id,
+                                char **new_id,
+                                bool *needs_content,
+                                char **error);
+
+// Releases a request (after `msm_request_end`). NULL is ignored.
+//
+// # Safety
+// `request` is NULL or a live request, not used afterwards.
+void msm_request_free(struct msm_request *request);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -16,6 +16,7 @@ use crate::config::ConfigBuilder;
 use crate::error::Error;
 use crate::locking::SessionLock;
 use crate::manager::{Loaded, SessionManager};
+use crate::request::{Ended, HostCopy, Lookup, Outcome, Request, RequestStart};
 use crate::runtime::{block_on, wait};
 use crate::session::{SessionData, now_millis};
 
@@ -62,6 +63,66 @@ pub struct MsmSession(SessionData);
 
 /// A held session lock, released by `msm_lock_release`.
 pub struct MsmLock(SessionLock);
+
+/// A request between `msm_request_begin` and `msm_request_end`, released by
+/// `msm_request_free` (after its end: a request freed before its end leaves its lock to expire).
+pub struct MsmRequest(Request);
+
+/// What `msm_request_begin` decided; see `msm_request_get_info`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct MsmRequestInfo {
+    /// `requestUriIgnorePattern` matched: the request never touches memcached.
+    pub ignored: bool,
+    /// The session takes a new id on this host (`msm_request_session_id`): send a new cookie.
+    pub new_cookie: bool,
+    /// The request holds the session lock.
+    pub locked: bool,
+    /// The request carried a malformed or hostile id: it has no session.
+    pub invalid_id: bool,
+    /// The core read the session already (it moved off a node that is down): look it up now.
+    pub prefetched: bool,
+}
+
+/// What the host holds in memory of a session a request looks up.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MsmHostCopy {
+    /// Nothing.
+    None = 0,
+    /// A copy another request of this host read and uses now.
+    Shared = 1,
+    /// A copy newer than memcached's (created here, or kept here between requests).
+    Held = 2,
+}
+
+/// What a lookup found.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MsmLookup {
+    /// Memcached's copy, handed out.
+    Found = 0,
+    /// The host's copy is current: use it.
+    Current = 1,
+    /// No session: the request may create one.
+    Missing = 2,
+    /// The store could not tell: refuse the request (503) rather than orphan the session.
+    Unavailable = 3,
+}
+
+/// What a request did with its session, told at its end.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MsmOutcome {
+    /// The request never used its session.
+    Unused = 0,
+    /// The request used the session; its content is given.
+    Used = 1,
+    /// Sticky: the session is unchanged since its last backup (no content given).
+    Unchanged = 2,
+    /// Nothing of the session is written.
+    NotStored = 3,
+}
 
 /// Metadata of a session.
 #[repr(C)]
@@ -945,4 +1006,273 @@ mod tests {
             "include/msm.h is stale: run `MSM_UPDATE_HEADER=1 cargo build` and commit it"
         );
     }
+}
+
+/// A request starts (the contract is the core's `SessionManager::begin`): `session_id` is the id
+/// the request carries (cookie or URL; NULL when none), `route` this host's route (NULL when
+/// none). `*out` receives the request (release with `msm_request_free` after
+/// `msm_request_end`). `MSM_STATUS_LOCK_TIMEOUT` when the lock was not acquired in time and
+/// `lockFailure="refuse"`: answer 503.
+///
+/// # Safety
+/// `manager` is a live manager; `uri` is a NUL-terminated string; `session_id` and `route` are
+/// NULL or NUL-terminated strings; `out` is writable; `error` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_request_begin(
+    manager: *const MsmManager,
+    session_id: *const c_char,
+    uri: *const c_char,
+    route: *const c_char,
+    out: *mut *mut MsmRequest,
+    error: *mut *mut c_char,
+) -> MsmStatus {
+    // SAFETY: per the caller's contract.
+    unsafe { put(out, ptr::null_mut()) };
+    guard(error, || {
+        // SAFETY: per the caller's contract.
+        let (manager, uri) = unsafe { (handle(manager, "manager")?, text(uri, "uri")?) };
+        // SAFETY: per the caller's contract.
+        let (session_id, route) = unsafe {
+            (
+                optional_text(session_id, "session_id")?,
+                optional_text(route, "route")?,
+            )
+        };
+        if out.is_null() {
+            return Err(Failure::argument("`out` is NULL"));
+        }
+        let start = RequestStart {
+            session_id,
+            uri,
+            route,
+        };
+        let request = block_on(manager.0.begin(start))?;
+        // SAFETY: checked non-NULL; writable per the caller's contract.
+        unsafe { out.write(Box::into_raw(Box::new(MsmRequest(request)))) };
+        Ok(MsmStatus::Ok)
+    })
+}
+
+/// What `msm_request_begin` decided for `request`.
+///
+/// # Safety
+/// `request` is a live request; `info` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_request_get_info(
+    request: *const MsmRequest,
+    info: *mut MsmRequestInfo,
+) -> MsmStatus {
+    guard(ptr::null_mut(), || {
+        // SAFETY: per the caller's contract.
+        let request = unsafe { handle(request, "request")? };
+        if info.is_null() {
+            return Err(Failure::argument("`info` is NULL"));
+        }
+        let r = &request.0;
+        let value = MsmRequestInfo {
+            ignored: r.ignored(),
+            new_cookie: r.new_cookie(),
+            locked: r.locked(),
+            invalid_id: r.invalid_id(),
+            prefetched: r.prefetched(),
+        };
+        // SAFETY: checked non-NULL; writable per the caller's contract.
+        unsafe { info.write(value) };
+        Ok(MsmStatus::Ok)
+    })
+}
+
+/// The id of the request's session on this host: `*out` receives it (release with
+/// `msm_string_free`), or NULL with `MSM_STATUS_NOT_FOUND` when the request carried none (or a
+/// malformed one).
+///
+/// # Safety
+/// `request` is a live request; `out` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_request_session_id(
+    request: *const MsmRequest,
+    out: *mut *mut c_char,
+) -> MsmStatus {
+    // SAFETY: per the caller's contract.
+    unsafe { put(out, ptr::null_mut()) };
+    guard(ptr::null_mut(), || {
+        // SAFETY: per the caller's contract.
+        let request = unsafe { handle(request, "request")? };
+        if out.is_null() {
+            return Err(Failure::argument("`out` is NULL"));
+        }
+        let Some(id) = request.0.session_id() else {
+            return Ok(MsmStatus::NotFound);
+        };
+        // SAFETY: checked non-NULL; writable per the caller's contract.
+        unsafe { out.write(c_string(&id.to_string())) };
+        Ok(MsmStatus::Ok)
+    })
+}
+
+/// The request uses the session `id`, of which the host holds `host` (the contract is the
+/// core's `SessionManager::lookup`). `*found` receives what was found; with `MSM_LOOKUP_FOUND`,
+/// `*out` receives the session (release with `msm_session_free`) and `*new_id` its new id when
+/// it moved to another node (send it as the new cookie; release with `msm_string_free`), else
+/// NULL. `new_id` may be NULL.
+///
+/// # Safety
+/// `manager` is a live manager; `request` a live request not used elsewhere during the call;
+/// `id` a NUL-terminated string; `found` and `out` writable; `new_id` and `error` NULL or
+/// writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_request_lookup(
+    manager: *const MsmManager,
+    request: *mut MsmRequest,
+    id: *const c_char,
+    host: MsmHostCopy,
+    found: *mut MsmLookup,
+    out: *mut *mut MsmSession,
+    new_id: *mut *mut c_char,
+    error: *mut *mut c_char,
+) -> MsmStatus {
+    // SAFETY: per the caller's contract.
+    unsafe {
+        put(out, ptr::null_mut());
+        put(new_id, ptr::null_mut());
+    }
+    guard(error, || {
+        // SAFETY: per the caller's contract.
+        let (manager, request, raw) = unsafe {
+            (
+                handle(manager, "manager")?,
+                handle_mut(request, "request")?,
+                text(id, "id")?,
+            )
+        };
+        if found.is_null() || out.is_null() {
+            return Err(Failure::argument("`found` or `out` is NULL"));
+        }
+        let host = match host {
+            MsmHostCopy::None => HostCopy::None,
+            MsmHostCopy::Shared => HostCopy::Shared,
+            MsmHostCopy::Held => HostCopy::Held,
+        };
+        let (kind, loaded) =
+            match block_on(async { Ok(manager.0.lookup(&mut request.0, raw, host).await) })? {
+                Lookup::Found(loaded) => (MsmLookup::Found, Some(loaded)),
+                Lookup::Current => (MsmLookup::Current, None),
+                Lookup::Missing => (MsmLookup::Missing, None),
+                Lookup::Unavailable => (MsmLookup::Unavailable, None),
+            };
+        // SAFETY: checked non-NULL; all writable per the caller's contract.
+        unsafe {
+            found.write(kind);
+            hand_out(loaded, out, new_id);
+        }
+        Ok(MsmStatus::Ok)
+    })
+}
+
+/// The request ends (the contract is the core's `SessionManager::end`): `outcome` says what it
+/// did; with `MSM_OUTCOME_USED`, `id` and `session` are the session's id and content now, and
+/// `previous_id` (NULL unless the request changed it) its id when the request began; with
+/// `MSM_OUTCOME_UNCHANGED`, `id` and `session` (only its lifetime is read). `*new_id` receives
+/// the session's new id when it moved to another node (send it as the new cookie; release with
+/// `msm_string_free`), else NULL. Sticky, `*needs_content` is set when the core has no confirmed
+/// copy of a session called unchanged: end the request again with `MSM_OUTCOME_USED`. The lock
+/// is released (or handed to the next request of this host) whatever the status.
+///
+/// # Safety
+/// `manager` is a live manager; `request` a live request not used elsewhere during the call;
+/// `id` and `previous_id` NULL or NUL-terminated strings; `session` NULL or a live session;
+/// `new_id`, `needs_content` and `error` NULL or writable.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn msm_request_end(
+    manager: *const MsmManager,
+    request: *mut MsmRequest,
+    outcome: MsmOutcome,
+    id: *const c_char,
+    session: *const MsmSession,
+    previous_id: *const c_char,
+    new_id: *mut *mut c_char,
+    needs_content: *mut bool,
+    error: *mut *mut c_char,
+) -> MsmStatus {
+    // SAFETY: per the caller's contract.
+    unsafe {
+        put(new_id, ptr::null_mut());
+        put(needs_content, false);
+    }
+    guard(error, || {
+        // SAFETY: per the caller's contract.
+        let (manager, request) =
+            unsafe { (handle(manager, "manager")?, handle_mut(request, "request")?) };
+        // SAFETY: per the caller's contract.
+        let arguments = unsafe {
+            (|| {
+                Ok::<_, Failure>((
+                    optional_text(id, "id")?,
+                    session.as_ref(),
+                    optional_text(previous_id, "previous_id")?,
+                ))
+            })()
+        };
+        let (id, session, previous) = match arguments {
+            Ok(valid) => valid,
+            Err(failure) => {
+                // Nothing to store, but the lock must not be left to expire.
+                block_on(async { manager.0.end(&mut request.0, Outcome::NotStored).await })?;
+                return Err(failure);
+            }
+        };
+        let content = match (outcome, id, session) {
+            (MsmOutcome::Used, Some(id), Some(session)) => Outcome::Used {
+                id,
+                session: session.0.clone(),
+                previous,
+            },
+            (MsmOutcome::Unchanged, Some(id), Some(session)) => Outcome::Unchanged {
+                id,
+                max_inactive: session.0.max_inactive,
+            },
+            (MsmOutcome::Used | MsmOutcome::Unchanged, _, _) => {
+                block_on(async { manager.0.end(&mut request.0, Outcome::NotStored).await })?;
+                return Err(Failure::argument("`id` or `session` is NULL"));
+            }
+            (MsmOutcome::Unused, _, _) => Outcome::Unused,
+            (MsmOutcome::NotStored, _, _) => Outcome::NotStored,
+        };
+        match block_on(async { manager.0.end(&mut request.0, content).await })? {
+            Ended::NeedsContent => {
+                // SAFETY: per the caller's contract.
+                unsafe { put(needs_content, true) };
+            }
+            Ended::Done { moved, .. } => {
+                if let Some(moved) = moved {
+                    // SAFETY: per the caller's contract.
+                    unsafe { put(new_id, c_string(&moved.to_string())) };
+                }
+            }
+        }
+        Ok(MsmStatus::Ok)
+    })
+}
+
+/// Releases a request (after `msm_request_end`). NULL is ignored.
+///
+/// # Safety
+/// `request` is NULL or a live request, not used afterwards.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_request_free(request: *mut MsmRequest) {
+    // SAFETY: per the caller's contract.
+    unsafe { free(request) }
+}
+
+/// Borrows an optional string argument.
+///
+/// # Safety
+/// `p` is NULL or a NUL-terminated string valid for the call.
+unsafe fn optional_text<'a>(p: *const c_char, name: &str) -> Result<Option<&'a str>, Failure> {
+    if p.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: per the caller's contract.
+    unsafe { text(p, name) }.map(Some)
 }

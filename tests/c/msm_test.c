@@ -569,6 +569,84 @@ static void test_lock(const struct msm_manager *m)
     msm_string_free(id);
 }
 
+/* The request lifecycle: begin, lookup on use, end; the lock taken and released by the core. */
+static void test_request_lifecycle(const struct msm_manager *m)
+{
+    char *err = NULL;
+    char *id = NULL;
+    char *sid = NULL;
+    char *moved = NULL;
+    bool needs_content = true;
+    struct msm_request *r = NULL;
+    struct msm_request_info info;
+    struct msm_session *s = NULL;
+    struct msm_session *loaded = NULL;
+    enum msm_lookup found;
+    const uint8_t *value;
+    size_t len;
+
+    /* A first request: no cookie, so no session; a new one is stored at its end. */
+    EXPECT(MSM_STATUS_OK, msm_request_begin(m, NULL, "/cart", NULL, &r, &err));
+    EXPECT(MSM_STATUS_OK, msm_request_get_info(r, &info));
+    CHECK(!info.ignored && !info.locked && !info.invalid_id && !info.new_cookie);
+    EXPECT(MSM_STATUS_NOT_FOUND, msm_request_session_id(r, &sid));
+    EXPECT(MSM_STATUS_OK, msm_session_id_new(m, NULL, &id, &err));
+    s = msm_session_new(600);
+    EXPECT(MSM_STATUS_OK, msm_session_set_attribute(s, "n", (const uint8_t *)"1", 1, &err));
+    EXPECT(MSM_STATUS_OK,
+           msm_request_end(m, r, MSM_OUTCOME_USED, id, s, NULL, &moved, &needs_content, &err));
+    CHECK(moved == NULL && !needs_content);
+    msm_request_free(r);
+    msm_session_free(s);
+
+    /* The next request carries the cookie: the session is read when used, then changed. */
+    EXPECT(MSM_STATUS_OK, msm_request_begin(m, id, "/cart", NULL, &r, &err));
+    EXPECT(MSM_STATUS_OK, msm_request_session_id(r, &sid));
+    CHECK(strcmp(sid, id) == 0);
+    msm_string_free(sid);
+    EXPECT(MSM_STATUS_OK,
+           msm_request_lookup(m, r, id, MSM_HOST_COPY_NONE, &found, &loaded, &moved, &err));
+    CHECK(found == MSM_LOOKUP_FOUND && loaded != NULL && moved == NULL);
+    EXPECT(MSM_STATUS_OK, msm_session_get_attribute(loaded, "n", &value, &len, &err));
+    CHECK(len == 1 && value[0] == '1');
+    EXPECT(MSM_STATUS_OK, msm_session_set_attribute(loaded, "n", (const uint8_t *)"2", 1, &err));
+    EXPECT(MSM_STATUS_OK, msm_request_end(m, r, MSM_OUTCOME_USED, id, loaded, NULL, &moved,
+                                          &needs_content, &err));
+    msm_request_free(r);
+    msm_session_free(loaded);
+
+    /* A request that never uses its session (a static resource) renews it without reading. */
+    EXPECT(MSM_STATUS_OK, msm_request_begin(m, id, "/logo.png", NULL, &r, &err));
+    EXPECT(MSM_STATUS_OK,
+           msm_request_end(m, r, MSM_OUTCOME_UNUSED, NULL, NULL, NULL, NULL, NULL, &err));
+    msm_request_free(r);
+    EXPECT(MSM_STATUS_OK, msm_load(m, id, &loaded, NULL, &err));
+    EXPECT(MSM_STATUS_OK, msm_session_get_attribute(loaded, "n", &value, &len, &err));
+    CHECK(len == 1 && value[0] == '2');
+    msm_session_free(loaded);
+
+    /* A hostile cookie is no session, and never reaches memcached. */
+    EXPECT(MSM_STATUS_OK, msm_request_begin(m, "x\r\nflush_all", "/", NULL, &r, &err));
+    EXPECT(MSM_STATUS_OK, msm_request_get_info(r, &info));
+    CHECK(info.invalid_id);
+    EXPECT(MSM_STATUS_OK,
+           msm_request_end(m, r, MSM_OUTCOME_UNUSED, NULL, NULL, NULL, NULL, NULL, &err));
+    msm_request_free(r);
+
+    /* A well-formed id memcached does not hold: missing, the request may create a session. */
+    EXPECT(MSM_STATUS_OK,
+           msm_request_begin(m, "0123456789ABCDEF0123456789ABCDEF-n2", "/", NULL, &r, &err));
+    EXPECT(MSM_STATUS_OK, msm_request_lookup(m, r, "0123456789ABCDEF0123456789ABCDEF-n2",
+                                             MSM_HOST_COPY_NONE, &found, &loaded, NULL, &err));
+    CHECK(found == MSM_LOOKUP_MISSING && loaded == NULL);
+    EXPECT(MSM_STATUS_OK,
+           msm_request_end(m, r, MSM_OUTCOME_NOT_STORED, NULL, NULL, NULL, NULL, NULL, &err));
+    msm_request_free(r);
+
+    EXPECT(MSM_STATUS_OK, msm_delete(m, id, &err));
+    msm_string_free(id);
+}
+
 static void test_failover(const struct msm_manager *m, const char *n1_address, pid_t n1_pid)
 {
     char *err = NULL;
@@ -956,6 +1034,7 @@ int main(int argc, char **argv)
     test_store_load(m);
     test_hostile_ids(m);
     test_lock(m);
+    test_request_lifecycle(m);
     test_two_hosts(m, nodes);
     test_null_arguments(m, config);
     test_failover(m, argv[1], (pid_t)n1_pid);
