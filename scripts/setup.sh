@@ -5,9 +5,10 @@
 #   bash scripts/setup.sh build   the jars: javac, Tomcat's jars, Rust's targets and llvm-tools,
 #                                 zig (PyPI's ziglang) and cargo-zigbuild (crates.io)
 #   bash scripts/setup.sh demo    the build, and memcached and curl
-#   bash scripts/setup.sh test    the demo's, and what the tests start: nutcracker, Debian's
-#                                 tomcat10, junit5, wrk, qemu-user with the aarch64 glibc and
-#                                 musl loaders, musl's x86_64 loader, rustfmt and clippy
+#   bash scripts/setup.sh test    the demo's, and what the tests start or read with:
+#                                 nutcracker, Debian's tomcat10, junit5, wrk, binutils, unzip,
+#                                 qemu-user with the aarch64 glibc and musl loaders, musl's
+#                                 x86_64 loader, rustfmt and clippy
 #
 # Debian packages are installed with apt-get as root; otherwise one message names the exact
 # install command and the set-up stops. The rest goes into the user's own directories: Rust's
@@ -42,6 +43,7 @@ if [ "$what" = test ]; then
     /usr/share/java/junit-platform-console-standalone.jar:junit5
     /usr/bin/wrk:wrk
     /usr/bin/readelf:binutils
+    /usr/bin/unzip:unzip
     "$QEMU_AARCH64:qemu-user"
     "$AARCH64_GLIBC_ROOT/lib/ld-linux-aarch64.so.1:libc6-arm64-cross"
     /lib/ld-musl-x86_64.so.1:musl
