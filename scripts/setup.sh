@@ -67,6 +67,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+if ! command -v rustup >/dev/null || ! command -v cargo >/dev/null; then
+  echo "missing: Rust (rustup and cargo); install it for this user with rustup (https://rustup.rs)" >&2
+  exit 1
+fi
 installed_targets=$(rustup target list --installed)
 for target in "${RUST_TARGETS[@]}"; do
   grep -qx "$target" <<<"$installed_targets" || rustup target add "$target"

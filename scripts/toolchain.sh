@@ -31,7 +31,10 @@ ZIG_VERSION=0.17.1
 ZIG_DIR="$TOOLCHAIN_DIR/ziglang-$ZIG_VERSION"
 ZIG="$ZIG_DIR/ziglang/zig"
 CARGO_ZIGBUILD_VERSION=0.24.1
-LLVM_OBJCOPY="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/llvm-objcopy"
+# rustup's llvm-tools component: one objcopy for every architecture.
+if command -v rustc >/dev/null; then
+  LLVM_OBJCOPY="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/llvm-objcopy"
+fi
 
 # What runs the aarch64 and musl libraries here: qemu-user, and the loaders it finds under -L.
 QEMU_AARCH64=/usr/bin/qemu-aarch64
