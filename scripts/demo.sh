@@ -10,13 +10,11 @@ cd "$(dirname "$0")/.."
 keep_running=false
 [ "${1:-}" = "--keep-running" ] && keep_running=true
 
-for program in memcached java curl; do
-  command -v "$program" >/dev/null || {
-    echo "missing $program: run 'apt-get install -y memcached default-jre-headless curl'" >&2
-    exit 1
-  }
-done
-[ -f target/java/msm-tomcat10.jar ] || bash scripts/build-jar.sh >/dev/null
+bash scripts/setup.sh demo
+if [ ! -f target/java/msm-tomcat10.jar ]; then
+  echo "building the jars first (bash scripts/build-jar.sh; the first build takes several minutes)"
+  bash scripts/build-jar.sh >/dev/null
+fi
 
 work=$(mktemp -d)
 pids=()
