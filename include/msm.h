@@ -129,6 +129,14 @@ typedef struct msm_request_info {
   bool prefetched;
 } msm_request_info;
 
+// Settings of a running manager that a host acts on.
+typedef struct msm_manager_info {
+  // `sticky`: the host keeps sessions in memory between requests.
+  bool sticky;
+  // `enabled`: sessions go to memcached at all.
+  bool enabled;
+} msm_manager_info;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -481,6 +489,52 @@ enum msm_status msm_request_end(const struct msm_manager *manager,
 // # Safety
 // `request` is NULL or a live request, not used afterwards.
 void msm_request_free(struct msm_request *request);
+
+// The session `id` ended on this host: timed out, `max_inactive` seconds after its last access
+// at `last_accessed` (epoch milliseconds), or invalidated before that. Its memcached copies go
+// (on expiry, unless another host wrote a newer version meanwhile: it took the session over).
+//
+// # Safety
+// `manager` is a live manager; `id` is a NUL-terminated string; `error` is NULL or writable.
+enum msm_status msm_session_ended(const struct msm_manager *manager,
+                                  const char *id,
+                                  uint64_t last_accessed,
+                                  int32_t max_inactive,
+                                  char **error);
+
+// A session held in this host's memory (sticky) took a new id: its copies under `old_id` go
+// when its storage key changed.
+//
+// # Safety
+// `manager` is a live manager; `old_id` and `new_id` are NUL-terminated strings; `error` is
+// NULL or writable.
+enum msm_status msm_session_id_changed(const struct msm_manager *manager,
+                                       const char *old_id,
+                                       const char *new_id,
+                                       char **error);
+
+// Waits up to `timeout_ms` for background writes (sticky backups); `*pending` receives how many
+// sessions still have work in flight (0: all done). Call it before stopping.
+//
+// # Safety
+// `manager` is a live manager; `pending` is NULL or writable.
+enum msm_status msm_manager_flush(const struct msm_manager *manager,
+                                  uint32_t timeout_ms,
+                                  size_t *pending);
+
+// The settings of `manager` a host acts on.
+//
+// # Safety
+// `manager` is a live manager; `info` is writable.
+enum msm_status msm_manager_get_info(const struct msm_manager *manager,
+                                     struct msm_manager_info *info);
+
+// Whether the attribute `name` is stored (`sessionAttributeFilter`): `MSM_STATUS_OK` when it
+// is, `MSM_STATUS_NOT_FOUND` when the filter leaves it out.
+//
+// # Safety
+// `manager` is a live manager; `name` is a NUL-terminated string.
+enum msm_status msm_manager_stores_attribute(const struct msm_manager *manager, const char *name);
 
 #ifdef __cplusplus
 }  // extern "C"

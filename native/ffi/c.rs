@@ -964,50 +964,6 @@ pub unsafe extern "C" fn msm_selftest_panic(error: *mut *mut c_char) -> MsmStatu
     guard(error, || panic!("msm_selftest_panic was called"))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_status_has_its_name() {
-        let statuses = [
-            MsmStatus::Ok,
-            MsmStatus::NotFound,
-            MsmStatus::InvalidArgument,
-            MsmStatus::InvalidConfig,
-            MsmStatus::InvalidId,
-            MsmStatus::Corrupt,
-            MsmStatus::TooLarge,
-            MsmStatus::Timeout,
-            MsmStatus::Unavailable,
-            MsmStatus::LockTimeout,
-            MsmStatus::ServerError,
-            MsmStatus::Internal,
-            MsmStatus::Panic,
-        ];
-        for status in statuses {
-            // SAFETY: the function returns a static NUL-terminated string.
-            let name = unsafe { CStr::from_ptr(msm_status_name(status as i32)) };
-            let expected = format!("{status:?}");
-            let squashed = name.to_str().unwrap().replace('_', "").to_lowercase();
-            assert_eq!(squashed, format!("msmstatus{}", expected.to_lowercase()));
-        }
-        // SAFETY: as above.
-        let unknown = unsafe { CStr::from_ptr(msm_status_name(99)) };
-        assert_eq!(unknown.to_str().unwrap(), "MSM_STATUS_UNKNOWN");
-    }
-
-    #[test]
-    fn committed_header_is_current() {
-        let generated = include_str!(concat!(env!("OUT_DIR"), "/msm.h"));
-        let committed = include_str!("../../include/msm.h");
-        assert!(
-            generated == committed,
-            "include/msm.h is stale: run `MSM_UPDATE_HEADER=1 cargo build` and commit it"
-        );
-    }
-}
-
 /// A request starts (the contract is the core's `SessionManager::begin`): `session_id` is the id
 /// the request carries (cookie or URL; NULL when none), `route` this host's route (NULL when
 /// none). `*out` receives the request (release with `msm_request_free` after
@@ -1275,4 +1231,179 @@ unsafe fn optional_text<'a>(p: *const c_char, name: &str) -> Result<Option<&'a s
     }
     // SAFETY: per the caller's contract.
     unsafe { text(p, name) }.map(Some)
+}
+
+/// The session `id` ended on this host: timed out, `max_inactive` seconds after its last access
+/// at `last_accessed` (epoch milliseconds), or invalidated before that. Its memcached copies go
+/// (on expiry, unless another host wrote a newer version meanwhile: it took the session over).
+///
+/// # Safety
+/// `manager` is a live manager; `id` is a NUL-terminated string; `error` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_session_ended(
+    manager: *const MsmManager,
+    id: *const c_char,
+    last_accessed: u64,
+    max_inactive: i32,
+    error: *mut *mut c_char,
+) -> MsmStatus {
+    guard(error, || {
+        // SAFETY: per the caller's contract.
+        let (manager, raw) = unsafe { (handle(manager, "manager")?, text(id, "id")?) };
+        let id = manager.0.parse_id(raw)?;
+        block_on(manager.0.ended(&id, last_accessed, max_inactive))?;
+        Ok(MsmStatus::Ok)
+    })
+}
+
+/// A session held in this host's memory (sticky) took a new id: its copies under `old_id` go
+/// when its storage key changed.
+///
+/// # Safety
+/// `manager` is a live manager; `old_id` and `new_id` are NUL-terminated strings; `error` is
+/// NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_session_id_changed(
+    manager: *const MsmManager,
+    old_id: *const c_char,
+    new_id: *const c_char,
+    error: *mut *mut c_char,
+) -> MsmStatus {
+    guard(error, || {
+        // SAFETY: per the caller's contract.
+        let (manager, old, new) = unsafe {
+            (
+                handle(manager, "manager")?,
+                text(old_id, "old_id")?,
+                text(new_id, "new_id")?,
+            )
+        };
+        let (old, new) = (manager.0.parse_id(old)?, manager.0.parse_id(new)?);
+        block_on(manager.0.id_changed(&old, &new))?;
+        Ok(MsmStatus::Ok)
+    })
+}
+
+/// Waits up to `timeout_ms` for background writes (sticky backups); `*pending` receives how many
+/// sessions still have work in flight (0: all done). Call it before stopping.
+///
+/// # Safety
+/// `manager` is a live manager; `pending` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_manager_flush(
+    manager: *const MsmManager,
+    timeout_ms: u32,
+    pending: *mut usize,
+) -> MsmStatus {
+    guard(ptr::null_mut(), || {
+        // SAFETY: per the caller's contract.
+        let manager = unsafe { handle(manager, "manager")? };
+        let left = manager
+            .0
+            .flush(std::time::Duration::from_millis(u64::from(timeout_ms)));
+        // SAFETY: per the caller's contract.
+        unsafe { put(pending, left) };
+        Ok(MsmStatus::Ok)
+    })
+}
+
+/// Settings of a running manager that a host acts on.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct MsmManagerInfo {
+    /// `sticky`: the host keeps sessions in memory between requests.
+    pub sticky: bool,
+    /// `enabled`: sessions go to memcached at all.
+    pub enabled: bool,
+}
+
+/// The settings of `manager` a host acts on.
+///
+/// # Safety
+/// `manager` is a live manager; `info` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_manager_get_info(
+    manager: *const MsmManager,
+    info: *mut MsmManagerInfo,
+) -> MsmStatus {
+    guard(ptr::null_mut(), || {
+        // SAFETY: per the caller's contract.
+        let manager = unsafe { handle(manager, "manager")? };
+        if info.is_null() {
+            return Err(Failure::argument("`info` is NULL"));
+        }
+        let config = manager.0.config();
+        let value = MsmManagerInfo {
+            sticky: config.sticky,
+            enabled: config.enabled,
+        };
+        // SAFETY: checked non-NULL; writable per the caller's contract.
+        unsafe { info.write(value) };
+        Ok(MsmStatus::Ok)
+    })
+}
+
+/// Whether the attribute `name` is stored (`sessionAttributeFilter`): `MSM_STATUS_OK` when it
+/// is, `MSM_STATUS_NOT_FOUND` when the filter leaves it out.
+///
+/// # Safety
+/// `manager` is a live manager; `name` is a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_manager_stores_attribute(
+    manager: *const MsmManager,
+    name: *const c_char,
+) -> MsmStatus {
+    guard(ptr::null_mut(), || {
+        // SAFETY: per the caller's contract.
+        let (manager, name) = unsafe { (handle(manager, "manager")?, text(name, "name")?) };
+        Ok(if manager.0.config().stores_attribute(name) {
+            MsmStatus::Ok
+        } else {
+            MsmStatus::NotFound
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_has_its_name() {
+        let statuses = [
+            MsmStatus::Ok,
+            MsmStatus::NotFound,
+            MsmStatus::InvalidArgument,
+            MsmStatus::InvalidConfig,
+            MsmStatus::InvalidId,
+            MsmStatus::Corrupt,
+            MsmStatus::TooLarge,
+            MsmStatus::Timeout,
+            MsmStatus::Unavailable,
+            MsmStatus::LockTimeout,
+            MsmStatus::ServerError,
+            MsmStatus::Internal,
+            MsmStatus::Panic,
+        ];
+        for status in statuses {
+            // SAFETY: the function returns a static NUL-terminated string.
+            let name = unsafe { CStr::from_ptr(msm_status_name(status as i32)) };
+            let expected = format!("{status:?}");
+            let squashed = name.to_str().unwrap().replace('_', "").to_lowercase();
+            assert_eq!(squashed, format!("msmstatus{}", expected.to_lowercase()));
+        }
+        // SAFETY: as above.
+        let unknown = unsafe { CStr::from_ptr(msm_status_name(99)) };
+        assert_eq!(unknown.to_str().unwrap(), "MSM_STATUS_UNKNOWN");
+    }
+
+    #[test]
+    fn committed_header_is_current() {
+        let generated = include_str!(concat!(env!("OUT_DIR"), "/msm.h"));
+        let committed = include_str!("../../include/msm.h");
+        assert!(
+            generated == committed,
+            "include/msm.h is stale: run `MSM_UPDATE_HEADER=1 cargo build` and commit it"
+        );
+    }
 }
