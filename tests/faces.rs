@@ -7,9 +7,24 @@ use std::collections::BTreeSet;
 
 /// Each JNI operation and the C functions that offer it.
 const OPERATIONS: &[(&str, &[&str])] = &[
-    ("create", &["msm_config_new", "msm_config_set", "msm_config_set_context", "msm_manager_new"]),
+    (
+        "create",
+        &[
+            "msm_config_new",
+            "msm_config_set",
+            "msm_config_set_context",
+            "msm_manager_new",
+        ],
+    ),
     ("destroy", &["msm_manager_free"]),
-    ("begin", &["msm_request_begin", "msm_request_get_info", "msm_request_session_id"]),
+    (
+        "begin",
+        &[
+            "msm_request_begin",
+            "msm_request_get_info",
+            "msm_request_session_id",
+        ],
+    ),
     ("lookup", &["msm_request_lookup"]),
     ("load", &["msm_load"]),
     ("end", &["msm_request_end", "msm_request_free"]),
@@ -58,14 +73,22 @@ fn every_native_method_has_its_jni_function_and_back() {
             Some(before_paren.split_whitespace().last()?.to_owned())
         })
         .collect();
-    let exported = names_after(&read("native/ffi/jni/mod.rs"), "fn Java_io_msm_Native_", '<');
+    let exported = names_after(
+        &read("native/ffi/jni/mod.rs"),
+        "fn Java_io_msm_Native_",
+        '<',
+    );
     assert!(declared.len() > 10, "parsed {declared:?}");
     assert_eq!(declared, exported);
 }
 
 #[test]
 fn the_c_face_offers_every_operation_of_the_jni_face() {
-    let jni = names_after(&read("native/ffi/jni/mod.rs"), "fn Java_io_msm_Native_", '<');
+    let jni = names_after(
+        &read("native/ffi/jni/mod.rs"),
+        "fn Java_io_msm_Native_",
+        '<',
+    );
     let header = read("include/msm.h");
     let c: BTreeSet<String> = header
         .lines()
@@ -85,7 +108,10 @@ fn the_c_face_offers_every_operation_of_the_jni_face() {
     assert_eq!(jni, covered, "every JNI operation is listed above, once");
     for (op, functions) in OPERATIONS {
         for function in *functions {
-            assert!(c.contains(*function), "`{op}` has no `{function}` in the C face");
+            assert!(
+                c.contains(*function),
+                "`{op}` has no `{function}` in the C face"
+            );
         }
     }
 }
