@@ -15,37 +15,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Memcached, TempDir};
+use common::{Memcached, TempDir, static_library};
 
 /// The package root: `include/` and `tests/c/` are found from here.
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// How long the C program may run before it is considered hung.
 const RUN_LIMIT: Duration = Duration::from_secs(120);
-
-/// The static library of this very build.
-///
-/// `cargo test` builds the library with every crate type of `Cargo.toml` into the directory
-/// holding the test executables (`target/<profile>/deps`); only `cargo build` copies it up to
-/// `target/<profile>`, where it may be older than the code under test. So `deps` comes first.
-fn static_library() -> PathBuf {
-    let exe = std::env::current_exe().expect("cannot locate the test executable");
-    let deps = exe.parent().expect("the test executable has a directory");
-    let candidates: Vec<PathBuf> = [Some(deps), deps.parent()]
-        .into_iter()
-        .flatten()
-        .map(|dir| dir.join("libmsm.a"))
-        .collect();
-    candidates
-        .iter()
-        .find(|path| path.is_file())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!(
-                "libmsm.a is not in {candidates:?}: the [lib] crate-type of Cargo.toml must include \"staticlib\""
-            )
-        })
-}
 
 /// Compiles the C test program to `output`; a compiler error fails the test with its messages.
 fn compile(output: &Path) {

@@ -449,3 +449,27 @@ pub fn stat(manager: &SessionManager, name: &str) -> u64 {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("no statistic {name}"))
 }
+
+/// The static library of this very build.
+///
+/// `cargo test` builds the library with every crate type of `Cargo.toml` into the directory
+/// holding the test executables (`target/<profile>/deps`); only `cargo build` copies it up to
+/// `target/<profile>`, where it may be older than the code under test. So `deps` comes first.
+pub fn static_library() -> PathBuf {
+    let exe = std::env::current_exe().expect("cannot locate the test executable");
+    let deps = exe.parent().expect("the test executable has a directory");
+    let candidates: Vec<PathBuf> = [Some(deps), deps.parent()]
+        .into_iter()
+        .flatten()
+        .map(|dir| dir.join("libmsm.a"))
+        .collect();
+    candidates
+        .iter()
+        .find(|path| path.is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "libmsm.a is not in {candidates:?}: the [lib] crate-type of Cargo.toml must include \"staticlib\""
+            )
+        })
+}

@@ -1,0 +1,137 @@
+//! A real C host (`examples/c-host/counter.c`: an HTTP server on plain sockets keeping a counter
+//! in each session through the C face, non-sticky with locking), two instances of it against
+//! two memcached nodes: concurrent increments sent alternately to both are all kept, a killed
+//! node loses nothing, and a forged cookie gets a new session.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::tomcat::{Response, http_get};
+use common::{Memcached, TempDir, free_port, node_list, static_library};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// One running instance of the example, killed when dropped.
+struct Host {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn compile(dir: &TempDir) -> std::path::PathBuf {
+    let output = dir.path.join("counter");
+    let compiled = Command::new("cc")
+        .current_dir(ROOT)
+        .args([
+            "-std=c11",
+            "-D_DEFAULT_SOURCE",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-pedantic",
+        ])
+        .args(["-I", "include", "examples/c-host/counter.c"])
+        .arg(static_library())
+        .args(["-lpthread", "-ldl", "-lm", "-o"])
+        .arg(&output)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `cc` ({e}): run `apt-get install -y gcc`"));
+    assert!(
+        compiled.status.success(),
+        "examples/c-host/counter.c did not compile:\n{}",
+        String::from_utf8_lossy(&compiled.stderr)
+    );
+    output
+}
+
+fn start(program: &std::path::Path, nodes: &str, dir: &TempDir) -> Host {
+    let port = free_port();
+    let stdout = dir.path.join(format!("{port}.out"));
+    let child = Command::new(program)
+        .args([&port.to_string(), nodes])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(std::fs::File::create(dir.path.join(format!("{port}.err"))).unwrap())
+        .spawn()
+        .expect("cannot start the C host");
+    let started = Instant::now();
+    while !std::fs::read_to_string(&stdout)
+        .unwrap_or_default()
+        .contains("READY")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the C host did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Host { child, port }
+}
+
+fn counter(response: &Response) -> u64 {
+    assert_eq!(response.status, 200, "{response:?}");
+    response.field("counter").unwrap().parse().unwrap()
+}
+
+#[test]
+fn two_c_hosts_share_sessions_through_the_c_face() {
+    let dir = TempDir::new("c-host");
+    let program = compile(&dir);
+    let (mut m1, mut m2) = (Memcached::start(), Memcached::start());
+    let nodes = node_list(&[&m1, &m2]);
+    let hosts = [start(&program, &nodes, &dir), start(&program, &nodes, &dir)];
+
+    let first = http_get(hosts[0].port, "/", None);
+    assert_eq!(counter(&first), 1);
+    let mut cookie = first.new_session.clone().expect("a new session's cookie");
+
+    // 200 concurrent increments, 20 clients of 10 each, alternately to both hosts.
+    std::thread::scope(|scope| {
+        for client in 0..20 {
+            let (hosts, cookie) = (&hosts, &cookie);
+            scope.spawn(move || {
+                for i in 0..10 {
+                    let host = &hosts[(client + i) % 2];
+                    let response = http_get(host.port, "/", Some(cookie));
+                    assert_eq!(response.status, 200, "{response:?}");
+                }
+            });
+        }
+    });
+    assert_eq!(
+        counter(&http_get(hosts[1].port, "/read", Some(&cookie))),
+        201
+    );
+
+    // The node holding the session dies: its second copy serves it under a new id.
+    if cookie.ends_with("-n1") {
+        m1.kill();
+    } else {
+        m2.kill();
+    }
+    for (i, host) in hosts.iter().cycle().take(4).enumerate() {
+        let response = http_get(host.port, "/", Some(&cookie));
+        assert_eq!(counter(&response), 202 + i as u64, "{response:?}");
+        if let Some(moved) = response.new_session {
+            assert_eq!(
+                moved.split('-').next(),
+                cookie.split('-').next(),
+                "same session"
+            );
+            cookie = moved;
+        }
+    }
+
+    // A forged cookie is no session: a new one, with its own cookie.
+    let forged = http_get(hosts[0].port, "/", Some("../../etc;flush_all"));
+    assert_eq!(counter(&forged), 1);
+    assert!(forged.new_session.is_some_and(|id| id != cookie));
+}
