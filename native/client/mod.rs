@@ -5,6 +5,7 @@
 //! before anything is sent, so a malformed key can never inject a second command.
 
 mod connection;
+pub mod reply;
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -12,8 +13,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 use tokio::time::{Instant, timeout_at};
 
-pub use connection::Item;
-use connection::{Connection, Expect, Failure, Reply};
+use connection::{Connection, Failure};
+pub use reply::Item;
+use reply::{Expect, Reply};
 
 use crate::error::{Error, Result};
 
@@ -197,7 +199,7 @@ impl NodeClient {
     pub async fn touch(&self, key: &str, exptime: u64) -> Result<bool> {
         let mut request = Vec::new();
         push_touch(&mut request, key, exptime)?;
-        match self.call(&request, Expect::Status).await? {
+        match self.call(&request, Expect::Line).await? {
             Reply::Touched => Ok(true),
             Reply::NotFound => Ok(false),
             other => Err(self.unexpected(other)),
@@ -208,7 +210,7 @@ impl NodeClient {
     pub async fn delete(&self, key: &str) -> Result<bool> {
         let mut request = Vec::new();
         push_delete(&mut request, key)?;
-        match self.call(&request, Expect::Status).await? {
+        match self.call(&request, Expect::Line).await? {
             Reply::Deleted => Ok(true),
             Reply::NotFound => Ok(false),
             other => Err(self.unexpected(other)),
@@ -219,7 +221,7 @@ impl NodeClient {
     pub async fn incr(&self, key: &str, delta: u64) -> Result<Option<u64>> {
         validate_key(key)?;
         let request = format!("incr {key} {delta}\r\n");
-        match self.call(request.as_bytes(), Expect::Number).await? {
+        match self.call(request.as_bytes(), Expect::Line).await? {
             Reply::Number(n) => Ok(Some(n)),
             Reply::NotFound => Ok(None),
             other => Err(self.unexpected(other)),
@@ -228,7 +230,7 @@ impl NodeClient {
 
     /// The server's version string; also the health probe.
     pub async fn version(&self) -> Result<String> {
-        match self.call(b"version\r\n", Expect::Version).await? {
+        match self.call(b"version\r\n", Expect::Line).await? {
             Reply::Version(v) => Ok(v),
             other => Err(self.unexpected(other)),
         }
@@ -240,7 +242,16 @@ impl NodeClient {
         }
         let mut request = Vec::new();
         push_retrieve(&mut request, verb, keys)?;
-        match self.call(&request, Expect::Items(keys)).await? {
+        match self
+            .call(
+                &request,
+                Expect::Items {
+                    keys,
+                    cas: verb == "gets",
+                },
+            )
+            .await?
+        {
             Reply::Items(items) => Ok(items),
             other => Err(self.unexpected(other)),
         }
@@ -256,7 +267,7 @@ impl NodeClient {
     ) -> Result<Reply> {
         let mut request = Vec::with_capacity(value.len() + key.len() + 64);
         push_store(&mut request, verb, key, value, exptime, cas)?;
-        self.call(&request, Expect::Status)
+        self.call(&request, Expect::Line)
             .await
             .map_err(|e| self.too_large(e, value.len()))
     }
@@ -277,15 +288,15 @@ impl NodeClient {
                 } => {
                     push_store(&mut request, "set", key, value, exptime, None)?;
                     largest = largest.max(value.len());
-                    expects.push(Expect::Status);
+                    expects.push(Expect::Line);
                 }
                 Command::Touch { key, exptime } => {
                     push_touch(&mut request, key, exptime)?;
-                    expects.push(Expect::Status);
+                    expects.push(Expect::Line);
                 }
                 Command::Delete(key) => {
                     push_delete(&mut request, key)?;
-                    expects.push(Expect::Status);
+                    expects.push(Expect::Line);
                 }
             }
         }
