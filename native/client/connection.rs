@@ -61,9 +61,17 @@ impl Connection {
         })
     }
 
+    /// Whether an idle connection can serve a request: the server has neither closed it nor
+    /// sent anything since its last reply (which a later request would take for its own).
+    pub fn is_quiet(&self) -> bool {
+        let mut probe = [0u8; 1];
+        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+
     /// Sends encoded requests at once and reads their replies in order, one per `expects`
     /// entry: one round trip however many requests. Values larger than `max_value` are refused
-    /// before anything is allocated for them.
+    /// before anything is allocated for them. Bytes left after the last reply fail the exchange:
+    /// the server said more than it was asked, so no reply can be trusted to be ours.
     pub async fn exchange(
         &mut self,
         requests: &[u8],
@@ -74,6 +82,12 @@ impl Connection {
         let mut replies = Vec::with_capacity(expects.len());
         for expect in expects {
             replies.push(self.read_reply(*expect, max_value).await?);
+        }
+        if !self.buffer.is_empty() {
+            return Err(Failure::Protocol(format!(
+                "{} bytes after the last reply",
+                self.buffer.len()
+            )));
         }
         if self.buffer.capacity() > KEPT_CAPACITY {
             self.buffer = Vec::with_capacity(READ_CHUNK);

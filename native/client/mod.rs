@@ -247,11 +247,7 @@ impl NodeClient {
         let deadline = Instant::now() + self.timeout;
         let mut attempt = 0;
         loop {
-            let pooled = if attempt == 0 {
-                self.idle.lock().pop()
-            } else {
-                None
-            };
+            let pooled = if attempt == 0 { self.take_idle() } else { None };
             let outcome = timeout_at(deadline, async {
                 let mut conn = match pooled {
                     Some(conn) => conn,
@@ -303,6 +299,17 @@ impl NodeClient {
                     });
                 }
             }
+        }
+    }
+
+    /// A pooled connection that the server left quiet; the others are dropped.
+    fn take_idle(&self) -> Option<Connection> {
+        loop {
+            let conn = self.idle.lock().pop()?;
+            if conn.is_quiet() {
+                return Some(conn);
+            }
+            tracing::debug!(node = %self.node, "dropping a pooled connection the server closed or wrote to");
         }
     }
 
