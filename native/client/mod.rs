@@ -3,6 +3,10 @@
 //! Every operation has a deadline that covers connecting, retries and reading the reply. A
 //! connection that timed out or erred is dropped, never returned to the pool. Keys are validated
 //! before anything is sent, so a malformed key can never inject a second command.
+//!
+//! Every command, single or pipelined, takes one path: [`Command`]s are encoded in `command`,
+//! sent together by a `connection`, which only writes and buffers, and their replies are read by
+//! the pure parser in [`reply`].
 
 mod command;
 mod connection;
