@@ -418,7 +418,9 @@ fn parse_nodes(value: &str) -> Result<Vec<NodeConfig>> {
                 "node ids are 1 to 32 of [A-Za-z0-9_]",
             ));
         }
-        if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        // A bracket left in a host would not print back as the same node (found by fuzzing).
+        let stray = |c: char| c.is_whitespace() || c.is_control() || c == '[' || c == ']';
+        if host.is_empty() || host.chars().any(stray) {
             return Err(Error::config(NAME, entry, "bad host"));
         }
         if nodes.iter().any(|n| n.id == id) {
@@ -645,6 +647,10 @@ mod tests {
             parse_node_list(&format_node_list(&nodes), None).unwrap(),
             nodes
         );
+        // A host keeping a bracket would print as another entry; refused.
+        for entry in ["[[1]:11", "n1:[1]]:11", "n1:a]b:11", "n1:[a[b]:11"] {
+            assert!(parse_node_list(entry, None).is_err(), "{entry}");
+        }
     }
 
     #[test]

@@ -3,55 +3,30 @@
 //! Every operation has a deadline that covers connecting, retries and reading the reply. A
 //! connection that timed out or erred is dropped, never returned to the pool. Keys are validated
 //! before anything is sent, so a malformed key can never inject a second command.
+//!
+//! Every command, single or pipelined, takes one path: [`Command`]s are encoded in `command`,
+//! sent together by a `connection`, which only writes and buffers, and their replies are read by
+//! the pure parser in [`reply`].
 
+mod command;
 mod connection;
+pub mod reply;
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::time::{Instant, timeout_at};
 
-pub use connection::Item;
-use connection::{Connection, Expect, Failure, Reply};
+pub use command::{Answer, Command, MAX_KEY_LEN, expiry, validate_key};
+use connection::{Connection, Failure};
+pub use reply::Item;
+use reply::{Expect, Reply};
 
 use crate::error::{Error, Result};
 
-/// Longest key memcached accepts.
-pub const MAX_KEY_LEN: usize = 250;
 /// Idle connections kept per server.
 const MAX_IDLE: usize = 32;
-/// Relative expiry times above this are taken by memcached as absolute Unix times.
-const MAX_RELATIVE_EXPIRY: u64 = 30 * 24 * 3600;
-
-/// Checks that a key can be sent: 1 to 250 printable ASCII bytes, no space or control byte.
-pub fn validate_key(key: &str) -> Result<()> {
-    if key.is_empty() || key.len() > MAX_KEY_LEN {
-        return Err(Error::InvalidKey(format!(
-            "length {} is outside 1..={MAX_KEY_LEN}",
-            key.len()
-        )));
-    }
-    if let Some(b) = key.bytes().find(|b| !b.is_ascii_graphic()) {
-        return Err(Error::InvalidKey(format!(
-            "byte {b:#04x} is not printable ASCII"
-        )));
-    }
-    Ok(())
-}
-
-/// The expiry field for a lifetime in seconds: 0 never expires, lifetimes beyond memcached's
-/// 30-day relative limit become absolute times.
-pub fn expiry(seconds: u64) -> u64 {
-    if seconds <= MAX_RELATIVE_EXPIRY {
-        seconds
-    } else {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        now + seconds
-    }
-}
 
 /// Outcome of a compare-and-swap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,38 +37,6 @@ pub enum CasOutcome {
     Exists,
     /// The item is gone.
     NotFound,
-}
-
-/// One command of a [`NodeClient::pipeline`].
-#[derive(Debug, Clone, Copy)]
-pub enum Command<'a> {
-    /// Stores unconditionally.
-    Set {
-        /// The key.
-        key: &'a str,
-        /// The value.
-        value: &'a [u8],
-        /// Memcached's expiry field.
-        exptime: u64,
-    },
-    /// Renews an item's expiry.
-    Touch {
-        /// The key.
-        key: &'a str,
-        /// Memcached's expiry field.
-        exptime: u64,
-    },
-    /// Removes an item.
-    Delete(&'a str),
-}
-
-/// The answer to one pipelined [`Command`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Answer {
-    /// A `Set` stored its value.
-    Stored,
-    /// Whether the item of a `Touch` or `Delete` existed.
-    Found(bool),
 }
 
 /// The client of one memcached server.
@@ -147,148 +90,139 @@ impl NodeClient {
 
     /// Reads one item.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self.retrieve("get", &[key]).await?.pop().map(|i| i.data))
+        match self.one(Command::Get(&[key])).await? {
+            Answer::Items(mut items) => Ok(items.pop().map(|i| i.data)),
+            other => Err(self.unexpected(other)),
+        }
     }
 
     /// Reads one item with its CAS unique.
     pub async fn gets(&self, key: &str) -> Result<Option<(Vec<u8>, u64)>> {
-        let item = self.retrieve("gets", &[key]).await?.pop();
-        item.map(|i| match i.cas {
-            Some(cas) => Ok((i.data, cas)),
-            None => Err(self.protocol("gets reply without CAS unique")),
-        })
-        .transpose()
+        match self.one(Command::Gets(&[key])).await? {
+            Answer::Items(mut items) => items
+                .pop()
+                .map(|i| match i.cas {
+                    Some(cas) => Ok((i.data, cas)),
+                    None => Err(self.protocol("gets reply without CAS unique")),
+                })
+                .transpose(),
+            other => Err(self.unexpected(other)),
+        }
     }
 
     /// Reads several items in one round trip; missing keys are absent from the map.
     pub async fn get_multi(&self, keys: &[&str]) -> Result<HashMap<String, Vec<u8>>> {
-        let items = self.retrieve("get", keys).await?;
-        Ok(items.into_iter().map(|i| (i.key, i.data)).collect())
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        match self.one(Command::Get(keys)).await? {
+            Answer::Items(items) => Ok(items.into_iter().map(|i| (i.key, i.data)).collect()),
+            other => Err(self.unexpected(other)),
+        }
     }
 
     /// Stores unconditionally.
     pub async fn set(&self, key: &str, value: &[u8], exptime: u64) -> Result<()> {
-        match self.store("set", key, value, exptime, None).await? {
-            Reply::Stored => Ok(()),
+        match self
+            .one(Command::Set {
+                key,
+                value,
+                exptime,
+            })
+            .await?
+        {
+            Answer::Stored => Ok(()),
             other => Err(self.unexpected(other)),
         }
     }
 
     /// Stores only if the key is absent; `false` when it exists.
     pub async fn add(&self, key: &str, value: &[u8], exptime: u64) -> Result<bool> {
-        match self.store("add", key, value, exptime, None).await? {
-            Reply::Stored => Ok(true),
-            Reply::NotStored => Ok(false),
+        match self
+            .one(Command::Add {
+                key,
+                value,
+                exptime,
+            })
+            .await?
+        {
+            Answer::Stored => Ok(true),
+            Answer::NotStored => Ok(false),
             other => Err(self.unexpected(other)),
         }
     }
 
     /// Stores only if the item is unchanged since `gets` returned `cas`.
     pub async fn cas(&self, key: &str, value: &[u8], exptime: u64, cas: u64) -> Result<CasOutcome> {
-        match self.store("cas", key, value, exptime, Some(cas)).await? {
-            Reply::Stored => Ok(CasOutcome::Stored),
-            Reply::Exists => Ok(CasOutcome::Exists),
-            Reply::NotFound => Ok(CasOutcome::NotFound),
+        let command = Command::Cas {
+            key,
+            value,
+            exptime,
+            cas,
+        };
+        match self.one(command).await? {
+            Answer::Stored => Ok(CasOutcome::Stored),
+            Answer::Exists => Ok(CasOutcome::Exists),
+            Answer::Found(false) => Ok(CasOutcome::NotFound),
             other => Err(self.unexpected(other)),
         }
     }
 
     /// Renews an item's expiry; `false` when the item is absent.
     pub async fn touch(&self, key: &str, exptime: u64) -> Result<bool> {
-        let mut request = Vec::new();
-        push_touch(&mut request, key, exptime)?;
-        match self.call(&request, Expect::Status).await? {
-            Reply::Touched => Ok(true),
-            Reply::NotFound => Ok(false),
+        match self.one(Command::Touch { key, exptime }).await? {
+            Answer::Found(found) => Ok(found),
             other => Err(self.unexpected(other)),
         }
     }
 
     /// Removes an item; `false` when it was absent.
     pub async fn delete(&self, key: &str) -> Result<bool> {
-        let mut request = Vec::new();
-        push_delete(&mut request, key)?;
-        match self.call(&request, Expect::Status).await? {
-            Reply::Deleted => Ok(true),
-            Reply::NotFound => Ok(false),
+        match self.one(Command::Delete(key)).await? {
+            Answer::Found(found) => Ok(found),
             other => Err(self.unexpected(other)),
         }
     }
 
     /// Increments a decimal counter; `None` when the item is absent.
     pub async fn incr(&self, key: &str, delta: u64) -> Result<Option<u64>> {
-        validate_key(key)?;
-        let request = format!("incr {key} {delta}\r\n");
-        match self.call(request.as_bytes(), Expect::Number).await? {
-            Reply::Number(n) => Ok(Some(n)),
-            Reply::NotFound => Ok(None),
+        match self.one(Command::Incr { key, delta }).await? {
+            Answer::Number(n) => Ok(Some(n)),
+            Answer::Found(false) => Ok(None),
             other => Err(self.unexpected(other)),
         }
     }
 
     /// The server's version string; also the health probe.
     pub async fn version(&self) -> Result<String> {
-        match self.call(b"version\r\n", Expect::Version).await? {
-            Reply::Version(v) => Ok(v),
+        match self.one(Command::Version).await? {
+            Answer::Version(v) => Ok(v),
             other => Err(self.unexpected(other)),
         }
     }
 
-    async fn retrieve(&self, verb: &str, keys: &[&str]) -> Result<Vec<Item>> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut request = Vec::new();
-        push_retrieve(&mut request, verb, keys)?;
-        match self.call(&request, Expect::Items(keys)).await? {
-            Reply::Items(items) => Ok(items),
-            other => Err(self.unexpected(other)),
-        }
-    }
-
-    async fn store(
-        &self,
-        verb: &str,
-        key: &str,
-        value: &[u8],
-        exptime: u64,
-        cas: Option<u64>,
-    ) -> Result<Reply> {
-        let mut request = Vec::with_capacity(value.len() + key.len() + 64);
-        push_store(&mut request, verb, key, value, exptime, cas)?;
-        self.call(&request, Expect::Status)
-            .await
-            .map_err(|e| self.too_large(e, value.len()))
+    /// Runs one command: a pipeline of one.
+    async fn one(&self, command: Command<'_>) -> Result<Answer> {
+        self.pipeline(&[command])
+            .await?
+            .pop()
+            .ok_or_else(|| self.protocol("no reply to a request"))
     }
 
     /// Sends `commands` together and reads their answers, in order: one round trip however
-    /// many commands. Any failure fails the whole pipeline (its commands may or may not have
-    /// run, and each can safely run again).
+    /// many commands. Every command, single ones included, goes this way. Any failure fails the
+    /// whole pipeline (its commands may or may not have run, and each can safely run again).
     pub async fn pipeline(&self, commands: &[Command<'_>]) -> Result<Vec<Answer>> {
-        let mut request = Vec::new();
-        let mut expects = Vec::with_capacity(commands.len());
-        let mut largest = 0;
-        for command in commands {
-            match *command {
-                Command::Set {
-                    key,
-                    value,
-                    exptime,
-                } => {
-                    push_store(&mut request, "set", key, value, exptime, None)?;
-                    largest = largest.max(value.len());
-                    expects.push(Expect::Status);
-                }
-                Command::Touch { key, exptime } => {
-                    push_touch(&mut request, key, exptime)?;
-                    expects.push(Expect::Status);
-                }
-                Command::Delete(key) => {
-                    push_delete(&mut request, key)?;
-                    expects.push(Expect::Status);
-                }
-            }
+        if commands.is_empty() {
+            return Ok(Vec::new());
         }
+        let values: usize = commands.iter().map(Command::value_len).sum();
+        let mut request = Vec::with_capacity(values + 64 * commands.len());
+        for command in commands {
+            command.encode(&mut request)?;
+        }
+        let expects: Vec<Expect<'_>> = commands.iter().map(Command::expect).collect();
+        let largest = commands.iter().map(Command::value_len).max().unwrap_or(0);
         let replies = self
             .exchange(&request, &expects)
             .await
@@ -296,16 +230,7 @@ impl NodeClient {
         commands
             .iter()
             .zip(replies)
-            .map(|(command, reply)| match (command, reply) {
-                (Command::Set { .. }, Reply::Stored) => Ok(Answer::Stored),
-                (Command::Touch { .. }, Reply::Touched) | (Command::Delete(_), Reply::Deleted) => {
-                    Ok(Answer::Found(true))
-                }
-                (Command::Touch { .. } | Command::Delete(_), Reply::NotFound) => {
-                    Ok(Answer::Found(false))
-                }
-                (_, other) => Err(self.unexpected(other)),
-            })
+            .map(|(command, reply)| command.answer(reply).map_err(|r| self.unexpected(r)))
             .collect()
     }
 
@@ -320,25 +245,13 @@ impl NodeClient {
         }
     }
 
-    /// Runs one request under the deadline.
-    async fn call(&self, request: &[u8], expect: Expect<'_>) -> Result<Reply> {
-        let mut replies = self.exchange(request, &[expect]).await?;
-        replies
-            .pop()
-            .ok_or_else(|| self.protocol("no reply to a request"))
-    }
-
     /// Runs requests sent together under one deadline, retrying connection failures on fresh
     /// connections.
     async fn exchange(&self, request: &[u8], expects: &[Expect<'_>]) -> Result<Vec<Reply>> {
         let deadline = Instant::now() + self.timeout;
         let mut attempt = 0;
         loop {
-            let pooled = if attempt == 0 {
-                self.idle.lock().pop()
-            } else {
-                None
-            };
+            let pooled = if attempt == 0 { self.take_idle() } else { None };
             let outcome = timeout_at(deadline, async {
                 let mut conn = match pooled {
                     Some(conn) => conn,
@@ -393,6 +306,17 @@ impl NodeClient {
         }
     }
 
+    /// A pooled connection that the server left quiet; the others are dropped.
+    fn take_idle(&self) -> Option<Connection> {
+        loop {
+            let conn = self.idle.lock().pop()?;
+            if conn.is_quiet() {
+                return Some(conn);
+            }
+            tracing::debug!(node = %self.node, "dropping a pooled connection the server closed or wrote to");
+        }
+    }
+
     fn protocol(&self, detail: impl Into<String>) -> Error {
         Error::Protocol {
             node: self.node.clone(),
@@ -400,85 +324,7 @@ impl NodeClient {
         }
     }
 
-    fn unexpected(&self, reply: Reply) -> Error {
+    fn unexpected(&self, reply: impl std::fmt::Debug) -> Error {
         self.protocol(format!("unexpected reply {reply:?}"))
-    }
-}
-
-/// Appends a retrieval command for `keys`.
-fn push_retrieve(out: &mut Vec<u8>, verb: &str, keys: &[&str]) -> Result<()> {
-    out.extend_from_slice(verb.as_bytes());
-    for key in keys {
-        validate_key(key)?;
-        out.push(b' ');
-        out.extend_from_slice(key.as_bytes());
-    }
-    out.extend_from_slice(b"\r\n");
-    Ok(())
-}
-
-/// Appends a `touch` of `key`.
-fn push_touch(out: &mut Vec<u8>, key: &str, exptime: u64) -> Result<()> {
-    validate_key(key)?;
-    out.extend_from_slice(format!("touch {key} {exptime}\r\n").as_bytes());
-    Ok(())
-}
-
-/// Appends a `delete` of `key`.
-fn push_delete(out: &mut Vec<u8>, key: &str) -> Result<()> {
-    validate_key(key)?;
-    out.extend_from_slice(format!("delete {key}\r\n").as_bytes());
-    Ok(())
-}
-
-/// Appends a storage command with its data block.
-fn push_store(
-    out: &mut Vec<u8>,
-    verb: &str,
-    key: &str,
-    value: &[u8],
-    exptime: u64,
-    cas: Option<u64>,
-) -> Result<()> {
-    validate_key(key)?;
-    out.extend_from_slice(format!("{verb} {key} 0 {exptime} {}", value.len()).as_bytes());
-    if let Some(cas) = cas {
-        out.extend_from_slice(format!(" {cas}").as_bytes());
-    }
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_that_could_inject_commands_are_refused() {
-        for key in [
-            "",
-            "a b",
-            "a\r\nflush_all",
-            "tab\there",
-            "nul\0",
-            "é",
-            &"k".repeat(251),
-        ] {
-            assert!(
-                matches!(validate_key(key), Err(Error::InvalidKey(_))),
-                "{key:?}"
-            );
-        }
-        validate_key(&"k".repeat(250)).unwrap();
-        validate_key("bak:shop:602F-n1").unwrap();
-    }
-
-    #[test]
-    fn long_lifetimes_become_absolute() {
-        assert_eq!(expiry(0), 0);
-        assert_eq!(expiry(1800), 1800);
-        assert!(expiry(MAX_RELATIVE_EXPIRY + 1) > 1_600_000_000);
     }
 }
