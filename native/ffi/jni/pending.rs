@@ -145,9 +145,17 @@ where
         return complete(env, pending, result);
     }
     let pending: Global<JObject<'static>> = env.new_global_ref(pending)?;
+    let task = runtime::handle().spawn(work);
     runtime::handle().spawn(async move {
-        let result = work.await;
-        on_runtime_thread(move |env| complete(env, pending.as_obj(), result));
+        // A task that panicked still completes its `Pending`: the Java thread must not park
+        // forever.
+        match task.await {
+            Ok(result) => on_runtime_thread(move |env| complete(env, pending.as_obj(), result)),
+            Err(e) => on_runtime_thread(move |env| {
+                let message = format!("internal panic (contained): {e}");
+                fail(env, pending.as_obj(), 0, &message)
+            }),
+        }
     });
     Ok(())
 }
