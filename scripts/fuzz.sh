@@ -34,12 +34,14 @@ for target in "${targets[@]}"; do
   mkdir -p "fuzz/corpus/$target" "fuzz/artifacts/$target"
   before=$(find "fuzz/artifacts/$target" -type f | wc -l)
   echo "== $target: ${seconds}s"
+  started=$SECONDS
   set +e
   cargo fuzz run "$target" "fuzz/corpus/$target" "fuzz/seeds/$target" -- \
     -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
     >"$logs/$target.log" 2>&1
   status=$?
   set -e
+  took=$((SECONDS - started))
   log="$logs/$target.log"
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
@@ -54,8 +56,9 @@ for target in "${targets[@]}"; do
   fi
   cargo fuzz cmin "$target" "fuzz/corpus/$target" >"$logs/$target.cmin.log" 2>&1 || true
   corpus=$(find "fuzz/corpus/$target" -type f | wc -l)
-  rows+=("$(printf '%-16s %6ss %12s %9s %6s %7s %7s %8s' "$target" "$seconds" "${execs:-?}" \
+  rows+=("$(printf '%-16s %6ss %12s %9s %6s %7s %7s %8s' "$target" "$took" "${execs:-?}" \
     "${rate:-?}" "${cov:-?}" "${features:-?}" "$corpus" "$crashes")")
+  echo "${rows[-1]}"
 done
 
 printf '\n%-16s %7s %12s %9s %6s %7s %7s %8s\n' target time execs exec/s cov ft corpus crashes
