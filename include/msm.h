@@ -302,7 +302,7 @@ enum msm_status msm_session_get_info(const struct msm_session *session,
 // `session` is a live session; `error` is NULL or writable.
 enum msm_status msm_session_access(struct msm_session *session, int32_t max_inactive, char **error);
 
-// Stores a session under `id` (plus its backup copy in non-sticky mode) and bumps its version.
+// Stores a session under `id` (plus its second copy in non-sticky mode) and bumps its version.
 // When the session's node is down it moves to another node: `*new_id` then receives the id to
 // use from now on (release with `msm_string_free`), otherwise NULL. `new_id` may be NULL.
 //
@@ -316,7 +316,7 @@ enum msm_status msm_store(const struct msm_manager *manager,
                           char **error);
 
 // Loads the session `id`: `*out` receives it (release with `msm_session_free`), or NULL with
-// `MSM_STATUS_NOT_FOUND`. When it had to move to its backup node, `*new_id` receives the id to
+// `MSM_STATUS_NOT_FOUND`. When it had to move to its second copy's node, `*new_id` receives the id to
 // use from now on (release with `msm_string_free`), otherwise NULL. `new_id` may be NULL.
 //
 // # Safety

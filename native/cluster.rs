@@ -7,7 +7,7 @@
 //!
 //! A node removed from the list stays in the ring, *retired*: never contacted, never up, at its
 //! old place. So a session whose id names it is handled exactly as on a failed node (sticky: it
-//! is written to the next node and takes a new id; non-sticky: its backup copy, on the node that
+//! is written to the next node and takes a new id; non-sticky: its second copy, on the node that
 //! followed it, is read and becomes its primary), instead of being unknown.
 
 use std::future::Future;
@@ -181,7 +181,7 @@ impl Cluster {
             })
             .collect();
         // Each node that is gone goes back after the node it followed, so the next node of a
-        // retired one (where its sessions' backup copies are) stays what it was.
+        // retired one (where its sessions' second copies are) stays what it was.
         let mut previous: Option<usize> = None;
         for old in nodes.iter() {
             if let Some(at) = ring.iter().position(|n| n.id() == old.id()) {
@@ -229,7 +229,7 @@ impl Cluster {
     }
 
     /// The first node that is up after the node `after` in ring order (regular nodes first,
-    /// then failover nodes), never `after` itself: a session's backup node, and where it moves
+    /// then failover nodes), never `after` itself: a session's second copy, and where it moves
     /// when its own node fails.
     pub fn next_available(&self, after: &str) -> Option<Arc<Node>> {
         let nodes = self.nodes();

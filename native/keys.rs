@@ -17,8 +17,8 @@ pub const MAX_PREFIX_LEN: usize = 64;
 pub enum KeyKind {
     /// The session itself, on its primary node.
     Session,
-    /// The backup copy, on the node after the primary.
-    Backup,
+    /// The second copy of a non-sticky session, on the node after its own.
+    SecondCopy,
     /// The lock of a session, for non-sticky locking.
     Lock,
     /// The small validity record (last access, max inactive).
@@ -34,7 +34,8 @@ impl KeyKind {
     fn tag(self) -> &'static str {
         match self {
             KeyKind::Session => "",
-            KeyKind::Backup => "bak:",
+            // Named before the second copy had its name; kept so stored sessions stay readable.
+            KeyKind::SecondCopy => "bak:",
             KeyKind::Lock => "lock:",
             KeyKind::Validity => "validity:",
             KeyKind::IdReservation => "id:",
@@ -118,7 +119,7 @@ mod tests {
             keys.key(KeyKind::Session, &b)
         );
         assert_eq!(
-            keys.key(KeyKind::Backup, &a),
+            keys.key(KeyKind::SecondCopy, &a),
             "bak:shop:602F7397FBE4D9932E59A9D0E52FE178-n1"
         );
         assert!(keys.key(KeyKind::Lock, &a).starts_with("lock:shop:"));

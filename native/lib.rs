@@ -6,10 +6,10 @@
 //! stored format, routing, failover, locking and statistics. The `ffi` module holds the two thin
 //! faces (C ABI and JNI) and is the only place that knows about foreign callers.
 
-pub mod backup;
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod copies;
 pub mod envelope;
 pub mod error;
 pub mod ids;
@@ -18,22 +18,21 @@ pub mod locking;
 pub mod logging;
 pub mod manager;
 pub mod membership;
-pub mod near_cache;
-pub mod nonsticky;
+pub mod mode;
 pub mod request;
 pub mod runtime;
 pub mod session;
 pub mod stats;
-pub mod sticky;
 pub mod validity;
 
 pub mod ffi;
 
 pub use config::{Config, ConfigBuilder};
+pub use copies::Loaded;
 pub use error::{Error, Result};
 pub use ids::SessionId;
 pub use locking::SessionLock;
-pub use manager::{Loaded, SessionManager};
-pub use request::{Ended, HostCopy, Lookup, Outcome, Request, RequestStart};
+pub use manager::SessionManager;
+pub use mode::{NonSticky, Sticky};
+pub use request::{BackupOutcome, Ended, HostCopy, Lookup, Outcome, Request, RequestStart};
 pub use session::SessionData;
-pub use sticky::BackupOutcome;

@@ -17,8 +17,13 @@ use parking_lot::Mutex;
 use tokio::sync::OwnedMutexGuard;
 use tokio::time::Instant;
 
+use crate::client::{Answer, Command};
+use crate::cluster::{Cluster, Node};
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::ids::SessionId;
+use crate::membership::Membership;
+use crate::stats::{Stats, bump};
 
 /// Memcached counts expiry in whole seconds and may end an item up to one second early; a lock
 /// younger than its expiration by this much is certainly still there.
@@ -104,8 +109,8 @@ impl Drop for Turn {
     }
 }
 
-/// A held session lock; give it back to the manager's `unlock`, or hand it to a write that
-/// releases it in its own round trip.
+/// A held session lock; give it back to [`unlock`](crate::SessionManager::unlock), or hand it to
+/// a write that releases it in its own round trip.
 #[derive(Debug)]
 pub struct SessionLock {
     pub(crate) id: SessionId,
@@ -161,6 +166,202 @@ impl SessionLock {
         });
         if let Some(turn) = self.turn.take() {
             turn.pass(handed);
+        }
+    }
+}
+
+/// The session locks of one manager: this host's queues at each lock, and the lock items in
+/// memcached.
+#[derive(Debug)]
+pub(crate) struct Locks {
+    config: Arc<Config>,
+    cluster: Arc<Cluster>,
+    membership: Arc<Membership>,
+    stats: Arc<Stats>,
+    turns: Turns,
+}
+
+impl Locks {
+    pub(crate) fn new(
+        config: Arc<Config>,
+        cluster: Arc<Cluster>,
+        membership: Arc<Membership>,
+        stats: Arc<Stats>,
+    ) -> Self {
+        Locks {
+            config,
+            cluster,
+            membership,
+            stats,
+            turns: Turns::default(),
+        }
+    }
+
+    /// Takes the session's lock: this host's turn at it, then an `add` of the lock key
+    /// (expiring after `lockExpiration`) on the node that serves the session, retried with
+    /// jittered exponential backoff until `lockMaxWait`, unless the previous holder on this
+    /// host handed the lock over.
+    pub(crate) async fn lock(&self, id: &SessionId) -> Result<SessionLock> {
+        let started = std::time::Instant::now();
+        let node = match self.membership.node(id.node()).await.filter(|n| n.is_up()) {
+            Some(node) => node,
+            None => self
+                .cluster
+                .next_available(id.node())
+                .ok_or(Error::Unavailable)?,
+        };
+        let wanted = Wanted {
+            id: id.clone(),
+            node: node.id().to_owned(),
+            key: self.config.keys.key(crate::keys::KeyKind::Lock, id),
+            expiration: self.config.lock_expiration,
+            backoff: Backoff {
+                initial: self.config.lock_backoff_initial,
+                max: self.config.lock_backoff_max,
+                max_wait: self.config.lock_max_wait,
+            },
+        };
+        let key = wanted.key.clone();
+        let exptime = self.config.lock_expiration.as_secs();
+        let outcome = self
+            .turns
+            .acquire(wanted, |token| {
+                let (node, key) = (&node, &key);
+                async move {
+                    let added = self
+                        .cluster
+                        .call(node, |c| c.add(key, token.as_bytes(), exptime))
+                        .await?;
+                    if added {
+                        return Ok(true);
+                    }
+                    // An `add` retried after a broken connection may have been stored the first
+                    // time: the lock is then ours already.
+                    let holder = self.cluster.call(node, |c| c.get(key)).await?;
+                    if holder.as_deref() == Some(token.as_bytes()) {
+                        return Ok(true);
+                    }
+                    bump(&self.stats.lock_retries);
+                    Ok(false)
+                }
+            })
+            .await;
+        self.stats.lock_wait_time.record(started.elapsed());
+        match outcome {
+            Ok(Acquired::Taken(lock)) => {
+                bump(&self.stats.locks_acquired);
+                Ok(lock)
+            }
+            Ok(Acquired::HandedOver(lock)) => {
+                bump(&self.stats.locks_acquired);
+                bump(&self.stats.locks_handed_over);
+                Ok(lock)
+            }
+            Err(e) => {
+                if matches!(e, Error::LockTimeout(_)) {
+                    bump(&self.stats.lock_timeouts);
+                    tracing::warn!(session = %id.redacted(), "session lock not acquired in time");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Releases a lock, unless it expired and another holder has it now (counted as lost). When
+    /// another request of this host waits for it, the lock is renewed and handed over instead.
+    pub(crate) async fn unlock(&self, lock: SessionLock) -> Result<()> {
+        let node = self
+            .cluster
+            .node(&lock.node)
+            .ok_or_else(|| Error::NodeDown(lock.node.clone()))?;
+        let expiration = self.config.lock_expiration;
+        if lock.certainly_held(expiration) {
+            let release = lock.release(expiration);
+            let sent = std::time::Instant::now();
+            let done = match release {
+                Release::Delete => self.cluster.call(&node, |c| c.delete(&lock.key)).await,
+                Release::HandOver => {
+                    let exptime = expiration.as_secs();
+                    self.cluster
+                        .call(&node, |c| c.touch(&lock.key, exptime))
+                        .await
+                }
+            };
+            lock.released(release, sent, *done.as_ref().unwrap_or(&false));
+            done?;
+            return Ok(());
+        }
+        match self.cluster.call(&node, |c| c.get(&lock.key)).await? {
+            Some(value) if value == lock.token.as_bytes() => {
+                self.cluster.call(&node, |c| c.delete(&lock.key)).await?;
+            }
+            _ => {
+                bump(&self.stats.locks_lost);
+                tracing::warn!(session = %lock.id.redacted(), "session lock expired before release");
+            }
+        }
+        Ok(())
+    }
+
+    /// Releases a lock a request's writes did not release. A failure is only logged: the
+    /// request's outcome matters more than a lock that will expire.
+    pub(crate) async fn release(&self, lock: Option<SessionLock>) {
+        let Some(lock) = lock else { return };
+        let id = lock.id.clone();
+        if let Err(e) = self.unlock(lock).await {
+            tracing::warn!(session = %id.redacted(), error = %e, "session lock not released");
+        }
+    }
+}
+
+/// A lock's release riding as the last command of a pipeline to one node, so that a request's
+/// last write and its unlock cost one round trip.
+#[derive(Debug)]
+pub(crate) struct Rider {
+    release: Release,
+    key: String,
+    expiration: Duration,
+}
+
+impl Rider {
+    /// The release of `lock` in a pipeline to `node`: when the lock lives there and is certainly
+    /// still ours (deleted, or renewed and handed to the next request of this host).
+    pub(crate) fn on(
+        lock: &Option<SessionLock>,
+        node: &Node,
+        expiration: Duration,
+    ) -> Option<Self> {
+        lock.as_ref()
+            .filter(|l| l.node == node.id() && l.certainly_held(expiration))
+            .map(|l| Rider {
+                release: l.release(expiration),
+                key: l.key.clone(),
+                expiration,
+            })
+    }
+
+    /// The pipelined command that gives the lock up.
+    pub(crate) fn command(&self) -> Command<'_> {
+        match self.release {
+            Release::Delete => Command::Delete(&self.key),
+            Release::HandOver => Command::Touch {
+                key: &self.key,
+                exptime: self.expiration.as_secs(),
+            },
+        }
+    }
+
+    /// The pipeline, sent at `sent` with this release last, answered `answers`: the lock is
+    /// given up (taken out of the option).
+    pub(crate) fn done(
+        self,
+        lock: &mut Option<SessionLock>,
+        sent: std::time::Instant,
+        answers: &[Answer],
+    ) {
+        if let Some(held) = lock.take() {
+            let renewed = answers.last() == Some(&Answer::Found(true));
+            held.released(self.release, sent, renewed);
         }
     }
 }

@@ -203,6 +203,14 @@ pub(crate) struct Membership {
     task: parking_lot::Mutex<Option<JoinHandle<()>>>,
 }
 
+impl std::fmt::Debug for Membership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Membership")
+            .field("version", &self.version())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Membership {
     /// A manager's view of the shared list of its context; nothing is read before
     /// [`Membership::start`].
@@ -322,10 +330,22 @@ impl Membership {
             .collect()
     }
 
+    /// The node `id` (a session id's node part) names. A node this manager does not know, or has
+    /// retired, may be one the cluster's shared list has gained since: the list is read first
+    /// (at most once a second for such ids). A retired node is returned as such (never up).
+    pub(crate) async fn node(&self, id: &str) -> Option<Arc<Node>> {
+        let known = self.cluster.node(id);
+        if known.as_ref().is_some_and(|n| !n.is_retired()) {
+            return known;
+        }
+        self.learn(id).await;
+        self.cluster.node(id)
+    }
+
     /// A session id names `node`, which this manager does not know or has retired: reads the
     /// shared list, unless it was read less than [`MIN_UNKNOWN_NODE_REFRESH`] ago (counted), so
     /// that the node is known if the cluster knows it.
-    pub(crate) async fn learn(&self, node: &str) {
+    async fn learn(&self, node: &str) {
         if !self.enabled {
             return;
         }

@@ -107,14 +107,14 @@ counters! {
     sessions_deleted,
     /// Sessions moved to another node because theirs failed.
     sessions_relocated,
-    /// Backup copies written.
-    backups_written,
-    /// Backup copies not written because no other node was available.
-    backups_skipped,
-    /// Backup copies that failed to write.
-    backups_failed,
-    /// Sessions served from a backup copy.
-    backups_loaded,
+    /// Non-sticky: second copies written.
+    second_copies_written,
+    /// Non-sticky: second copies not written because no other node was available.
+    second_copies_skipped,
+    /// Non-sticky: second copies that failed to write.
+    second_copies_failed,
+    /// Non-sticky: sessions read from their second copy.
+    second_copies_loaded,
     /// Sticky mode: sessions written to memcached after a request changed them.
     session_backups,
     /// Sticky mode: requests whose session had not changed, so nothing was sent.

@@ -274,7 +274,7 @@ fn removing_a_node_moves_its_sessions_as_a_failure_does() {
     let all = nodes(&[(1, &m1), (2, &m2), (3, &m3)]);
     let without_n2 = nodes(&[(1, &m1), (3, &m3)]);
 
-    // Non-sticky: the backup copy on the next node (n3) becomes the primary, on the manager
+    // Non-sticky: the second copy on the next node (n3) becomes the primary, on the manager
     // that removed n2 and on one that followed the shared list.
     let remover = manager(&all, &[("sticky", "false")]);
     let follower = manager(&all, &[("sticky", "false")]);
@@ -291,7 +291,7 @@ fn removing_a_node_moves_its_sessions_as_a_failure_does() {
     ] {
         let loaded = block_on(m.load(id))
             .unwrap()
-            .expect("read from its backup copy");
+            .expect("read from its second copy");
         assert_eq!(loaded.session.attributes["user"], value);
         let moved = loaded.relocated.expect("a new id");
         assert_eq!(moved.node(), "n3");

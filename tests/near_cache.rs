@@ -68,7 +68,7 @@ fn a_sticky_session_created_during_an_outage_survives_a_later_tomcat_failover() 
     m1.kill();
     m2.kill();
     let id = block_on(host.new_session_id(None)).unwrap();
-    let outcome = host.backup(
+    let outcome = host.sticky().unwrap().backup(
         &id,
         &session(b"outage"),
         Some(std::time::Duration::from_secs(2)),
@@ -105,7 +105,7 @@ fn garbage_in_memcached_falls_back_to_the_local_copy_and_is_repaired() {
     assert!(stat(&host, "corrupt_values") >= 2);
     // The request's end writes it (served locally, the cluster lacked it).
     let mut s = loaded.session;
-    block_on(host.finish(&id, &mut s, None, None)).unwrap();
+    block_on(host.non_sticky().unwrap().finish(&id, &mut s, None, None)).unwrap();
     let other = manager(&[&m1, &m2], NON_STICKY);
     assert_eq!(value(&other, &id).as_deref(), Some(&b"good"[..]));
 
@@ -207,7 +207,7 @@ fn a_session_moved_by_another_host_is_still_served_from_this_hosts_copy() {
     let moved = block_on(b.load(&id))
         .unwrap()
         .and_then(|loaded| loaded.relocated)
-        .expect("moved to its backup node");
+        .expect("moved to its second copy's node");
     assert_eq!(moved.node(), "n2");
     m2.kill();
     assert_eq!(

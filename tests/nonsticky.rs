@@ -27,10 +27,16 @@ fn locking_modes_decide_which_requests_lock() {
     ] {
         let m = manager(&[&server], &[("sticky", "false"), ("lockingMode", mode)]);
         for uri in locked {
-            assert!(m.locks_request(uri), "{mode} should lock {uri}");
+            assert!(
+                m.non_sticky().unwrap().locks_request(uri),
+                "{mode} should lock {uri}"
+            );
         }
         for uri in unlocked {
-            assert!(!m.locks_request(uri), "{mode} should not lock {uri}");
+            assert!(
+                !m.non_sticky().unwrap().locks_request(uri),
+                "{mode} should not lock {uri}"
+            );
         }
     }
 }
@@ -43,26 +49,46 @@ fn auto_locking_learns_read_only_uris() {
     let id = block_on(m.new_session_id(None)).unwrap();
     block_on(m.store(&id, &mut session(b"1"))).unwrap();
 
-    assert!(m.locks_request("/show"), "unknown URIs lock");
+    assert!(
+        m.non_sticky().unwrap().locks_request("/show"),
+        "unknown URIs lock"
+    );
     let (loaded, lock) = block_on(m.load_locked(&id)).unwrap();
     let mut s = loaded.unwrap().session;
-    block_on(m.finish(&id, &mut s, Some(lock), Some("/show"))).unwrap();
+    block_on(
+        m.non_sticky()
+            .unwrap()
+            .finish(&id, &mut s, Some(lock), Some("/show")),
+    )
+    .unwrap();
     assert!(
-        !m.locks_request("/show"),
+        !m.non_sticky().unwrap().locks_request("/show"),
         "it changed nothing: read-only now"
     );
 
     // A request to that URI that does change the session makes it lock again.
     let mut s = block_on(m.load(&id)).unwrap().unwrap().session;
     s.attributes.insert("k".into(), b"2".to_vec());
-    block_on(m.finish(&id, &mut s, None, Some("/show"))).unwrap();
-    assert!(m.locks_request("/show"));
+    block_on(
+        m.non_sticky()
+            .unwrap()
+            .finish(&id, &mut s, None, Some("/show")),
+    )
+    .unwrap();
+    assert!(m.non_sticky().unwrap().locks_request("/show"));
 
     // A request that never used its session changed nothing either.
-    assert!(m.locks_request("/logo.png"));
+    assert!(m.non_sticky().unwrap().locks_request("/logo.png"));
     let lock = block_on(m.lock(&id)).unwrap();
-    assert!(block_on(m.accessed(&id, Some(lock), Some("/logo.png"))).unwrap());
-    assert!(!m.locks_request("/logo.png"));
+    assert!(
+        block_on(
+            m.non_sticky()
+                .unwrap()
+                .accessed(&id, Some(lock), Some("/logo.png"))
+        )
+        .unwrap()
+    );
+    assert!(!m.non_sticky().unwrap().locks_request("/logo.png"));
 }
 
 fn since(before: [u64; 4], nodes: &[&Memcached]) -> [u64; 4] {
@@ -84,7 +110,12 @@ fn a_request_end_writes_only_a_changed_session_and_always_unlocks() {
     let before = command_totals(&nodes);
     let (loaded, lock) = block_on(m.load_locked(&id)).unwrap();
     let mut s = loaded.unwrap().session;
-    block_on(m.finish(&id, &mut s, Some(lock), None)).unwrap();
+    block_on(
+        m.non_sticky()
+            .unwrap()
+            .finish(&id, &mut s, Some(lock), None),
+    )
+    .unwrap();
     assert_eq!(
         since(before, &nodes),
         [2, 2, 0, 1],
@@ -96,7 +127,12 @@ fn a_request_end_writes_only_a_changed_session_and_always_unlocks() {
     let (loaded, lock) = block_on(m.load_locked(&id)).unwrap();
     let mut s = loaded.unwrap().session;
     s.attributes.insert("k".into(), b"2".to_vec());
-    block_on(m.finish(&id, &mut s, Some(lock), None)).unwrap();
+    block_on(
+        m.non_sticky()
+            .unwrap()
+            .finish(&id, &mut s, Some(lock), None),
+    )
+    .unwrap();
     assert_eq!(
         since(before, &nodes),
         [2, 4, 0, 1],
@@ -108,7 +144,7 @@ fn a_request_end_writes_only_a_changed_session_and_always_unlocks() {
     // A request that never used the session: the record read and rewritten, nothing else.
     let before = command_totals(&nodes);
     let lock = block_on(m.lock(&id)).unwrap();
-    assert!(block_on(m.accessed(&id, Some(lock), None)).unwrap());
+    assert!(block_on(m.non_sticky().unwrap().accessed(&id, Some(lock), None)).unwrap());
     assert_eq!(
         since(before, &nodes),
         [1, 2, 0, 1],
@@ -142,7 +178,7 @@ fn sessions_expire_without_any_host_and_every_access_renews_them() {
     // copies' expiry is renewed along the way, so it is alive at the end.
     for _ in 0..6 {
         std::thread::sleep(std::time::Duration::from_secs(1));
-        assert!(block_on(m.accessed(&id, None, None)).unwrap());
+        assert!(block_on(m.non_sticky().unwrap().accessed(&id, None, None)).unwrap());
     }
     assert!(
         primary.ttl(&key).unwrap() >= 3,
@@ -156,7 +192,7 @@ fn sessions_expire_without_any_host_and_every_access_renews_them() {
     // Left alone longer than its lifetime, it is gone, with no host expiring it.
     std::thread::sleep(std::time::Duration::from_millis(4200));
     assert!(block_on(m.load(&id)).unwrap().is_none());
-    assert!(!block_on(m.accessed(&id, None, None)).unwrap());
+    assert!(!block_on(m.non_sticky().unwrap().accessed(&id, None, None)).unwrap());
 }
 
 /// `lockFailure`: a request that cannot take the session lock within `lockMaxWait` goes on
@@ -170,7 +206,7 @@ fn a_lock_not_taken_in_time_lets_the_request_proceed_unless_refused() {
 
     let proceeding = manager(&[&server], &[("sticky", "false"), ("lockMaxWait", "100")]);
     assert!(
-        block_on(proceeding.lock_for_request(&id))
+        block_on(proceeding.non_sticky().unwrap().lock_for_request(&id))
             .unwrap()
             .is_none()
     );
@@ -184,12 +220,12 @@ fn a_lock_not_taken_in_time_lets_the_request_proceed_unless_refused() {
         ],
     );
     assert!(matches!(
-        block_on(refusing.lock_for_request(&id)),
+        block_on(refusing.non_sticky().unwrap().lock_for_request(&id)),
         Err(msm::Error::LockTimeout(_))
     ));
     assert_eq!(stat(&refusing, "lock_timeouts"), 1);
 
     block_on(holder.unlock(held)).unwrap();
-    let lock = block_on(proceeding.lock_for_request(&id)).unwrap();
+    let lock = block_on(proceeding.non_sticky().unwrap().lock_for_request(&id)).unwrap();
     assert!(lock.is_some(), "a free lock is taken");
 }

@@ -125,7 +125,7 @@ fn a_killed_or_hung_primary_node_fails_over_to_the_backup() {
         let moved = browser.cookie.clone().unwrap();
         assert!(
             storage(&moved).ends_with("-n2"),
-            "the backup node became primary: {moved}"
+            "the second copy's node became primary: {moved}"
         );
         assert!(m2.has(&format!("{PREFIX}{}", storage(&moved))));
         assert!(m3.has(&format!("bak:{PREFIX}{}", storage(&moved))));
@@ -408,7 +408,7 @@ fn a_hung_or_killed_backup_node_is_skipped_and_counted() {
             stats.field("NodeStates").unwrap().contains(&down),
             "hang={hang}: {stats:?}"
         );
-        let missed: u64 = stats.field("BackupCopiesMissed").unwrap().parse().unwrap();
+        let missed: u64 = stats.field("SecondCopiesMissed").unwrap().parse().unwrap();
         assert!(missed >= 3, "hang={hang}: {stats:?}");
         if hang {
             m2.resume();

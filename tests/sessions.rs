@@ -133,7 +133,7 @@ fn non_sticky_keeps_a_backup_on_the_next_node() {
     assert!(s3.has(&format!("test:{key}")));
     assert!(s1.has(&format!("bak:test:{key}")), "the ring wraps to n1");
     assert!(!s2.has(&format!("test:{key}")) && !s2.has(&format!("bak:test:{key}")));
-    assert_eq!(stat(&m, "backups_written"), 1);
+    assert_eq!(stat(&m, "second_copies_written"), 1);
 }
 
 #[test]

@@ -40,18 +40,24 @@ fn only_changes_are_written() {
     let id = block_on(m.new_session_id(None)).unwrap();
     let sets = server.stat("cmd_set");
     assert_eq!(
-        m.backup(&id, &session(b"1"), WAIT).unwrap(),
+        m.sticky()
+            .unwrap()
+            .backup(&id, &session(b"1"), WAIT)
+            .unwrap(),
         BackupOutcome::Written
     );
     let mut accessed = session(b"1");
     accessed.last_accessed += 60_000;
     assert_eq!(
-        m.backup(&id, &accessed, WAIT).unwrap(),
+        m.sticky().unwrap().backup(&id, &accessed, WAIT).unwrap(),
         BackupOutcome::Unchanged
     );
     assert_eq!(server.stat("cmd_set"), sets + 1);
     assert_eq!(
-        m.backup(&id, &session(b"2"), WAIT).unwrap(),
+        m.sticky()
+            .unwrap()
+            .backup(&id, &session(b"2"), WAIT)
+            .unwrap(),
         BackupOutcome::Written
     );
     assert_eq!(stored(&server, &id).unwrap().version, 2);
@@ -65,7 +71,7 @@ fn a_taken_over_session_is_claimed_once_then_written_only_when_changed() {
     let id = block_on(writer.new_session_id(Some("a"))).unwrap();
     let mut old = session(b"v");
     old.last_accessed -= 3_600_000;
-    writer.backup(&id, &old, WAIT).unwrap();
+    writer.sticky().unwrap().backup(&id, &old, WAIT).unwrap();
     let taker = shared(&[&server], &[]);
     let loaded = block_on(taker.load(&id)).unwrap().unwrap().session;
     let age = msm::session::now_millis() - loaded.last_accessed;
@@ -73,9 +79,16 @@ fn a_taken_over_session_is_claimed_once_then_written_only_when_changed() {
         age < 60_000,
         "a taken-over session is accessed now, not {age} ms ago"
     );
-    assert_eq!(taker.backup_unchanged(&id, 1800, WAIT).unwrap(), None);
     assert_eq!(
-        taker.backup(&id, &loaded, WAIT).unwrap(),
+        taker
+            .sticky()
+            .unwrap()
+            .backup_unchanged(&id, 1800, WAIT)
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        taker.sticky().unwrap().backup(&id, &loaded, WAIT).unwrap(),
         BackupOutcome::Written
     );
     assert_eq!(
@@ -84,18 +97,18 @@ fn a_taken_over_session_is_claimed_once_then_written_only_when_changed() {
         "claimed with a newer version"
     );
     assert_eq!(
-        taker.backup(&id, &loaded, WAIT).unwrap(),
+        taker.sticky().unwrap().backup(&id, &loaded, WAIT).unwrap(),
         BackupOutcome::Unchanged
     );
     let mut changed = loaded.clone();
     changed.attributes.insert("k".into(), b"w".to_vec());
     assert_eq!(
-        taker.backup(&id, &changed, WAIT).unwrap(),
+        taker.sticky().unwrap().backup(&id, &changed, WAIT).unwrap(),
         BackupOutcome::Written
     );
     assert_eq!(stored(&server, &id).unwrap().version, 3);
     // The first host's stale copy times out there: the newer one stays.
-    block_on(writer.expire(&id)).unwrap();
+    block_on(writer.sticky().unwrap().expire(&id)).unwrap();
     assert!(stored(&server, &id).is_some());
 }
 
@@ -106,17 +119,20 @@ fn a_renewal_never_replaces_a_waiting_write_and_a_deletion_is_not_overtaken() {
     let id = block_on(m.new_session_id(None)).unwrap();
     let mut s = session(b"1");
     s.max_inactive = 4;
-    m.backup(&id, &s, WAIT).unwrap();
+    m.sticky().unwrap().backup(&id, &s, WAIT).unwrap();
     std::thread::sleep(Duration::from_millis(1100));
     // A write, then a renewal due at the same time, both queued at once: the write lands.
     s.attributes.insert("k".into(), b"2".to_vec());
-    m.backup(&id, &s, None).unwrap();
-    m.backup_unchanged(&id, 4, None).unwrap();
+    m.sticky().unwrap().backup(&id, &s, None).unwrap();
+    m.sticky().unwrap().backup_unchanged(&id, 4, None).unwrap();
     assert_eq!(m.flush(Duration::from_secs(5)), 0);
     assert_eq!(stored(&server, &id).unwrap().attributes["k"], b"2");
     // Writes queued right before a deletion never bring the session back.
     for i in 0..50u32 {
-        m.backup(&id, &session(&i.to_le_bytes()), None).unwrap();
+        m.sticky()
+            .unwrap()
+            .backup(&id, &session(&i.to_le_bytes()), None)
+            .unwrap();
     }
     block_on(m.delete(&id)).unwrap();
     assert_eq!(m.flush(Duration::from_secs(5)), 0);
@@ -130,7 +146,10 @@ fn background_writes_of_one_session_keep_their_order() {
     let id = block_on(m.new_session_id(None)).unwrap();
     for i in 0..200u32 {
         assert!(matches!(
-            m.backup(&id, &session(&i.to_le_bytes()), None).unwrap(),
+            m.sticky()
+                .unwrap()
+                .backup(&id, &session(&i.to_le_bytes()), None)
+                .unwrap(),
             BackupOutcome::Queued
         ));
     }
@@ -158,7 +177,10 @@ fn a_full_queue_writes_on_the_callers_thread() {
         .map(|_| block_on(m.new_session_id(None)).unwrap())
         .collect();
     for id in &ids {
-        m.backup(id, &session(b"v"), None).unwrap();
+        m.sticky()
+            .unwrap()
+            .backup(id, &session(b"v"), None)
+            .unwrap();
     }
     assert_eq!(m.flush(Duration::from_secs(10)), 0);
     assert!(
@@ -175,17 +197,23 @@ fn an_evicted_session_is_written_again_when_its_expiry_is_renewed() {
     let id = block_on(m.new_session_id(None)).unwrap();
     let mut s = session(b"v");
     s.max_inactive = 4;
-    m.backup(&id, &s, WAIT).unwrap();
+    m.sticky().unwrap().backup(&id, &s, WAIT).unwrap();
     server.raw(
         format!("delete test:{}\r\n", id.storage_part()).as_bytes(),
         &["DELETED"],
     );
     std::thread::sleep(Duration::from_millis(1100));
     // A quarter of the lifetime has passed: renew; the item is gone, so write it.
-    assert_eq!(m.backup(&id, &s, WAIT).unwrap(), BackupOutcome::Written);
+    assert_eq!(
+        m.sticky().unwrap().backup(&id, &s, WAIT).unwrap(),
+        BackupOutcome::Written
+    );
     assert!(stored(&server, &id).is_some());
     std::thread::sleep(Duration::from_millis(1100));
-    assert_eq!(m.backup(&id, &s, WAIT).unwrap(), BackupOutcome::Refreshed);
+    assert_eq!(
+        m.sticky().unwrap().backup(&id, &s, WAIT).unwrap(),
+        BackupOutcome::Refreshed
+    );
 }
 
 #[test]
@@ -203,7 +231,7 @@ fn requests_are_routed_to_this_host_and_to_a_live_node() {
     );
     m1.kill();
     // The node's death is learnt from a failed operation.
-    let _ = m.backup(&id, &session(b"v"), WAIT);
+    let _ = m.sticky().unwrap().backup(&id, &session(b"v"), WAIT);
     assert_eq!(
         wait(m.route_request(&id, Some("a")))
             .unwrap()
@@ -219,7 +247,10 @@ fn an_id_change_removes_old_copies_only_when_the_key_changes() {
     let server = Memcached::start();
     let m = shared(&[&server], &[]);
     let id = block_on(m.new_session_id(Some("a"))).unwrap();
-    m.backup(&id, &session(b"v"), WAIT).unwrap();
+    m.sticky()
+        .unwrap()
+        .backup(&id, &session(b"v"), WAIT)
+        .unwrap();
     let rerouted = id.with_route(Some("b")).unwrap();
     block_on(m.id_changed(&id, &rerouted)).unwrap();
     assert!(stored(&server, &id).is_some(), "same key: kept");
@@ -238,17 +269,21 @@ fn expiry_keeps_a_copy_another_host_wrote_since() {
     let first = shared(&[&server], &[]);
     let second = shared(&[&server], &[]);
     let id = block_on(first.new_session_id(None)).unwrap();
-    first.backup(&id, &session(b"v1"), WAIT).unwrap();
+    first
+        .sticky()
+        .unwrap()
+        .backup(&id, &session(b"v1"), WAIT)
+        .unwrap();
     // The second host takes the session over and changes it.
     let mut taken = block_on(second.load(&id)).unwrap().unwrap().session;
     taken.attributes.insert("k".into(), b"v2".to_vec());
-    second.backup(&id, &taken, WAIT).unwrap();
+    second.sticky().unwrap().backup(&id, &taken, WAIT).unwrap();
     // The first host's stale copy times out: the newer one stays.
-    block_on(first.expire(&id)).unwrap();
+    block_on(first.sticky().unwrap().expire(&id)).unwrap();
     assert_eq!(stored(&server, &id).unwrap().attributes["k"], b"v2");
     assert_eq!(stat(&first, "expired_newer_kept"), 1);
     // When the host that wrote last expires it, it goes.
-    block_on(second.expire(&id)).unwrap();
+    block_on(second.sticky().unwrap().expire(&id)).unwrap();
     assert!(stored(&server, &id).is_none());
 }
 
@@ -264,7 +299,10 @@ fn the_node_list_can_grow_and_shrink_at_runtime() {
         .collect();
     assert!(ids.iter().any(|id| id.node() == "n2"));
     let on_n2 = ids.iter().find(|id| id.node() == "n2").unwrap();
-    m.backup(on_n2, &session(b"v"), WAIT).unwrap();
+    m.sticky()
+        .unwrap()
+        .backup(on_n2, &session(b"v"), WAIT)
+        .unwrap();
     // Removing n2 moves its sessions as a failure would.
     block_on(m.set_nodes(&format!("n1:{}", m1.address()))).unwrap();
     assert_eq!(
@@ -280,20 +318,20 @@ fn an_unchanged_session_is_backed_up_without_its_content() {
     let m = shared(&[&server], &[]);
     let id = block_on(m.new_session_id(None)).unwrap();
     assert_eq!(
-        m.backup_unchanged(&id, 4, WAIT).unwrap(),
+        m.sticky().unwrap().backup_unchanged(&id, 4, WAIT).unwrap(),
         None,
         "nothing confirmed yet"
     );
     let mut s = session(b"v");
     s.max_inactive = 4;
-    m.backup(&id, &s, WAIT).unwrap();
+    m.sticky().unwrap().backup(&id, &s, WAIT).unwrap();
     assert_eq!(
-        m.backup_unchanged(&id, 4, WAIT).unwrap(),
+        m.sticky().unwrap().backup_unchanged(&id, 4, WAIT).unwrap(),
         Some(BackupOutcome::Unchanged)
     );
     std::thread::sleep(Duration::from_millis(1100));
     assert_eq!(
-        m.backup_unchanged(&id, 4, WAIT).unwrap(),
+        m.sticky().unwrap().backup_unchanged(&id, 4, WAIT).unwrap(),
         Some(BackupOutcome::Refreshed)
     );
     // memcached loses the item: the renewal misses, so the next backup must carry the content.
@@ -303,10 +341,16 @@ fn an_unchanged_session_is_backed_up_without_its_content() {
     );
     std::thread::sleep(Duration::from_millis(1100));
     assert_eq!(
-        m.backup_unchanged(&id, 4, WAIT).unwrap(),
+        m.sticky().unwrap().backup_unchanged(&id, 4, WAIT).unwrap(),
         Some(BackupOutcome::Unchanged)
     );
-    assert_eq!(m.backup_unchanged(&id, 4, WAIT).unwrap(), None);
-    assert_eq!(m.backup(&id, &s, WAIT).unwrap(), BackupOutcome::Written);
+    assert_eq!(
+        m.sticky().unwrap().backup_unchanged(&id, 4, WAIT).unwrap(),
+        None
+    );
+    assert_eq!(
+        m.sticky().unwrap().backup(&id, &s, WAIT).unwrap(),
+        BackupOutcome::Written
+    );
     assert!(stored(&server, &id).is_some());
 }

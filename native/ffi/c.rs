@@ -13,9 +13,10 @@ use std::ptr;
 use std::sync::Arc;
 
 use crate::config::ConfigBuilder;
+use crate::copies::Loaded;
 use crate::error::Error;
 use crate::locking::SessionLock;
-use crate::manager::{Loaded, SessionManager};
+use crate::manager::SessionManager;
 use crate::request::{Ended, HostCopy, Lookup, Outcome, Request, RequestStart};
 use crate::runtime::{block_on, wait};
 use crate::session::{SessionData, now_millis};
@@ -680,7 +681,7 @@ pub unsafe extern "C" fn msm_session_access(
     })
 }
 
-/// Stores a session under `id` (plus its backup copy in non-sticky mode) and bumps its version.
+/// Stores a session under `id` (plus its second copy in non-sticky mode) and bumps its version.
 /// When the session's node is down it moves to another node: `*new_id` then receives the id to
 /// use from now on (release with `msm_string_free`), otherwise NULL. `new_id` may be NULL.
 ///
@@ -716,7 +717,7 @@ pub unsafe extern "C" fn msm_store(
 }
 
 /// Loads the session `id`: `*out` receives it (release with `msm_session_free`), or NULL with
-/// `MSM_STATUS_NOT_FOUND`. When it had to move to its backup node, `*new_id` receives the id to
+/// `MSM_STATUS_NOT_FOUND`. When it had to move to its second copy's node, `*new_id` receives the id to
 /// use from now on (release with `msm_string_free`), otherwise NULL. `new_id` may be NULL.
 ///
 /// # Safety

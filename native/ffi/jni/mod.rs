@@ -3,7 +3,7 @@
 //! Each method converts its arguments, calls the core and converts the result. Managers are
 //! handed to Java as numeric handles into a registry of `Arc`s, so a stale or forged handle is an
 //! exception, never a dangling pointer. Core errors become `io.msm.*Exception`s (mapped in one
-//! place, [`exception_class`]); a panic becomes an `io.msm.MsmException` and never unwinds into
+//! place, `pending::error_code`); a panic becomes an `io.msm.MsmException` and never unwinds into
 //! the JVM.
 
 mod pending;
@@ -25,9 +25,9 @@ use crate::config::ConfigBuilder;
 use crate::error::Error;
 use crate::logging;
 use crate::manager::SessionManager;
+use crate::request::BackupOutcome;
 use crate::request::{Ended, HostCopy, Lookup, Outcome, Request, RequestStart};
 use crate::session::SessionData;
-use crate::sticky::BackupOutcome;
 use pending::Deliver;
 
 /// Why a native method failed.

@@ -86,13 +86,13 @@ public final class ManagerStatistics implements ManagerStatisticsMBean {
     }
 
     @Override
-    public long getBackupCopiesWritten() {
-        return core("backups_written");
+    public long getSecondCopiesWritten() {
+        return core("second_copies_written");
     }
 
     @Override
-    public long getBackupCopiesMissed() {
-        return core("backups_skipped") + core("backups_failed");
+    public long getSecondCopiesMissed() {
+        return core("second_copies_skipped") + core("second_copies_failed");
     }
 
     @Override

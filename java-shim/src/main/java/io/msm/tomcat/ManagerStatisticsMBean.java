@@ -30,14 +30,14 @@ public interface ManagerStatisticsMBean {
      */
     long getBackupsFailed();
 
-    /** @return non-sticky mode: backup copies written to the node after the session's */
-    long getBackupCopiesWritten();
+    /** @return non-sticky mode: second copies written to the node after the session's */
+    long getSecondCopiesWritten();
 
     /**
-     * @return non-sticky mode: backup copies not written because the next node was down or
+     * @return non-sticky mode: second copies not written because the next node was down or
      *     failed
      */
-    long getBackupCopiesMissed();
+    long getSecondCopiesMissed();
 
     /** @return attributes that could not be serialized */
     long getSerializationFailures();

@@ -350,7 +350,7 @@ public class MemcachedSessionManager extends ManagerBase {
             if (session instanceof MsmSession) {
                 join(state, (MsmSession) session, true);
                 if (!session.getIdInternal().equals(id)) {
-                    // It moved to its backup node, which is its primary now: new cookie.
+                    // It moved to its second copy's node, which is its primary now: new cookie.
                     state.request.changeSessionId(session.getIdInternal());
                 }
             }
@@ -664,7 +664,7 @@ public class MemcachedSessionManager extends ManagerBase {
         if (held instanceof MsmSession) {
             join(state, (MsmSession) held, false);
         } else if (core.prefetched()) {
-            // Its node is down: the core moved it to its backup node; the new cookie goes now.
+            // Its node is down: the core moved it to its second copy's node; the new cookie goes now.
             findSession(requested);
         }
         return true;

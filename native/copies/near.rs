@@ -1,8 +1,8 @@
 //! The near cache: this host's own copies of sessions, for when memcached cannot serve them.
 //!
-//! When the cluster is unreachable (every node down or timing out) or returns corrupt data, the
-//! manager serves sessions from here and stores them here, so an outage of memcached alone
-//! loses nothing a user stored. Copies written here because the cluster could not take them are
+//! [`NearCached`] wraps the session copies in the cluster ([`Copies`]): when the cluster is
+//! unreachable (every node down or timing out) or returns corrupt data, sessions are served from
+//! here and stored here, so an outage of memcached alone loses nothing a user stored. Copies written here because the cluster could not take them are
 //! *dirty*: when nodes answer again they are written back (the newer copy winning over what the
 //! cluster holds) and become clean. Clean copies (non-sticky mode keeps one of every session it
 //! reads) are only a fallback; memcached stays the truth while it answers.
@@ -14,19 +14,19 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use tokio::task::JoinHandle;
 
-use crate::client::CasOutcome;
-use crate::cluster::Node;
+use super::{Copies, Found, Layout, Loaded, WrittenOver};
 use crate::error::{Error, Result};
 use crate::ids::SessionId;
-use crate::keys::KeyKind;
-use crate::manager::{Found, Loaded, SessionManager};
+use crate::locking::SessionLock;
+use crate::runtime;
 use crate::session::{SessionData, now_millis};
 use crate::stats::{Stats, bump};
-use crate::validity::{Validity, copies_exptime};
+use crate::validity::Validity;
 
 /// One session's copy, as stored in memcached (an envelope).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,6 +211,28 @@ impl NearCache {
     }
 }
 
+/// The copies of sessions in the cluster, wrapped by this host's near cache: loads fall back to
+/// the cache when the cluster cannot serve, stores that the cluster cannot take are kept here
+/// (dirty) and written back by a background task when nodes answer again.
+#[derive(Debug)]
+pub(crate) struct NearCached {
+    copies: Copies,
+    cache: NearCache,
+    stats: Arc<Stats>,
+    /// Non-sticky: a clean copy of every session read or written is kept (sticky hosts hold
+    /// their sessions in memory already).
+    keeps_clean: bool,
+    write_back: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for NearCached {
+    fn drop(&mut self) {
+        if let Some(task) = self.write_back.get_mut().take() {
+            task.abort();
+        }
+    }
+}
+
 /// What the cluster says of a session it holds no copy of, while this host has one.
 enum Recheck {
     /// The session ended (invalidated, moved to another id, expired): the copy is no loss.
@@ -221,59 +243,170 @@ enum Recheck {
     Lost,
 }
 
-/// Whether `theirs` is newer than `ours`: accessed later, or as late with a newer version.
-fn newer(theirs: &SessionData, ours: &SessionData) -> bool {
-    (theirs.last_accessed, theirs.version) > (ours.last_accessed, ours.version)
-}
-
-/// Writes the near cache back whenever a node answers again, and every `every` in case a
-/// write-back was cut short; ends with the manager.
-pub(crate) async fn write_back_forever(
-    manager: std::sync::Weak<SessionManager>,
-    recovered: Arc<tokio::sync::Notify>,
-    every: std::time::Duration,
-) {
-    loop {
-        tokio::select! {
-            () = recovered.notified() => {}
-            () = tokio::time::sleep(every) => {}
-        }
-        let Some(manager) = manager.upgrade() else {
-            return;
-        };
-        manager.write_back().await;
+impl NearCached {
+    /// Wraps `copies` in a near cache of at most `max_sessions` copies and `max_bytes` bytes
+    /// (`nearCacheMaxSessions`, `nearCacheMaxBytes`), and starts writing dirty copies back
+    /// whenever a node answers again, and every `every` in case a write-back was cut short.
+    pub(crate) fn start(
+        copies: Copies,
+        max_sessions: usize,
+        max_bytes: usize,
+        every: Duration,
+        stats: Arc<Stats>,
+    ) -> Arc<Self> {
+        let recovered = copies.cluster.recovery_signal();
+        let keeps_clean = copies.layout() == Layout::Replicated;
+        let layer = Arc::new(NearCached {
+            copies,
+            cache: NearCache::new(max_sessions, max_bytes, Arc::clone(&stats)),
+            stats,
+            keeps_clean,
+            write_back: Mutex::new(None),
+        });
+        let task =
+            runtime::handle().spawn(write_back_forever(Arc::downgrade(&layer), recovered, every));
+        *layer.write_back.lock() = Some(task);
+        layer
     }
-}
 
-impl SessionManager {
+    /// The copies in the cluster, for what the near cache has no part in (renewals, reads of
+    /// validity records).
+    pub(crate) fn copies(&self) -> &Copies {
+        &self.copies
+    }
+
+    /// Copies held and their bytes, for statistics.
+    pub(crate) fn size(&self) -> (usize, usize) {
+        self.cache.size()
+    }
+
+    /// Loads a session (see [`Copies::read`]) within the budget of one load; when the cluster
+    /// cannot serve it (unreachable, corrupt) or lost it (flushed, restarted empty), this host's
+    /// copy stands in. The session found counts as accessed now: its copy exists, so the
+    /// session is alive, and the request reading it is its access.
+    pub(crate) async fn load(&self, id: &SessionId) -> Result<Option<Found>> {
+        let started = Instant::now();
+        let deadline = started + self.copies.budget();
+        let found = self.copies.until(deadline, self.copies.read(id)).await;
+        let Some(mut found) = self.or_near_copy(id, found, deadline).await? else {
+            bump(&self.stats.sessions_missing);
+            return Ok(None);
+        };
+        found.loaded.session.last_accessed = now_millis();
+        bump(&self.stats.sessions_loaded);
+        self.stats.load_time.record(started.elapsed());
+        Ok(Some(found))
+    }
+
+    /// Writes a session where its copies live (see [`Copies::write`]) within the budget of one
+    /// store, bumping its version, and releasing `lock` with the primary write when it can (the
+    /// lock is then taken out of the option). When the cluster cannot take it, the session is
+    /// kept here until it answers again: nothing the user stored is lost. When the session's
+    /// node is down the session moves to the next available node and its new id is returned;
+    /// the host must use it from now on.
+    pub(crate) async fn store(
+        &self,
+        id: &SessionId,
+        session: &mut SessionData,
+        lock: &mut Option<SessionLock>,
+    ) -> Result<Option<SessionId>> {
+        let started = Instant::now();
+        session.version += 1;
+        let value = self.copies.encode(id, session)?;
+        let deadline = started + self.copies.budget();
+        let write = self.copies.write(id, &value, session.max_inactive, lock);
+        let target = match self.copies.until(deadline, write).await {
+            Ok(target) => target,
+            Err(e) if e.is_cluster_failure() && self.cache.enabled() => {
+                self.keep_dirty(id, value);
+                tracing::debug!(session = %id.redacted(), error = %e, "session kept in the near cache");
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        bump(&self.stats.sessions_stored);
+        self.stats.store_time.record(started.elapsed());
+        if self.keeps_clean {
+            self.cache.put(&target, value, false);
+        } else {
+            self.cache.remove(&target);
+        }
+        if target == *id {
+            return Ok(None);
+        }
+        bump(&self.stats.sessions_relocated);
+        tracing::info!(from = id.node(), to = target.node(), "session relocated");
+        self.delete(id).await.ok();
+        Ok(Some(target))
+    }
+
+    /// Writes a sticky session's encoded copy in place (see [`Copies::write_in_place`]); when
+    /// the cluster cannot take it, it is kept here until the cluster answers again.
+    pub(crate) async fn store_in_place(
+        &self,
+        id: &SessionId,
+        value: &[u8],
+        exptime: u64,
+    ) -> Result<()> {
+        match self.copies.write_in_place(id, value, exptime).await {
+            Ok(()) => {
+                self.cache.remove(id);
+                Ok(())
+            }
+            Err(e) => {
+                if e.is_cluster_failure() {
+                    self.keep_dirty(id, value.to_vec());
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Deletes every copy of a session (see [`Copies::delete`]); this host's copy goes too,
+    /// unless it was taken as another id.
+    pub(crate) async fn delete(&self, id: &SessionId) -> Result<()> {
+        self.cache.remove(id);
+        self.copies.delete(id).await
+    }
+
+    /// Keeps a copy the cluster could not take, to write back when it answers again.
+    fn keep_dirty(&self, id: &SessionId, value: Vec<u8>) {
+        self.cache.put(id, value, true);
+        bump(&self.stats.near_cache_stored);
+    }
+
     /// What a load found in the cluster, or, when the cluster could not serve the session
     /// (unreachable, corrupt) or lost it (flushed, restarted empty), this host's copy of it.
     /// Checks that the cluster does not say the session ended run until `deadline`.
-    pub(crate) async fn or_near_copy(
+    async fn or_near_copy(
         &self,
         id: &SessionId,
         found: Result<Option<Found>>,
         deadline: Instant,
     ) -> Result<Option<Found>> {
         let failure = match found {
-            Ok(Some(found)) => return Ok(Some(self.keep_near(id, found))),
+            Ok(Some(found)) => return Ok(Some(self.keep_clean(id, found))),
             Ok(None) => None,
             Err(e) if e.is_cluster_failure() || matches!(e, Error::Corrupt(_)) => Some(e),
             Err(e) => return Err(e),
         };
         // A copy stands in only for an id naming a node of this cluster.
-        let copy = self.cluster.node(id.node()).and_then(|_| self.near.get(id));
+        let copy = self
+            .copies
+            .cluster
+            .node(id.node())
+            .and_then(|_| self.cache.get(id));
         let Some(copy) = copy else {
             return failure.map_or(Ok(None), Err);
         };
         if let Some(e) = failure {
             // The cluster cannot tell: the copy is served.
-            return self.serve_near(id, copy).map(Some).ok_or(e);
+            return self.serve(id, copy).map(Some).ok_or(e);
         }
-        match self.until(deadline, self.recheck(id, &copy)).await {
+        match self.copies.until(deadline, self.recheck(id, &copy)).await {
             Ok(Recheck::Ended) => Ok(None),
-            Ok(Recheck::Found(found)) => Ok(Some(self.keep_near(id, *found))),
-            Ok(Recheck::Lost) | Err(_) => Ok(self.serve_near(id, copy)),
+            Ok(Recheck::Found(found)) => Ok(Some(self.keep_clean(id, *found))),
+            Ok(Recheck::Lost) | Err(_) => Ok(self.serve(id, copy)),
         }
     }
 
@@ -285,19 +418,19 @@ impl SessionManager {
     async fn recheck(&self, id: &SessionId, copy: &SessionCopy) -> Result<Recheck> {
         let now = now_millis();
         let ended = |record: Option<Validity>| record.is_some_and(|r| r.expired(now));
-        let record = self.record_in_cluster(id).await;
+        let record = self.copies.record(id).await;
         if ended(record) {
             // A copy taken as another id (the session's newer one) stays.
-            self.near.remove(id);
+            self.cache.remove(id);
             return Ok(Recheck::Ended);
         }
         let moved = copy.id.node() != id.node();
-        if moved && ended(self.record_in_cluster(&copy.id).await) {
-            self.near.remove(&copy.id);
+        if moved && ended(self.copies.record(&copy.id).await) {
+            self.cache.remove(&copy.id);
             return Ok(Recheck::Ended);
         }
         if record.is_some() {
-            if let Some(found) = self.find_copy(id).await? {
+            if let Some(found) = self.copies.read(id).await? {
                 return Ok(Recheck::Found(Box::new(found)));
             }
         }
@@ -306,25 +439,18 @@ impl SessionManager {
     }
 
     /// Non-sticky: keeps a clean copy of a session found in the cluster, as the id it has now.
-    fn keep_near(&self, id: &SessionId, found: Found) -> Found {
-        if !self.config.sticky {
+    fn keep_clean(&self, id: &SessionId, found: Found) -> Found {
+        if self.keeps_clean {
             let current = found.loaded.relocated.as_ref().unwrap_or(id);
-            self.near.put(current, found.value.clone(), false);
+            self.cache.put(current, found.value.clone(), false);
         }
         found
     }
 
-    /// The session's validity record in the cluster, if its node answers with a valid one (a
-    /// node that is down or fails now, or a corrupt record, tells nothing).
-    async fn record_in_cluster(&self, id: &SessionId) -> Option<Validity> {
-        let node = self.cluster.node(id.node()).filter(|n| n.is_up())?;
-        self.read_validity(&node, id).await.ok().flatten()
-    }
-
     /// The session `id` names served from this host's copy, unless the copy expired by its own
     /// lifetime.
-    fn serve_near(&self, id: &SessionId, copy: SessionCopy) -> Option<Found> {
-        let session = self.codec.decode(id.random(), &copy.value).ok()?;
+    fn serve(&self, id: &SessionId, copy: SessionCopy) -> Option<Found> {
+        let session = self.copies.codec.decode(id.random(), &copy.value).ok()?;
         let expired = Validity {
             last_accessed: copy.accessed.max(session.last_accessed),
             max_inactive: session.max_inactive,
@@ -332,10 +458,10 @@ impl SessionManager {
         }
         .expired(now_millis());
         if expired {
-            self.near.remove(&copy.id);
+            self.cache.remove(&copy.id);
             return None;
         }
-        self.near.accessed(id);
+        self.cache.accessed(id);
         bump(&self.stats.near_cache_served);
         tracing::debug!(session = %id.redacted(), "session served from the near cache");
         Some(Found {
@@ -349,107 +475,68 @@ impl SessionManager {
         })
     }
 
-    /// Writes the near cache's dirty copies whose node answers back to the cluster, unless the
-    /// cluster holds a newer copy or says the session ended, then keeps them as clean copies
-    /// (non-sticky) or drops them. A copy that lost a race with a request's write stays dirty
-    /// and is compared again next time.
-    pub(crate) async fn write_back(&self) {
-        if !self.cluster.nodes().iter().any(|n| n.is_up()) {
+    /// Writes the dirty copies whose node answers back to the cluster, unless the cluster holds
+    /// a newer copy or says the session ended, then keeps them as clean copies (non-sticky) or
+    /// drops them. A copy that lost a race with a request's write stays dirty and is compared
+    /// again next time.
+    async fn write_back(&self) {
+        let cluster = &self.copies.cluster;
+        if !cluster.nodes().iter().any(|n| n.is_up()) {
             return;
         }
-        let dirty = self.near.dirty();
+        let dirty = self.cache.dirty();
         if dirty.is_empty() {
             return;
         }
         let mut written = 0;
         for copy in dirty {
-            let Some(node) = self.cluster.node(copy.id.node()).filter(|n| n.is_up()) else {
+            let Some(node) = cluster.node(copy.id.node()).filter(|n| n.is_up()) else {
                 continue;
             };
-            let Ok(ours) = self.codec.decode(copy.id.random(), &copy.value) else {
-                self.near.remove(&copy.id);
+            let Ok(ours) = self.copies.codec.decode(copy.id.random(), &copy.value) else {
+                self.cache.remove(&copy.id);
                 continue;
             };
-            match self.write_back_one(&node, &copy, &ours).await {
-                Ok(WriteBack::Written) => {
+            match self
+                .copies
+                .write_over(&node, &copy.id, &copy.value, &ours)
+                .await
+            {
+                Ok(WrittenOver::Written) => {
                     written += 1;
                     bump(&self.stats.near_cache_written_back);
-                    self.near.written_back(&copy, !self.config.sticky);
+                    self.cache.written_back(&copy, self.keeps_clean);
                 }
-                Ok(WriteBack::Superseded) => {
+                Ok(WrittenOver::Superseded) => {
                     bump(&self.stats.near_cache_superseded);
-                    self.near.written_back(&copy, false);
+                    self.cache.written_back(&copy, false);
                 }
-                Ok(WriteBack::Raced) | Err(_) => {}
+                Ok(WrittenOver::Raced) | Err(_) => {}
             }
         }
         if written > 0 {
             tracing::info!(sessions = written, "near cache written back to memcached");
         }
     }
-
-    /// Writes one dirty copy back to `node`. The session's copy is written only over what was
-    /// read (`add` where there was none, `cas` over an older one), so that a request's write
-    /// in between is never replaced by this older copy.
-    async fn write_back_one(
-        &self,
-        node: &Node,
-        copy: &SessionCopy,
-        ours: &SessionData,
-    ) -> Result<WriteBack> {
-        if !self.config.sticky {
-            let record = self.read_validity(node, &copy.id).await?;
-            if record.is_some_and(|r| r.expired(now_millis())) {
-                return Ok(WriteBack::Superseded);
-            }
-        }
-        let key = self.key(KeyKind::Session, &copy.id);
-        let token = match self.cluster.call(node, |c| c.gets(&key)).await? {
-            Some((value, token)) => match self.decode_copy(node, &copy.id, &value) {
-                Ok(theirs) if newer(&theirs, ours) => return Ok(WriteBack::Superseded),
-                // Older, or corrupt: ours replaces it.
-                _ => Some(token),
-            },
-            None => None,
-        };
-        let exptime = copies_exptime(ours.max_inactive);
-        let stored = match token {
-            Some(token) => {
-                let outcome = self
-                    .cluster
-                    .call(node, |c| c.cas(&key, &copy.value, exptime, token))
-                    .await?;
-                outcome == CasOutcome::Stored
-            }
-            None => {
-                self.cluster
-                    .call(node, |c| c.add(&key, &copy.value, exptime))
-                    .await?
-            }
-        };
-        if !stored {
-            return Ok(WriteBack::Raced);
-        }
-        if !self.config.sticky {
-            let validity = self.validity_now(ours.max_inactive, None);
-            let (validity_key, record, lifetime) = self.validity_item(&copy.id, &validity);
-            self.cluster
-                .call(node, |c| c.set(&validity_key, &record, lifetime))
-                .await?;
-            self.write_backup(&copy.id, &copy.value, exptime).await;
-        }
-        Ok(WriteBack::Written)
-    }
 }
 
-/// How writing one copy back ended.
-enum WriteBack {
-    /// Written: the cluster holds the copy now.
-    Written,
-    /// The cluster holds a newer copy, or says the session ended: the copy is dropped.
-    Superseded,
-    /// A request wrote the session between the read and the write: compared again next time.
-    Raced,
+/// Writes the near cache back whenever a node answers again, and every `every` in case a
+/// write-back was cut short; ends with the layer.
+async fn write_back_forever(
+    layer: std::sync::Weak<NearCached>,
+    recovered: Arc<tokio::sync::Notify>,
+    every: Duration,
+) {
+    loop {
+        tokio::select! {
+            () = recovered.notified() => {}
+            () = tokio::time::sleep(every) => {}
+        }
+        let Some(layer) = layer.upgrade() else {
+            return;
+        };
+        layer.write_back().await;
+    }
 }
 
 #[cfg(test)]

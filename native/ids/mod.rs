@@ -3,6 +3,8 @@
 //! Ids arrive from cookies and URLs, so parsing is strict: anything outside the grammar is "no
 //! session" and can never become part of a memcached key.
 
+pub(crate) mod reservation;
+
 use std::fmt;
 
 /// Length in characters of the random part of a generated id (128 bits in hex).

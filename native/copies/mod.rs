@@ -1,0 +1,702 @@
+//! Where a session's copies live in memcached and how they are read and written: the copy on
+//! the session's node (its primary), the second copy on the next available node and the
+//! validity record (non-sticky), and the budget within which one load or store must end.
+//!
+//! The modes decide when a session is read or written; this module decides where and how. The
+//! near cache ([`near`]) wraps it, standing in when the cluster cannot serve.
+
+pub mod near;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::client::{Answer, CasOutcome, Command};
+use crate::cluster::{Cluster, Node};
+use crate::config::Config;
+use crate::envelope::Codec;
+use crate::error::{Error, Result};
+use crate::ids::SessionId;
+use crate::keys::KeyKind;
+use crate::locking::{Rider, SessionLock};
+use crate::membership::Membership;
+use crate::session::{SessionData, now_millis};
+use crate::stats::{Stats, bump};
+use crate::validity::{Validity, copies_exptime, copy_lifetime, session_exptime};
+
+/// A session found by a load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    /// The session.
+    pub session: SessionData,
+    /// Set when the session had to move to another node: its new id, which the host must send
+    /// to the client (a new cookie) and use from now on.
+    pub relocated: Option<SessionId>,
+}
+
+/// A session's copy as read, from the cluster or the near cache.
+#[derive(Debug)]
+pub(crate) struct Found {
+    pub(crate) loaded: Loaded,
+    /// Its validity record, when one was read alongside.
+    pub(crate) validity: Option<Validity>,
+    /// The encoded copy.
+    pub(crate) value: Vec<u8>,
+    /// Served from the near cache: the cluster does not hold it as read.
+    pub(crate) from_near: bool,
+}
+
+/// Which copies a session has in memcached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// Sticky: one copy, on the session's node; the host's memory holds the session.
+    Single,
+    /// Non-sticky: the copy on the session's node with its validity record, and a second copy
+    /// on the next available node.
+    Replicated,
+}
+
+/// How writing a copy over what the cluster holds ended ([`Copies::write_over`]).
+pub(crate) enum WrittenOver {
+    /// Written: the cluster holds the copy now.
+    Written,
+    /// The cluster holds a newer copy, or says the session ended: the copy is no longer wanted.
+    Superseded,
+    /// A request wrote the session between the read and the write: try again later.
+    Raced,
+}
+
+/// The copies of one context's sessions in one memcached cluster.
+#[derive(Debug)]
+pub(crate) struct Copies {
+    config: Arc<Config>,
+    pub(crate) cluster: Arc<Cluster>,
+    pub(crate) membership: Arc<Membership>,
+    pub(crate) codec: Codec,
+    stats: Arc<Stats>,
+    layout: Layout,
+}
+
+impl Copies {
+    pub(crate) fn new(
+        config: Arc<Config>,
+        cluster: Arc<Cluster>,
+        membership: Arc<Membership>,
+        codec: Codec,
+        stats: Arc<Stats>,
+    ) -> Self {
+        let layout = if config.sticky {
+            Layout::Single
+        } else {
+            Layout::Replicated
+        };
+        Copies {
+            config,
+            cluster,
+            membership,
+            codec,
+            stats,
+            layout,
+        }
+    }
+
+    pub(crate) fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    pub(crate) fn key(&self, kind: KeyKind, id: &SessionId) -> String {
+        self.config.keys.key(kind, id)
+    }
+
+    /// How long one load or store of a request may wait on the cluster: one and a half
+    /// operation timeouts, so that no request waits on more than one failing node (which is
+    /// marked down by then); past that the near cache stands in.
+    pub(crate) fn budget(&self) -> Duration {
+        self.config.operation_timeout * 3 / 2
+    }
+
+    /// Runs cluster work until `deadline`, then gives up with a timeout.
+    pub(crate) async fn until<T>(
+        &self,
+        deadline: Instant,
+        work: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        tokio::time::timeout_at(deadline.into(), work)
+            .await
+            .unwrap_or(Err(Error::Timeout {
+                node: "cluster".to_owned(),
+                after: self.budget(),
+            }))
+    }
+
+    /// Encodes a session for memcached; a session past `maxSessionSize` is counted.
+    pub(crate) fn encode(&self, id: &SessionId, session: &SessionData) -> Result<Vec<u8>> {
+        self.codec
+            .encode(id.random(), session)
+            .inspect_err(|_| bump(&self.stats.too_large))
+    }
+
+    /// Decodes a copy read from `node`; a corrupt one is counted and reported.
+    pub(crate) fn decode(&self, node: &Node, id: &SessionId, value: &[u8]) -> Result<SessionData> {
+        self.codec.decode(id.random(), value).map_err(|e| {
+            self.stats.count_corrupt(e.kind);
+            tracing::warn!(node = node.id(), session = %id.redacted(), error = %e, "corrupt session value");
+            e.into()
+        })
+    }
+
+    /// The validity record of a session of `max_inactive` seconds accessed now. Its copies
+    /// expire as `copies_expire` says, or (`None`) are renewed by the write that comes with it.
+    pub(crate) fn validity_now(&self, max_inactive: i32, copies_expire: Option<u64>) -> Validity {
+        let now = now_millis();
+        let copies_expire = copies_expire.unwrap_or_else(|| match copy_lifetime(max_inactive) {
+            0 => 0,
+            lifetime => now / 1000 + lifetime,
+        });
+        Validity {
+            last_accessed: now,
+            max_inactive,
+            copies_expire,
+        }
+    }
+
+    /// A session's validity record as memcached stores it: key, encoded value, expiry field
+    /// (memcached keeps it exactly the session's lifetime).
+    fn validity_item(&self, id: &SessionId, validity: &Validity) -> (String, Vec<u8>, u64) {
+        (
+            self.key(KeyKind::Validity, id),
+            validity.encode(&self.codec, id.random()),
+            session_exptime(validity.max_inactive),
+        )
+    }
+
+    /// Writes an encoded session of `max_inactive` seconds where its copies live: on its node,
+    /// or, when that node is down, on the next available one (non-sticky: with its validity
+    /// record and its second copy). Returns the id the session now has. Releases `lock` in the
+    /// round trip of the primary write when it can (taking it out of the option).
+    pub(crate) async fn write(
+        &self,
+        id: &SessionId,
+        value: &[u8],
+        max_inactive: i32,
+        lock: &mut Option<SessionLock>,
+    ) -> Result<SessionId> {
+        if self.layout == Layout::Single {
+            let exptime = session_exptime(max_inactive);
+            return self.write_primary(id, value, exptime, None, lock).await;
+        }
+        let exptime = copies_exptime(max_inactive);
+        let validity = self.validity_now(max_inactive, None);
+        // Usually the session stays on its node: write both copies at once.
+        let (primary, ()) = tokio::join!(
+            self.write_primary(id, value, exptime, Some(&validity), lock),
+            self.write_second(id, value, exptime)
+        );
+        let target = primary?;
+        if target != *id {
+            self.write_second(&target, value, exptime).await;
+        }
+        Ok(target)
+    }
+
+    /// Writes the session value to its node, or, when that node is down, to the next available
+    /// one, with the session's validity record when given; returns the id the session now has.
+    async fn write_primary(
+        &self,
+        id: &SessionId,
+        value: &[u8],
+        exptime: u64,
+        validity: Option<&Validity>,
+        lock: &mut Option<SessionLock>,
+    ) -> Result<SessionId> {
+        let mut target = id.clone();
+        for _ in 0..=self.cluster.nodes().len() {
+            let node = match self.cluster.node(target.node()).filter(|n| n.is_up()) {
+                Some(node) => node,
+                None => self
+                    .cluster
+                    .next_available(target.node())
+                    .ok_or(Error::Unavailable)?,
+            };
+            target = target.with_node(node.id());
+            match self
+                .write_on(&node, &target, value, exptime, validity, lock)
+                .await
+            {
+                Ok(()) => return Ok(target),
+                Err(e) if e.is_node_failure() => continue,
+                Err(e) => {
+                    if matches!(e, Error::TooLarge { .. }) {
+                        bump(&self.stats.too_large);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Err(Error::Unavailable)
+    }
+
+    /// Writes the session value under `id` on `node`, with its validity record when given, in
+    /// one round trip, releasing `lock` in it when it can.
+    async fn write_on(
+        &self,
+        node: &Node,
+        id: &SessionId,
+        value: &[u8],
+        exptime: u64,
+        validity: Option<&Validity>,
+        lock: &mut Option<SessionLock>,
+    ) -> Result<()> {
+        let record = validity.map(|v| self.validity_item(id, v));
+        let key = self.key(KeyKind::Session, id);
+        let mut commands = vec![Command::Set {
+            key: &key,
+            value,
+            exptime,
+        }];
+        if let Some((key, value, exptime)) = &record {
+            commands.push(Command::Set {
+                key,
+                value,
+                exptime: *exptime,
+            });
+        }
+        let rider = Rider::on(lock, node, self.config.lock_expiration);
+        if let Some(rider) = &rider {
+            commands.push(rider.command());
+        }
+        let sent = std::time::Instant::now();
+        let answers = self.cluster.call(node, |c| c.pipeline(&commands)).await?;
+        if let Some(rider) = rider {
+            rider.done(lock, sent, &answers);
+        }
+        Ok(())
+    }
+
+    /// Writes the second copy on the node after the session's; a failure is counted, not
+    /// fatal.
+    async fn write_second(&self, id: &SessionId, value: &[u8], exptime: u64) {
+        let Some(node) = self.cluster.next_available(id.node()) else {
+            bump(&self.stats.second_copies_skipped);
+            return;
+        };
+        let key = self.key(KeyKind::SecondCopy, id);
+        match self
+            .cluster
+            .call(&node, |c| c.set(&key, value, exptime))
+            .await
+        {
+            Ok(()) => bump(&self.stats.second_copies_written),
+            Err(e) => {
+                bump(&self.stats.second_copies_failed);
+                tracing::warn!(node = node.id(), error = %e, "second copy of a session not written");
+            }
+        }
+    }
+
+    /// Writes an encoded sticky session under its id on its own node, nowhere else (a session
+    /// whose node is down moves at its next request).
+    pub(crate) async fn write_in_place(
+        &self,
+        id: &SessionId,
+        value: &[u8],
+        exptime: u64,
+    ) -> Result<()> {
+        let node = self.own_node(id)?;
+        let key = self.key(KeyKind::Session, id);
+        self.cluster
+            .call(&node, |c| c.set(&key, value, exptime))
+            .await
+    }
+
+    /// Renews the expiry of a sticky session's copy on its own node; `false` when memcached
+    /// no longer holds it.
+    pub(crate) async fn touch_in_place(&self, id: &SessionId, exptime: u64) -> Result<bool> {
+        let node = self.own_node(id)?;
+        let key = self.key(KeyKind::Session, id);
+        self.cluster.call(&node, |c| c.touch(&key, exptime)).await
+    }
+
+    /// The node `id` names, known to this manager (down or not).
+    fn own_node(&self, id: &SessionId) -> Result<Arc<Node>> {
+        self.cluster
+            .node(id.node())
+            .ok_or_else(|| Error::NodeDown(id.node().to_owned()))
+    }
+
+    /// Reads one copy of a session; a corrupt value is counted and reported.
+    async fn read_copy(
+        &self,
+        node: &Node,
+        kind: KeyKind,
+        id: &SessionId,
+    ) -> Result<Option<(Vec<u8>, SessionData)>> {
+        let key = self.key(kind, id);
+        match self.cluster.call(node, |c| c.get(&key)).await? {
+            None => Ok(None),
+            Some(value) => {
+                let session = self.decode(node, id, &value)?;
+                Ok(Some((value, session)))
+            }
+        }
+    }
+
+    /// Reads a session's copy on its node (non-sticky: with its validity record, in one round
+    /// trip). A session whose record says it expired is not found; a missing or corrupt record
+    /// leaves the copy to tell (memcached keeps it no longer than a quarter past its lifetime).
+    async fn read_primary(
+        &self,
+        node: &Node,
+        id: &SessionId,
+    ) -> Result<Option<(Vec<u8>, SessionData, Option<Validity>)>> {
+        if self.layout == Layout::Single {
+            let found = self.read_copy(node, KeyKind::Session, id).await?;
+            return Ok(found.map(|(value, session)| (value, session, None)));
+        }
+        let key = self.key(KeyKind::Session, id);
+        let validity_key = self.key(KeyKind::Validity, id);
+        let keys = [key.as_str(), validity_key.as_str()];
+        let mut found = self.cluster.call(node, |c| c.get_multi(&keys)).await?;
+        let validity = found
+            .remove(&validity_key)
+            .and_then(|value| self.decode_validity(node, id, &value));
+        if validity.is_some_and(|v| v.expired(now_millis())) {
+            return Ok(None);
+        }
+        let Some(value) = found.remove(&key) else {
+            return Ok(None);
+        };
+        let session = self.decode(node, id, &value)?;
+        Ok(Some((value, session, validity)))
+    }
+
+    /// The version of the session's copy on its own node, if it holds a readable one.
+    pub(crate) async fn stored_version(&self, id: &SessionId) -> Result<Option<u64>> {
+        let Some(node) = self.cluster.node(id.node()) else {
+            return Ok(None);
+        };
+        let found = self.read_copy(&node, KeyKind::Session, id).await?;
+        Ok(found.map(|(_, session)| session.version))
+    }
+
+    /// Reads a session's validity record on `node`; `None` when there is none, or when it is
+    /// corrupt (counted and reported).
+    async fn read_validity(&self, node: &Node, id: &SessionId) -> Result<Option<Validity>> {
+        let key = self.key(KeyKind::Validity, id);
+        let record = self.cluster.call(node, |c| c.get(&key)).await?;
+        Ok(record.and_then(|value| self.decode_validity(node, id, &value)))
+    }
+
+    /// The session's validity record, if its node is up and answers with a valid one (a node
+    /// that is down or fails now, or a corrupt record, tells nothing).
+    pub(crate) async fn record(&self, id: &SessionId) -> Option<Validity> {
+        let node = self.cluster.node(id.node()).filter(|n| n.is_up())?;
+        self.read_validity(&node, id).await.ok().flatten()
+    }
+
+    /// A validity record's content; `None`, counted and reported, when it is corrupt.
+    fn decode_validity(&self, node: &Node, id: &SessionId, value: &[u8]) -> Option<Validity> {
+        Validity::decode(&self.codec, id.random(), value)
+            .inspect_err(|e| {
+                self.stats.count_corrupt(e.kind);
+                tracing::warn!(node = node.id(), session = %id.redacted(), error = %e, "corrupt validity record");
+            })
+            .ok()
+    }
+
+    /// Reads a session's copy, with its validity record when one was read alongside. Non-sticky:
+    /// a session whose node is down, or whose copy there is missing or corrupt, is read from its
+    /// second copy; when its node is down it moves to the second copy's node, which becomes its
+    /// primary, and [`Loaded::relocated`] carries the new id.
+    pub(crate) async fn read(&self, id: &SessionId) -> Result<Option<Found>> {
+        let Some(primary) = self.membership.node(id.node()).await else {
+            tracing::debug!(node = id.node(), "session id names an unknown node");
+            return Ok(None);
+        };
+        let found = |session, relocated, validity, value| Found {
+            loaded: Loaded { session, relocated },
+            validity,
+            value,
+            from_near: false,
+        };
+        let primary_failure = match self.read_primary(&primary, id).await {
+            Ok(Some((value, session, validity))) => {
+                return Ok(Some(found(session, None, validity, value)));
+            }
+            Ok(None) => None,
+            Err(e) => Some(e),
+        };
+        if self.layout == Layout::Single {
+            return primary_failure.map_or(Ok(None), Err);
+        }
+        let Some(second) = self.cluster.next_available(id.node()) else {
+            return primary_failure.map_or(Ok(None), Err);
+        };
+        let (value, session) = match self.read_copy(&second, KeyKind::SecondCopy, id).await? {
+            Some(copy) => copy,
+            None => return primary_failure.map_or(Ok(None), Err),
+        };
+        bump(&self.stats.second_copies_loaded);
+        let exptime = copies_exptime(session.max_inactive);
+        if primary.is_up() {
+            // The primary answered but lacked a good copy: restore it there.
+            let key = self.key(KeyKind::Session, id);
+            self.cluster
+                .call(&primary, |c| c.set(&key, &value, exptime))
+                .await
+                .ok();
+            return Ok(Some(found(session, None, None, value)));
+        }
+        // The primary is down: the second copy's node becomes the primary.
+        let validity = self.validity_now(session.max_inactive, None);
+        let moved = self
+            .write_primary(
+                &id.with_node(second.id()),
+                &value,
+                exptime,
+                Some(&validity),
+                &mut None,
+            )
+            .await?;
+        self.write_second(&moved, &value, exptime).await;
+        let old_second = self.key(KeyKind::SecondCopy, id);
+        self.cluster
+            .call(&second, |c| c.delete(&old_second))
+            .await
+            .ok();
+        bump(&self.stats.sessions_relocated);
+        tracing::info!(
+            from = id.node(),
+            to = moved.node(),
+            "session relocated to its second copy's node"
+        );
+        Ok(Some(found(session, Some(moved), Some(validity), value)))
+    }
+
+    /// Renews a non-sticky session accessed now without rewriting it: its validity record, and
+    /// its copies' expiry when `copies_expire` comes close; releases `lock` in the same round
+    /// trip when it can (taking it out of the option). `false` when the session's node is down
+    /// or memcached no longer holds the session.
+    pub(crate) async fn renew(
+        &self,
+        id: &SessionId,
+        max_inactive: i32,
+        copies_expire: u64,
+        lock: &mut Option<SessionLock>,
+    ) -> Result<bool> {
+        let Some(node) = self.cluster.node(id.node()).filter(|n| n.is_up()) else {
+            return Ok(false);
+        };
+        let now = now_millis() / 1000;
+        let mut validity = self.validity_now(max_inactive, Some(copies_expire));
+        let renew_copies = validity.copies_due(now);
+        if renew_copies {
+            validity = self.validity_now(max_inactive, None);
+        }
+        let (validity_key, record, lifetime) = self.validity_item(id, &validity);
+        let key = self.key(KeyKind::Session, id);
+        let copies_ttl = copies_exptime(max_inactive);
+        let mut commands = vec![Command::Set {
+            key: &validity_key,
+            value: &record,
+            exptime: lifetime,
+        }];
+        if renew_copies {
+            commands.push(Command::Touch {
+                key: &key,
+                exptime: copies_ttl,
+            });
+        }
+        let rider = Rider::on(lock, &node, self.config.lock_expiration);
+        if let Some(rider) = &rider {
+            commands.push(rider.command());
+        }
+        let sent = std::time::Instant::now();
+        let second_key = self.key(KeyKind::SecondCopy, id);
+        let renew_second = async {
+            let second = self
+                .cluster
+                .next_available(id.node())
+                .filter(|_| renew_copies);
+            if let Some(second) = second {
+                // A missing second copy is written again by the next change.
+                let touched = self
+                    .cluster
+                    .call(&second, |c| c.touch(&second_key, copies_ttl));
+                touched.await.ok();
+            }
+        };
+        let (answers, ()) = tokio::join!(
+            self.cluster.call(&node, |c| c.pipeline(&commands)),
+            renew_second
+        );
+        let answers = match answers {
+            Ok(answers) => answers,
+            Err(e) if e.is_node_failure() => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        if let Some(rider) = rider {
+            rider.done(lock, sent, &answers);
+        }
+        if renew_copies && answers.get(1) == Some(&Answer::Found(false)) {
+            // Memcached lost the session: its record must not outlive it.
+            self.cluster
+                .call(&node, |c| c.delete(&validity_key))
+                .await
+                .ok();
+            return Ok(false);
+        }
+        bump(&self.stats.sessions_touched);
+        Ok(true)
+    }
+
+    /// Renews a non-sticky session that a request carried but never used: its validity record
+    /// is read for the session's lifetime (or, lacking one, its copy), then renewed. `false`
+    /// when memcached holds no live session under `id` (or its node is down).
+    pub(crate) async fn renew_unread(
+        &self,
+        id: &SessionId,
+        lock: &mut Option<SessionLock>,
+    ) -> Result<bool> {
+        let Some(node) = self.membership.node(id.node()).await.filter(|n| n.is_up()) else {
+            return Ok(false);
+        };
+        match self.read_validity(&node, id).await? {
+            Some(validity) if validity.expired(now_millis()) => Ok(false),
+            Some(validity) => {
+                self.renew(id, validity.max_inactive, validity.copies_expire, lock)
+                    .await
+            }
+            None => {
+                // No record (lost with an evicted item, or the session predates non-sticky
+                // mode): the session's copy tells; rare, so read it.
+                match self.read(id).await? {
+                    Some(found) if found.loaded.relocated.is_none() => {
+                        self.renew(id, found.loaded.session.max_inactive, 0, lock)
+                            .await
+                    }
+                    _ => Ok(false),
+                }
+            }
+        }
+    }
+
+    /// Renews the memcached expiry of a session without rewriting it (non-sticky: its validity
+    /// record, its copy and its second copy); `false` when the session is not in memcached.
+    pub(crate) async fn touch(&self, id: &SessionId, max_inactive: i32) -> Result<bool> {
+        if self.layout == Layout::Replicated {
+            return self.renew(id, max_inactive, 0, &mut None).await;
+        }
+        let Some(node) = self.membership.node(id.node()).await else {
+            return Ok(false);
+        };
+        let exptime = session_exptime(max_inactive);
+        let key = self.key(KeyKind::Session, id);
+        let found = self.cluster.call(&node, |c| c.touch(&key, exptime)).await?;
+        if found {
+            bump(&self.stats.sessions_touched);
+        }
+        Ok(found)
+    }
+
+    /// Deletes every copy of a session: the session, its second copy, its validity record
+    /// (non-sticky: replaced by one saying the session ended, for hosts keeping copies), its
+    /// lock and its id reservation. Nodes that are down are skipped; the first failure is
+    /// returned after every copy has been tried.
+    pub(crate) async fn delete(&self, id: &SessionId) -> Result<()> {
+        let mut first_error = None;
+        let mut note = |result: Result<bool>| {
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
+            }
+        };
+        let primary = self.cluster.node(id.node());
+        // The record first, so that no host reads a live record without its session; the lock
+        // last, so that no request it held back finds a copy left.
+        if let Some(primary) = &primary {
+            let key = self.key(KeyKind::Validity, id);
+            if self.layout == Layout::Single {
+                note(self.cluster.call(primary, |c| c.delete(&key)).await);
+            } else {
+                let ended = Validity::ENDED.encode(&self.codec, id.random());
+                let lifetime = copies_exptime(self.config.max_inactive_interval);
+                let written = self
+                    .cluster
+                    .call(primary, |c| c.set(&key, &ended, lifetime));
+                note(written.await.map(|()| true));
+            }
+            let key = self.key(KeyKind::Session, id);
+            note(self.cluster.call(primary, |c| c.delete(&key)).await);
+        }
+        if let Some(second) = self.cluster.next_available(id.node()) {
+            let key = self.key(KeyKind::SecondCopy, id);
+            note(self.cluster.call(&second, |c| c.delete(&key)).await);
+        }
+        if let Some(primary) = &primary {
+            for kind in [KeyKind::Lock, KeyKind::IdReservation] {
+                let key = self.key(kind, id);
+                note(self.cluster.call(primary, |c| c.delete(&key)).await);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Writes `value` (the session `ours`, stored as `id`) to `node` over what the cluster
+    /// holds: only over what was read (`add` where there was none, `cas` over an older copy),
+    /// so that a request's write in between is never replaced. Non-sticky: not over a record
+    /// saying the session ended, and with a new validity record and second copy.
+    pub(crate) async fn write_over(
+        &self,
+        node: &Node,
+        id: &SessionId,
+        value: &[u8],
+        ours: &SessionData,
+    ) -> Result<WrittenOver> {
+        if self.layout == Layout::Replicated {
+            let record = self.read_validity(node, id).await?;
+            if record.is_some_and(|r| r.expired(now_millis())) {
+                return Ok(WrittenOver::Superseded);
+            }
+        }
+        let key = self.key(KeyKind::Session, id);
+        let token = match self.cluster.call(node, |c| c.gets(&key)).await? {
+            Some((stored, token)) => match self.decode(node, id, &stored) {
+                Ok(theirs) if newer(&theirs, ours) => return Ok(WrittenOver::Superseded),
+                // Older, or corrupt: ours replaces it.
+                _ => Some(token),
+            },
+            None => None,
+        };
+        let exptime = copies_exptime(ours.max_inactive);
+        let stored = match token {
+            Some(token) => {
+                let outcome = self
+                    .cluster
+                    .call(node, |c| c.cas(&key, value, exptime, token))
+                    .await?;
+                outcome == CasOutcome::Stored
+            }
+            None => {
+                self.cluster
+                    .call(node, |c| c.add(&key, value, exptime))
+                    .await?
+            }
+        };
+        if !stored {
+            return Ok(WrittenOver::Raced);
+        }
+        if self.layout == Layout::Replicated {
+            let validity = self.validity_now(ours.max_inactive, None);
+            let (validity_key, record, lifetime) = self.validity_item(id, &validity);
+            self.cluster
+                .call(node, |c| c.set(&validity_key, &record, lifetime))
+                .await?;
+            self.write_second(id, value, exptime).await;
+        }
+        Ok(WrittenOver::Written)
+    }
+}
+
+/// Whether `theirs` is newer than `ours`: accessed later, or as late with a newer version.
+fn newer(theirs: &SessionData, ours: &SessionData) -> bool {
+    (theirs.last_accessed, theirs.version) > (ours.last_accessed, ours.version)
+}

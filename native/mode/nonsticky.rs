@@ -1,0 +1,339 @@
+//! Non-sticky mode: memcached is the session store. A request that may change its session takes
+//! the session lock at its start and stores the session at its end, releasing the lock in the
+//! same round trip, so concurrent requests of one session on different hosts never overwrite
+//! each other's changes. A request that did not change its session renews only its validity
+//! record.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use super::Mode;
+use super::fingerprint::Fingerprint;
+use crate::config::{Config, LockingMode};
+use crate::copies::Loaded;
+use crate::copies::near::NearCached;
+use crate::error::{Error, Result};
+use crate::ids::SessionId;
+use crate::keys::KeyKind;
+use crate::locking::{Locks, SessionLock};
+use crate::request::{Ended, Lookup, Outcome, Request};
+use crate::session::SessionData;
+use crate::stats::Stats;
+
+/// Most URIs `lockingMode="auto"` remembers as read-only; past it, it starts over.
+const MAX_READ_ONLY_URIS: usize = 10_000;
+/// Most sessions remembered as loaded and not yet handed back; past it, the oldest knowledge
+/// goes (a session handed back unknown is written, never lost).
+const MAX_CHECKED_OUT: usize = 100_000;
+
+/// What a session loaded for a request held, so its end can tell whether the request changed it.
+#[derive(Debug)]
+struct CheckedOut {
+    fingerprint: Fingerprint,
+    version: u64,
+    /// When memcached drops its copies, seconds since the Unix epoch (0: unknown or never).
+    copies_expire: u64,
+}
+
+/// Non-sticky sessions of one manager.
+#[derive(Debug)]
+pub struct NonSticky {
+    config: Arc<Config>,
+    store: Arc<NearCached>,
+    locks: Arc<Locks>,
+    stats: Arc<Stats>,
+    /// Sessions loaded for requests that will hand them back, by storage key.
+    checked_out: Mutex<HashMap<String, CheckedOut>>,
+    /// `lockingMode="auto"`: URIs whose last request finished without changing its session.
+    read_only_uris: Mutex<HashSet<String>>,
+    /// Set once the host ends its requests through the core: only then do loads record what
+    /// they handed out (a C host using store and load hands nothing back).
+    tracks: AtomicBool,
+}
+
+impl NonSticky {
+    pub(crate) fn new(
+        config: Arc<Config>,
+        store: Arc<NearCached>,
+        locks: Arc<Locks>,
+        stats: Arc<Stats>,
+    ) -> Self {
+        NonSticky {
+            config,
+            store,
+            locks,
+            stats,
+            checked_out: Mutex::default(),
+            read_only_uris: Mutex::default(),
+            tracks: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether a request for `uri` takes the session lock (`lockingMode`): never, always,
+    /// when the URI matches the pattern, or (`auto`) unless the URI's last request finished
+    /// without changing its session.
+    pub fn locks_request(&self, uri: &str) -> bool {
+        match &self.config.locking_mode {
+            LockingMode::None => false,
+            LockingMode::All => true,
+            LockingMode::UriPattern(pattern) => pattern.is_match(uri),
+            LockingMode::Auto => !self.read_only_uris.lock().contains(uri),
+        }
+    }
+
+    /// Takes the lock for a request that locks ([`NonSticky::locks_request`]). When the lock is
+    /// not acquired within `lockMaxWait`, `lockFailure` decides: `proceed` (the default)
+    /// returns `None` and the request goes on unlocked; `refuse` fails with
+    /// [`Error::LockTimeout`]. Both are counted and logged by the lock itself.
+    pub async fn lock_for_request(&self, id: &SessionId) -> Result<Option<SessionLock>> {
+        match self.locks.lock(id).await {
+            Ok(lock) => Ok(Some(lock)),
+            Err(Error::LockTimeout(_)) if !self.config.lock_failure_refuses => {
+                tracing::warn!(session = %id.redacted(), "request proceeds without the session lock");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Records a session loaded for a request that hands it back with [`NonSticky::finish`].
+    fn check_out(&self, key: String, session: &SessionData, copies_expire: u64) {
+        let mut checked_out = self.checked_out.lock();
+        if checked_out.len() >= MAX_CHECKED_OUT {
+            checked_out.clear();
+        }
+        checked_out.insert(
+            key,
+            CheckedOut {
+                fingerprint: Fingerprint::of(session),
+                version: session.version,
+                copies_expire,
+            },
+        );
+    }
+
+    /// The end of a request that used a session this host loaded: stores it when the request
+    /// changed it (both copies and the validity record), otherwise renews only its validity
+    /// record (and its copies' expiry when that comes close); then releases the lock, if the
+    /// request held one, in the same round trip where it can. Remembers for
+    /// `lockingMode="auto"` whether requests for `uri` change their session. Returns the new id
+    /// when the session moved to another node.
+    pub async fn finish(
+        &self,
+        id: &SessionId,
+        session: &mut SessionData,
+        lock: Option<SessionLock>,
+        uri: Option<&str>,
+    ) -> Result<Option<SessionId>> {
+        let key = self.store.copies().key(KeyKind::Session, id);
+        let checked_out = self.checked_out.lock().remove(&key);
+        let mut lock = lock;
+        let mut unchanged = false;
+        let result = match checked_out {
+            Some(loaded) if loaded.fingerprint == Fingerprint::of(session) => {
+                unchanged = true;
+                session.version = loaded.version;
+                let renewed = self
+                    .store
+                    .copies()
+                    .renew(id, session.max_inactive, loaded.copies_expire, &mut lock)
+                    .await;
+                match renewed {
+                    Ok(true) => Ok(None),
+                    // Its node is down, or memcached lost it: write it.
+                    Ok(false) => self.store.store(id, session, &mut lock).await,
+                    Err(e) => Err(e),
+                }
+            }
+            loaded => {
+                session.version = loaded.map_or(session.version, |l| l.version);
+                self.store.store(id, session, &mut lock).await
+            }
+        };
+        self.learn(uri, unchanged);
+        self.locks.release(lock).await;
+        result
+    }
+
+    /// The end of a request that carried the session's id but never used the session: the
+    /// request still counts as the session's access, which renews only the session's validity
+    /// record, not loading the session. Then releases the lock, if the request held one. For
+    /// `lockingMode="auto"`, requests for `uri` count as read-only. `false` when memcached holds
+    /// no live session under `id` (or its node is down: the next request that uses it moves
+    /// it).
+    pub async fn accessed(
+        &self,
+        id: &SessionId,
+        lock: Option<SessionLock>,
+        uri: Option<&str>,
+    ) -> Result<bool> {
+        self.learn(uri, true);
+        let mut lock = lock;
+        let result = self.store.copies().renew_unread(id, &mut lock).await;
+        self.locks.release(lock).await;
+        result
+    }
+
+    /// `lockingMode="auto"`: remembers whether the last request for `uri` left its session
+    /// unchanged (such URIs stop locking) or not.
+    fn learn(&self, uri: Option<&str>, unchanged: bool) {
+        let (LockingMode::Auto, Some(uri)) = (&self.config.locking_mode, uri) else {
+            return;
+        };
+        let mut read_only = self.read_only_uris.lock();
+        if !unchanged {
+            read_only.remove(uri);
+        } else {
+            if read_only.len() >= MAX_READ_ONLY_URIS {
+                read_only.clear();
+            }
+            read_only.insert(uri.to_owned());
+        }
+    }
+}
+
+impl Mode for NonSticky {
+    fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    fn track_backups(&self) {
+        self.tracks.store(true, Ordering::Relaxed);
+    }
+
+    /// The session lock is taken when `lockingMode` says so, and a session on a node that is
+    /// down is moved now, while the new cookie can still be sent.
+    async fn begin(
+        &self,
+        request: &mut Request,
+        id: SessionId,
+        _route: Option<&str>,
+    ) -> Result<()> {
+        if self.locks_request(&request.uri) {
+            request.lock = match self.lock_for_request(&id).await {
+                Ok(lock) => lock,
+                Err(e @ Error::LockTimeout(_)) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(session = %id.redacted(), error = %e, "session not locked");
+                    None
+                }
+            };
+        }
+        // Non-sticky requests go to any host: the route carries no meaning and stays.
+        let moves = super::route(self.store.copies(), &id, id.route())
+            .await
+            .is_some();
+        request.requested = Some(id.clone());
+        if moves {
+            let found = self.read(request, &id).await;
+            request.prefetched = Some(found);
+        }
+        Ok(())
+    }
+
+    /// A copy another request of this host read is current unless this request holds the
+    /// lock: it was read before the lock was this request's.
+    fn shares(&self, request: &Request) -> bool {
+        request.lock.is_none()
+    }
+
+    /// A session read from the cluster is recorded as handed out, so that its end writes it
+    /// only if it changed (one served from the near cache is always written: the cluster lacks
+    /// it).
+    async fn load(&self, id: &SessionId) -> Result<Option<Loaded>> {
+        let Some(found) = self.store.load(id).await? else {
+            return Ok(None);
+        };
+        if self.tracks.load(Ordering::Relaxed) && !found.from_near {
+            let current = found.loaded.relocated.as_ref().unwrap_or(id);
+            let key = self.store.copies().key(KeyKind::Session, current);
+            let copies_expire = found.validity.map_or(0, |v| v.copies_expire);
+            self.check_out(key, &found.loaded.session, copies_expire);
+        }
+        Ok(Some(found.loaded))
+    }
+
+    /// No usable copy anywhere (the second copy and the near cache were tried) is no session;
+    /// any other failure may hide one that exists, so the request is refused rather than given
+    /// a new session that would orphan the user's.
+    fn unreadable(&self, error: &Error) -> Lookup {
+        if matches!(error, Error::Corrupt(_)) {
+            Lookup::Missing
+        } else {
+            Lookup::Unavailable
+        }
+    }
+
+    /// A used session is written when it changed (else only its validity record is renewed);
+    /// a session the request carried but never used is renewed; then the id it had before the
+    /// request changed it is retired. The lock goes in the round trip of the last write, or is
+    /// handed to the next request of this host waiting for it. `lockingMode="auto"` learns.
+    async fn end(&self, request: &mut Request, outcome: Outcome<'_>) -> Result<Ended> {
+        let done = |moved| Ended::Done {
+            moved,
+            backup: None,
+        };
+        let lock = request.lock.take();
+        let uri = Some(request.uri.as_str());
+        match outcome {
+            Outcome::Unused | Outcome::Unchanged { .. } => {
+                let renews = request.looked_up.is_empty() && request.requested.is_some();
+                match (&request.requested, renews) {
+                    (Some(id), true) => {
+                        if let Err(e) = self.accessed(id, lock, uri).await {
+                            tracing::warn!(session = %id.redacted(), error = %e, "session not renewed");
+                        }
+                    }
+                    _ => self.locks.release(lock).await,
+                }
+                Ok(done(None))
+            }
+            Outcome::NotStored => {
+                self.locks.release(lock).await;
+                Ok(done(None))
+            }
+            Outcome::Used {
+                id,
+                mut session,
+                previous,
+            } => {
+                let id = match request.resolve(id, &self.stats) {
+                    Ok(id) => id,
+                    Err(e) => {
+                        self.locks.release(lock).await;
+                        return Err(e);
+                    }
+                };
+                let stored = self.finish(&id, &mut session, lock, uri).await;
+                let previous = previous.and_then(|raw| request.resolve(raw, &self.stats).ok());
+                if let Some(previous) = previous {
+                    let current = stored.as_ref().ok().cloned().flatten();
+                    let current = current.unwrap_or_else(|| id.clone());
+                    if let Err(e) = self.id_changed(&previous, &current).await {
+                        tracing::warn!(session = %previous.redacted(), error = %e, "copies under the old id not removed");
+                    }
+                }
+                stored.map(done)
+            }
+        }
+    }
+
+    /// The host never expires non-sticky sessions it does not hold; memcached's expiry of the
+    /// validity record does.
+    async fn expire(&self, _id: &SessionId) -> Result<()> {
+        Ok(())
+    }
+
+    async fn remove(&self, id: &SessionId) -> Result<()> {
+        self.store.delete(id).await
+    }
+
+    /// Nothing runs in the background.
+    fn flush(&self, _timeout: Duration) -> usize {
+        0
+    }
+}

@@ -1,0 +1,292 @@
+//! Sticky mode: every change of a session's memcached copy (writes, renewals, deletions) goes
+//! through one queue, in order per session, so a deletion is never overtaken by a write that
+//! was already on its way. Jobs run in the background, or on the caller when the queue is full.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::queue::{Offer, Queue, Ranked};
+use super::tracker::Tracker;
+use crate::copies::near::NearCached;
+use crate::error::{Error, Result};
+use crate::ids::SessionId;
+use crate::request::BackupOutcome;
+use crate::runtime;
+use crate::session::SessionData;
+use crate::stats::{Stats, bump};
+use crate::validity::copies_exptime;
+
+/// One change of a session's memcached copies, run in the background or on the caller's thread.
+#[derive(Debug)]
+pub(crate) struct BackupJob {
+    id: SessionId,
+    key: String,
+    work: Work,
+    version: u64,
+    exptime: u64,
+    done: Option<oneshot::Sender<Result<BackupOutcome>>>,
+}
+
+#[derive(Debug)]
+pub(crate) enum Work {
+    /// Write this encoded value.
+    Write(Vec<u8>),
+    /// Renew the expiry; if memcached lost the item meanwhile, write this session again (or,
+    /// without the session, have the next backup write it).
+    Touch(Option<SessionData>),
+    /// Delete every copy (invalidation, or an old id).
+    Delete,
+    /// The host expired the session: delete every copy unless memcached holds a version newer
+    /// than this one (another host took the session over).
+    Expire(u64),
+}
+
+impl Ranked for BackupJob {
+    fn rank(&self) -> u8 {
+        match self.work {
+            // A renewal is needless while anything else is in flight.
+            Work::Touch(_) => 0,
+            Work::Write(_) => 1,
+            // Nothing overtakes or replaces a deletion.
+            Work::Delete | Work::Expire(_) => 2,
+        }
+    }
+}
+
+/// The backups of one manager's sticky sessions: what was last written of each, and the queue
+/// of work in flight.
+#[derive(Debug)]
+pub(crate) struct Backups {
+    store: Arc<NearCached>,
+    stats: Arc<Stats>,
+    pub(crate) tracker: Tracker,
+    queue: Queue<BackupJob>,
+}
+
+impl Backups {
+    pub(crate) fn new(store: Arc<NearCached>, stats: Arc<Stats>, capacity: usize) -> Self {
+        Backups {
+            store,
+            stats,
+            tracker: Tracker::default(),
+            queue: Queue::new(capacity),
+        }
+    }
+
+    /// A job for the session `id` stored under `key`; `max_inactive` sets the expiry it writes.
+    pub(crate) fn job(
+        &self,
+        id: &SessionId,
+        key: String,
+        work: Work,
+        version: u64,
+        max_inactive: i32,
+    ) -> BackupJob {
+        BackupJob {
+            id: id.clone(),
+            key,
+            work,
+            version,
+            exptime: copies_exptime(max_inactive),
+            done: None,
+        }
+    }
+
+    /// Encodes `session` as `version` of it; a session past `maxSessionSize` is not backed up.
+    pub(crate) fn encode_version(
+        &self,
+        id: &SessionId,
+        session: &SessionData,
+        version: u64,
+    ) -> Result<Vec<u8>> {
+        let mut versioned = session.clone();
+        versioned.version = version;
+        self.store
+            .copies()
+            .encode(id, &versioned)
+            .inspect_err(|e| tracing::warn!(error = %e, "session not backed up"))
+    }
+
+    /// Runs a backup job in order with the session's other jobs, waiting up to `wait` (none:
+    /// returns at once) for it.
+    pub(crate) async fn submit(
+        self: &Arc<Self>,
+        mut job: BackupJob,
+        wait: Option<Duration>,
+    ) -> Result<BackupOutcome> {
+        let done = wait.map(|_| {
+            let (tx, rx) = oneshot::channel();
+            job.done = Some(tx);
+            rx
+        });
+        if let Some(result) = self.enqueue(job).await {
+            return result;
+        }
+        match (done, wait) {
+            (Some(done), Some(wait)) => match tokio::time::timeout(wait, done).await {
+                Ok(Ok(result)) => result,
+                // Replaced by a newer job, or still running: it goes on in the background.
+                _ => Ok(BackupOutcome::Queued),
+            },
+            _ => Ok(BackupOutcome::Queued),
+        }
+    }
+
+    /// Runs a job in order with the session's other jobs and returns its outcome. A job
+    /// replaced by a newer one, or dropped as needless, counts as done.
+    pub(crate) async fn run_in_order(self: &Arc<Self>, mut job: BackupJob) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        job.done = Some(tx);
+        let outcome = match self.enqueue(job).await {
+            Some(result) => result,
+            None => rx.await.unwrap_or(Ok(BackupOutcome::Queued)),
+        };
+        outcome.map(|_| ())
+    }
+
+    /// Queues a job. Returns its outcome when it ran on the caller (the queue was full) or was
+    /// dropped; `None` when it runs in the background.
+    async fn enqueue(self: &Arc<Self>, job: BackupJob) -> Option<Result<BackupOutcome>> {
+        let key = job.key.clone();
+        match self.queue.offer(&key, job) {
+            Offer::Start { job, full: false } => {
+                bump(&self.stats.session_backups_queued);
+                runtime::handle().spawn(Arc::clone(self).drain(job));
+                None
+            }
+            Offer::Start { job, full: true } => {
+                // Over capacity: this caller does the work, still in order for its session.
+                bump(&self.stats.session_backups_queue_full);
+                let result = self.run(job).await;
+                if let Some(next) = self.queue.next(&key) {
+                    runtime::handle().spawn(Arc::clone(self).drain(next));
+                }
+                Some(result)
+            }
+            Offer::Waiting => {
+                bump(&self.stats.session_backups_queued);
+                None
+            }
+            Offer::Replaced => {
+                bump(&self.stats.session_backups_queued);
+                bump(&self.stats.session_backups_coalesced);
+                None
+            }
+            Offer::Dropped(_) => Some(Ok(BackupOutcome::Unchanged)),
+        }
+    }
+
+    /// Runs a session's jobs one after the other until none is waiting.
+    async fn drain(self: Arc<Self>, first: BackupJob) {
+        let key = first.key.clone();
+        let mut job = Some(first);
+        while let Some(current) = job {
+            // Failures are counted and logged by run, and reach a waiting caller.
+            let _ = self.run(current).await;
+            job = self.queue.next(&key);
+        }
+    }
+
+    async fn run(&self, mut job: BackupJob) -> Result<BackupOutcome> {
+        let started = Instant::now();
+        let result = match &job.work {
+            Work::Delete => self
+                .store
+                .delete(&job.id)
+                .await
+                .map(|()| BackupOutcome::Unchanged),
+            Work::Expire(ours) => self
+                .expire(&job.id, *ours)
+                .await
+                .map(|()| BackupOutcome::Unchanged),
+            Work::Write(_) | Work::Touch(_) => {
+                let result = self.write(&job).await;
+                self.account(&job, &result, started);
+                result
+            }
+        };
+        if let Some(done) = job.done.take() {
+            let _ = done.send(result.clone());
+        }
+        result
+    }
+
+    /// Counts and logs the outcome of a write or renewal.
+    fn account(&self, job: &BackupJob, result: &Result<BackupOutcome>, started: Instant) {
+        match result {
+            Ok(BackupOutcome::Written) => {
+                bump(&self.stats.session_backups);
+                self.stats.backup_time.record(started.elapsed());
+            }
+            Ok(BackupOutcome::Refreshed) => bump(&self.stats.session_backups_refreshed),
+            Ok(_) => {}
+            Err(e) => {
+                // Unknown state in memcached: the next request writes the session again, and
+                // the near cache writes it back when the cluster answers, requests or not.
+                self.tracker.failed(&job.key);
+                bump(&self.stats.session_backups_failed);
+                if matches!(e, Error::NodeDown(_)) {
+                    // Already logged when the node went down; the next request moves the session.
+                    tracing::debug!(session = %job.id.redacted(), "session backup skipped: node down");
+                } else {
+                    tracing::warn!(session = %job.id.redacted(), error = %e, "session backup failed");
+                }
+            }
+        }
+    }
+
+    async fn write(&self, job: &BackupJob) -> Result<BackupOutcome> {
+        let encoded;
+        let value = match &job.work {
+            Work::Write(value) => value,
+            Work::Touch(session) => {
+                let copies = self.store.copies();
+                if copies.touch_in_place(&job.id, job.exptime).await? {
+                    self.tracker.refreshed(&job.key);
+                    return Ok(BackupOutcome::Refreshed);
+                }
+                // Evicted, flushed or deleted by another host: write it again.
+                let Some(session) = session else {
+                    self.tracker.failed(&job.key);
+                    return Ok(BackupOutcome::Unchanged);
+                };
+                encoded = self.encode_version(&job.id, session, job.version)?;
+                &encoded
+            }
+            Work::Delete | Work::Expire(_) => unreachable!("deletions are run by run"),
+        };
+        self.store
+            .store_in_place(&job.id, value, job.exptime)
+            .await?;
+        self.tracker.refreshed(&job.key);
+        Ok(BackupOutcome::Written)
+    }
+
+    /// Deletes a session's copies unless memcached holds a newer version than `ours`.
+    async fn expire(&self, id: &SessionId, ours: u64) -> Result<()> {
+        let copies = self.store.copies();
+        if copies.cluster.node(id.node()).is_none() {
+            return Ok(());
+        }
+        match copies.stored_version(id).await {
+            Ok(Some(stored)) if stored > ours => {
+                bump(&self.stats.expired_newer_kept);
+                Ok(())
+            }
+            Ok(_) | Err(Error::Corrupt(_)) => self.store.delete(id).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Waits up to `timeout` for background work to finish; returns how many sessions still
+    /// have work in flight.
+    pub(crate) fn flush(&self, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        while !self.queue.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.queue.len()
+    }
+}
