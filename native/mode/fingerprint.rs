@@ -40,10 +40,11 @@ impl Fingerprint {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn session(attributes: &[(&str, &[u8])]) -> SessionData {
+    /// A session holding `attributes`.
+    pub(crate) fn session(attributes: &[(&str, &[u8])]) -> SessionData {
         let mut s = SessionData::new(1800);
         for (k, v) in attributes {
             s.attributes.insert((*k).into(), v.to_vec());

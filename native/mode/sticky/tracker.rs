@@ -127,15 +127,7 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::SessionData;
-
-    fn session(attributes: &[(&str, &[u8])]) -> SessionData {
-        let mut s = SessionData::new(1800);
-        for (k, v) in attributes {
-            s.attributes.insert((*k).into(), v.to_vec());
-        }
-        s
-    }
+    use crate::mode::fingerprint::tests::session;
 
     #[test]
     fn tracker_decides_and_counts_versions() {
