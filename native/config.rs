@@ -103,6 +103,17 @@ pub enum Encryption {
     Aes256Gcm,
 }
 
+/// What a changed session's write sends (`updateGranularity`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UpdateGranularity {
+    /// The whole session, in one item.
+    #[default]
+    Session,
+    /// Only the attributes that changed: each attribute is an item of its own, and the
+    /// session's item holds its metadata and an index of its attributes.
+    Attribute,
+}
+
 /// A validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -151,6 +162,8 @@ pub struct Config {
     pub encryption: Encryption,
     /// Session bodies of at least this many bytes are compressed; 0: never.
     pub compression_threshold: usize,
+    /// `updateGranularity`: what a changed session's write sends.
+    pub update_granularity: UpdateGranularity,
     /// Requests whose URI matches never touch memcached (static resources).
     pub request_uri_ignore_pattern: Option<Regex>,
     /// Only attributes whose name matches are stored; all when unset.
@@ -219,6 +232,7 @@ pub struct ConfigBuilder {
     integrity_key: Option<KeySource>,
     encryption: Option<Encryption>,
     compression_threshold: Option<u64>,
+    update_granularity: Option<UpdateGranularity>,
     request_uri_ignore_pattern: Option<Regex>,
     session_attribute_filter: Option<Regex>,
     enabled: Option<bool>,
@@ -253,6 +267,7 @@ pub const ATTRIBUTES: &[&str] = &[
     "integrityKey",
     "encryption",
     "compressionThreshold",
+    "updateGranularity",
     "requestUriIgnorePattern",
     "sessionAttributeFilter",
     "enabled",
@@ -510,6 +525,19 @@ impl ConfigBuilder {
                 });
             }
             "compressionThreshold" => self.compression_threshold = Some(ranged(0, 1 << 30)?),
+            "updateGranularity" => {
+                self.update_granularity = Some(match value.trim() {
+                    "session" => UpdateGranularity::Session,
+                    "attribute" => UpdateGranularity::Attribute,
+                    _ => {
+                        return Err(Error::config(
+                            name,
+                            value,
+                            "expected `session` or `attribute`",
+                        ));
+                    }
+                });
+            }
             "requestUriIgnorePattern" => {
                 self.request_uri_ignore_pattern = parse_pattern(name, value)?;
             }
@@ -560,6 +588,14 @@ impl ConfigBuilder {
         if encryption == Encryption::Aes256Gcm && self.integrity_key.is_none() {
             return Err(encryption_without_keys());
         }
+        let sticky = self.sticky.unwrap_or(true);
+        if sticky && self.update_granularity == Some(UpdateGranularity::Attribute) {
+            return Err(Error::config(
+                "updateGranularity",
+                "attribute",
+                "requires sticky=\"false\" (sticky sessions are written whole)",
+            ));
+        }
         let keys = match (&self.prefix, &self.context) {
             (Some(prefix), _) => KeyScheme::with_prefix(prefix),
             (None, Some((host, context))) => KeyScheme::for_context(host, context),
@@ -567,7 +603,7 @@ impl ConfigBuilder {
         };
         Ok(Config {
             nodes,
-            sticky: self.sticky.unwrap_or(true),
+            sticky,
             locking_mode: self.locking_mode.clone().unwrap_or(LockingMode::None),
             lock_expiration: Duration::from_secs(self.lock_expiration.unwrap_or(5)),
             lock_max_wait: ms(self.lock_max_wait.unwrap_or(3_000)),
@@ -590,6 +626,7 @@ impl ConfigBuilder {
             integrity_key: self.integrity_key.clone(),
             encryption,
             compression_threshold: self.compression_threshold.unwrap_or(0) as usize,
+            update_granularity: self.update_granularity.unwrap_or_default(),
             request_uri_ignore_pattern: self.request_uri_ignore_pattern.clone(),
             session_attribute_filter: self.session_attribute_filter.clone(),
             enabled: self.enabled.unwrap_or(true),
@@ -752,6 +789,14 @@ mod tests {
             (
                 &[n, ("encryption", "aes-256-gcm")],
                 &["`encryption`", "`aes-256-gcm`", "requires integrityKey"],
+            ),
+            (
+                &[n, ("updateGranularity", "delta")],
+                &["`updateGranularity`", "`delta`", "`session` or `attribute`"],
+            ),
+            (
+                &[n, ("updateGranularity", "attribute")],
+                &["`updateGranularity`", "requires sticky=\"false\""],
             ),
             (
                 &[n, ("compressionThreshold", "16k")],

@@ -90,6 +90,20 @@ impl KeyScheme {
         format!("{}{}{}", kind.tag(), self.prefix, id.storage_part())
     }
 
+    /// The key of the item of the attribute `name` of a session stored attribute by attribute,
+    /// beside the session's own copy (`copy`: [`KeyKind::Session`] or
+    /// [`KeyKind::SecondCopy`]). The name is hashed, so any name makes a valid key.
+    pub fn attribute_key(&self, copy: KeyKind, id: &SessionId, name: &str) -> String {
+        let digest = Sha256::digest(name.as_bytes());
+        format!(
+            "{}attr:{}{}:{}",
+            copy.tag(),
+            self.prefix,
+            id.storage_part(),
+            upper_hex(&digest[..16])
+        )
+    }
+
     /// The key of a record kept once per context rather than per session: `nodes:P` for the
     /// shared node list.
     pub fn context_key(&self, kind: KeyKind) -> String {
@@ -147,6 +161,27 @@ mod tests {
         let keys = KeyScheme::with_prefix(&"p".repeat(MAX_PREFIX_LEN));
         let longest = id(&format!("{}-{}", "A".repeat(64), "n".repeat(32)));
         assert!(keys.key(KeyKind::Validity, &longest).len() <= 250);
+        let attribute = keys.attribute_key(KeyKind::SecondCopy, &longest, &"x".repeat(10_000));
+        assert!(attribute.len() <= 250, "{}", attribute.len());
+    }
+
+    #[test]
+    fn attribute_keys_hash_any_name_per_copy() {
+        let keys = KeyScheme::with_prefix("shop:");
+        let a = id("602F7397FBE4D9932E59A9D0E52FE178-n1.tomcat1");
+        let cart = keys.attribute_key(KeyKind::Session, &a, "cart");
+        assert!(cart.starts_with("attr:shop:602F7397FBE4D9932E59A9D0E52FE178-n1:"));
+        assert!(!cart.contains(char::is_whitespace));
+        assert_ne!(cart, keys.attribute_key(KeyKind::Session, &a, "user"));
+        assert_eq!(
+            keys.attribute_key(KeyKind::SecondCopy, &a, "cart"),
+            format!("bak:{cart}")
+        );
+        assert!(
+            !keys
+                .attribute_key(KeyKind::Session, &a, "a b\r\n")
+                .contains(' ')
+        );
     }
 
     #[test]

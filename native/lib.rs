@@ -12,6 +12,7 @@ pub mod config;
 pub mod copies;
 pub mod envelope;
 pub mod error;
+pub mod fingerprint;
 pub mod ids;
 pub mod keys;
 pub mod locking;

@@ -305,7 +305,7 @@ impl SessionManager {
         id: &SessionId,
         session: &mut SessionData,
     ) -> Result<Option<SessionId>> {
-        self.store.store(id, session, &mut None).await
+        self.store.store(id, session, None, &mut None).await
     }
 
     /// Loads a session. Non-sticky: a session whose node is down, or whose copy there is
@@ -365,7 +365,7 @@ impl SessionManager {
         lock: SessionLock,
     ) -> Result<Option<SessionId>> {
         let mut lock = Some(lock);
-        let stored = self.store.store(id, session, &mut lock).await;
+        let stored = self.store.store(id, session, None, &mut lock).await;
         let released = match lock {
             Some(lock) => self.locks.unlock(lock).await,
             None => Ok(()),

@@ -147,6 +147,13 @@ counters! {
     corrupt_tag_mismatch,
     /// Sessions refused for exceeding a size limit.
     too_large,
+    /// `updateGranularity="attribute"`: attribute items written.
+    attribute_items_written,
+    /// `updateGranularity="attribute"`: attribute items an index named that memcached no longer
+    /// held (left out of their session).
+    attribute_items_missing,
+    /// `updateGranularity="attribute"`: indexes merged with another writer's.
+    attribute_index_merges,
     /// Operations that failed on a node (timeout, I/O, protocol).
     failed_operations,
     /// Operations that timed out.

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use msm::client::reply::{self, Expect, Parsed, Reply, ReplyError};
 use msm::config::{ConfigBuilder, format_node_list, parse_node_list};
-use msm::envelope::{Codec, KeyRing};
+use msm::envelope::{Codec, KeyRing, Stored};
 use msm::membership::NodeList;
 use msm::validity::Validity;
 use msm::{Error, SessionId};
@@ -84,16 +84,21 @@ pub fn session_id(data: &[u8]) -> bool {
     true
 }
 
-/// A stored session read from memcached: what decodes encodes and decodes to the same session.
+/// A stored session (whole, or its index) read from memcached: what decodes encodes and decodes
+/// to the same.
 pub fn envelope(data: &[u8]) -> bool {
     let Some((codec, value)) = tagged_input(data, ID) else {
         return false;
     };
-    let Ok(session) = codec.decode(ID, &value) else {
+    let Ok(stored) = codec.decode_stored(ID, &value) else {
         return false;
     };
-    match codec.encode(ID, &session) {
-        Ok(again) => assert_eq!(codec.decode(ID, &again).expect("re-encoded"), session),
+    let again = match &stored {
+        Stored::Session(session) => codec.encode(ID, session),
+        Stored::Index(index) => codec.encode_index(ID, index),
+    };
+    match again {
+        Ok(again) => assert_eq!(codec.decode_stored(ID, &again).expect("re-encoded"), stored),
         Err(Error::TooLarge { .. }) => {}
         Err(e) => panic!("a decoded session does not encode: {e}"),
     }

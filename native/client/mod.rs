@@ -121,6 +121,20 @@ impl NodeClient {
         }
     }
 
+    /// Reads several items with their CAS uniques in one round trip; missing keys are absent.
+    pub async fn gets_multi(&self, keys: &[&str]) -> Result<HashMap<String, (Vec<u8>, u64)>> {
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        match self.one(Command::Gets(keys)).await? {
+            Answer::Items(items) => Ok(items
+                .into_iter()
+                .filter_map(|i| Some((i.key, (i.data, i.cas?))))
+                .collect()),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
     /// Stores unconditionally.
     pub async fn set(&self, key: &str, value: &[u8], exptime: u64) -> Result<()> {
         match self

@@ -5,15 +5,18 @@
 //! The modes decide when a session is read or written; this module decides where and how. The
 //! near cache ([`near`]) wraps it, standing in when the cluster cannot serve.
 
+pub mod attributes;
 pub mod near;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use attributes::{Base, IndexTurns};
+
 use crate::client::{Answer, CasOutcome, Command};
 use crate::cluster::{Cluster, Node};
-use crate::config::Config;
-use crate::envelope::Codec;
+use crate::config::{Config, UpdateGranularity};
+use crate::envelope::{Codec, Index, Stored};
 use crate::error::{Error, Result};
 use crate::ids::SessionId;
 use crate::keys::KeyKind;
@@ -43,6 +46,38 @@ pub(crate) struct Found {
     pub(crate) value: Vec<u8>,
     /// Served from the near cache: the cluster does not hold it as read.
     pub(crate) from_near: bool,
+    /// Stored attribute by attribute: what memcached holds of it, for the next write.
+    pub(crate) base: Option<Base>,
+}
+
+/// A session on its way to memcached.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Outgoing<'a> {
+    /// Its content.
+    pub(crate) session: &'a SessionData,
+    /// Its whole envelope: what is written, unless it is stored attribute by attribute.
+    pub(crate) whole: &'a [u8],
+    /// Stored attribute by attribute: what memcached holds of it (none: unknown, everything is
+    /// written).
+    pub(crate) base: Option<&'a Base>,
+}
+
+/// One copy of a session as read.
+#[derive(Debug)]
+struct Copy {
+    session: SessionData,
+    /// Its whole envelope (as stored, or made from what was stored attribute by attribute).
+    whole: Vec<u8>,
+    base: Option<Base>,
+}
+
+/// Where a write left a session.
+#[derive(Debug)]
+pub(crate) struct Written {
+    /// The id it has now.
+    pub(crate) id: SessionId,
+    /// Stored attribute by attribute: what memcached holds of it now.
+    pub(crate) base: Option<Base>,
 }
 
 /// Which copies a session has in memcached.
@@ -68,12 +103,14 @@ pub(crate) enum WrittenOver {
 /// The copies of one context's sessions in one memcached cluster.
 #[derive(Debug)]
 pub(crate) struct Copies {
-    config: Arc<Config>,
+    pub(crate) config: Arc<Config>,
     pub(crate) cluster: Arc<Cluster>,
     pub(crate) membership: Arc<Membership>,
     pub(crate) codec: Codec,
-    stats: Arc<Stats>,
+    pub(crate) stats: Arc<Stats>,
     layout: Layout,
+    /// Stored attribute by attribute: this host's writers of each session's index.
+    index_turns: IndexTurns,
 }
 
 impl Copies {
@@ -96,11 +133,17 @@ impl Copies {
             codec,
             stats,
             layout,
+            index_turns: IndexTurns::default(),
         }
     }
 
     pub(crate) fn layout(&self) -> Layout {
         self.layout
+    }
+
+    /// Whether sessions are stored attribute by attribute (`updateGranularity="attribute"`).
+    pub(crate) fn split(&self) -> bool {
+        self.config.update_granularity == UpdateGranularity::Attribute
     }
 
     pub(crate) fn key(&self, kind: KeyKind, id: &SessionId) -> String {
@@ -135,15 +178,6 @@ impl Copies {
             .inspect_err(|_| bump(&self.stats.too_large))
     }
 
-    /// Decodes a copy read from `node`; a corrupt one is counted and reported.
-    pub(crate) fn decode(&self, node: &Node, id: &SessionId, value: &[u8]) -> Result<SessionData> {
-        self.codec.decode(id.random(), value).map_err(|e| {
-            self.stats.count_corrupt(e.kind);
-            tracing::warn!(node = node.id(), session = %id.redacted(), error = %e, "corrupt session value");
-            e.into()
-        })
-    }
-
     /// The validity record of a session of `max_inactive` seconds accessed now. Its copies
     /// expire as `copies_expire` says, or (`None`) are renewed by the write that comes with it.
     pub(crate) fn validity_now(&self, max_inactive: i32, copies_expire: Option<u64>) -> Validity {
@@ -161,7 +195,11 @@ impl Copies {
 
     /// A session's validity record as memcached stores it: key, encoded value, expiry field
     /// (memcached keeps it exactly the session's lifetime).
-    fn validity_item(&self, id: &SessionId, validity: &Validity) -> (String, Vec<u8>, u64) {
+    pub(crate) fn validity_item(
+        &self,
+        id: &SessionId,
+        validity: &Validity,
+    ) -> (String, Vec<u8>, u64) {
         (
             self.key(KeyKind::Validity, id),
             validity.encode(&self.codec, id.random()),
@@ -169,45 +207,49 @@ impl Copies {
         )
     }
 
-    /// Writes an encoded session of `max_inactive` seconds where its copies live: on its node,
-    /// or, when that node is down, on the next available one (non-sticky: with its validity
-    /// record and its second copy). Returns the id the session now has. Releases `lock` in the
-    /// round trip of the primary write when it can (taking it out of the option).
+    /// Writes a session where its copies live: on its node, or, when that node is down, on the
+    /// next available one (non-sticky: with its validity record and its second copy). Releases
+    /// `lock` in the round trip of the primary write when it can (taking it out of the option).
     pub(crate) async fn write(
         &self,
         id: &SessionId,
-        value: &[u8],
-        max_inactive: i32,
+        out: Outgoing<'_>,
         lock: &mut Option<SessionLock>,
-    ) -> Result<SessionId> {
+    ) -> Result<Written> {
+        let max_inactive = out.session.max_inactive;
         if self.layout == Layout::Single {
             let exptime = session_exptime(max_inactive);
-            return self.write_primary(id, value, exptime, None, lock).await;
+            let (written, _) = self.write_primary(id, out, exptime, None, lock).await?;
+            return Ok(written);
         }
         let exptime = copies_exptime(max_inactive);
         let validity = self.validity_now(max_inactive, None);
         // Usually the session stays on its node: write both copies at once.
         let (primary, ()) = tokio::join!(
-            self.write_primary(id, value, exptime, Some(&validity), lock),
-            self.write_second(id, value, exptime)
+            self.write_primary(id, out, exptime, Some(&validity), lock),
+            self.write_second(id, out, exptime)
         );
-        let target = primary?;
-        if target != *id {
-            self.write_second(&target, value, exptime).await;
+        let (written, merged) = primary?;
+        if written.id != *id {
+            let everything = Outgoing { base: None, ..out };
+            self.write_second(&written.id, everything, exptime).await;
+        } else if let Some(merged) = merged {
+            self.write_second_index(id, &merged, exptime).await;
         }
-        Ok(target)
+        Ok(written)
     }
 
-    /// Writes the session value to its node, or, when that node is down, to the next available
-    /// one, with the session's validity record when given; returns the id the session now has.
+    /// Writes the session to its node, or, when that node is down, to the next available one,
+    /// with the session's validity record when given; returns where it is now and, when its
+    /// index had to be merged with another writer's, the merged index.
     async fn write_primary(
         &self,
         id: &SessionId,
-        value: &[u8],
+        out: Outgoing<'_>,
         exptime: u64,
         validity: Option<&Validity>,
         lock: &mut Option<SessionLock>,
-    ) -> Result<SessionId> {
+    ) -> Result<(Written, Option<Index>)> {
         let mut target = id.clone();
         for _ in 0..=self.cluster.nodes().len() {
             let node = match self.cluster.node(target.node()).filter(|n| n.is_up()) {
@@ -218,11 +260,17 @@ impl Copies {
                     .ok_or(Error::Unavailable)?,
             };
             target = target.with_node(node.id());
+            // What memcached holds under the requested id says nothing of another node.
+            let out = if target == *id {
+                out
+            } else {
+                Outgoing { base: None, ..out }
+            };
             match self
-                .write_on(&node, &target, value, exptime, validity, lock)
+                .write_on(&node, &target, out, exptime, validity, lock)
                 .await
             {
-                Ok(()) => return Ok(target),
+                Ok((base, merged)) => return Ok((Written { id: target, base }, merged)),
                 Err(e) if e.is_node_failure() => continue,
                 Err(e) => {
                     if matches!(e, Error::TooLarge { .. }) {
@@ -235,22 +283,37 @@ impl Copies {
         Err(Error::Unavailable)
     }
 
-    /// Writes the session value under `id` on `node`, with its validity record when given, in
-    /// one round trip, releasing `lock` in it when it can.
+    /// Writes the session under `id` on `node`, with its validity record when given, in one
+    /// round trip, releasing `lock` in it when it can.
     async fn write_on(
         &self,
         node: &Node,
         id: &SessionId,
-        value: &[u8],
+        out: Outgoing<'_>,
         exptime: u64,
         validity: Option<&Validity>,
         lock: &mut Option<SessionLock>,
-    ) -> Result<()> {
+    ) -> Result<(Option<Base>, Option<Index>)> {
+        if self.split() {
+            let kind = KeyKind::Session;
+            let split = self.write_split(
+                node,
+                kind,
+                id,
+                out.session,
+                out.base,
+                exptime,
+                validity,
+                lock,
+            );
+            let split = split.await?;
+            return Ok((Some(split.base), split.merged));
+        }
         let record = validity.map(|v| self.validity_item(id, v));
         let key = self.key(KeyKind::Session, id);
         let mut commands = vec![Command::Set {
             key: &key,
-            value,
+            value: out.whole,
             exptime,
         }];
         if let Some((key, value, exptime)) = &record {
@@ -269,28 +332,60 @@ impl Copies {
         if let Some(rider) = rider {
             rider.done(lock, sent, &answers);
         }
-        Ok(())
+        Ok((None, None))
     }
 
-    /// Writes the second copy on the node after the session's; a failure is counted, not
+    /// Writes the second copy on the node after the session's (stored attribute by attribute:
+    /// the attributes that changed, and the index written over); a failure is counted, not
     /// fatal.
-    async fn write_second(&self, id: &SessionId, value: &[u8], exptime: u64) {
+    async fn write_second(&self, id: &SessionId, out: Outgoing<'_>, exptime: u64) {
         let Some(node) = self.cluster.next_available(id.node()) else {
             bump(&self.stats.second_copies_skipped);
             return;
         };
-        let key = self.key(KeyKind::SecondCopy, id);
-        match self
-            .cluster
-            .call(&node, |c| c.set(&key, value, exptime))
+        let written = if self.split() {
+            let base = out.base.map(Base::written_over);
+            self.write_split(
+                &node,
+                KeyKind::SecondCopy,
+                id,
+                out.session,
+                base.as_ref(),
+                exptime,
+                None,
+                &mut None,
+            )
             .await
-        {
+            .map(|_| ())
+        } else {
+            let key = self.key(KeyKind::SecondCopy, id);
+            self.cluster
+                .call(&node, |c| c.set(&key, out.whole, exptime))
+                .await
+        };
+        match written {
             Ok(()) => bump(&self.stats.second_copies_written),
             Err(e) => {
                 bump(&self.stats.second_copies_failed);
                 tracing::warn!(node = node.id(), error = %e, "second copy of a session not written");
             }
         }
+    }
+
+    /// Writes the second copy's index over with `index` (merged with another writer's on the
+    /// primary); a failure is left to the next write.
+    async fn write_second_index(&self, id: &SessionId, index: &Index, exptime: u64) {
+        let Some(node) = self.cluster.next_available(id.node()) else {
+            return;
+        };
+        let Ok(value) = self.codec.encode_index(id.random(), index) else {
+            return;
+        };
+        let key = self.key(KeyKind::SecondCopy, id);
+        self.cluster
+            .call(&node, |c| c.set(&key, &value, exptime))
+            .await
+            .ok();
     }
 
     /// Writes an encoded sticky session under its id on its own node, nowhere else (a session
@@ -323,21 +418,46 @@ impl Copies {
             .ok_or_else(|| Error::NodeDown(id.node().to_owned()))
     }
 
-    /// Reads one copy of a session; a corrupt value is counted and reported.
-    async fn read_copy(
+    /// Reads one copy of a session (its copy `kind` on `node`); a corrupt value is counted and
+    /// reported.
+    async fn read_copy(&self, node: &Node, kind: KeyKind, id: &SessionId) -> Result<Option<Copy>> {
+        let key = self.key(kind, id);
+        match self.cluster.call(node, |c| c.get(&key)).await? {
+            None => Ok(None),
+            Some(value) => Ok(Some(self.open(node, kind, id, value, None).await?)),
+        }
+    }
+
+    /// What a stored value of the session `id`, read from `node` as its copy `kind` with the
+    /// CAS unique `cas`, holds: the whole session, or its index and then its attributes.
+    async fn open(
         &self,
         node: &Node,
         kind: KeyKind,
         id: &SessionId,
-    ) -> Result<Option<(Vec<u8>, SessionData)>> {
-        let key = self.key(kind, id);
-        match self.cluster.call(node, |c| c.get(&key)).await? {
-            None => Ok(None),
-            Some(value) => {
-                let session = self.decode(node, id, &value)?;
-                Ok(Some((value, session)))
+        value: Vec<u8>,
+        cas: Option<u64>,
+    ) -> Result<Copy> {
+        let stored = self.codec.decode_stored(id.random(), &value).map_err(|e| {
+            self.stats.count_corrupt(e.kind);
+            tracing::warn!(node = node.id(), session = %id.redacted(), error = %e, "corrupt session value");
+            Error::from(e)
+        })?;
+        Ok(match stored {
+            Stored::Session(session) => Copy {
+                base: self.split().then(|| Base::unknown(cas)),
+                session,
+                whole: value,
+            },
+            Stored::Index(index) => {
+                let session = self.assemble(node, kind, id, index).await?;
+                Copy {
+                    base: self.split().then(|| Base::of(&session, cas)),
+                    whole: self.encode(id, &session)?,
+                    session,
+                }
             }
-        }
+        })
     }
 
     /// Reads a session's copy on its node (non-sticky: with its validity record, in one round
@@ -347,26 +467,39 @@ impl Copies {
         &self,
         node: &Node,
         id: &SessionId,
-    ) -> Result<Option<(Vec<u8>, SessionData, Option<Validity>)>> {
+    ) -> Result<Option<(Copy, Option<Validity>)>> {
         if self.layout == Layout::Single {
             let found = self.read_copy(node, KeyKind::Session, id).await?;
-            return Ok(found.map(|(value, session)| (value, session, None)));
+            return Ok(found.map(|copy| (copy, None)));
         }
         let key = self.key(KeyKind::Session, id);
         let validity_key = self.key(KeyKind::Validity, id);
         let keys = [key.as_str(), validity_key.as_str()];
-        let mut found = self.cluster.call(node, |c| c.get_multi(&keys)).await?;
+        // Stored attribute by attribute, a write goes with `cas` over the index read here.
+        let mut found: std::collections::HashMap<String, (Vec<u8>, Option<u64>)> = if self.split() {
+            let found = self.cluster.call(node, |c| c.gets_multi(&keys)).await?;
+            found
+                .into_iter()
+                .map(|(key, (value, cas))| (key, (value, Some(cas))))
+                .collect()
+        } else {
+            let found = self.cluster.call(node, |c| c.get_multi(&keys)).await?;
+            found
+                .into_iter()
+                .map(|(key, value)| (key, (value, None)))
+                .collect()
+        };
         let validity = found
             .remove(&validity_key)
-            .and_then(|value| self.decode_validity(node, id, &value));
+            .and_then(|(value, _)| self.decode_validity(node, id, &value));
         if validity.is_some_and(|v| v.expired(now_millis())) {
             return Ok(None);
         }
-        let Some(value) = found.remove(&key) else {
+        let Some((value, cas)) = found.remove(&key) else {
             return Ok(None);
         };
-        let session = self.decode(node, id, &value)?;
-        Ok(Some((value, session, validity)))
+        let copy = self.open(node, KeyKind::Session, id, value, cas).await?;
+        Ok(Some((copy, validity)))
     }
 
     /// The version of the session's copy on its own node, if it holds a readable one.
@@ -375,7 +508,7 @@ impl Copies {
             return Ok(None);
         };
         let found = self.read_copy(&node, KeyKind::Session, id).await?;
-        Ok(found.map(|(_, session)| session.version))
+        Ok(found.map(|copy| copy.session.version))
     }
 
     /// Reads a session's validity record on `node`; `None` when there is none, or when it is
@@ -412,16 +545,18 @@ impl Copies {
             tracing::debug!(node = id.node(), "session id names an unknown node");
             return Ok(None);
         };
-        let found = |session, relocated, validity, value| Found {
-            loaded: Loaded { session, relocated },
+        let found = |copy: Copy, relocated, validity| Found {
+            loaded: Loaded {
+                session: copy.session,
+                relocated,
+            },
             validity,
-            value,
+            value: copy.whole,
             from_near: false,
+            base: copy.base,
         };
         let primary_failure = match self.read_primary(&primary, id).await {
-            Ok(Some((value, session, validity))) => {
-                return Ok(Some(found(session, None, validity, value)));
-            }
+            Ok(Some((copy, validity))) => return Ok(Some(found(copy, None, validity))),
             Ok(None) => None,
             Err(e) => Some(e),
         };
@@ -431,33 +566,36 @@ impl Copies {
         let Some(second) = self.cluster.next_available(id.node()) else {
             return primary_failure.map_or(Ok(None), Err);
         };
-        let (value, session) = match self.read_copy(&second, KeyKind::SecondCopy, id).await? {
-            Some(copy) => copy,
-            None => return primary_failure.map_or(Ok(None), Err),
+        let Some(copy) = self.read_copy(&second, KeyKind::SecondCopy, id).await? else {
+            return primary_failure.map_or(Ok(None), Err);
         };
         bump(&self.stats.second_copies_loaded);
-        let exptime = copies_exptime(session.max_inactive);
+        let exptime = copies_exptime(copy.session.max_inactive);
+        let everything = Outgoing {
+            session: &copy.session,
+            whole: &copy.whole,
+            base: None,
+        };
         if primary.is_up() {
             // The primary answered but lacked a good copy: restore it there.
-            let key = self.key(KeyKind::Session, id);
-            self.cluster
-                .call(&primary, |c| c.set(&key, &value, exptime))
-                .await
-                .ok();
-            return Ok(Some(found(session, None, None, value)));
+            let restored = self
+                .write_on(&primary, id, everything, exptime, None, &mut None)
+                .await;
+            let base = restored.ok().and_then(|(base, _)| base);
+            return Ok(Some(found(Copy { base, ..copy }, None, None)));
         }
         // The primary is down: the second copy's node becomes the primary.
-        let validity = self.validity_now(session.max_inactive, None);
-        let moved = self
+        let validity = self.validity_now(copy.session.max_inactive, None);
+        let (moved, _) = self
             .write_primary(
                 &id.with_node(second.id()),
-                &value,
+                everything,
                 exptime,
                 Some(&validity),
                 &mut None,
             )
             .await?;
-        self.write_second(&moved, &value, exptime).await;
+        self.write_second(&moved.id, everything, exptime).await;
         let old_second = self.key(KeyKind::SecondCopy, id);
         self.cluster
             .call(&second, |c| c.delete(&old_second))
@@ -466,21 +604,27 @@ impl Copies {
         bump(&self.stats.sessions_relocated);
         tracing::info!(
             from = id.node(),
-            to = moved.node(),
+            to = moved.id.node(),
             "session relocated to its second copy's node"
         );
-        Ok(Some(found(session, Some(moved), Some(validity), value)))
+        let copy = Copy {
+            base: moved.base,
+            ..copy
+        };
+        Ok(Some(found(copy, Some(moved.id), Some(validity))))
     }
 
     /// Renews a non-sticky session accessed now without rewriting it: its validity record, and
     /// its copies' expiry when `copies_expire` comes close; releases `lock` in the same round
-    /// trip when it can (taking it out of the option). `false` when the session's node is down
-    /// or memcached no longer holds the session.
+    /// trip when it can (taking it out of the option). Stored attribute by attribute, the
+    /// attributes' items are renewed with the copy (their names from `base`, or else read). `false`
+    /// when the session's node is down or memcached no longer holds the session.
     pub(crate) async fn renew(
         &self,
         id: &SessionId,
         max_inactive: i32,
         copies_expire: u64,
+        base: Option<&Base>,
         lock: &mut Option<SessionLock>,
     ) -> Result<bool> {
         let Some(node) = self.cluster.node(id.node()).filter(|n| n.is_up()) else {
@@ -495,6 +639,17 @@ impl Copies {
         let (validity_key, record, lifetime) = self.validity_item(id, &validity);
         let key = self.key(KeyKind::Session, id);
         let copies_ttl = copies_exptime(max_inactive);
+        let names = match (renew_copies && self.split(), base) {
+            (false, _) => Vec::new(),
+            (true, Some(base)) => base.names().map(str::to_owned).collect(),
+            (true, None) => self
+                .indexed_names(&node, KeyKind::Session, id)
+                .await
+                .unwrap_or_default(),
+        };
+        let names = || names.iter().map(String::as_str);
+        let items = self.attribute_keys(KeyKind::Session, id, names());
+        let second_items = self.attribute_keys(KeyKind::SecondCopy, id, names());
         let mut commands = vec![Command::Set {
             key: &validity_key,
             value: &record,
@@ -505,6 +660,10 @@ impl Copies {
                 key: &key,
                 exptime: copies_ttl,
             });
+            commands.extend(items.iter().map(|key| Command::Touch {
+                key,
+                exptime: copies_ttl,
+            }));
         }
         let rider = Rider::on(lock, &node, self.config.lock_expiration);
         if let Some(rider) = &rider {
@@ -519,9 +678,14 @@ impl Copies {
                 .filter(|_| renew_copies);
             if let Some(second) = second {
                 // A missing second copy is written again by the next change.
-                let touched = self
-                    .cluster
-                    .call(&second, |c| c.touch(&second_key, copies_ttl));
+                let touches: Vec<Command<'_>> = std::iter::once(&second_key)
+                    .chain(&second_items)
+                    .map(|key| Command::Touch {
+                        key,
+                        exptime: copies_ttl,
+                    })
+                    .collect();
+                let touched = self.cluster.call(&second, |c| c.pipeline(&touches));
                 touched.await.ok();
             }
         };
@@ -563,15 +727,16 @@ impl Copies {
         match self.read_validity(&node, id).await? {
             Some(validity) if validity.expired(now_millis()) => Ok(false),
             Some(validity) => {
-                self.renew(id, validity.max_inactive, validity.copies_expire, lock)
-                    .await
+                let (max_inactive, expire) = (validity.max_inactive, validity.copies_expire);
+                self.renew(id, max_inactive, expire, None, lock).await
             }
             None => {
                 // No record (lost with an evicted item, or the session predates non-sticky
                 // mode): the session's copy tells; rare, so read it.
                 match self.read(id).await? {
                     Some(found) if found.loaded.relocated.is_none() => {
-                        self.renew(id, found.loaded.session.max_inactive, 0, lock)
+                        let max_inactive = found.loaded.session.max_inactive;
+                        self.renew(id, max_inactive, 0, found.base.as_ref(), lock)
                             .await
                     }
                     _ => Ok(false),
@@ -584,7 +749,7 @@ impl Copies {
     /// record, its copy and its second copy); `false` when the session is not in memcached.
     pub(crate) async fn touch(&self, id: &SessionId, max_inactive: i32) -> Result<bool> {
         if self.layout == Layout::Replicated {
-            return self.renew(id, max_inactive, 0, &mut None).await;
+            return self.renew(id, max_inactive, 0, None, &mut None).await;
         }
         let Some(node) = self.membership.node(id.node()).await else {
             return Ok(false);
@@ -610,6 +775,15 @@ impl Copies {
             }
         };
         let primary = self.cluster.node(id.node());
+        // Stored attribute by attribute: the items its index names go after it.
+        let names = match &primary {
+            Some(primary) if self.split() => self
+                .indexed_names(primary, KeyKind::Session, id)
+                .await
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        let names = || names.iter().map(String::as_str);
         // The record first, so that no host reads a live record without its session; the lock
         // last, so that no request it held back finds a copy left.
         if let Some(primary) = &primary {
@@ -626,10 +800,14 @@ impl Copies {
             }
             let key = self.key(KeyKind::Session, id);
             note(self.cluster.call(primary, |c| c.delete(&key)).await);
+            let items = self.attribute_keys(KeyKind::Session, id, names());
+            note(self.delete_all(primary, &items).await);
         }
         if let Some(second) = self.cluster.next_available(id.node()) {
             let key = self.key(KeyKind::SecondCopy, id);
             note(self.cluster.call(&second, |c| c.delete(&key)).await);
+            let items = self.attribute_keys(KeyKind::SecondCopy, id, names());
+            note(self.delete_all(&second, &items).await);
         }
         if let Some(primary) = &primary {
             for kind in [KeyKind::Lock, KeyKind::IdReservation] {
@@ -638,6 +816,13 @@ impl Copies {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Deletes `keys` on `node` in one round trip (none: nothing is sent).
+    async fn delete_all(&self, node: &Node, keys: &[String]) -> Result<bool> {
+        let commands: Vec<Command<'_>> = keys.iter().map(|key| Command::Delete(key)).collect();
+        self.cluster.call(node, |c| c.pipeline(&commands)).await?;
+        Ok(true)
     }
 
     /// Writes `value` (the session `ours`, stored as `id`) to `node` over what the cluster
@@ -659,26 +844,56 @@ impl Copies {
         }
         let key = self.key(KeyKind::Session, id);
         let token = match self.cluster.call(node, |c| c.gets(&key)).await? {
-            Some((stored, token)) => match self.decode(node, id, &stored) {
-                Ok(theirs) if newer(&theirs, ours) => return Ok(WrittenOver::Superseded),
+            Some((stored, token)) => match self.codec.decode_stored(id.random(), &stored) {
+                Ok(
+                    Stored::Session(theirs)
+                    | Stored::Index(Index {
+                        session: theirs, ..
+                    }),
+                ) if newer(&theirs, ours) => {
+                    return Ok(WrittenOver::Superseded);
+                }
                 // Older, or corrupt: ours replaces it.
                 _ => Some(token),
             },
             None => None,
         };
         let exptime = copies_exptime(ours.max_inactive);
-        let stored = match token {
-            Some(token) => {
-                let outcome = self
-                    .cluster
-                    .call(node, |c| c.cas(&key, value, exptime, token))
-                    .await?;
-                outcome == CasOutcome::Stored
-            }
-            None => {
-                self.cluster
-                    .call(node, |c| c.add(&key, value, exptime))
-                    .await?
+        let out = Outgoing {
+            session: ours,
+            whole: value,
+            base: None,
+        };
+        let stored = if self.split() {
+            let base = Base::unknown(token);
+            let mut no_lock = None;
+            let split = self.write_split(
+                node,
+                KeyKind::Session,
+                id,
+                ours,
+                Some(&base),
+                exptime,
+                None,
+                &mut no_lock,
+            );
+            // Merged with whatever was written since: attributes written in between by
+            // requests are kept, though this copy's values win.
+            split.await.map(|_| true)?
+        } else {
+            match token {
+                Some(token) => {
+                    let outcome = self
+                        .cluster
+                        .call(node, |c| c.cas(&key, value, exptime, token))
+                        .await?;
+                    outcome == CasOutcome::Stored
+                }
+                None => {
+                    self.cluster
+                        .call(node, |c| c.add(&key, value, exptime))
+                        .await?
+                }
             }
         };
         if !stored {
@@ -690,7 +905,7 @@ impl Copies {
             self.cluster
                 .call(node, |c| c.set(&validity_key, &record, lifetime))
                 .await?;
-            self.write_second(id, value, exptime).await;
+            self.write_second(id, out, exptime).await;
         }
         Ok(WrittenOver::Written)
     }

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 
-use super::{Copies, Found, Layout, Loaded, WrittenOver};
+use super::attributes::Base;
+use super::{Copies, Found, Layout, Loaded, Outgoing, WrittenOver};
 use crate::error::{Error, Result};
 use crate::ids::SessionId;
 use crate::locking::SessionLock;
@@ -300,23 +301,33 @@ impl NearCached {
 
     /// Writes a session where its copies live (see [`Copies::write`]) within the budget of one
     /// store, bumping its version, and releasing `lock` with the primary write when it can (the
-    /// lock is then taken out of the option). When the cluster cannot take it, the session is
-    /// kept here until it answers again: nothing the user stored is lost. When the session's
-    /// node is down the session moves to the next available node and its new id is returned;
-    /// the host must use it from now on.
+    /// lock is then taken out of the option). `base` is what memcached holds of a session stored
+    /// attribute by attribute, as read by this request. When the cluster cannot take it, the
+    /// session is kept here until it answers again: nothing the user stored is lost. When the
+    /// session's node is down the session moves to the next available node and its new id is
+    /// returned; the host must use it from now on.
     pub(crate) async fn store(
         &self,
         id: &SessionId,
         session: &mut SessionData,
+        base: Option<&Base>,
         lock: &mut Option<SessionLock>,
     ) -> Result<Option<SessionId>> {
         let started = Instant::now();
         session.version += 1;
         let value = self.copies.encode(id, session)?;
         let deadline = started + self.copies.budget();
-        let write = self.copies.write(id, &value, session.max_inactive, lock);
-        let target = match self.copies.until(deadline, write).await {
-            Ok(target) => target,
+        let out = Outgoing {
+            session,
+            whole: &value,
+            base,
+        };
+        let target = match self
+            .copies
+            .until(deadline, self.copies.write(id, out, lock))
+            .await
+        {
+            Ok(written) => written.id,
             Err(e) if e.is_cluster_failure() && self.cache.enabled() => {
                 self.keep_dirty(id, value);
                 tracing::debug!(session = %id.redacted(), error = %e, "session kept in the near cache");
@@ -472,6 +483,7 @@ impl NearCached {
             validity: None,
             value: copy.value,
             from_near: true,
+            base: None,
         })
     }
 

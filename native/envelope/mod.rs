@@ -6,7 +6,9 @@
 //! offset 0  magic "MSMS"
 //!        4  format version (2)
 //!        5  tag kind: 1 = CRC-32 (4-byte tag), 2 = HMAC-SHA256 (32), 3 = AES-256-GCM (16)
-//!        6  flags, u16 little-endian: bit 0 = the payload is LZ4-compressed; other bits refused
+//!        6  flags, u16 little-endian: bit 0 = the payload is LZ4-compressed; bit 1 = a session's
+//!           index, bit 2 = one attribute's item (per-attribute updates, see `Index`); other
+//!           bits refused
 //!        8  key id, 4 bytes (see `keys`); zeros with CRC-32
 //!       12  with AES-256-GCM only: the nonce, 12 bytes
 //!   12/24   payload: the postcard body (see `Body`), or with bit 0 its uncompressed length
@@ -52,6 +54,13 @@ const V1_HEADER_LEN: usize = 8;
 const HEADER_LEN: usize = 12;
 /// Flag: the payload is an LZ4 block preceded by its uncompressed length.
 const FLAG_LZ4: u16 = 1;
+/// Flag: the value is a session's index (per-attribute updates): its attributes are the names
+/// of the session's attributes, with no value (each value is an item of its own).
+const FLAG_INDEX: u16 = 2;
+/// Flag: the value is one attribute's item (per-attribute updates), bound to its name.
+const FLAG_ATTRIBUTE: u16 = 4;
+/// The flags a format-2 value may carry.
+const KNOWN_FLAGS: u16 = FLAG_LZ4 | FLAG_INDEX | FLAG_ATTRIBUTE;
 /// Attribute count above which a value is refused without decoding further.
 const MAX_ATTRIBUTES: usize = 1 << 16;
 
@@ -121,6 +130,31 @@ impl From<Corruption> for Error {
 
 fn malformed(detail: impl Into<String>) -> Corruption {
     Corruption::new(CorruptKind::Malformed, detail)
+}
+
+/// A session stored as an index of its attributes, each attribute in an item of its own
+/// (`updateGranularity="attribute"`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Index {
+    /// The session's metadata; its attributes are empty (they live in their own items).
+    pub session: SessionData,
+    /// The names of the session's attributes.
+    pub names: std::collections::BTreeSet<String>,
+}
+
+/// What a session's own item holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stored {
+    /// The whole session.
+    Session(SessionData),
+    /// The session's index; its attributes are items of their own.
+    Index(Index),
+}
+
+/// What an attribute's item is bound to: its session and its name (a NUL never appears in the
+/// random part of an id, so the two cannot be confused).
+fn attribute_bound(id: &str, name: &str) -> String {
+    format!("{id}\0{name}")
 }
 
 /// Encodes and decodes envelopes for one manager.
@@ -215,41 +249,63 @@ impl Codec {
     /// uncompressed, would exceed the size limit. The context and the id are inside the tag, so
     /// a value copied to another session's key, or another context's, is refused when read.
     pub fn encode(&self, id: &str, session: &SessionData) -> Result<Vec<u8>> {
+        let attributes = session
+            .attributes
+            .iter()
+            .map(|(name, value)| (name.as_str(), Bytes::new(value)))
+            .collect();
+        self.seal(id, &body(&self.context, id, session, attributes), 0)
+    }
+
+    /// Encodes the index of a session stored attribute by attribute (see [`Index`]).
+    pub fn encode_index(&self, id: &str, index: &Index) -> Result<Vec<u8>> {
+        let attributes = index
+            .names
+            .iter()
+            .map(|name| (name.as_str(), Bytes::new(&[])))
+            .collect();
+        let body = body(&self.context, id, &index.session, attributes);
+        self.seal(id, &body, FLAG_INDEX)
+    }
+
+    /// Encodes the item of the attribute `name` of the session `id`. Its tag binds the session
+    /// and the name, so an item copied under another session's or another name's key is refused
+    /// when read.
+    pub fn encode_attribute(&self, id: &str, name: &str, value: &[u8]) -> Result<Vec<u8>> {
+        let bound = attribute_bound(id, name);
+        let empty = SessionData::default();
+        let body = body(
+            &self.context,
+            &bound,
+            &empty,
+            vec![(name, Bytes::new(value))],
+        );
+        self.seal(&bound, &body, FLAG_ATTRIBUTE)
+    }
+
+    /// Encodes `body`, bound to `bound_id`, with `flags`.
+    fn seal(&self, bound_id: &str, body: &Body<'_>, flags: u16) -> Result<Vec<u8>> {
         let mut nonce = [0u8; NONCE_LEN];
         if self.integrity.envelope_kind() == TAG_AES_256_GCM {
             // 96 random bits per encryption; see the README on how many one key may make.
             getrandom::fill(&mut nonce).expect("the operating system's random generator failed");
         }
-        self.encode_with_nonce(id, session, &nonce)
+        self.seal_with_nonce(bound_id, body, flags, &nonce)
     }
 
-    /// [`Codec::encode`] with the AES-GCM nonce given (tests pin it to get stable bytes).
-    fn encode_with_nonce(
+    /// [`Codec::seal`] with the AES-GCM nonce given (tests pin it to get stable bytes).
+    fn seal_with_nonce(
         &self,
-        id: &str,
-        session: &SessionData,
+        bound_id: &str,
+        body: &Body<'_>,
+        flags: u16,
         nonce: &[u8; NONCE_LEN],
     ) -> Result<Vec<u8>> {
-        let body = Body {
-            context: &self.context,
-            id,
-            creation_time: session.creation_time,
-            last_accessed: session.last_accessed,
-            max_inactive: session.max_inactive,
-            version: session.version,
-            auth_type: session.auth_type.as_deref(),
-            principal: session.principal.as_deref(),
-            attributes: session
-                .attributes
-                .iter()
-                .map(|(name, value)| (name.as_str(), Bytes::new(value)))
-                .collect(),
-        };
         let kind = self.integrity.envelope_kind();
         let tag_len = tag_len(kind).expect("a kind this version writes");
         let encrypted = kind == TAG_AES_256_GCM;
         let header_len = HEADER_LEN + if encrypted { NONCE_LEN } else { 0 };
-        let body_len_hint: usize = session
+        let body_len_hint: usize = body
             .attributes
             .iter()
             .map(|(k, v)| k.len() + v.len() + 10)
@@ -258,12 +314,12 @@ impl Codec {
         out.extend_from_slice(MAGIC);
         out.push(FORMAT_VERSION);
         out.push(kind);
-        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(&flags.to_le_bytes());
         out.extend_from_slice(&self.integrity.signing_id());
         if encrypted {
             out.extend_from_slice(nonce);
         }
-        let mut out = postcard::to_extend(&body, out)
+        let mut out = postcard::to_extend(body, out)
             .map_err(|e| Error::Corrupt(format!("cannot encode session: {e}")))?;
         let size = out.len() + tag_len;
         if size > self.max_size {
@@ -276,10 +332,10 @@ impl Codec {
             if let Some(packed) = compress(&out[header_len..]) {
                 out.truncate(header_len);
                 out.extend_from_slice(&packed);
-                out[6..8].copy_from_slice(&FLAG_LZ4.to_le_bytes());
+                out[6..8].copy_from_slice(&(flags | FLAG_LZ4).to_le_bytes());
             }
         }
-        let bound = self.bound(id);
+        let bound = self.bound(bound_id);
         if encrypted {
             let (header, payload) = out.split_at_mut(header_len);
             let aad = [&*header, &bound].concat();
@@ -322,9 +378,63 @@ impl Codec {
         out
     }
 
-    /// Decodes and verifies a value read from memcached under the key of the session whose id
-    /// has the random part `id`.
+    /// Decodes and verifies a whole session read from memcached under the key of the session
+    /// whose id has the random part `id`. An index (see [`Codec::decode_stored`]) is refused.
     pub fn decode(&self, id: &str, value: &[u8]) -> std::result::Result<SessionData, Corruption> {
+        match self.decode_stored(id, value)? {
+            Stored::Session(session) => Ok(session),
+            Stored::Index(_) => Err(malformed("an index of attributes, not a whole session")),
+        }
+    }
+
+    /// Decodes and verifies what the key of the session whose id has the random part `id`
+    /// holds: the whole session, or its index.
+    pub fn decode_stored(&self, id: &str, value: &[u8]) -> std::result::Result<Stored, Corruption> {
+        let (flags, body) = self.open(id, value)?;
+        if flags & FLAG_ATTRIBUTE != 0 {
+            return Err(malformed("an attribute's item under a session's key"));
+        }
+        let session = self.decode_body(id, &body)?;
+        if flags & FLAG_INDEX == 0 {
+            return Ok(Stored::Session(session));
+        }
+        let mut session = session;
+        let mut names = std::collections::BTreeSet::new();
+        for (name, value) in std::mem::take(&mut session.attributes) {
+            if !value.is_empty() {
+                return Err(malformed(format!("index entry `{name}` holds a value")));
+            }
+            names.insert(name);
+        }
+        Ok(Stored::Index(Index { session, names }))
+    }
+
+    /// Decodes and verifies the item of the attribute `name` of the session `id`: its value.
+    pub fn decode_attribute(
+        &self,
+        id: &str,
+        name: &str,
+        value: &[u8],
+    ) -> std::result::Result<Vec<u8>, Corruption> {
+        let bound = attribute_bound(id, name);
+        let (flags, body) = self.open(&bound, value)?;
+        if flags & FLAG_ATTRIBUTE == 0 {
+            return Err(malformed("not an attribute's item"));
+        }
+        let mut item = self.decode_body(&bound, &body)?;
+        match item.attributes.remove(name) {
+            Some(value) if item.attributes.is_empty() => Ok(value),
+            _ => Err(malformed("an attribute's item holding other attributes")),
+        }
+    }
+
+    /// Verifies a value bound to `bound_id` and returns its flags and its body, decrypted and
+    /// decompressed.
+    fn open<'v>(
+        &self,
+        bound_id: &str,
+        value: &'v [u8],
+    ) -> std::result::Result<(u16, Cow<'v, [u8]>), Corruption> {
         if value.len() > self.max_size {
             return Err(malformed(format!(
                 "{} bytes exceed maxSessionSize ({})",
@@ -340,8 +450,8 @@ impl Codec {
             return Err(malformed("not a session envelope"));
         }
         match value[4] {
-            1 => self.decode_v1(id, value),
-            2 => self.decode_v2(id, value),
+            1 => self.open_v1(value).map(|body| (0, Cow::Borrowed(body))),
+            2 => self.open_v2(bound_id, value),
             version if version > FORMAT_VERSION => Err(Corruption::new(
                 CorruptKind::FutureVersion,
                 format!(
@@ -353,7 +463,7 @@ impl Codec {
         }
     }
 
-    fn decode_v1(&self, id: &str, value: &[u8]) -> std::result::Result<SessionData, Corruption> {
+    fn open_v1<'v>(&self, value: &'v [u8]) -> std::result::Result<&'v [u8], Corruption> {
         let kind = value[5];
         let tag_len = unencrypted_tag_len(kind).ok_or_else(|| unknown_kind(kind))?;
         if value.len() < V1_HEADER_LEN + tag_len {
@@ -365,10 +475,14 @@ impl Codec {
         }
         let (covered, tag) = value.split_at(value.len() - tag_len);
         self.integrity.verify_tag(kind, None, covered, b"", tag)?;
-        self.decode_body(id, &covered[V1_HEADER_LEN..])
+        Ok(&covered[V1_HEADER_LEN..])
     }
 
-    fn decode_v2(&self, id: &str, value: &[u8]) -> std::result::Result<SessionData, Corruption> {
+    fn open_v2<'v>(
+        &self,
+        bound_id: &str,
+        value: &'v [u8],
+    ) -> std::result::Result<(u16, Cow<'v, [u8]>), Corruption> {
         let kind = value[5];
         let tag_len = tag_len(kind).ok_or_else(|| unknown_kind(kind))?;
         let encrypted = kind == TAG_AES_256_GCM;
@@ -377,13 +491,13 @@ impl Codec {
             return Err(malformed("value too short"));
         }
         let flags = u16::from_le_bytes([value[6], value[7]]);
-        if flags & !FLAG_LZ4 != 0 {
+        if flags & !KNOWN_FLAGS != 0 || flags & FLAG_INDEX != 0 && flags & FLAG_ATTRIBUTE != 0 {
             return Err(malformed(format!("unknown flags {flags:#06x}")));
         }
         let key_id = value[8..12].try_into().expect("4 bytes");
         let (covered, tag) = value.split_at(value.len() - tag_len);
         let (header, payload) = covered.split_at(header_len);
-        let bound = self.bound(id);
+        let bound = self.bound(bound_id);
         let payload = if encrypted {
             let nonce = header[HEADER_LEN..].try_into().expect("a nonce");
             let aad = [header, &bound].concat();
@@ -398,20 +512,24 @@ impl Codec {
             Cow::Borrowed(payload)
         };
         if flags & FLAG_LZ4 != 0 {
-            self.decode_body(id, &decompress(&payload, self.max_size)?)
+            Ok((flags, Cow::Owned(decompress(&payload, self.max_size)?)))
         } else {
-            self.decode_body(id, &payload)
+            Ok((flags, payload))
         }
     }
 
-    /// Decodes a verified body and checks it belongs to this session and context.
-    fn decode_body(&self, id: &str, body: &[u8]) -> std::result::Result<SessionData, Corruption> {
+    /// Decodes a verified body and checks it belongs to `bound_id` in this context.
+    fn decode_body(
+        &self,
+        bound_id: &str,
+        body: &[u8],
+    ) -> std::result::Result<SessionData, Corruption> {
         let (body, rest): (Body<'_>, &[u8]) = postcard::take_from_bytes(body)
             .map_err(|e| malformed(format!("undecodable body: {e}")))?;
         if !rest.is_empty() {
             return Err(malformed("trailing bytes after body"));
         }
-        if body.context != self.context || body.id != id {
+        if body.context != self.context || body.id != bound_id {
             return Err(malformed("value belongs to another session or context"));
         }
         if body.attributes.len() > MAX_ATTRIBUTES {
@@ -432,6 +550,26 @@ impl Codec {
             principal: body.principal.map(str::to_owned),
             attributes,
         })
+    }
+}
+
+/// The body of `session` (its attributes given as they are stored), bound to `id`.
+fn body<'a>(
+    context: &'a str,
+    id: &'a str,
+    session: &'a SessionData,
+    attributes: Vec<(&'a str, &'a Bytes)>,
+) -> Body<'a> {
+    Body {
+        context,
+        id,
+        creation_time: session.creation_time,
+        last_accessed: session.last_accessed,
+        max_inactive: session.max_inactive,
+        version: session.version,
+        auth_type: session.auth_type.as_deref(),
+        principal: session.principal.as_deref(),
+        attributes,
     }
 }
 

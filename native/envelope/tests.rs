@@ -55,6 +55,17 @@ fn codecs() -> Vec<(&'static str, Codec)> {
     ]
 }
 
+/// The whole session's envelope as `codec` writes it, with the fixtures' nonce.
+fn sealed_with_fixed_nonce(codec: &Codec, session: &SessionData) -> Vec<u8> {
+    let attributes = session
+        .attributes
+        .iter()
+        .map(|(name, value)| (name.as_str(), Bytes::new(value)))
+        .collect();
+    let body = body(&codec.context, ID, session, attributes);
+    codec.seal_with_nonce(ID, &body, 0, &FIXED_NONCE).unwrap()
+}
+
 fn fixture_path(name: &str) -> String {
     format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
 }
@@ -157,7 +168,7 @@ fn format_2_matches_golden_bytes() {
         } else {
             fixture_session()
         };
-        let bytes = codec.encode_with_nonce(ID, &session, &FIXED_NONCE).unwrap();
+        let bytes = sealed_with_fixed_nonce(&codec, &session);
         let fixture = golden(name, &bytes);
         assert_eq!(bytes, fixture, "the wire format changed: {name}");
         assert_eq!(&fixture[..5], b"MSMS\x02", "{name}");
@@ -400,5 +411,59 @@ fn debug_output_shows_no_key() {
         let shown = format!("{codec:?}");
         assert!(!shown.contains("golden-fixture"), "{name}: {shown}");
         assert!(shown.contains("integrity"), "{shown}");
+    }
+}
+
+#[test]
+fn an_index_and_its_attribute_items_round_trip_and_stay_apart() {
+    for (name, codec) in codecs() {
+        let session = fixture_session();
+        let index = Index {
+            session: SessionData {
+                attributes: Default::default(),
+                ..session.clone()
+            },
+            names: ["cart".to_owned(), "user".to_owned()].into(),
+        };
+        let stored = codec.encode_index(ID, &index).unwrap();
+        assert_eq!(
+            codec.decode_stored(ID, &stored).unwrap(),
+            Stored::Index(index.clone()),
+            "{name}"
+        );
+        assert!(
+            codec.decode(ID, &stored).is_err(),
+            "{name}: not a whole session"
+        );
+        let whole = codec.encode(ID, &session).unwrap();
+        assert_eq!(
+            codec.decode_stored(ID, &whole).unwrap(),
+            Stored::Session(session.clone()),
+            "{name}"
+        );
+
+        let cart = codec.encode_attribute(ID, "cart", &[1, 2, 3]).unwrap();
+        assert_eq!(
+            codec.decode_attribute(ID, "cart", &cart).unwrap(),
+            vec![1, 2, 3],
+            "{name}"
+        );
+        assert!(
+            codec.decode_attribute(ID, "user", &cart).is_err(),
+            "{name}: under another name"
+        );
+        let other = "0123456789ABCDEF0123456789ABCDEF";
+        assert!(
+            codec.decode_attribute(other, "cart", &cart).is_err(),
+            "{name}: under another session"
+        );
+        assert!(
+            codec.decode_stored(ID, &cart).is_err(),
+            "{name}: as a session"
+        );
+        assert!(
+            codec.decode_attribute(ID, "cart", &stored).is_err(),
+            "{name}: an index as an attribute"
+        );
     }
 }

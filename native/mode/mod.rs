@@ -2,7 +2,6 @@
 //! owning its state. A mode decides, for each step of a request, what the session's copies
 //! ([`crate::copies`]) and its lock ([`crate::locking`]) must do.
 
-pub(crate) mod fingerprint;
 pub mod nonsticky;
 pub mod sticky;
 
@@ -39,6 +38,11 @@ pub(crate) trait Mode {
 
     /// Loads a session (see [`crate::copies::near::NearCached::load`]).
     async fn load(&self, id: &SessionId) -> Result<Option<Loaded>>;
+
+    /// Loads a session for `request`, which keeps what the mode needs of it at its end.
+    async fn load_for(&self, _request: &mut Request, id: &SessionId) -> Result<Option<Loaded>> {
+        self.load(id).await
+    }
 
     /// What a request finds of a session whose load failed with `error`.
     fn unreadable(&self, error: &Error) -> Lookup;
@@ -87,7 +91,7 @@ pub(crate) trait Mode {
 
     /// Reads a request's session from memcached and classifies the outcome.
     async fn read(&self, request: &mut Request, id: &SessionId) -> Lookup {
-        let found = match self.load(id).await {
+        let found = match self.load_for(request, id).await {
             Ok(Some(loaded)) => {
                 if let Some(moved) = &loaded.relocated {
                     request.remember(moved);

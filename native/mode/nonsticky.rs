@@ -12,15 +12,15 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::Mode;
-use super::fingerprint::Fingerprint;
 use crate::config::{Config, LockingMode};
 use crate::copies::Loaded;
 use crate::copies::near::NearCached;
 use crate::error::{Error, Result};
+use crate::fingerprint::Fingerprint;
 use crate::ids::SessionId;
 use crate::keys::KeyKind;
 use crate::locking::{Locks, SessionLock};
-use crate::request::{Ended, Lookup, Outcome, Request};
+use crate::request::{Ended, HandedOut, Lookup, Outcome, Request};
 use crate::session::SessionData;
 use crate::stats::Stats;
 
@@ -30,15 +30,6 @@ const MAX_READ_ONLY_URIS: usize = 10_000;
 /// goes (a session handed back unknown is written, never lost).
 const MAX_CHECKED_OUT: usize = 100_000;
 
-/// What a session loaded for a request held, so its end can tell whether the request changed it.
-#[derive(Debug)]
-struct CheckedOut {
-    fingerprint: Fingerprint,
-    version: u64,
-    /// When memcached drops its copies, seconds since the Unix epoch (0: unknown or never).
-    copies_expire: u64,
-}
-
 /// Non-sticky sessions of one manager.
 #[derive(Debug)]
 pub struct NonSticky {
@@ -46,8 +37,9 @@ pub struct NonSticky {
     store: Arc<NearCached>,
     locks: Arc<Locks>,
     stats: Arc<Stats>,
-    /// Sessions loaded for requests that will hand them back, by storage key.
-    checked_out: Mutex<HashMap<String, CheckedOut>>,
+    /// Sessions loaded for requests that will hand them back, by storage key: the latest load
+    /// of each, which requests sharing the host's copy of a session hand back.
+    checked_out: Mutex<HashMap<String, HandedOut>>,
     /// `lockingMode="auto"`: URIs whose last request finished without changing its session.
     read_only_uris: Mutex<HashSet<String>>,
     /// Set once the host ends its requests through the core: only then do loads record what
@@ -100,20 +92,29 @@ impl NonSticky {
         }
     }
 
-    /// Records a session loaded for a request that hands it back with [`NonSticky::finish`].
-    fn check_out(&self, key: String, session: &SessionData, copies_expire: u64) {
+    /// Loads a session, recording it as handed out (see [`Mode::load`]); returns what was
+    /// handed out, when it was read from the cluster and the host ends its requests here.
+    async fn hand_out(&self, id: &SessionId) -> Result<Option<(Loaded, Option<HandedOut>)>> {
+        let Some(found) = self.store.load(id).await? else {
+            return Ok(None);
+        };
+        if !self.tracks.load(Ordering::Relaxed) || found.from_near {
+            return Ok(Some((found.loaded, None)));
+        }
+        let handed = HandedOut {
+            fingerprint: Fingerprint::of(&found.loaded.session),
+            version: found.loaded.session.version,
+            copies_expire: found.validity.map_or(0, |v| v.copies_expire),
+            base: found.base,
+        };
+        let current = found.loaded.relocated.as_ref().unwrap_or(id);
+        let key = self.store.copies().key(KeyKind::Session, current);
         let mut checked_out = self.checked_out.lock();
         if checked_out.len() >= MAX_CHECKED_OUT {
             checked_out.clear();
         }
-        checked_out.insert(
-            key,
-            CheckedOut {
-                fingerprint: Fingerprint::of(session),
-                version: session.version,
-                copies_expire,
-            },
-        );
+        checked_out.insert(key, handed.clone());
+        Ok(Some((found.loaded, Some(handed))))
     }
 
     /// The end of a request that used a session this host loaded: stores it when the request
@@ -129,30 +130,47 @@ impl NonSticky {
         lock: Option<SessionLock>,
         uri: Option<&str>,
     ) -> Result<Option<SessionId>> {
+        self.finish_handed(id, session, None, lock, uri).await
+    }
+
+    /// [`NonSticky::finish`], for a request that read the session as `handed` (none: the
+    /// host's latest load of it).
+    async fn finish_handed(
+        &self,
+        id: &SessionId,
+        session: &mut SessionData,
+        handed: Option<HandedOut>,
+        lock: Option<SessionLock>,
+        uri: Option<&str>,
+    ) -> Result<Option<SessionId>> {
         let key = self.store.copies().key(KeyKind::Session, id);
-        let checked_out = self.checked_out.lock().remove(&key);
+        let latest = self.checked_out.lock().remove(&key);
+        let checked_out = handed.or(latest);
         let mut lock = lock;
         let mut unchanged = false;
         let result = match checked_out {
             Some(loaded) if loaded.fingerprint == Fingerprint::of(session) => {
                 unchanged = true;
                 session.version = loaded.version;
-                let renewed = self
-                    .store
-                    .copies()
-                    .renew(id, session.max_inactive, loaded.copies_expire, &mut lock)
-                    .await;
-                match renewed {
+                let base = loaded.base.as_ref();
+                let (max_inactive, expire) = (session.max_inactive, loaded.copies_expire);
+                let copies = self.store.copies();
+                match copies
+                    .renew(id, max_inactive, expire, base, &mut lock)
+                    .await
+                {
                     Ok(true) => Ok(None),
                     // Its node is down, or memcached lost it: write it.
-                    Ok(false) => self.store.store(id, session, &mut lock).await,
+                    Ok(false) => self.store.store(id, session, base, &mut lock).await,
                     Err(e) => Err(e),
                 }
             }
-            loaded => {
-                session.version = loaded.map_or(session.version, |l| l.version);
-                self.store.store(id, session, &mut lock).await
+            Some(loaded) => {
+                session.version = loaded.version;
+                let base = loaded.base.as_ref();
+                self.store.store(id, session, base, &mut lock).await
             }
+            None => self.store.store(id, session, None, &mut lock).await,
         };
         self.learn(uri, unchanged);
         self.locks.release(lock).await;
@@ -245,16 +263,20 @@ impl Mode for NonSticky {
     /// only if it changed (one served from the near cache is always written: the cluster lacks
     /// it).
     async fn load(&self, id: &SessionId) -> Result<Option<Loaded>> {
-        let Some(found) = self.store.load(id).await? else {
+        Ok(self.hand_out(id).await?.map(|(loaded, _)| loaded))
+    }
+
+    /// The request keeps the session as it read it: concurrent requests of one session on this
+    /// host that each read it each write what they changed.
+    async fn load_for(&self, request: &mut Request, id: &SessionId) -> Result<Option<Loaded>> {
+        let Some((loaded, handed)) = self.hand_out(id).await? else {
             return Ok(None);
         };
-        if self.tracks.load(Ordering::Relaxed) && !found.from_near {
-            let current = found.loaded.relocated.as_ref().unwrap_or(id);
-            let key = self.store.copies().key(KeyKind::Session, current);
-            let copies_expire = found.validity.map_or(0, |v| v.copies_expire);
-            self.check_out(key, &found.loaded.session, copies_expire);
+        if let Some(handed) = handed {
+            let current = loaded.relocated.clone().unwrap_or_else(|| id.clone());
+            request.handed_out.push((current, handed));
         }
-        Ok(Some(found.loaded))
+        Ok(Some(loaded))
     }
 
     /// No usable copy anywhere (the second copy and the near cache were tried) is no session;
@@ -308,7 +330,14 @@ impl Mode for NonSticky {
                         return Err(e);
                     }
                 };
-                let stored = self.finish(&id, &mut session, lock, uri).await;
+                let handed = request
+                    .handed_out
+                    .iter()
+                    .position(|(read, _)| *read == id)
+                    .map(|at| request.handed_out.swap_remove(at).1);
+                let stored = self
+                    .finish_handed(&id, &mut session, handed, lock, uri)
+                    .await;
                 let previous = previous.and_then(|raw| request.resolve(raw, &self.stats).ok());
                 if let Some(previous) = previous {
                     let current = stored.as_ref().ok().cloned().flatten();

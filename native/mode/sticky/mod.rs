@@ -18,11 +18,11 @@ use backups::{Backups, Work};
 use tracker::Change;
 
 use super::Mode;
-use super::fingerprint::Fingerprint;
 use crate::config::Config;
 use crate::copies::Loaded;
 use crate::copies::near::NearCached;
 use crate::error::{Error, Result};
+use crate::fingerprint::Fingerprint;
 use crate::ids::SessionId;
 use crate::keys::KeyKind;
 use crate::request::{BackupOutcome, Ended, Lookup, Outcome, Request};

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::mode::fingerprint::Fingerprint;
+use crate::fingerprint::Fingerprint;
 
 /// What a backup has to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,7 +127,7 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mode::fingerprint::tests::session;
+    use crate::fingerprint::tests::session;
 
     #[test]
     fn tracker_decides_and_counts_versions() {

@@ -1,0 +1,258 @@
+//! Per-attribute updates (`updateGranularity="attribute"`) against real memcached: a changed
+//! session sends only what changed; concurrent requests that change different attributes lose
+//! nothing without the lock; forged, missing and left-over items; failover to the second copy;
+//! sessions written whole read by an attribute manager and back.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{Memcached, manager, stat};
+use msm::runtime::{block_on, handle};
+use msm::{HostCopy, Lookup, Outcome, RequestStart, SessionData, SessionId, SessionManager};
+
+const ATTRIBUTE: &[(&str, &str)] = &[
+    ("sticky", "false"),
+    ("lockingMode", "none"),
+    ("updateGranularity", "attribute"),
+];
+const WHOLE: &[(&str, &str)] = &[("sticky", "false"), ("lockingMode", "none")];
+
+/// One request that uses the session `id` and changes it with `change`, through the lifecycle
+/// a host runs.
+async fn request(
+    m: Arc<SessionManager>,
+    id: String,
+    change: impl FnOnce(&mut SessionData),
+) -> msm::Result<()> {
+    let start = RequestStart {
+        session_id: Some(&id),
+        uri: "/",
+        route: None,
+    };
+    let mut request = m.begin(start).await?;
+    let mut session = match m.lookup(&mut request, &id, HostCopy::None).await {
+        Lookup::Found(loaded) => loaded.session,
+        other => panic!("session not found: {other:?}"),
+    };
+    change(&mut session);
+    let outcome = Outcome::Used {
+        id: &id,
+        session,
+        previous: None,
+    };
+    m.end(&mut request, outcome).await?;
+    Ok(())
+}
+
+/// A new session of `count` attributes of `size` bytes each, stored.
+fn stored_session(m: &SessionManager, count: usize, size: usize) -> SessionId {
+    let id = block_on(m.new_session_id(None)).unwrap();
+    let mut session = SessionData::new(1800);
+    for i in 0..count {
+        session
+            .attributes
+            .insert(format!("a{i}"), vec![i as u8; size]);
+    }
+    block_on(m.store(&id, &mut session)).unwrap();
+    id
+}
+
+fn load(m: &SessionManager, id: &SessionId) -> SessionData {
+    block_on(m.load(id)).unwrap().expect("session").session
+}
+
+/// Bytes the servers received, in total.
+fn bytes_received(nodes: &[&Memcached]) -> u64 {
+    nodes.iter().map(|n| n.stat("bytes_read")).sum()
+}
+
+#[test]
+fn a_changed_session_sends_only_the_attribute_that_changed() {
+    let (m1, m2) = (Memcached::start(), Memcached::start());
+    let mut sent = Vec::new();
+    for extra in [WHOLE, ATTRIBUTE] {
+        let m = manager(&[&m1, &m2], extra);
+        let id = stored_session(&m, 10, 1024);
+        let before = bytes_received(&[&m1, &m2]);
+        block_on(request(Arc::clone(&m), id.to_string(), |s| {
+            s.attributes.insert("a3".into(), vec![7; 1024]);
+        }))
+        .unwrap();
+        sent.push(bytes_received(&[&m1, &m2]) - before);
+        let session = load(&m, &id);
+        assert_eq!(session.attributes.len(), 10);
+        assert_eq!(session.attributes["a3"], vec![7; 1024]);
+        assert_eq!(session.attributes["a4"], vec![4; 1024]);
+    }
+    let [whole, attribute] = sent[..] else {
+        unreachable!()
+    };
+    println!(
+        "bytes sent to memcached by one modifying request: whole {whole}, attribute {attribute}"
+    );
+    assert!(
+        attribute * 3 < whole,
+        "per attribute sends {attribute} bytes, whole {whole}"
+    );
+}
+
+#[test]
+fn concurrent_requests_changing_different_attributes_lose_nothing_without_a_lock() {
+    let (m1, m2) = (Memcached::start(), Memcached::start());
+    let hosts = [
+        manager(&[&m1, &m2], ATTRIBUTE),
+        manager(&[&m1, &m2], ATTRIBUTE),
+    ];
+    let id = stored_session(&hosts[0], 1, 16);
+    let requests: Vec<_> = (0..200)
+        .map(|i| {
+            let host = Arc::clone(&hosts[i % 2]);
+            handle().spawn(request(host, id.to_string(), move |s| {
+                s.attributes
+                    .insert(format!("k{i}"), i.to_string().into_bytes());
+            }))
+        })
+        .collect();
+    for r in requests {
+        block_on(async { r.await.expect("the request's task") }).unwrap();
+    }
+    let session = load(&hosts[1], &id);
+    let lost: Vec<usize> = (0..200)
+        .filter(|i| session.attributes.get(&format!("k{i}")) != Some(&i.to_string().into_bytes()))
+        .collect();
+    let merges =
+        stat(&hosts[0], "attribute_index_merges") + stat(&hosts[1], "attribute_index_merges");
+    println!("index merges: {merges}");
+    assert!(lost.is_empty(), "changes lost: {lost:?}");
+    assert_eq!(session.attributes.len(), 201);
+}
+
+#[test]
+fn items_from_another_session_or_name_are_refused_and_missing_ones_counted() {
+    let m1 = Memcached::start();
+    let m = manager(&[&m1], ATTRIBUTE);
+    let a = stored_session(&m, 2, 8);
+    let b = stored_session(&m, 2, 8);
+    let keys = msm::keys::KeyScheme::with_prefix("test:");
+    let item =
+        |id: &SessionId, name: &str| keys.attribute_key(msm::keys::KeyKind::Session, id, name);
+    // Session a's item for a0 copied under b's a0, and a's own a1 under a's a0.
+    m1.set(&item(&b, "a0"), &m1.get(&item(&a, "a0")).unwrap());
+    m1.set(&item(&a, "a0"), &m1.get(&item(&a, "a1")).unwrap());
+    let loaded_b = load(&m, &b);
+    let loaded_a = load(&m, &a);
+    assert!(
+        !loaded_b.attributes.contains_key("a0"),
+        "another session's item"
+    );
+    assert!(
+        !loaded_a.attributes.contains_key("a0"),
+        "another name's item"
+    );
+    assert_eq!(loaded_a.attributes["a1"], vec![1; 8]);
+    assert_eq!(stat(&m, "corrupt_values"), 2);
+
+    m1.raw(
+        format!("delete {}\r\n", item(&b, "a1")).as_bytes(),
+        &["DELETED"],
+    );
+    assert!(load(&m, &b).attributes.is_empty());
+    assert_eq!(stat(&m, "attribute_items_missing"), 1);
+}
+
+#[test]
+fn a_removed_attribute_stays_removed_and_its_item_goes() {
+    let m1 = Memcached::start();
+    let m = manager(&[&m1], ATTRIBUTE);
+    let id = stored_session(&m, 3, 8);
+    block_on(request(Arc::clone(&m), id.to_string(), |s| {
+        s.attributes.remove("a1");
+    }))
+    .unwrap();
+    let keys = msm::keys::KeyScheme::with_prefix("test:");
+    assert!(!m1.has(&keys.attribute_key(msm::keys::KeyKind::Session, &id, "a1")));
+    let session = load(&m, &id);
+    assert_eq!(
+        session.attributes.keys().collect::<Vec<_>>(),
+        ["a0", "a2"],
+        "the index no longer names it"
+    );
+    block_on(m.delete(&id)).unwrap();
+    let left = m1.raw(b"lru_crawler metadump all\r\n", &["END"]);
+    let keys: Vec<&str> = left
+        .lines()
+        .filter_map(|l| l.strip_prefix("key=")?.split(' ').next())
+        .collect();
+    assert_eq!(
+        keys.len(),
+        2,
+        "only the ended validity record and the shared node list are left: {keys:?}"
+    );
+    assert!(
+        keys.iter()
+            .all(|k| k.starts_with("validity") || k.starts_with("nodes"))
+    );
+}
+
+#[test]
+fn the_second_copy_holds_every_attribute_when_the_primary_dies() {
+    let (mut m1, m2) = (Memcached::start(), Memcached::start());
+    let m = manager(&[&m1, &m2], ATTRIBUTE);
+    let id = common::id_on(&m, "n1");
+    let mut session = SessionData::new(1800);
+    session.attributes.insert("a".into(), b"1".to_vec());
+    session.attributes.insert("b".into(), b"2".to_vec());
+    block_on(m.store(&id, &mut session)).unwrap();
+    block_on(request(Arc::clone(&m), id.to_string(), |s| {
+        s.attributes.insert("b".into(), b"3".to_vec());
+    }))
+    .unwrap();
+    m1.kill();
+    let loaded = block_on(m.load(&id))
+        .unwrap()
+        .expect("from the second copy");
+    assert_eq!(loaded.relocated.as_ref().map(SessionId::node), Some("n2"));
+    assert_eq!(loaded.session.attributes["a"], b"1");
+    assert_eq!(loaded.session.attributes["b"], b"3");
+    let moved = loaded.relocated.unwrap();
+    assert_eq!(
+        load(&m, &moved).attributes.len(),
+        2,
+        "written whole on its new node"
+    );
+}
+
+#[test]
+fn sessions_written_whole_and_attribute_by_attribute_read_each_other() {
+    let m1 = Memcached::start();
+    let whole = manager(&[&m1], WHOLE);
+    let split = manager(&[&m1], ATTRIBUTE);
+    let id = stored_session(&whole, 2, 8);
+    block_on(request(Arc::clone(&split), id.to_string(), |s| {
+        s.attributes.insert("a0".into(), b"split".to_vec());
+    }))
+    .unwrap();
+    let session = load(&whole, &id);
+    assert_eq!(session.attributes["a0"], b"split");
+    assert_eq!(session.attributes["a1"], vec![1; 8]);
+    block_on(request(Arc::clone(&whole), id.to_string(), |s| {
+        s.attributes.insert("a1".into(), b"whole".to_vec());
+    }))
+    .unwrap();
+    let session = load(&split, &id);
+    assert_eq!(session.attributes["a0"], b"split");
+    assert_eq!(session.attributes["a1"], b"whole");
+}
+
+#[test]
+fn sticky_sessions_refuse_per_attribute_updates_by_name() {
+    let m1 = Memcached::start();
+    let error = msm::Config::from_pairs(vec![
+        ("memcachedNodes", format!("n1:{}", m1.address()).as_str()),
+        ("updateGranularity", "attribute"),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("updateGranularity"), "{error}");
+}
