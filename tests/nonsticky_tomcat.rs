@@ -59,12 +59,25 @@ fn a_session_alternates_between_tomcats_with_a_backup_on_the_next_node() {
 
 #[test]
 fn locked_concurrent_requests_on_two_tomcats_lose_no_update() {
+    concurrent_requests_lose_no_update(&[("lockingMode", "all")]);
+}
+
+/// Without the lock, requests that change different attributes of one session lose nothing when
+/// the session is stored attribute by attribute.
+#[test]
+fn unlocked_concurrent_requests_changing_different_attributes_lose_no_update() {
+    concurrent_requests_lose_no_update(&[
+        ("lockingMode", "none"),
+        ("updateGranularity", "attribute"),
+    ]);
+}
+
+/// 200 requests of one session, 8 at a time, alternating between two Tomcats, each setting an
+/// attribute of its own: every one is in the session afterwards.
+fn concurrent_requests_lose_no_update(extra: &[(&str, &str)]) {
     let (m1, m2) = (Memcached::start(), Memcached::start());
     let nodes = node_list(&[&m1, &m2]);
-    let tomcats = [
-        tomcat("a", &nodes, &[("lockingMode", "all")]),
-        tomcat("b", &nodes, &[("lockingMode", "all")]),
-    ];
+    let tomcats = [tomcat("a", &nodes, extra), tomcat("b", &nodes, extra)];
     let mut browser = Browser::default();
     browser.get(&tomcats[0], "/");
     let id = browser.cookie.clone().unwrap();
