@@ -588,14 +588,6 @@ impl ConfigBuilder {
         if encryption == Encryption::Aes256Gcm && self.integrity_key.is_none() {
             return Err(encryption_without_keys());
         }
-        let sticky = self.sticky.unwrap_or(true);
-        if sticky && self.update_granularity == Some(UpdateGranularity::Attribute) {
-            return Err(Error::config(
-                "updateGranularity",
-                "attribute",
-                "requires sticky=\"false\" (sticky sessions are written whole)",
-            ));
-        }
         let keys = match (&self.prefix, &self.context) {
             (Some(prefix), _) => KeyScheme::with_prefix(prefix),
             (None, Some((host, context))) => KeyScheme::for_context(host, context),
@@ -603,7 +595,7 @@ impl ConfigBuilder {
         };
         Ok(Config {
             nodes,
-            sticky,
+            sticky: self.sticky.unwrap_or(true),
             locking_mode: self.locking_mode.clone().unwrap_or(LockingMode::None),
             lock_expiration: Duration::from_secs(self.lock_expiration.unwrap_or(5)),
             lock_max_wait: ms(self.lock_max_wait.unwrap_or(3_000)),
@@ -793,10 +785,6 @@ mod tests {
             (
                 &[n, ("updateGranularity", "delta")],
                 &["`updateGranularity`", "`delta`", "`session` or `attribute`"],
-            ),
-            (
-                &[n, ("updateGranularity", "attribute")],
-                &["`updateGranularity`", "requires sticky=\"false\""],
             ),
             (
                 &[n, ("compressionThreshold", "16k")],

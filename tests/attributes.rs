@@ -245,14 +245,41 @@ fn sessions_written_whole_and_attribute_by_attribute_read_each_other() {
     assert_eq!(session.attributes["a1"], b"whole");
 }
 
+/// Sticky: a backup sends only the attributes that changed, and so does the next backup of a
+/// Tomcat that took the session over.
 #[test]
-fn sticky_sessions_refuse_per_attribute_updates_by_name() {
+fn sticky_backups_send_only_what_changed_even_after_a_takeover() {
     let m1 = Memcached::start();
-    let error = msm::Config::from_pairs(vec![
-        ("memcachedNodes", format!("n1:{}", m1.address()).as_str()),
+    let sticky = [
         ("updateGranularity", "attribute"),
-    ])
-    .unwrap_err()
-    .to_string();
-    assert!(error.contains("updateGranularity"), "{error}");
+        ("sessionBackupAsync", "false"),
+    ];
+    let (a, b) = (manager(&[&m1], &sticky), manager(&[&m1], &sticky));
+    let id = block_on(a.new_session_id(None)).unwrap();
+    let mut session = SessionData::new(1800);
+    for i in 0..10 {
+        session.attributes.insert(format!("a{i}"), vec![i; 1024]);
+    }
+    let backup = |m: &SessionManager, session: &SessionData| {
+        let wait = Some(std::time::Duration::from_secs(5));
+        m.sticky().unwrap().backup(&id, session, wait).unwrap()
+    };
+    assert_eq!(backup(&a, &session), msm::BackupOutcome::Written);
+    assert_eq!(stat(&a, "attribute_items_written"), 10);
+    session.attributes.insert("a3".into(), b"changed".to_vec());
+    session.attributes.remove("a4");
+    assert_eq!(backup(&a, &session), msm::BackupOutcome::Written);
+    assert_eq!(stat(&a, "attribute_items_written"), 11);
+
+    b.track_backups();
+    let mut taken = load(&b, &id);
+    assert_eq!(taken.attributes.len(), 9);
+    assert_eq!(taken.attributes["a3"], b"changed");
+    taken.attributes.insert("a5".into(), b"on b".to_vec());
+    assert_eq!(backup(&b, &taken), msm::BackupOutcome::Written);
+    assert_eq!(stat(&b, "attribute_items_written"), 1, "only the change");
+    let fresh = manager(&[&m1], &sticky);
+    let read = load(&fresh, &id);
+    assert_eq!(read.attributes.len(), 9);
+    assert_eq!(read.attributes["a5"], b"on b");
 }

@@ -388,27 +388,62 @@ impl Copies {
             .ok();
     }
 
-    /// Writes an encoded sticky session under its id on its own node, nowhere else (a session
-    /// whose node is down moves at its next request).
+    /// Writes a sticky session under its id on its own node, nowhere else (a session whose node
+    /// is down moves at its next request). Stored attribute by attribute, only what differs from
+    /// `out.base` is sent; returns what memcached holds then.
     pub(crate) async fn write_in_place(
         &self,
         id: &SessionId,
-        value: &[u8],
+        out: Outgoing<'_>,
         exptime: u64,
-    ) -> Result<()> {
+    ) -> Result<Option<Base>> {
         let node = self.own_node(id)?;
+        if self.split() {
+            let mut no_lock = None;
+            let split = self.write_split(
+                &node,
+                KeyKind::Session,
+                id,
+                out.session,
+                out.base,
+                exptime,
+                None,
+                &mut no_lock,
+            );
+            return Ok(Some(split.await?.base));
+        }
         let key = self.key(KeyKind::Session, id);
         self.cluster
-            .call(&node, |c| c.set(&key, value, exptime))
-            .await
+            .call(&node, |c| c.set(&key, out.whole, exptime))
+            .await?;
+        Ok(None)
     }
 
-    /// Renews the expiry of a sticky session's copy on its own node; `false` when memcached
-    /// no longer holds it.
-    pub(crate) async fn touch_in_place(&self, id: &SessionId, exptime: u64) -> Result<bool> {
+    /// Renews the expiry of a sticky session's copy on its own node (stored attribute by
+    /// attribute, with its attributes' items: their names from `base`, or else read); `false`
+    /// when memcached no longer holds it.
+    pub(crate) async fn touch_in_place(
+        &self,
+        id: &SessionId,
+        exptime: u64,
+        base: Option<&Base>,
+    ) -> Result<bool> {
         let node = self.own_node(id)?;
         let key = self.key(KeyKind::Session, id);
-        self.cluster.call(&node, |c| c.touch(&key, exptime)).await
+        if !self.split() {
+            return self.cluster.call(&node, |c| c.touch(&key, exptime)).await;
+        }
+        let names = match base {
+            Some(base) => base.names().map(str::to_owned).collect(),
+            None => self.indexed_names(&node, KeyKind::Session, id).await?,
+        };
+        let items = self.attribute_keys(KeyKind::Session, id, names.iter().map(String::as_str));
+        let touches: Vec<Command<'_>> = std::iter::once(&key)
+            .chain(&items)
+            .map(|key| Command::Touch { key, exptime })
+            .collect();
+        let answers = self.cluster.call(&node, |c| c.pipeline(&touches)).await?;
+        Ok(answers.first() == Some(&Answer::Found(true)))
     }
 
     /// The node `id` names, known to this manager (down or not).

@@ -351,22 +351,22 @@ impl NearCached {
         Ok(Some(target))
     }
 
-    /// Writes a sticky session's encoded copy in place (see [`Copies::write_in_place`]); when
-    /// the cluster cannot take it, it is kept here until the cluster answers again.
+    /// Writes a sticky session in place (see [`Copies::write_in_place`]); when the cluster
+    /// cannot take it, it is kept here until the cluster answers again.
     pub(crate) async fn store_in_place(
         &self,
         id: &SessionId,
-        value: &[u8],
+        out: Outgoing<'_>,
         exptime: u64,
-    ) -> Result<()> {
-        match self.copies.write_in_place(id, value, exptime).await {
-            Ok(()) => {
+    ) -> Result<Option<Base>> {
+        match self.copies.write_in_place(id, out, exptime).await {
+            Ok(base) => {
                 self.cache.remove(id);
-                Ok(())
+                Ok(base)
             }
             Err(e) => {
                 if e.is_cluster_failure() {
-                    self.keep_dirty(id, value.to_vec());
+                    self.keep_dirty(id, out.whole.to_vec());
                 }
                 Err(e)
             }

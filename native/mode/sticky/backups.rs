@@ -7,8 +7,14 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use std::collections::HashMap;
+
+use parking_lot::Mutex;
+
 use super::queue::{Offer, Queue, Ranked};
 use super::tracker::Tracker;
+use crate::copies::Outgoing;
+use crate::copies::attributes::Base;
 use crate::copies::near::NearCached;
 use crate::error::{Error, Result};
 use crate::ids::SessionId;
@@ -31,8 +37,11 @@ pub(crate) struct BackupJob {
 
 #[derive(Debug)]
 pub(crate) enum Work {
-    /// Write this encoded value.
-    Write(Vec<u8>),
+    /// Write this session (at the job's version), of which `whole` is the whole envelope.
+    Write {
+        session: Box<SessionData>,
+        whole: Vec<u8>,
+    },
     /// Renew the expiry; if memcached lost the item meanwhile, write this session again (or,
     /// without the session, have the next backup write it).
     Touch(Option<SessionData>),
@@ -48,7 +57,7 @@ impl Ranked for BackupJob {
         match self.work {
             // A renewal is needless while anything else is in flight.
             Work::Touch(_) => 0,
-            Work::Write(_) => 1,
+            Work::Write { .. } => 1,
             // Nothing overtakes or replaces a deletion.
             Work::Delete | Work::Expire(_) => 2,
         }
@@ -63,6 +72,9 @@ pub(crate) struct Backups {
     stats: Arc<Stats>,
     pub(crate) tracker: Tracker,
     queue: Queue<BackupJob>,
+    /// Stored attribute by attribute: what memcached holds of each session this host wrote or
+    /// took over, by storage key, so that a backup sends only the attributes that changed.
+    written: Mutex<HashMap<String, Base>>,
 }
 
 impl Backups {
@@ -72,7 +84,46 @@ impl Backups {
             stats,
             tracker: Tracker::default(),
             queue: Queue::new(capacity),
+            written: Mutex::default(),
         }
+    }
+
+    /// A write of `session` as `version` of it (encoded now: a session past `maxSessionSize`
+    /// fails here, on the caller).
+    pub(crate) fn write_of(
+        &self,
+        id: &SessionId,
+        session: &SessionData,
+        version: u64,
+    ) -> Result<Work> {
+        let mut versioned = session.clone();
+        versioned.version = version;
+        let whole = self
+            .store
+            .copies()
+            .encode(id, &versioned)
+            .inspect_err(|e| tracing::warn!(error = %e, "session not backed up"))?;
+        Ok(Work::Write {
+            session: Box::new(versioned),
+            whole,
+        })
+    }
+
+    /// Records what memcached holds of the session under `key`, read by a takeover (none: not
+    /// known, the next backup writes everything).
+    pub(crate) fn taken_over(&self, key: &str, version: u64, base: Option<Base>) {
+        self.tracker.taken_over(key, version);
+        let mut written = self.written.lock();
+        match base {
+            Some(base) => written.insert(key.to_owned(), base.written_over()),
+            None => written.remove(key),
+        };
+    }
+
+    /// Forgets the session under `key`: it left this host.
+    pub(crate) fn forget(&self, key: &str) {
+        self.tracker.forget(key);
+        self.written.lock().remove(key);
     }
 
     /// A job for the session `id` stored under `key`; `max_inactive` sets the expiry it writes.
@@ -92,21 +143,6 @@ impl Backups {
             exptime: copies_exptime(max_inactive),
             done: None,
         }
-    }
-
-    /// Encodes `session` as `version` of it; a session past `maxSessionSize` is not backed up.
-    pub(crate) fn encode_version(
-        &self,
-        id: &SessionId,
-        session: &SessionData,
-        version: u64,
-    ) -> Result<Vec<u8>> {
-        let mut versioned = session.clone();
-        versioned.version = version;
-        self.store
-            .copies()
-            .encode(id, &versioned)
-            .inspect_err(|e| tracing::warn!(error = %e, "session not backed up"))
     }
 
     /// Runs a backup job in order with the session's other jobs, waiting up to `wait` (none:
@@ -201,7 +237,7 @@ impl Backups {
                 .expire(&job.id, *ours)
                 .await
                 .map(|()| BackupOutcome::Unchanged),
-            Work::Write(_) | Work::Touch(_) => {
+            Work::Write { .. } | Work::Touch(_) => {
                 let result = self.write(&job).await;
                 self.account(&job, &result, started);
                 result
@@ -226,6 +262,7 @@ impl Backups {
                 // Unknown state in memcached: the next request writes the session again, and
                 // the near cache writes it back when the cluster answers, requests or not.
                 self.tracker.failed(&job.key);
+                self.written.lock().remove(&job.key);
                 bump(&self.stats.session_backups_failed);
                 if matches!(e, Error::NodeDown(_)) {
                     // Already logged when the node went down; the next request moves the session.
@@ -238,28 +275,42 @@ impl Backups {
     }
 
     async fn write(&self, job: &BackupJob) -> Result<BackupOutcome> {
-        let encoded;
-        let value = match &job.work {
-            Work::Write(value) => value,
+        let base = self.written.lock().get(&job.key).cloned();
+        let rewrite;
+        let (session, whole) = match &job.work {
+            Work::Write { session, whole } => (&**session, whole),
             Work::Touch(session) => {
                 let copies = self.store.copies();
-                if copies.touch_in_place(&job.id, job.exptime).await? {
+                if copies
+                    .touch_in_place(&job.id, job.exptime, base.as_ref())
+                    .await?
+                {
                     self.tracker.refreshed(&job.key);
                     return Ok(BackupOutcome::Refreshed);
                 }
-                // Evicted, flushed or deleted by another host: write it again.
+                // Evicted, flushed or deleted by another host: write it again, whole.
+                self.written.lock().remove(&job.key);
                 let Some(session) = session else {
                     self.tracker.failed(&job.key);
                     return Ok(BackupOutcome::Unchanged);
                 };
-                encoded = self.encode_version(&job.id, session, job.version)?;
-                &encoded
+                rewrite = self.write_of(&job.id, session, job.version)?;
+                let Work::Write { session, whole } = &rewrite else {
+                    unreachable!("write_of makes a write")
+                };
+                (&**session, whole)
             }
             Work::Delete | Work::Expire(_) => unreachable!("deletions are run by run"),
         };
-        self.store
-            .store_in_place(&job.id, value, job.exptime)
-            .await?;
+        let base = base.filter(|_| matches!(job.work, Work::Write { .. }));
+        let out = Outgoing {
+            session,
+            whole,
+            base: base.as_ref(),
+        };
+        if let Some(base) = self.store.store_in_place(&job.id, out, job.exptime).await? {
+            self.written.lock().insert(job.key.clone(), base);
+        }
         self.tracker.refreshed(&job.key);
         Ok(BackupOutcome::Written)
     }

@@ -96,7 +96,7 @@ impl Sticky {
                 return Ok(BackupOutcome::Unchanged);
             }
             Change::ExpiryDue => Work::Touch(Some(session.clone())),
-            Change::Changed => Work::Write(self.backups.encode_version(id, session, version)?),
+            Change::Changed => self.backups.write_of(id, session, version)?,
         };
         let job = self
             .backups
@@ -147,7 +147,7 @@ impl Sticky {
         let Some(ours) = self.backups.tracker.version(&key) else {
             return Ok(());
         };
-        self.backups.tracker.forget(&key);
+        self.backups.forget(&key);
         let job = self.backups.job(id, key, Work::Expire(ours), 0, 0);
         self.backups.run_in_order(job).await
     }
@@ -189,9 +189,8 @@ impl Mode for Sticky {
         if self.tracks.load(Ordering::Relaxed) {
             let current = found.loaded.relocated.as_ref().unwrap_or(id);
             let key = self.key(current);
-            self.backups
-                .tracker
-                .taken_over(&key, found.loaded.session.version);
+            let version = found.loaded.session.version;
+            self.backups.taken_over(&key, version, found.base);
         }
         Ok(Some(found.loaded))
     }
@@ -232,7 +231,7 @@ impl Mode for Sticky {
     /// In order with the session's writes: one already on its way cannot bring it back.
     async fn remove(&self, id: &SessionId) -> Result<()> {
         let key = self.key(id);
-        self.backups.tracker.forget(&key);
+        self.backups.forget(&key);
         let job = self.backups.job(id, key, Work::Delete, 0, 0);
         self.backups.run_in_order(job).await
     }
