@@ -144,8 +144,11 @@ impl NonSticky {
         uri: Option<&str>,
     ) -> Result<Option<SessionId>> {
         let key = self.store.copies().key(KeyKind::Session, id);
-        let latest = self.checked_out.lock().remove(&key);
-        let checked_out = handed.or(latest);
+        // The host's latest load stays for requests sharing its copy that end later.
+        let checked_out = match handed {
+            Some(handed) => Some(handed),
+            None => self.checked_out.lock().remove(&key),
+        };
         let mut lock = lock;
         let mut unchanged = false;
         let result = match checked_out {
