@@ -28,7 +28,7 @@ use crate::envelope::{Index, Stored};
 use crate::error::{Error, Result};
 use crate::ids::SessionId;
 use crate::keys::KeyKind;
-use crate::locking::{Rider, SessionLock};
+use crate::locking::SessionLock;
 use crate::session::SessionData;
 use crate::stats::bump;
 use crate::validity::Validity;
@@ -210,23 +210,10 @@ impl Copies {
                 exptime,
             },
         });
-        if let Some((key, value, exptime)) = &record {
-            commands.push(Command::Set {
-                key,
-                value,
-                exptime: *exptime,
-            });
-        }
-        let rider = Rider::on(lock, node, self.config.lock_expiration);
-        if let Some(rider) = &rider {
-            commands.push(rider.command());
-        }
         let _turn = self.index_turns.take(&key).await;
-        let sent = std::time::Instant::now();
-        let answers = self.cluster.call(node, |c| c.pipeline(&commands)).await?;
-        if let Some(rider) = rider {
-            rider.done(lock, sent, &answers);
-        }
+        let answers = self
+            .send_releasing(node, commands, record.as_ref(), lock)
+            .await?;
         if let Some(refused) = answers[..items.len()]
             .iter()
             .find(|a| **a != Answer::Stored)

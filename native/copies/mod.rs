@@ -311,12 +311,28 @@ impl Copies {
         }
         let record = validity.map(|v| self.validity_item(id, v));
         let key = self.key(KeyKind::Session, id);
-        let mut commands = vec![Command::Set {
+        let commands = vec![Command::Set {
             key: &key,
             value: out.whole,
             exptime,
         }];
-        if let Some((key, value, exptime)) = &record {
+        self.send_releasing(node, commands, record.as_ref(), lock)
+            .await?;
+        Ok((None, None))
+    }
+
+    /// Sends `commands` to `node` in one round trip, then `record` (a validity record: key,
+    /// value, expiry) and, last, the release of `lock` when it lives there and is certainly still
+    /// ours (the lock is then taken out of the option).
+    pub(crate) async fn send_releasing<'a>(
+        &self,
+        node: &Node,
+        commands: Vec<Command<'a>>,
+        record: Option<&'a (String, Vec<u8>, u64)>,
+        lock: &mut Option<SessionLock>,
+    ) -> Result<Vec<Answer>> {
+        let mut commands = commands;
+        if let Some((key, value, exptime)) = record {
             commands.push(Command::Set {
                 key,
                 value,
@@ -332,7 +348,7 @@ impl Copies {
         if let Some(rider) = rider {
             rider.done(lock, sent, &answers);
         }
-        Ok((None, None))
+        Ok(answers)
     }
 
     /// Writes the second copy on the node after the session's (stored attribute by attribute:
@@ -700,11 +716,6 @@ impl Copies {
                 exptime: copies_ttl,
             }));
         }
-        let rider = Rider::on(lock, &node, self.config.lock_expiration);
-        if let Some(rider) = &rider {
-            commands.push(rider.command());
-        }
-        let sent = std::time::Instant::now();
         let second_key = self.key(KeyKind::SecondCopy, id);
         let renew_second = async {
             let second = self
@@ -725,7 +736,7 @@ impl Copies {
             }
         };
         let (answers, ()) = tokio::join!(
-            self.cluster.call(&node, |c| c.pipeline(&commands)),
+            self.send_releasing(&node, commands, None, lock),
             renew_second
         );
         let answers = match answers {
@@ -733,9 +744,6 @@ impl Copies {
             Err(e) if e.is_node_failure() => return Ok(false),
             Err(e) => return Err(e),
         };
-        if let Some(rider) = rider {
-            rider.done(lock, sent, &answers);
-        }
         if renew_copies && answers.get(1) == Some(&Answer::Found(false)) {
             // Memcached lost the session: its record must not outlive it.
             self.cluster
