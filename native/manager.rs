@@ -255,15 +255,17 @@ impl SessionManager {
     /// `host`. Reads memcached unless the host's copy is current: held here, or (non-sticky)
     /// shared with another request of this host while this one holds no lock. Under the lock,
     /// a shared copy is read again (it was read before the lock was this request's). Each id
-    /// is read at most once per request.
+    /// is read at most once per request. A session found carries the number of its read
+    /// ([`SessionData::read`]): the host keeps it with its copy and hands it back with the
+    /// content derived from it, whichever of its requests ends last.
     pub async fn lookup(&self, request: &mut Request, id: &str, host: HostCopy) -> Lookup {
         with_mode!(&self.mode, m => m.lookup(request, id, host).await)
     }
 
     /// A request ends. Sticky: a used session is backed up (written when it changed, its expiry
     /// renewed when due, in the background unless backups are synchronous). Non-sticky: a used
-    /// session is written when it changed (else only its validity record is renewed); a session
-    /// the request carried but never used is renewed; then the id it had before the request
+    /// session is written when it changed since the read it derives from (else only its
+    /// validity record is renewed); a session the request carried but never used is renewed; then the id it had before the request
     /// changed it is retired; the lock goes in the round trip of the last write, or is handed to
     /// the next request of this host waiting for it. `lockingMode="auto"` learns from it.
     pub async fn end(&self, request: &mut Request, outcome: Outcome<'_>) -> Result<Ended> {

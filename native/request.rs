@@ -13,9 +13,7 @@
 //! and does what the answers say.
 
 use crate::copies::Loaded;
-use crate::copies::attributes::Base;
 use crate::error::{Error, Result};
-use crate::fingerprint::Fingerprint;
 use crate::ids::SessionId;
 use crate::locking::SessionLock;
 use crate::session::SessionData;
@@ -138,20 +136,6 @@ pub struct Request {
     /// Ids handed to the host during the request, so that the ids it gives back are not parsed
     /// (nor counted as hostile) again.
     known: Vec<SessionId>,
-    /// Non-sticky: the sessions this request read, as it read them.
-    pub(crate) handed_out: Vec<(SessionId, HandedOut)>,
-}
-
-/// A session as a request read it from memcached, so that the request's end can tell what it
-/// changed (non-sticky).
-#[derive(Debug, Clone)]
-pub(crate) struct HandedOut {
-    pub(crate) fingerprint: Fingerprint,
-    pub(crate) version: u64,
-    /// When memcached drops its copies, seconds since the Unix epoch (0: unknown or never).
-    pub(crate) copies_expire: u64,
-    /// Stored attribute by attribute: what memcached held of it.
-    pub(crate) base: Option<Base>,
 }
 
 impl Request {

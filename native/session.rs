@@ -23,6 +23,12 @@ pub struct SessionData {
     pub principal: Option<String>,
     /// Attribute names and their serialized values, ordered by name.
     pub attributes: BTreeMap<String, Vec<u8>>,
+    /// Non-sticky: the read of memcached this content derives from, numbered by the core when
+    /// a request's lookup hands the session out. The host hands it back unchanged with the
+    /// content at the request's end, which then compares the content with what that read
+    /// found, whichever of the host's requests read it. `None`: created by the host, or read
+    /// where nothing is compared. Never stored.
+    pub read: Option<u64>,
 }
 
 impl SessionData {

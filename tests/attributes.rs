@@ -128,6 +128,54 @@ fn concurrent_requests_changing_different_attributes_lose_nothing_without_a_lock
     assert_eq!(session.attributes.len(), 201);
 }
 
+/// A host whose two requests read a session at different times but use one copy of it (the
+/// later read lost a race to the earlier one): the copy handed back carries the earlier read,
+/// and is compared with what that read found, so an attribute another host added in between is
+/// kept.
+#[test]
+fn a_copy_handed_back_is_compared_with_the_read_it_derives_from() {
+    let m1 = Memcached::start();
+    let (a, b) = (manager(&[&m1], ATTRIBUTE), manager(&[&m1], ATTRIBUTE));
+    let id = stored_session(&a, 1, 8).to_string();
+    let start = RequestStart {
+        session_id: Some(&id),
+        uri: "/",
+        route: None,
+    };
+    let read = |request: &mut msm::Request| match handle().block_on(a.lookup(
+        request,
+        &id,
+        HostCopy::None,
+    )) {
+        Lookup::Found(loaded) => loaded.session,
+        other => panic!("session not found: {other:?}"),
+    };
+    let mut first = block_on(a.begin(start)).unwrap();
+    let mut copy = read(&mut first);
+    block_on(request(Arc::clone(&b), id.clone(), |s| {
+        s.attributes.insert("from_b".into(), b"b".to_vec());
+    }))
+    .unwrap();
+    let mut second = block_on(a.begin(start)).unwrap();
+    let discarded = read(&mut second);
+    assert!(discarded.attributes.contains_key("from_b"));
+    assert_ne!(discarded.read, copy.read, "each read is numbered");
+    // The first request is done with the copy; the second hands it back with its change.
+    block_on(a.end(&mut first, Outcome::NotStored)).unwrap();
+    copy.attributes.insert("from_a".into(), b"a".to_vec());
+    let outcome = Outcome::Used {
+        id: &id,
+        session: copy,
+        previous: None,
+    };
+    block_on(a.end(&mut second, outcome)).unwrap();
+    let names: Vec<String> = load(&b, &SessionId::parse(&id).unwrap())
+        .attributes
+        .into_keys()
+        .collect();
+    assert_eq!(names, ["a0", "from_a", "from_b"]);
+}
+
 #[test]
 fn items_from_another_session_or_name_are_refused_and_missing_ones_counted() {
     let m1 = Memcached::start();

@@ -389,6 +389,7 @@ fn index_of(session: &SessionData) -> Index {
             auth_type: session.auth_type.clone(),
             principal: session.principal.clone(),
             attributes: BTreeMap::new(),
+            read: None,
         },
         names: session.attributes.keys().cloned().collect(),
     }

@@ -549,6 +549,7 @@ impl Codec {
             auth_type: body.auth_type.map(str::to_owned),
             principal: body.principal.map(str::to_owned),
             attributes,
+            read: None,
         })
     }
 }

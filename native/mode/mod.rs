@@ -39,11 +39,6 @@ pub(crate) trait Mode {
     /// Loads a session (see [`crate::copies::near::NearCached::load`]).
     async fn load(&self, id: &SessionId) -> Result<Option<Loaded>>;
 
-    /// Loads a session for `request`, which keeps what the mode needs of it at its end.
-    async fn load_for(&self, _request: &mut Request, id: &SessionId) -> Result<Option<Loaded>> {
-        self.load(id).await
-    }
-
     /// What a request finds of a session whose load failed with `error`.
     fn unreadable(&self, error: &Error) -> Lookup;
 
@@ -91,7 +86,7 @@ pub(crate) trait Mode {
 
     /// Reads a request's session from memcached and classifies the outcome.
     async fn read(&self, request: &mut Request, id: &SessionId) -> Lookup {
-        let found = match self.load_for(request, id).await {
+        let found = match self.load(id).await {
             Ok(Some(loaded)) => {
                 if let Some(moved) = &loaded.relocated {
                     request.remember(moved);

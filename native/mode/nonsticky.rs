@@ -4,9 +4,9 @@
 //! each other's changes. A request that did not change its session renews only its validity
 //! record.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -14,21 +14,21 @@ use parking_lot::Mutex;
 use super::Mode;
 use crate::config::{Config, LockingMode};
 use crate::copies::Loaded;
+use crate::copies::attributes::Base;
 use crate::copies::near::NearCached;
 use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprint;
 use crate::ids::SessionId;
-use crate::keys::KeyKind;
 use crate::locking::{Locks, SessionLock};
-use crate::request::{Ended, HandedOut, Lookup, Outcome, Request};
+use crate::request::{Ended, Lookup, Outcome, Request};
 use crate::session::SessionData;
 use crate::stats::Stats;
 
 /// Most URIs `lockingMode="auto"` remembers as read-only; past it, it starts over.
 const MAX_READ_ONLY_URIS: usize = 10_000;
-/// Most sessions remembered as loaded and not yet handed back; past it, the oldest knowledge
-/// goes (a session handed back unknown is written, never lost).
-const MAX_CHECKED_OUT: usize = 100_000;
+/// Most reads remembered as handed out and not yet handed back; past it, the oldest go (a
+/// session handed back from a forgotten read is written as it is).
+const MAX_HANDED_OUT: usize = 100_000;
 
 /// Non-sticky sessions of one manager.
 #[derive(Debug)]
@@ -37,9 +37,11 @@ pub struct NonSticky {
     store: Arc<NearCached>,
     locks: Arc<Locks>,
     stats: Arc<Stats>,
-    /// Sessions loaded for requests that will hand them back, by storage key: the latest load
-    /// of each, which requests sharing the host's copy of a session hand back.
-    checked_out: Mutex<HashMap<String, HandedOut>>,
+    /// What each read of a session found, by its number ([`SessionData::read`]), until the
+    /// host hands back the content derived from it.
+    handed_out: Mutex<BTreeMap<u64, HandedOut>>,
+    /// The number of the last read handed out.
+    reads: AtomicU64,
     /// `lockingMode="auto"`: URIs whose last request finished without changing its session.
     read_only_uris: Mutex<HashSet<String>>,
     /// Set once the host ends its requests through the core: only then do loads record what
@@ -59,7 +61,8 @@ impl NonSticky {
             store,
             locks,
             stats,
-            checked_out: Mutex::default(),
+            handed_out: Mutex::default(),
+            reads: AtomicU64::new(0),
             read_only_uris: Mutex::default(),
             tracks: AtomicBool::new(false),
         }
@@ -92,35 +95,37 @@ impl NonSticky {
         }
     }
 
-    /// Loads a session, recording it as handed out (see [`Mode::load`]); returns what was
-    /// handed out, when it was read from the cluster and the host ends its requests here.
-    async fn hand_out(&self, id: &SessionId) -> Result<Option<(Loaded, Option<HandedOut>)>> {
+    /// Loads a session; one read from the cluster, when the host ends its requests here, is
+    /// numbered and what it found kept until the host hands the session back (see
+    /// [`SessionData::read`]).
+    async fn hand_out(&self, id: &SessionId) -> Result<Option<Loaded>> {
         let Some(found) = self.store.load(id).await? else {
             return Ok(None);
         };
+        let mut loaded = found.loaded;
         if !self.tracks.load(Ordering::Relaxed) || found.from_near {
-            return Ok(Some((found.loaded, None)));
+            return Ok(Some(loaded));
         }
         let handed = HandedOut {
-            fingerprint: Fingerprint::of(&found.loaded.session),
-            version: found.loaded.session.version,
+            fingerprint: Fingerprint::of(&loaded.session),
+            version: loaded.session.version,
             copies_expire: found.validity.map_or(0, |v| v.copies_expire),
             base: found.base,
         };
-        let current = found.loaded.relocated.as_ref().unwrap_or(id);
-        let key = self.store.copies().key(KeyKind::Session, current);
-        let mut checked_out = self.checked_out.lock();
-        if checked_out.len() >= MAX_CHECKED_OUT {
-            checked_out.clear();
+        let read = self.reads.fetch_add(1, Ordering::Relaxed) + 1;
+        loaded.session.read = Some(read);
+        let mut handed_out = self.handed_out.lock();
+        while handed_out.len() >= MAX_HANDED_OUT {
+            handed_out.pop_first();
         }
-        checked_out.insert(key, handed.clone());
-        Ok(Some((found.loaded, Some(handed))))
+        handed_out.insert(read, handed);
+        Ok(Some(loaded))
     }
 
-    /// The end of a request that used a session this host loaded: stores it when the request
-    /// changed it (both copies and the validity record), otherwise renews only its validity
-    /// record (and its copies' expiry when that comes close); then releases the lock, if the
-    /// request held one, in the same round trip where it can. Remembers for
+    /// The end of a request that used a session: stores it when the request changed it since
+    /// the read it derives from (both copies and the validity record), otherwise renews only
+    /// its validity record (and its copies' expiry when that comes close); then releases the
+    /// lock, if the request held one, in the same round trip where it can. Remembers for
     /// `lockingMode="auto"` whether requests for `uri` change their session. Returns the new id
     /// when the session moved to another node.
     pub async fn finish(
@@ -130,33 +135,18 @@ impl NonSticky {
         lock: Option<SessionLock>,
         uri: Option<&str>,
     ) -> Result<Option<SessionId>> {
-        self.finish_handed(id, session, None, lock, uri).await
-    }
-
-    /// [`NonSticky::finish`], for a request that read the session as `handed` (none: the
-    /// host's latest load of it).
-    async fn finish_handed(
-        &self,
-        id: &SessionId,
-        session: &mut SessionData,
-        handed: Option<HandedOut>,
-        lock: Option<SessionLock>,
-        uri: Option<&str>,
-    ) -> Result<Option<SessionId>> {
-        let key = self.store.copies().key(KeyKind::Session, id);
-        // The host's latest load stays for requests sharing its copy that end later.
-        let checked_out = match handed {
-            Some(handed) => Some(handed),
-            None => self.checked_out.lock().remove(&key),
-        };
+        let read = session
+            .read
+            .take()
+            .and_then(|read| self.handed_out.lock().remove(&read));
         let mut lock = lock;
         let mut unchanged = false;
-        let result = match checked_out {
-            Some(loaded) if loaded.fingerprint == Fingerprint::of(session) => {
+        let result = match read {
+            Some(read) if read.fingerprint == Fingerprint::of(session) => {
                 unchanged = true;
-                session.version = loaded.version;
-                let base = loaded.base.as_ref();
-                let (max_inactive, expire) = (session.max_inactive, loaded.copies_expire);
+                session.version = read.version;
+                let base = read.base.as_ref();
+                let (max_inactive, expire) = (session.max_inactive, read.copies_expire);
                 let copies = self.store.copies();
                 match copies
                     .renew(id, max_inactive, expire, base, &mut lock)
@@ -168,9 +158,9 @@ impl NonSticky {
                     Err(e) => Err(e),
                 }
             }
-            Some(loaded) => {
-                session.version = loaded.version;
-                let base = loaded.base.as_ref();
+            Some(read) => {
+                session.version = read.version;
+                let base = read.base.as_ref();
                 self.store.store(id, session, base, &mut lock).await
             }
             None => self.store.store(id, session, None, &mut lock).await,
@@ -262,24 +252,10 @@ impl Mode for NonSticky {
         request.lock.is_none()
     }
 
-    /// A session read from the cluster is recorded as handed out, so that its end writes it
-    /// only if it changed (one served from the near cache is always written: the cluster lacks
-    /// it).
+    /// A session read from the cluster is numbered, so that its end writes it only if it
+    /// changed (one served from the near cache is always written: the cluster lacks it).
     async fn load(&self, id: &SessionId) -> Result<Option<Loaded>> {
-        Ok(self.hand_out(id).await?.map(|(loaded, _)| loaded))
-    }
-
-    /// The request keeps the session as it read it: concurrent requests of one session on this
-    /// host that each read it each write what they changed.
-    async fn load_for(&self, request: &mut Request, id: &SessionId) -> Result<Option<Loaded>> {
-        let Some((loaded, handed)) = self.hand_out(id).await? else {
-            return Ok(None);
-        };
-        if let Some(handed) = handed {
-            let current = loaded.relocated.clone().unwrap_or_else(|| id.clone());
-            request.handed_out.push((current, handed));
-        }
-        Ok(Some(loaded))
+        self.hand_out(id).await
     }
 
     /// No usable copy anywhere (the second copy and the near cache were tried) is no session;
@@ -333,14 +309,7 @@ impl Mode for NonSticky {
                         return Err(e);
                     }
                 };
-                let handed = request
-                    .handed_out
-                    .iter()
-                    .position(|(read, _)| *read == id)
-                    .map(|at| request.handed_out.swap_remove(at).1);
-                let stored = self
-                    .finish_handed(&id, &mut session, handed, lock, uri)
-                    .await;
+                let stored = self.finish(&id, &mut session, lock, uri).await;
                 let previous = previous.and_then(|raw| request.resolve(raw, &self.stats).ok());
                 if let Some(previous) = previous {
                     let current = stored.as_ref().ok().cloned().flatten();
@@ -368,4 +337,16 @@ impl Mode for NonSticky {
     fn flush(&self, _timeout: Duration) -> usize {
         0
     }
+}
+
+/// What a read of a session found, so that the end of the request that hands it back can tell
+/// what changed.
+#[derive(Debug, Clone)]
+struct HandedOut {
+    fingerprint: Fingerprint,
+    version: u64,
+    /// When memcached drops its copies, seconds since the Unix epoch (0: unknown or never).
+    copies_expire: u64,
+    /// Stored attribute by attribute: what memcached held of it.
+    base: Option<Base>,
 }

@@ -150,6 +150,7 @@ fn session_data(
     creation_time: jlong,
     last_accessed: jlong,
     max_inactive: jint,
+    read: jlong,
     auth_type: &JString<'_>,
     principal: &JString<'_>,
     names: &JObjectArray<'_, JString<'_>>,
@@ -165,6 +166,7 @@ fn session_data(
         max_inactive,
         auth_type: optional_string(env, auth_type)?,
         principal: optional_string(env, principal)?,
+        read: u64::try_from(read).ok().filter(|&read| read != 0),
         ..SessionData::default()
     };
     for (i, name) in names.into_iter().enumerate() {
@@ -493,7 +495,7 @@ impl Deliver for Lookup {
             i64::try_from(s.creation_time).unwrap_or(i64::MAX),
             i64::try_from(s.last_accessed).unwrap_or(i64::MAX),
             i64::from(s.max_inactive),
-            i64::try_from(s.version).unwrap_or(i64::MAX),
+            s.read.map_or(0, |read| i64::try_from(read).unwrap_or(0)),
         ];
         times.set_region(env, 0, &fields)?;
         let auth_type = pending::java_string(env, s.auth_type.as_deref())?;
@@ -633,9 +635,10 @@ pub extern "system" fn Java_io_msm_Native_load<'local>(
 }
 
 /// `Native.end(long handle, long request, int outcome, String id, long creationTime,
-/// long lastAccessedTime, int maxInactive, String authType, String principal, String[] names,
-/// byte[][] values, String previousId, Pending pending)`: the request ends (see
-/// [`SessionManager::end`]). `outcome`: 0 unused, 1 used (with the session's content), 2
+/// long lastAccessedTime, int maxInactive, long read, String authType, String principal,
+/// String[] names, byte[][] values, String previousId, Pending pending)`: the request ends (see
+/// [`SessionManager::end`]); `read` is the number of the read the content derives from
+/// (`io.msm.Lookup.read()`; 0: none). `outcome`: 0 unused, 1 used (with the session's content), 2
 /// unchanged (sticky; id and lifetime only), 3 not stored. Completes `pending` with an
 /// `io.msm.Ended`; the request is over unless it says the core needs the content.
 #[unsafe(no_mangle)]
@@ -650,6 +653,7 @@ pub extern "system" fn Java_io_msm_Native_end<'local>(
     creation_time: jlong,
     last_accessed: jlong,
     max_inactive: jint,
+    read: jlong,
     auth_type: JString<'local>,
     principal: JString<'local>,
     names: JObjectArray<'local, JString<'local>>,
@@ -668,6 +672,7 @@ pub extern "system" fn Java_io_msm_Native_end<'local>(
                 creation_time,
                 last_accessed,
                 max_inactive,
+                read,
                 &auth_type,
                 &principal,
                 &names,

@@ -63,6 +63,15 @@ public final class Lookup {
         return (int) times[2];
     }
 
+    /**
+     * @return found, non-sticky: the number of this read of memcached, which the request that
+     *     hands the session back passes to the core's end with the content derived from it (0:
+     *     none)
+     */
+    public long read() {
+        return times[3];
+    }
+
     /** @return found: the authentication type, or null */
     public String authType() {
         return authType;

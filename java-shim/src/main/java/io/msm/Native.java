@@ -105,6 +105,7 @@ public final class Native {
      * @param creationTime used: creation time, epoch milliseconds
      * @param lastAccessedTime used: last access, epoch milliseconds
      * @param maxInactive the session's lifetime in seconds
+     * @param read used: the read the content derives from ({@link Lookup#read()}), or 0
      * @param authType used: authentication type, or null
      * @param principal used: principal name, or null
      * @param names used: attribute names
@@ -114,9 +115,9 @@ public final class Native {
      * @param pending completed with an {@link Ended}
      */
     public static native void end(long handle, long request, int outcome, String id,
-            long creationTime, long lastAccessedTime, int maxInactive, String authType,
-            String principal, String[] names, byte[][] values, String previousId,
-            Pending<Ended> pending);
+            long creationTime, long lastAccessedTime, int maxInactive, long read,
+            String authType, String principal, String[] names, byte[][] values,
+            String previousId, Pending<Ended> pending);
 
     /**
      * A fresh session id, reserved in the cluster.

@@ -308,8 +308,8 @@ public class MemcachedSessionManager extends ManagerBase {
             session.setMaxInactiveInterval(maxInactiveInterval);
         }
         RequestState state = current.get();
-        if (state != null) {
-            join(state, (MsmSession) session, true);
+        if (!sticky && state != null && joins(state, (MsmSession) session)) {
+            adopt(state, (MsmSession) session);
         }
         return session;
     }
@@ -340,52 +340,61 @@ public class MemcachedSessionManager extends ManagerBase {
             // holds; the request reads memcached, under its lock, once it uses the session.
             return session;
         }
-        if (session == null) {
-            session = loadFromMemcached(state, id);
-            if (state.loadFailed) {
-                // Not "no session": a new one would orphan the user's. The request fails (503).
-                throw new SessionStoreUnavailableException(
-                        "session " + redact(id) + ": the session store is not available");
-            }
-            if (session instanceof MsmSession) {
-                join(state, (MsmSession) session, true);
-                if (!session.getIdInternal().equals(id)) {
-                    // It moved to its second copy's node, which is its primary now: new cookie.
-                    state.request.changeSessionId(session.getIdInternal());
-                }
-            }
+        if (session instanceof MsmSession) {
+            join(state, (MsmSession) session);
             return session;
         }
-        if (session instanceof MsmSession) {
-            join(state, (MsmSession) session, false);
+        if (session != null) {
+            return session;
+        }
+        session = loadFromMemcached(state, id);
+        if (state.loadFailed) {
+            // Not "no session": a new one would orphan the user's. The request fails (503).
+            throw new SessionStoreUnavailableException(
+                    "session " + redact(id) + ": the session store is not available");
+        }
+        if (session != null && !session.getIdInternal().equals(id)) {
+            // It moved to its second copy's node, which is its primary now: new cookie.
+            state.request.changeSessionId(session.getIdInternal());
         }
         return session;
     }
 
     /**
-     * Non-sticky mode: records that the current request uses this session. A session this
-     * request did not read itself is looked up in the core, which reads it again when the
-     * request holds the lock (it was read before the lock was this request's).
+     * Non-sticky mode: whether a session this Tomcat holds becomes the current request's: it
+     * uses none yet, or a new one after it invalidated its own (a login does).
      */
-    private void join(RequestState state, MsmSession session, boolean readByThisRequest) {
-        if (state.session == session) {
+    private static boolean joins(RequestState state, MsmSession session) {
+        return state.session != session && (state.session == null || !state.session.isLive());
+    }
+
+    /** Non-sticky mode: the current request uses a copy it created or read itself. */
+    private static void adopt(RequestState state, MsmSession session) {
+        session.enter();
+        state.session = session;
+    }
+
+    /**
+     * Non-sticky mode: records that the current request uses a session this Tomcat holds, which
+     * another request read. The core reads it again when the request holds the lock (it was
+     * read before the lock was this request's), or when its last request handed it back
+     * meanwhile.
+     */
+    private void join(RequestState state, MsmSession session) {
+        if (!joins(state, session)) {
             return;
         }
-        // The request's session, or a new one after the request invalidated it (a login does).
-        if (state.session == null || !state.session.isLive()) {
-            if (!readByThisRequest) {
-                int copy = session.isNew() || session.isHeld() ? Native.HOST_COPY_HELD
-                        : Native.HOST_COPY_SHARED;
-                Lookup found = lookup(state, session.getIdInternal(), copy);
-                if (found != null && found.kind() == Lookup.Kind.FOUND) {
-                    // With deserializationFailurePolicy=dropSession, a copy that does not read
-                    // leaves the session as this Tomcat holds it.
-                    fill(session, found, session.getIdInternal());
-                }
-            }
-            state.session = session;
-            session.requests.incrementAndGet();
+        boolean current = session.reenter();
+        int copy = !current ? Native.HOST_COPY_NONE
+                : session.isNew() || session.isHeld() ? Native.HOST_COPY_HELD
+                : Native.HOST_COPY_SHARED;
+        Lookup found = lookup(state, session.getIdInternal(), copy);
+        if (found != null && found.kind() == Lookup.Kind.FOUND) {
+            // With deserializationFailurePolicy=dropSession, a copy that does not read leaves
+            // the session as this Tomcat holds it.
+            fill(session, found, session.getIdInternal());
         }
+        state.session = session;
     }
 
     /** Asks the core for a session a request (or, null, none) uses; null when the core failed. */
@@ -426,10 +435,22 @@ public class MemcachedSessionManager extends ManagerBase {
             return null;
         }
         String currentId = found.relocatedId() != null ? found.relocatedId() : id;
+        // Non-sticky: the request uses the copy it returns (each copy is handed back by the
+        // last request using it, with the read it derives from).
+        boolean joins = !sticky && state != null && joins(state, session);
         synchronized (loadLock) {
             Session existing = sessions.get(currentId);
-            if (existing != null) {
+            if (existing != null && !joins) {
                 return existing;
+            }
+            if (existing instanceof MsmSession && ((MsmSession) existing).enter()) {
+                // Another request of this Tomcat read it meanwhile.
+                state.session = (MsmSession) existing;
+                return existing;
+            }
+            // None, or one its last request handed back meanwhile: this read replaces it.
+            if (joins) {
+                adopt(state, session);
             }
             session.setId(currentId, false);
         }
@@ -474,6 +495,7 @@ public class MemcachedSessionManager extends ManagerBase {
         session.restoreTimes(loaded.creationTime(), loaded.lastAccessedTime());
         session.attributeMap().clear();
         restored.forEach(session::restoreAttribute);
+        session.derivesFrom(loaded.read());
         return true;
     }
 
@@ -662,7 +684,7 @@ public class MemcachedSessionManager extends ManagerBase {
         }
         inFlight.put(request.getRequest(), state);
         if (held instanceof MsmSession) {
-            join(state, (MsmSession) held, false);
+            join(state, (MsmSession) held);
         } else if (core.prefetched()) {
             // Its node is down: the core moved it to its second copy's node; the new cookie goes now.
             findSession(requested);
@@ -725,14 +747,23 @@ public class MemcachedSessionManager extends ManagerBase {
                     : Native.OUTCOME_UNUSED, null, null);
             return;
         }
-        if (session.requests.decrementAndGet() != 0) {
+        Serialized content = null;
+        boolean keeps = false;
+        if (session.leave()) {
+            content = session.isValid() && distributes(session) ? serialize(request, session)
+                    : null;
+            keeps = session.isValid() && !distributes(session);
+        }
+        if (!keeps && !session.retire()) {
             // Another request of this Tomcat uses it and hands it back.
             end(state, Native.OUTCOME_NOT_STORED, null, null);
             return;
         }
+        if (!keeps) {
+            // Requests from now on read the session again, whatever this end finds.
+            sessions.remove(session.getIdInternal(), session);
+        }
         try {
-            Serialized content = session.isValid() && distributes(session)
-                    ? serialize(request, session) : null;
             if (content != null) {
                 statistics.requestsWithSession.increment();
             }
@@ -743,11 +774,12 @@ public class MemcachedSessionManager extends ManagerBase {
                 request.changeSessionId(moved);
             }
         } finally {
-            if (session.isValid() && !distributes(session)) {
+            if (keeps) {
                 // Local, or distribution stopped: this Tomcat keeps it.
                 session.hold();
             } else {
-                super.remove(session, false);
+                // A new id (the session moved) put it back.
+                sessions.remove(session.getIdInternal(), session);
             }
         }
     }
@@ -780,12 +812,12 @@ public class MemcachedSessionManager extends ManagerBase {
             if (content != null) {
                 Native.end(handle, state.core.handle(), outcome, id,
                         session.getCreationTimeInternal(), session.getThisAccessedTimeInternal(),
-                        session.getMaxInactiveInterval(), null, null, content.names,
-                        content.values, state.oldId, ended);
+                        session.getMaxInactiveInterval(), session.read(), null, null,
+                        content.names, content.values, state.oldId, ended);
             } else {
                 int maxInactive = session == null ? 0 : session.getMaxInactiveInterval();
-                Native.end(handle, state.core.handle(), outcome, id, 0, 0, maxInactive, null,
-                        null, null, null, null, ended);
+                Native.end(handle, state.core.handle(), outcome, id, 0, 0, maxInactive, 0,
+                        null, null, null, null, null, ended);
             }
             return ended.await();
         } catch (MsmInvalidIdException e) {

@@ -19,8 +19,14 @@ public class MsmSession extends StandardSession {
      */
     private volatile boolean changed = true;
 
-    /** Non-sticky mode: requests of this Tomcat using the session now; the last one writes. */
-    final AtomicInteger requests = new AtomicInteger();
+    /**
+     * Non-sticky mode: requests of this Tomcat using the session now, the last of which hands it
+     * back; -1 once it did, after which no request joins this copy.
+     */
+    private final AtomicInteger requests = new AtomicInteger();
+
+    /** Non-sticky mode: the core's number of the read of memcached this copy derives from. */
+    private volatile long read;
 
     /** Tagged by {@code serializationFailurePolicy=localSession}: never written to memcached. */
     private volatile boolean local;
@@ -85,6 +91,58 @@ public class MsmSession extends StandardSession {
             }
         }
         return true;
+    }
+
+    /**
+     * Non-sticky mode: a request starts using this copy.
+     *
+     * @return false when the copy's last request handed it back already: the request reads the
+     *     session again
+     */
+    boolean enter() {
+        return requests.getAndUpdate(n -> n < 0 ? n : n + 1) >= 0;
+    }
+
+    /**
+     * Non-sticky mode: a request starts using this copy, even one its last request handed back.
+     *
+     * @return false when it had been handed back: the request reads the session into it again
+     */
+    boolean reenter() {
+        return requests.getAndUpdate(n -> n < 0 ? 1 : n + 1) >= 0;
+    }
+
+    /**
+     * Non-sticky mode: a request is done with this copy.
+     *
+     * @return whether it was the last request using it
+     */
+    boolean leave() {
+        return requests.decrementAndGet() == 0;
+    }
+
+    /**
+     * Non-sticky mode: the last request hands this copy back; requests that come later read the
+     * session again.
+     *
+     * @return false when another request started using the copy meanwhile: it hands it back
+     */
+    boolean retire() {
+        return requests.compareAndSet(0, -1);
+    }
+
+    /** @return non-sticky mode: the read of memcached this copy derives from (0: none) */
+    long read() {
+        return read;
+    }
+
+    /**
+     * Non-sticky mode: records the read of memcached this copy's content came from.
+     *
+     * @param read the core's number of the read
+     */
+    void derivesFrom(long read) {
+        this.read = read;
     }
 
     /** Tags the session local: from now on it lives in this Tomcat's memory only. */
