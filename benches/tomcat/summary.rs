@@ -58,19 +58,20 @@ pub fn print(samples: &[Sample], settings: &Settings) {
     }
     let first_mode = settings.modes[0];
     let first = Figures::of(&of_mode(samples, first_mode));
+    // The ratio columns as wide as their headings, which name the first mode.
+    let ratio = format!("ratio to {}", first_mode.name());
+    let cpu_ratio = format!("CPU ratio to {}", first_mode.name());
+    let (ratio_width, cpu_ratio_width) = (ratio.len().max(20), cpu_ratio.len().max(20));
     println!(
-        "{:<NAME_WIDTH$}  {:>12}  {:>11}  {:>9}  {:>20}  {:>20}  requests/s min-max",
-        "mode",
-        "requests/s",
-        "CPU µs/req",
-        "p99 ms",
-        format!("ratio to {}", first_mode.name()),
-        format!("CPU ratio to {}", first_mode.name()),
+        "{:<NAME_WIDTH$}  {:>12}  {:>11}  {:>9}  {ratio:>ratio_width$}  \
+         {cpu_ratio:>cpu_ratio_width$}  requests/s min-max",
+        "mode", "requests/s", "CPU µs/req", "p99 ms",
     );
     for &mode in &settings.modes {
         let figures = Figures::of(&of_mode(samples, mode));
         println!(
-            "{:<NAME_WIDTH$}  {:>12.0}  {:>11.1}  {:>9.2}  {:>20.2}  {:>20.2}  {:.0}-{:.0}",
+            "{:<NAME_WIDTH$}  {:>12.0}  {:>11.1}  {:>9.2}  {:>ratio_width$.2}  \
+             {:>cpu_ratio_width$.2}  {:.0}-{:.0}",
             mode.name(),
             figures.rate,
             figures.cpu_us,
