@@ -1,6 +1,8 @@
 //! The servers under test: one memcached and one Tomcat per mode, children of this process on
 //! free loopback ports, stopped when dropped.
 
+use std::path::Path;
+
 use crate::common::tomcat::{Tomcat, http_get};
 use crate::common::{Memcached, node_list};
 use crate::mode::Mode;
@@ -14,16 +16,21 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// Starts memcached, then a Tomcat for each of `modes`, each JVM with `jvm` flags; panics
-    /// when one does not serve.
-    pub fn start(modes: &[Mode], jvm: &[String], progress: &Progress) -> Fleet {
+    /// Starts memcached, then a Tomcat for each of `modes`, each JVM with `jvm` flags, the
+    /// `@baseline` ones from `baseline_jar`; panics when one does not serve.
+    pub fn start(
+        modes: &[Mode],
+        jvm: &[String],
+        baseline_jar: Option<&Path>,
+        progress: &Progress,
+    ) -> Fleet {
         let memcached = Memcached::start();
         progress.say(format_args!(
             "memcached pid {} on {}",
             memcached.pid(),
             memcached.address()
         ));
-        let tomcats = start_tomcats(modes, &node_list(&[&memcached]), jvm);
+        let tomcats = start_tomcats(modes, &node_list(&[&memcached]), jvm, baseline_jar);
         for (mode, tomcat) in &tomcats {
             check_route(*mode, tomcat);
             progress.say(format_args!(
@@ -47,12 +54,17 @@ impl Fleet {
 
 /// A Tomcat for each of `modes` over memcached `nodes`, all started at once since each JVM takes
 /// seconds to start.
-fn start_tomcats(modes: &[Mode], nodes: &str, jvm: &[String]) -> Vec<(Mode, Tomcat)> {
+fn start_tomcats(
+    modes: &[Mode],
+    nodes: &str,
+    jvm: &[String],
+    baseline_jar: Option<&Path>,
+) -> Vec<(Mode, Tomcat)> {
     std::thread::scope(|scope| {
         let starting: Vec<_> = modes
             .iter()
             .map(|&mode| {
-                let options = mode.options(nodes, jvm);
+                let options = mode.options(nodes, jvm, baseline_jar);
                 (mode, scope.spawn(move || Tomcat::start(&options)))
             })
             .collect();
@@ -74,7 +86,7 @@ fn check_route(mode: Mode, tomcat: &Tomcat) {
     let answer = http_get(tomcat.port, "/read", None);
     assert_eq!(
         answer.field("tomcat"),
-        Some(mode.route()),
+        Some(mode.route().as_str()),
         "127.0.0.1:{} is not Tomcat {}: {}",
         tomcat.port,
         mode.name(),

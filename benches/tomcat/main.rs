@@ -4,6 +4,8 @@
 //! cargo bench --bench tomcat
 //! WARMUP=10 DURATION=5 ROUNDS=1 cargo bench --bench tomcat      # smoke run, about a minute
 //! MODES="standard nonsticky nonsticky-locked" cargo bench --bench tomcat
+//! BASELINE_JAR=/tmp/old/target/java/msm-tomcat10.jar \
+//!   MODES="standard nonsticky@baseline nonsticky" cargo bench --bench tomcat  # old build vs this
 //! ```
 //!
 //! Build the jars first (`bash scripts/build-jar.sh`): the Tomcats run them, not this build.
@@ -17,10 +19,15 @@
 //!   `GET /read`;
 //! - `JVM_OPTS` [`-Xms512m -Xmx512m -XX:+UseParallelGC`]: flags of every Tomcat JVM;
 //! - `MODES` [`standard sticky-async sticky-sync`]: the Tomcats, the first the baseline of the
-//!   ratios; also `nonsticky` and `nonsticky-locked` (`lockingMode=all`);
+//!   ratios; also `nonsticky` and `nonsticky-locked` (`lockingMode=all`); a mode is a manager
+//!   configuration and a jar: suffixed `@baseline` (`nonsticky@baseline`), its Tomcat runs the
+//!   same configuration from `BASELINE_JAR`;
+//! - `BASELINE_JAR` [none]: the manager's jar for the `@baseline` modes, e.g. another build's
+//!   `msm-tomcat10.jar` (`scripts/build-jar.sh` in a worktree of an older commit); the others run
+//!   this build's, and every Tomcat this build's demo application;
 //! - `OPS_REQUESTS` [100]: requests per kind when counting memcached commands per request.
 //!
-//! The defaults take about 3 × WARMUP + 3 × ROUNDS × DURATION seconds plus half a minute.
+//! A run takes about WARMUP + ROUNDS × DURATION seconds per mode plus half a minute.
 //!
 //! One memcached and a Tomcat per mode run at once (the test harness: children on free loopback
 //! ports, each Tomcat in its own JVM with the same flags, serving the demo application). Each
@@ -75,7 +82,12 @@ fn main() -> ExitCode {
 /// The whole benchmark; false when a check failed. Every server stops when it returns.
 fn run(settings: &Settings) -> bool {
     let progress = Progress::start();
-    let fleet = Fleet::start(&settings.modes, &settings.jvm_flags(), &progress);
+    let fleet = Fleet::start(
+        &settings.modes,
+        &settings.jvm_flags(),
+        settings.baseline_jar.as_deref(),
+        &progress,
+    );
     measure::warm_up(&fleet, settings, &progress);
     let samples = measure::rounds(&fleet, settings);
     summary::print(&samples, settings);

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::fleet::Fleet;
-use crate::mode::Mode;
+use crate::mode::{Mode, NAME_WIDTH};
 use crate::progress::Progress;
 use crate::settings::Settings;
 use crate::{cpu, wrk};
@@ -114,7 +114,7 @@ fn run_and_settle(port: u16, length: Duration, settings: &Settings) -> wrk::Outc
 
 fn print_header() {
     println!(
-        "{:<5}  {:<16}  {:>12}  {:>11}  {:>9}  {:>9}  {:>6}  {:>9}  {:>9}  sessions kept (wrk)",
+        "{:<5}  {:<NAME_WIDTH$}  {:>12}  {:>11}  {:>9}  {:>9}  {:>6}  {:>9}  {:>9}  sessions kept (wrk)",
         "round",
         "mode",
         "requests/s",
@@ -130,7 +130,7 @@ fn print_header() {
 fn print_row(sample: &Sample, connections: u32) {
     let outcome = &sample.outcome;
     println!(
-        "{:<5}  {:<16}  {:>12.2}  {:>11.1}  {:>9.3}  {:>9}  {:>6}  {:>9}  {:>9}  {}",
+        "{:<5}  {:<NAME_WIDTH$}  {:>12.2}  {:>11.1}  {:>9.3}  {:>9}  {:>6}  {:>9}  {:>9}  {}",
         sample.round,
         sample.mode.name(),
         outcome.requests_per_second,

@@ -1,10 +1,26 @@
-//! The session managers compared, and how a Tomcat is configured for each.
+//! The modes compared: a session manager configuration, and the jar that provides it. How a
+//! Tomcat is configured for each.
+
+use std::path::Path;
 
 use crate::common::tomcat::Options;
 
-/// One way of keeping sessions, served by a Tomcat of its own.
+/// Width of the mode column in the output: the longest name, `nonsticky-locked@baseline`.
+pub const NAME_WIDTH: usize = 25;
+
+/// One way of keeping sessions, served by a Tomcat of its own: a manager configuration, run
+/// from this build's jar or from `BASELINE_JAR`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
+pub struct Mode {
+    /// The manager and its attributes.
+    pub manager: Manager,
+    /// The jar the Tomcat runs the manager from.
+    pub jar: Jar,
+}
+
+/// A session manager configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Manager {
     /// Tomcat's StandardManager: sessions only in the JVM's memory (the baseline).
     Standard,
     /// msm, sticky, the backup written after the response.
@@ -17,79 +33,123 @@ pub enum Mode {
     NonStickyLocked,
 }
 
-impl Mode {
-    /// Every mode, in the order of the README.
-    pub const ALL: [Mode; 5] = [
-        Mode::Standard,
-        Mode::StickyAsync,
-        Mode::StickySync,
-        Mode::NonSticky,
-        Mode::NonStickyLocked,
+/// Where the manager's classes and native library come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Jar {
+    /// This build's `target/java/msm-tomcat10.jar`.
+    Built,
+    /// The jar `BASELINE_JAR` names (another build of msm, to compare with): modes named with
+    /// `@baseline`.
+    Baseline,
+}
+
+impl Manager {
+    /// Every manager configuration, in the order of the README.
+    pub const ALL: [Manager; 5] = [
+        Manager::Standard,
+        Manager::StickyAsync,
+        Manager::StickySync,
+        Manager::NonSticky,
+        Manager::NonStickyLocked,
     ];
 
     /// The name used in `MODES` and in the output.
     pub fn name(self) -> &'static str {
         match self {
-            Mode::Standard => "standard",
-            Mode::StickyAsync => "sticky-async",
-            Mode::StickySync => "sticky-sync",
-            Mode::NonSticky => "nonsticky",
-            Mode::NonStickyLocked => "nonsticky-locked",
+            Manager::Standard => "standard",
+            Manager::StickyAsync => "sticky-async",
+            Manager::StickySync => "sticky-sync",
+            Manager::NonSticky => "nonsticky",
+            Manager::NonStickyLocked => "nonsticky-locked",
         }
     }
 
-    /// The mode called `name`.
-    pub fn parse(name: &str) -> Option<Mode> {
-        Mode::ALL.into_iter().find(|mode| mode.name() == name)
-    }
-
-    /// Its Tomcat's jvmRoute, which the demo application shows in every answer.
-    pub fn route(self) -> &'static str {
+    /// The jvmRoute of its Tomcat from this build's jar.
+    fn route(self) -> &'static str {
         match self {
-            Mode::Standard => "std",
-            Mode::StickyAsync => "async",
-            Mode::StickySync => "sync",
-            Mode::NonSticky => "ns",
-            Mode::NonStickyLocked => "nsl",
-        }
-    }
-
-    /// Whether its sessions go to memcached.
-    pub fn uses_memcached(self) -> bool {
-        self != Mode::Standard
-    }
-
-    /// How its Tomcat starts: its manager (over `nodes`, the `memcachedNodes` value, for msm), with
-    /// `jvm` as the JVM's flags.
-    pub fn options(self, nodes: &str, jvm: &[String]) -> Options {
-        let options = match self.msm_attributes() {
-            None => Options {
-                manager: "standard",
-                ..Options::msm(self.route(), &[])
-            },
-            Some(extra) => {
-                let mut attributes = vec![("memcachedNodes", nodes)];
-                attributes.extend_from_slice(extra);
-                Options::msm(self.route(), &attributes)
-            }
-        };
-        Options {
-            jvm_base: jvm.to_vec(),
-            ..options
+            Manager::Standard => "std",
+            Manager::StickyAsync => "async",
+            Manager::StickySync => "sync",
+            Manager::NonSticky => "ns",
+            Manager::NonStickyLocked => "nsl",
         }
     }
 
     /// msm's attributes besides the node list; `None` for Tomcat's own manager.
     fn msm_attributes(self) -> Option<&'static [(&'static str, &'static str)]> {
         match self {
-            Mode::Standard => None,
-            Mode::StickyAsync => Some(&[("sessionBackupAsync", "true")]),
-            Mode::StickySync => Some(&[
+            Manager::Standard => None,
+            Manager::StickyAsync => Some(&[("sessionBackupAsync", "true")]),
+            Manager::StickySync => Some(&[
                 ("sessionBackupAsync", "false"),
                 ("sessionBackupTimeout", "1000"),
             ]),
-            Mode::NonSticky => Some(&[("sticky", "false")]),
-            Mode::NonStickyLocked => Some(&[("sticky", "false"), ("lockingMode", "all")]),
+            Manager::NonSticky => Some(&[("sticky", "false")]),
+            Manager::NonStickyLocked => Some(&[("sticky", "false"), ("lockingMode", "all")]),
+        }
+    }
+}
+
+impl Mode {
+    /// The mode called `name`: a manager's name, with `@baseline` for `BASELINE_JAR`.
+    pub fn parse(name: &str) -> Option<Mode> {
+        let (manager, jar) = match name.split_once('@') {
+            None => (name, Jar::Built),
+            Some((manager, "baseline")) => (manager, Jar::Baseline),
+            Some(_) => return None,
+        };
+        let manager = Manager::ALL.into_iter().find(|m| m.name() == manager)?;
+        Some(Mode { manager, jar })
+    }
+
+    /// The name used in `MODES` and in the output.
+    pub fn name(self) -> String {
+        match self.jar {
+            Jar::Built => self.manager.name().to_owned(),
+            Jar::Baseline => format!("{}@baseline", self.manager.name()),
+        }
+    }
+
+    /// Its Tomcat's jvmRoute, which the demo application shows in every answer.
+    pub fn route(self) -> String {
+        match self.jar {
+            Jar::Built => self.manager.route().to_owned(),
+            Jar::Baseline => format!("{}b", self.manager.route()),
+        }
+    }
+
+    /// Whether its sessions go to memcached.
+    pub fn uses_memcached(self) -> bool {
+        self.manager != Manager::Standard
+    }
+
+    /// How its Tomcat starts: its manager (over `nodes`, the `memcachedNodes` value, for msm), with
+    /// `jvm` as the JVM's flags, from `baseline_jar` for a `@baseline` mode.
+    pub fn options(self, nodes: &str, jvm: &[String], baseline_jar: Option<&Path>) -> Options {
+        let route = self.route();
+        let options = match self.manager.msm_attributes() {
+            None => Options {
+                manager: "standard",
+                ..Options::msm(&route, &[])
+            },
+            Some(extra) => {
+                let mut attributes = vec![("memcachedNodes", nodes)];
+                attributes.extend_from_slice(extra);
+                Options::msm(&route, &attributes)
+            }
+        };
+        let manager_jar = match self.jar {
+            Jar::Built => None,
+            Jar::Baseline => Some(
+                baseline_jar
+                    .unwrap_or_else(|| panic!("{} needs BASELINE_JAR", self.name()))
+                    .to_owned(),
+            ),
+        };
+        Options {
+            jvm_base: jvm.to_vec(),
+            manager_jar,
+            ..options
         }
     }
 }

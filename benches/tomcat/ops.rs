@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::common::command_counters;
 use crate::common::tomcat::Browser;
 use crate::fleet::Fleet;
-use crate::mode::Mode;
+use crate::mode::{Mode, NAME_WIDTH};
 
 /// Time given to the asynchronous backups of the last requests to land before counting.
 const SETTLE: Duration = Duration::from_millis(500);
@@ -17,12 +17,15 @@ pub fn print(fleet: &Fleet, modes: &[Mode], requests: u32) {
     println!();
     println!("== memcached operations per request ({requests} requests each, one session)");
     println!(
-        "{:<18}  {:>14}  {:>16}",
+        "{:<NAME_WIDTH$}  {:>14}  {:>16}",
         "mode", "GET /read", "GET / (changes)"
     );
     for &mode in modes {
         let [reading, modifying] = per_request(fleet, mode, requests);
-        println!("{:<18}  {reading:>14.2}  {modifying:>16.2}", mode.name());
+        println!(
+            "{:<NAME_WIDTH$}  {reading:>14.2}  {modifying:>16.2}",
+            mode.name()
+        );
     }
 }
 

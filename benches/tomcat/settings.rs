@@ -1,8 +1,9 @@
 //! The benchmark's settings, read from the environment.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::mode::Mode;
+use crate::mode::{Jar, Manager, Mode};
 use crate::wrk::Load;
 
 /// JVM flags of every Tomcat unless `JVM_OPTS` says otherwise.
@@ -28,13 +29,15 @@ pub struct Settings {
     pub jvm_opts: String,
     /// The Tomcats to run; the first is the baseline of the ratios.
     pub modes: Vec<Mode>,
+    /// The jar the `@baseline` modes run, when one does.
+    pub baseline_jar: Option<PathBuf>,
     /// Requests per kind in the table of memcached operations per request.
     pub ops_requests: u32,
 }
 
 impl Settings {
-    /// Reads `WARMUP`, `DURATION`, `ROUNDS`, `CONNECTIONS`, `WRITE_PERCENT`, `JVM_OPTS`, `MODES`
-    /// and `OPS_REQUESTS`; an error says which one is wrong.
+    /// Reads `WARMUP`, `DURATION`, `ROUNDS`, `CONNECTIONS`, `WRITE_PERCENT`, `JVM_OPTS`, `MODES`,
+    /// `BASELINE_JAR` and `OPS_REQUESTS`; an error says which one is wrong.
     pub fn from_env() -> Result<Self, String> {
         let write_percent = number("WRITE_PERCENT", 20, 0)?;
         if write_percent > 100 {
@@ -42,6 +45,8 @@ impl Settings {
                 "WRITE_PERCENT must be at most 100, not {write_percent}"
             ));
         }
+        let modes = modes(&text("MODES", DEFAULT_MODES))?;
+        let baseline_jar = baseline_jar(&modes)?;
         Ok(Settings {
             warmup: Duration::from_secs(number("WARMUP", 120, 0)?.into()),
             duration: Duration::from_secs(number("DURATION", 30, 1)?.into()),
@@ -49,7 +54,8 @@ impl Settings {
             connections: number("CONNECTIONS", 8, 1)?,
             write_percent,
             jvm_opts: text("JVM_OPTS", DEFAULT_JVM_OPTS),
-            modes: modes(&text("MODES", DEFAULT_MODES))?,
+            modes,
+            baseline_jar,
             ops_requests: number("OPS_REQUESTS", 100, 1)?,
         })
     }
@@ -95,8 +101,11 @@ fn modes(list: &str) -> Result<Vec<Mode>, String> {
     let mut modes = Vec::new();
     for name in list.split_whitespace() {
         let mode = Mode::parse(name).ok_or_else(|| {
-            let known: Vec<_> = Mode::ALL.iter().map(|m| m.name()).collect();
-            format!("unknown mode {name} ({})", known.join(" "))
+            let known: Vec<_> = Manager::ALL.iter().map(|m| m.name()).collect();
+            format!(
+                "unknown mode {name} ({}, each also with @baseline)",
+                known.join(" ")
+            )
         })?;
         if modes.contains(&mode) {
             return Err(format!("mode {name} is named twice in MODES"));
@@ -107,4 +116,23 @@ fn modes(list: &str) -> Result<Vec<Mode>, String> {
         return Err("MODES names no mode".to_owned());
     }
     Ok(modes)
+}
+
+/// `BASELINE_JAR` made absolute, which must name a file when a mode of `modes` runs it; `None`
+/// when none does.
+fn baseline_jar(modes: &[Mode]) -> Result<Option<PathBuf>, String> {
+    let Some(user) = modes.iter().find(|mode| mode.jar == Jar::Baseline) else {
+        return Ok(None);
+    };
+    let jar = text("BASELINE_JAR", "");
+    let path = PathBuf::from(&jar)
+        .canonicalize()
+        .ok()
+        .filter(|path| path.is_file());
+    path.map(Some).ok_or_else(|| {
+        format!(
+            "mode {} runs BASELINE_JAR, which must name a jar, not '{jar}'",
+            user.name()
+        )
+    })
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::measure::{Sample, per_request_us};
-use crate::mode::Mode;
+use crate::mode::{Mode, NAME_WIDTH};
 use crate::settings::Settings;
 
 /// One mode's figures over all rounds.
@@ -53,27 +53,31 @@ pub fn print(samples: &[Sample], settings: &Settings) {
         settings.jvm_opts,
         c = settings.connections,
     );
-    let baseline_mode = settings.modes[0];
-    let baseline = Figures::of(&of_mode(samples, baseline_mode));
+    if let Some(jar) = &settings.baseline_jar {
+        println!("@baseline modes run {}", jar.display());
+    }
+    let first_mode = settings.modes[0];
+    let first = Figures::of(&of_mode(samples, first_mode));
+    // The ratio columns as wide as their headings, which name the first mode.
+    let ratio = format!("ratio to {}", first_mode.name());
+    let cpu_ratio = format!("CPU ratio to {}", first_mode.name());
+    let (ratio_width, cpu_ratio_width) = (ratio.len().max(20), cpu_ratio.len().max(20));
     println!(
-        "{:<16}  {:>12}  {:>11}  {:>9}  {:>20}  {:>20}  requests/s min-max",
-        "mode",
-        "requests/s",
-        "CPU µs/req",
-        "p99 ms",
-        format!("ratio to {}", baseline_mode.name()),
-        format!("CPU ratio to {}", baseline_mode.name()),
+        "{:<NAME_WIDTH$}  {:>12}  {:>11}  {:>9}  {ratio:>ratio_width$}  \
+         {cpu_ratio:>cpu_ratio_width$}  requests/s min-max",
+        "mode", "requests/s", "CPU µs/req", "p99 ms",
     );
     for &mode in &settings.modes {
         let figures = Figures::of(&of_mode(samples, mode));
         println!(
-            "{:<16}  {:>12.0}  {:>11.1}  {:>9.2}  {:>20.2}  {:>20.2}  {:.0}-{:.0}",
+            "{:<NAME_WIDTH$}  {:>12.0}  {:>11.1}  {:>9.2}  {:>ratio_width$.2}  \
+             {:>cpu_ratio_width$.2}  {:.0}-{:.0}",
             mode.name(),
             figures.rate,
             figures.cpu_us,
             figures.p99_ms,
-            figures.rate / baseline.rate,
-            figures.cpu_us / baseline.cpu_us,
+            figures.rate / first.rate,
+            figures.cpu_us / first.cpu_us,
             figures.rate_range.0,
             figures.rate_range.1,
         );

@@ -118,6 +118,10 @@ pub struct Options {
     pub connector: Vec<(String, String)>,
     /// The JVM to run; the default one when `None`.
     pub java: Option<PathBuf>,
+    /// The manager's jar (the Java shim with its native library), e.g. another build to compare
+    /// with; this build's `msm-<variant>.jar` when `None`. The demo application stays this
+    /// build's.
+    pub manager_jar: Option<PathBuf>,
 }
 
 impl Options {
@@ -139,6 +143,7 @@ impl Options {
             webapp_jars: Vec::new(),
             connector: Vec::new(),
             java: None,
+            manager_jar: None,
         }
     }
 }
@@ -198,9 +203,13 @@ impl Tomcat {
         let port = free_port();
         let dir = TempDir::new("tomcat");
         let variant = options.variant.name();
+        let manager_jar = options
+            .manager_jar
+            .clone()
+            .unwrap_or_else(|| built_jar(&format!("msm-{variant}.jar")));
         let classpath = format!(
             "{}:{}:{}",
-            built_jar(&format!("msm-{variant}.jar")).display(),
+            manager_jar.display(),
             built_jar(&format!("msm-demo-{variant}.jar")).display(),
             options.variant.classpath()
         );
