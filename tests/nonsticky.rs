@@ -229,3 +229,41 @@ fn a_lock_not_taken_in_time_lets_the_request_proceed_unless_refused() {
     let lock = block_on(proceeding.non_sticky().unwrap().lock_for_request(&id)).unwrap();
     assert!(lock.is_some(), "a free lock is taken");
 }
+
+/// A login changes the session's id and nothing else: the request's end finds the session
+/// unchanged since its read, yet memcached holds nothing under the new id, so it is written
+/// there, and the copies under the old id go.
+#[test]
+fn an_unchanged_session_handed_back_under_a_new_id_is_written_under_it() {
+    let server = Memcached::start();
+    let m = manager(&[&server], &[("sticky", "false")]);
+    let old = block_on(m.new_session_id(None)).unwrap();
+    block_on(m.store(&old, &mut session(b"kept"))).unwrap();
+    let old = old.to_string();
+    let start = msm::RequestStart {
+        session_id: Some(&old),
+        uri: "/login",
+        route: None,
+    };
+    let mut request = block_on(m.begin(start)).unwrap();
+    let found = msm::runtime::handle().block_on(m.lookup(&mut request, &old, msm::HostCopy::None));
+    let msm::Lookup::Found(loaded) = found else {
+        panic!("session not found: {found:?}");
+    };
+    let new = block_on(m.new_session_id(None)).unwrap();
+    let outcome = msm::Outcome::Used {
+        id: &new.to_string(),
+        session: loaded.session,
+        previous: Some(&old),
+    };
+    block_on(m.end(&mut request, outcome)).unwrap();
+    let moved = block_on(m.load(&new))
+        .unwrap()
+        .expect("the session under its new id");
+    assert_eq!(moved.session.attributes, session(b"kept").attributes);
+    let old = m.parse_id(&old).unwrap();
+    assert!(
+        block_on(m.load(&old)).unwrap().is_none(),
+        "old copies removed"
+    );
+}

@@ -107,6 +107,7 @@ impl NonSticky {
             return Ok(Some(loaded));
         }
         let handed = HandedOut {
+            id: loaded.relocated.clone().unwrap_or_else(|| id.clone()),
             fingerprint: Fingerprint::of(&loaded.session),
             version: loaded.session.version,
             copies_expire: found.validity.map_or(0, |v| v.copies_expire),
@@ -138,7 +139,9 @@ impl NonSticky {
         let read = session
             .read
             .take()
-            .and_then(|read| self.handed_out.lock().remove(&read));
+            .and_then(|read| self.handed_out.lock().remove(&read))
+            // Under another id (a login changed it) memcached holds nothing of it yet.
+            .filter(|read| read.id.storage_part() == id.storage_part());
         let mut lock = lock;
         let mut unchanged = false;
         let result = match read {
@@ -343,6 +346,8 @@ impl Mode for NonSticky {
 /// what changed.
 #[derive(Debug, Clone)]
 struct HandedOut {
+    /// The id it was read under.
+    id: SessionId,
     fingerprint: Fingerprint,
     version: u64,
     /// When memcached drops its copies, seconds since the Unix epoch (0: unknown or never).
