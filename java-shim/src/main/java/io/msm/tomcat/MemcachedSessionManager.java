@@ -384,17 +384,23 @@ public class MemcachedSessionManager extends ManagerBase {
         if (!joins(state, session)) {
             return;
         }
-        boolean current = session.reenter();
-        int copy = !current ? Native.HOST_COPY_NONE
-                : session.isNew() || session.isHeld() ? Native.HOST_COPY_HELD
-                : Native.HOST_COPY_SHARED;
-        Lookup found = lookup(state, session.getIdInternal(), copy);
+        if (session.enter()) {
+            refill(state, session, session.isNew() || session.isHeld() ? Native.HOST_COPY_HELD
+                    : Native.HOST_COPY_SHARED);
+        } else {
+            session.reenter(() -> refill(state, session, Native.HOST_COPY_NONE));
+        }
+        state.session = session;
+    }
+
+    /** Looks up a session this Tomcat holds as {@code hostCopy}; fills it with what was read. */
+    private void refill(RequestState state, MsmSession session, int hostCopy) {
+        Lookup found = lookup(state, session.getIdInternal(), hostCopy);
         if (found != null && found.kind() == Lookup.Kind.FOUND) {
             // With deserializationFailurePolicy=dropSession, a copy that does not read leaves
             // the session as this Tomcat holds it.
             fill(session, found, session.getIdInternal());
         }
-        state.session = session;
     }
 
     /** Asks the core for a session a request (or, null, none) uses; null when the core failed. */
@@ -729,8 +735,7 @@ public class MemcachedSessionManager extends ManagerBase {
 
     /**
      * Non-sticky request end, after its error page and asynchronous processing: the last request
-     * of this Tomcat using the session hands it to the core (written if changed, else its expiry
-     * renewed; the lock released; the old id retired), and the session leaves Tomcat's memory.
+     * of this Tomcat using the session hands it back ({@link #handBack}).
      */
     private void finishRequest(ServletRequest servletRequest) {
         RequestState state = inFlight.remove(servletRequest);
@@ -740,29 +745,30 @@ public class MemcachedSessionManager extends ManagerBase {
         if (current.get() == state) {
             current.remove();
         }
-        Request request = state.request;
         MsmSession session = state.session;
         if (session == null) {
             end(state, policy.distributionStopped() ? Native.OUTCOME_NOT_STORED
                     : Native.OUTCOME_UNUSED, null, null);
             return;
         }
-        Serialized content = null;
-        boolean keeps = false;
-        if (session.leave()) {
-            content = session.isValid() && distributes(session) ? serialize(request, session)
-                    : null;
-            keeps = session.isValid() && !distributes(session);
-        }
-        if (!keeps && !session.retire()) {
+        if (!session.leave(() -> handBack(state, session))) {
             // Another request of this Tomcat uses it and hands it back.
             end(state, Native.OUTCOME_NOT_STORED, null, null);
-            return;
         }
-        if (!keeps) {
-            // Requests from now on read the session again, whatever this end finds.
-            sessions.remove(session.getIdInternal(), session);
-        }
+    }
+
+    /**
+     * Non-sticky: the last request of this Tomcat using a session hands it to the core (written
+     * if changed, else its expiry renewed; the lock released; the old id retired); the session
+     * leaves Tomcat's memory unless it is kept out of memcached.
+     *
+     * @return whether this Tomcat keeps the session in memory
+     */
+    private boolean handBack(RequestState state, MsmSession session) {
+        Request request = state.request;
+        Serialized content = session.isValid() && distributes(session)
+                ? serialize(request, session) : null;
+        boolean keeps = session.isValid() && !distributes(session);
         try {
             if (content != null) {
                 statistics.requestsWithSession.increment();
@@ -778,10 +784,10 @@ public class MemcachedSessionManager extends ManagerBase {
                 // Local, or distribution stopped: this Tomcat keeps it.
                 session.hold();
             } else {
-                // A new id (the session moved) put it back.
                 sessions.remove(session.getIdInternal(), session);
             }
         }
+        return keeps;
     }
 
     /** @return false for a session kept out of memcached: local, or distribution stopped */

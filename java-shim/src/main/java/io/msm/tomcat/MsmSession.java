@@ -2,6 +2,8 @@ package io.msm.tomcat;
 
 import java.util.Map;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.locks.ReentrantLock;
+import java.util.function.BooleanSupplier;
 
 import org.apache.catalina.Manager;
 import org.apache.catalina.session.StandardSession;
@@ -24,6 +26,12 @@ public class MsmSession extends StandardSession {
      * back; -1 once it did, after which no request joins this copy.
      */
     private final AtomicInteger requests = new AtomicInteger();
+
+    /**
+     * Non-sticky mode: held by the request handing this copy back, then by one reading the
+     * session into it again.
+     */
+    private final ReentrantLock reading = new ReentrantLock();
 
     /** Non-sticky mode: the core's number of the read of memcached this copy derives from. */
     private volatile long read;
@@ -104,31 +112,49 @@ public class MsmSession extends StandardSession {
     }
 
     /**
-     * Non-sticky mode: a request starts using this copy, even one its last request handed back.
+     * Non-sticky mode: a request starts using this copy, even one its last request handed back:
+     * then {@code readAgain} reads the session into it first, while requests joining it
+     * meanwhile wait (they would see it emptied, and their changes wiped).
      *
-     * @return false when it had been handed back: the request reads the session into it again
+     * @param readAgain reads the session into this copy
      */
-    boolean reenter() {
-        return requests.getAndUpdate(n -> n < 0 ? 1 : n + 1) >= 0;
+    void reenter(Runnable readAgain) {
+        reading.lock();
+        try {
+            if (requests.get() < 0) {
+                readAgain.run();
+                requests.set(1);
+            } else {
+                requests.incrementAndGet();
+            }
+        } finally {
+            reading.unlock();
+        }
     }
 
     /**
-     * Non-sticky mode: a request is done with this copy.
+     * Non-sticky mode: a request is done with this copy. The last one runs {@code handBack}
+     * with the copy retired: requests joining it meanwhile wait, then read the session into it
+     * again ({@link #reenter}), so they see what was handed back and the hand-back sees no
+     * change of theirs it would leave out.
      *
-     * @return whether it was the last request using it
+     * @param handBack hands the copy back; true when this Tomcat keeps it in memory (it is
+     *     local, or distribution stopped), which requests then join as it is
+     * @return whether this request was the last one using the copy
      */
-    boolean leave() {
-        return requests.decrementAndGet() == 0;
-    }
-
-    /**
-     * Non-sticky mode: the last request hands this copy back; requests that come later read the
-     * session again.
-     *
-     * @return false when another request started using the copy meanwhile: it hands it back
-     */
-    boolean retire() {
-        return requests.compareAndSet(0, -1);
+    boolean leave(BooleanSupplier handBack) {
+        reading.lock();
+        try {
+            if (requests.getAndUpdate(n -> n == 1 ? -1 : n - 1) != 1) {
+                return false;
+            }
+            if (handBack.getAsBoolean()) {
+                requests.set(0);
+            }
+            return true;
+        } finally {
+            reading.unlock();
+        }
     }
 
     /** @return non-sticky mode: the read of memcached this copy derives from (0: none) */
