@@ -1,15 +1,20 @@
-//! Java futures completed by the native runtime, so that no Java thread waits inside a native
-//! call (a virtual thread waiting there would pin its carrier thread).
+//! Java futures completed by the native runtime, so that no virtual thread waits inside a
+//! native call (it would pin its carrier thread).
 //!
 //! An operation that may wait on the network or on a lock receives an `io.msm.Pending` from
-//! Java. It is polled once on the calling thread: when it is done at once (nothing to send, a
-//! write queued) the `Pending` is completed before the call returns; otherwise it goes on as a
-//! task of the runtime, which completes the `Pending` from its own thread, attached to the JVM as
-//! a daemon, while the Java thread parks on it. Results reach Java through the `Pending`'s own
-//! methods (looked up on its class, so runtime threads never need the host's class loaders), and
-//! failures through `failed(code, message)`, which `io.msm.MsmException.of` maps to a class.
+//! Java, which says whether its thread may wait inside the call: a platform thread may (waiting
+//! there pins nothing), and the operation runs to completion on it, as a blocking call would,
+//! with no other thread involved. For a virtual thread it is polled once on the calling thread:
+//! when it is done at once (nothing to send, a write queued) the `Pending` is completed before
+//! the call returns; otherwise it goes on as one task of the runtime, which completes the
+//! `Pending` from its own thread, attached to the JVM as a daemon, while the virtual thread
+//! parks on it. Results reach Java through the `Pending`'s own methods (looked up on its class,
+//! so runtime threads never need the host's class loaders), and failures through
+//! `failed(code, message)`, which `io.msm.MsmException.of` maps to a class.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 use jni::objects::{Global, JObject};
@@ -122,8 +127,8 @@ fn complete<T: Deliver>(
     }
 }
 
-/// Starts `work` for `pending`: completed before returning when it is done at once, else by a
-/// runtime thread later.
+/// Starts `work` for `pending`: run to completion on the calling thread when it may wait there,
+/// else completed before returning when it is done at once, else by a runtime thread later.
 pub(super) fn start<T, F>(
     env: &mut Env<'_>,
     pending: &JObject<'_>,
@@ -136,6 +141,9 @@ where
     if pending.is_null() {
         return Err(jni::errors::Error::NullPtr("pending"));
     }
+    if waits_here(env, pending)? {
+        return complete(env, pending, runtime::block_on(work));
+    }
     let mut work = Box::pin(work);
     let polled = {
         let _runtime = runtime::handle().enter();
@@ -145,19 +153,40 @@ where
         return complete(env, pending, result);
     }
     let pending: Global<JObject<'static>> = env.new_global_ref(pending)?;
-    let task = runtime::handle().spawn(work);
     runtime::handle().spawn(async move {
-        // A task that panicked still completes its `Pending`: the Java thread must not park
+        // Work that panicked still completes its `Pending`: the Java thread must not park
         // forever.
-        match task.await {
+        match Contained(work).await {
             Ok(result) => on_runtime_thread(move |env| complete(env, pending.as_obj(), result)),
-            Err(e) => on_runtime_thread(move |env| {
-                let message = format!("internal panic (contained): {e}");
-                fail(env, pending.as_obj(), 0, &message)
+            Err(_) => on_runtime_thread(move |env| {
+                fail(env, pending.as_obj(), 0, "internal panic (contained)")
             }),
         }
     });
     Ok(())
+}
+
+/// Whether the thread that created `pending` may wait inside the native call (its
+/// `waitsInNative` field: a platform thread).
+fn waits_here(env: &mut Env<'_>, pending: &JObject<'_>) -> jni::errors::Result<bool> {
+    env.get_field(pending, jni_str!("waitsInNative"), jni_sig!("Z"))?
+        .z()
+}
+
+/// A future whose panic is its output rather than its task's end.
+struct Contained<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for Contained<F> {
+    type Output = std::thread::Result<F::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let work = self.0.as_mut();
+        match std::panic::catch_unwind(AssertUnwindSafe(|| work.poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    }
 }
 
 /// Runs `f` on this runtime thread, attached to the JVM as a daemon (once per thread: daemon

@@ -1,18 +1,49 @@
 package io.msm;
 
+import java.lang.invoke.MethodHandle;
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.MethodType;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 
 /**
- * The result of a native call that may wait on the network or on a lock. The call returns at
- * once; the native core completes this future, on the calling thread when the result is there at
- * once, else from its own runtime thread, and the Java thread parks in {@link #await()}: a
- * virtual thread waiting for memcached or a session lock never pins its carrier thread. The
- * package-private methods are called by the core ({@code native/ffi/jni/pending.rs}).
+ * The result of a native call that may wait on the network or on a lock. Created on the thread
+ * that calls and awaits. A platform thread waits inside the call, which completes this future
+ * before returning. For a virtual thread the call returns at once; the native core completes
+ * this future, on the calling thread when the result is there at once, else from its own
+ * runtime thread, and the virtual thread parks in {@link #await()}: waiting for memcached or a
+ * session lock never pins its carrier thread. The package-private members are used by the core
+ * ({@code native/ffi/jni/pending.rs}).
  *
  * @param <T> the result's type
  */
 public final class Pending<T> extends CompletableFuture<T> {
+    /** {@code Thread.isVirtual()} (Java 21), or null before it. */
+    private static final MethodHandle IS_VIRTUAL = isVirtual();
+
+    /** Whether the creating thread may wait inside the native call: it is not virtual. */
+    final boolean waitsInNative = !isVirtual(Thread.currentThread());
+
+    private static MethodHandle isVirtual() {
+        try {
+            return MethodHandles.publicLookup().findVirtual(Thread.class, "isVirtual",
+                    MethodType.methodType(boolean.class));
+        } catch (NoSuchMethodException | IllegalAccessException e) {
+            return null;
+        }
+    }
+
+    private static boolean isVirtual(Thread thread) {
+        if (IS_VIRTUAL == null) {
+            return false;
+        }
+        try {
+            return (boolean) IS_VIRTUAL.invokeExact(thread);
+        } catch (Throwable e) {
+            throw new IllegalStateException("Thread.isVirtual failed", e);
+        }
+    }
+
     /**
      * Waits for the result.
      *
