@@ -71,7 +71,7 @@ for platform in "${PLATFORMS[@]}"; do
 done
 
 # Maven (java-shim/pom.xml) builds the jars against Tomcat's artifacts from Maven Central,
-# installs them in the local repository (~/.m2), and copies the Tomcat
+# installs them in the local repository (~/.m2) for the Boot example, and copies the Tomcat
 # releases the tests run. Its output is shown only when it fails. cargo puts its build
 # directories on LD_LIBRARY_PATH, which the JVM searches for libmsm before the jar: the JUnit
 # tests must load the library the jar carries.
@@ -89,6 +89,11 @@ maven() {
 tests=-DskipTests
 $junit && tests=
 maven -f java-shim/pom.xml $tests "-Dmsm.native.dir=$PWD/$native_jar" install
+# The Boot example, as a user builds it against the installed starter: with Boot 4.0
+# (Tomcat 11) and Boot 3.5 (Tomcat 10.1).
+for boot in 4.0.7 3.5.7; do
+  maven -f examples/boot-app/pom.xml "-Dboot.version=$boot" "-Dexample.build=$PWD/target/boot-example/${boot%.*}" package
+done
 
 # Build in a staging directory and rename the jars into place at the end, so Tomcats running
 # from the previous jars keep working.
@@ -101,6 +106,9 @@ version=$(sed -n 's:^  <version>\(.*\)</version>:\1:p' java-shim/pom.xml | head 
 for module in tomcat10:msm-tomcat10 tomcat9:msm-tomcat9 demo10:msm-demo-tomcat10 demo9:msm-demo-tomcat9 \
   demo-extra-jar:msm-demo-extra; do
   cp "java-shim/${module%%:*}/target/${module#*:}-$version.jar" "$out/${module#*:}.jar"
+done
+for boot in 4.0 3.5; do
+  cp "target/boot-example/$boot/msm-boot-example-$version.jar" "$out/msm-boot-example-$boot.jar"
 done
 for line in java-shim/tomcat-lines/target/tomcat-*; do
   cp -r "$line" "$out/"
