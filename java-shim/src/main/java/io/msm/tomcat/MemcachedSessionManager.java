@@ -27,6 +27,7 @@ import org.apache.catalina.session.ManagerBase;
 import org.apache.catalina.util.ServerInfo;
 import org.apache.juli.logging.Log;
 import org.apache.juli.logging.LogFactory;
+import org.apache.tomcat.util.descriptor.web.LoginConfig;
 
 import io.msm.Ended;
 import io.msm.Lookup;
@@ -85,7 +86,7 @@ public class MemcachedSessionManager extends ManagerBase {
     private final Map<ServletRequest, RequestState> inFlight = new ConcurrentHashMap<>();
     private Integer maxInactiveInterval;
     private ObjectName statisticsName;
-    private final SessionBackupValve valve = new SessionBackupValve(this);
+    private SessionBackupValve valve = new SessionBackupValve(this);
 
     /** A manager carrying Tomcat's container login with the session (persistAuthentication). */
     public MemcachedSessionManager() {
@@ -95,7 +96,8 @@ public class MemcachedSessionManager extends ManagerBase {
     /**
      * Joins the context and puts the manager's valve into its pipeline at once, ahead of the
      * authenticator that Tomcat adds when the context starts: the authenticator then reads a
-     * non-sticky session inside the request's lifecycle and finds its login.
+     * non-sticky session inside the request's lifecycle and finds its login. A context without
+     * a login method gets the valve after its authenticator at start ({@link #startInternal}).
      *
      * @param context the context, or null when the manager leaves it
      */
@@ -267,6 +269,13 @@ public class MemcachedSessionManager extends ManagerBase {
         maxInactiveInterval = lifetime == null ? null : Integer.valueOf(lifetime.trim());
         registerStatistics(host, context.getName());
         placeValve();
+        if (!usesContainerLogin(context)) {
+            // No login to find: the valve goes after the authenticator (which asks every request
+            // for its session), so a non-sticky request that never uses its session reads none.
+            context.getPipeline().removeValve(valve);
+            valve = new SessionBackupValve(this);
+            context.getPipeline().addValve(valve);
+        }
         if (!sticky) {
             listenForRequestEnds(context);
         }
@@ -293,6 +302,13 @@ public class MemcachedSessionManager extends ManagerBase {
         inFlight.clear();
         sessions.clear();
         super.stopInternal();
+    }
+
+    /** Whether the context has a login method (FORM, BASIC, ...), whose login the session keeps. */
+    private static boolean usesContainerLogin(Context context) {
+        LoginConfig login = context.getLoginConfig();
+        return login != null && login.getAuthMethod() != null
+                && !login.getAuthMethod().equalsIgnoreCase("NONE");
     }
 
     /**
