@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# Builds the drop-in jars: target/java/msm-tomcat10.jar (Tomcat 10.1+, jakarta.*) and
+# Builds the drop-in jars: target/java/msm-tomcat10.jar (Tomcat 10.1 and 11, jakarta.*) and
 # target/java/msm-tomcat9.jar (Tomcat 9, javax.*), each holding the Java shim and the native
 # library for every platform of scripts/toolchain.sh under META-INF/native/<platform>/ (Linux
 # x86_64 and aarch64 against glibc 2.17 and musl, built with cargo-zigbuild; macOS x86_64 and
 # aarch64), with META-INF/native/platforms listing them; the demo web application jars (and
-# msm-demo-extra.jar, a class for tests of missing classes) beside them. The Linux libraries are
+# msm-demo-extra.jar, a class for tests of missing classes) beside them, and the Tomcat
+# releases the end-to-end tests run in target/java/tomcat-<line>/. The Linux libraries are
 # stripped; their debug information stays in target/native/<platform>/libmsm.so.debug.
 #
 #   bash scripts/build-jar.sh          build (installing the toolchain first: scripts/setup.sh)
 #   bash scripts/build-jar.sh --junit  build, and run the shim's JUnit tests before the jars
 #                                      replace the previous ones
 #
-# Uses Debian's Tomcat jars (no Maven Central).
+# The native libraries are built here; the Java side by Maven (java-shim/pom.xml) against
+# Tomcat's artifacts from Maven Central, installed in the local Maven repository (io.msm:*).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,16 +21,6 @@ junit=false
 [ "${1:-}" = "--junit" ] && junit=true
 bash scripts/setup.sh build
 source scripts/toolchain.sh
-
-TOMCAT10_CP="$(printf '%s:' /usr/share/tomcat10/lib/*.jar)/usr/share/tomcat10/bin/tomcat-juli.jar"
-TOMCAT9_CP="/usr/share/java/tomcat9-api.jar:/usr/share/java/tomcat9-catalina.jar:/usr/share/java/tomcat9-coyote.jar:/usr/share/java/tomcat9-util.jar:/usr/share/java/tomcat9-util-scan.jar:/usr/share/java/tomcat9-juli.jar:/usr/share/java/tomcat9-servlet-api.jar:/usr/share/java/tomcat9-jaspic-api.jar:/usr/share/java/tomcat9-annotations-api.jar"
-JUNIT=/usr/share/java/junit-platform-console-standalone.jar
-JAVAC=(javac --release 11 -encoding UTF-8 -Xlint:all,-path,-classfile -Werror)
-
-if $junit && [ ! -f "$JUNIT" ]; then
-  echo "missing $JUNIT: run 'bash scripts/setup.sh test' (or apt-get install -y junit5)" >&2
-  exit 1
-fi
 
 # One cargo run builds every platform. musl: a cdylib needs the C runtime linked dynamically.
 # Linux: a build id, which debuggers match with the .debug file. macOS: an install name a C
@@ -68,6 +60,41 @@ for platform in "${PLATFORMS[@]}"; do
     macos-*) cp "$built" "$shipped/" ;;
   esac
 done
+# The libraries as the jars carry them: META-INF/native/<platform>/ and the list of platforms.
+native_jar=target/native-jar
+rm -rf "$native_jar"
+for platform in "${PLATFORMS[@]}"; do
+  name=${platform%%=*}
+  mkdir -p "$native_jar/META-INF/native/$name"
+  cp "target/native/$name/$(library_file "$name")" "$native_jar/META-INF/native/$name/"
+  echo "$name" >>"$native_jar/META-INF/native/platforms"
+done
+
+# Maven (java-shim/pom.xml) builds the jars against Tomcat's artifacts from Maven Central,
+# installs them in the local repository (~/.m2) for the Boot example, and copies the Tomcat
+# releases the tests run. Its output is shown only when it fails. cargo puts its build
+# directories on LD_LIBRARY_PATH, which the JVM searches for libmsm before the jar: the JUnit
+# tests must load the library the jar carries.
+maven() {
+  local log
+  log=$(mktemp)
+  if ! env -u LD_LIBRARY_PATH mvn -q -B "$@" >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    echo "mvn $* failed" >&2
+    exit 1
+  fi
+  rm -f "$log"
+}
+tests=-DskipTests
+$junit && tests=
+maven -f java-shim/pom.xml $tests "-Dmsm.native.dir=$PWD/$native_jar" install
+# The Boot example, as a user builds it against the installed starter: with Boot 4.0
+# (Tomcat 11) and Boot 3.5 (Tomcat 10.1).
+for boot in 4.0.7 3.5.7; do
+  maven -f examples/boot-app/pom.xml "-Dboot.version=$boot" "-Dexample.build=$PWD/target/boot-example/${boot%.*}" package
+done
+
 # Build in a staging directory and rename the jars into place at the end, so Tomcats running
 # from the previous jars keep working.
 dest=target/java
@@ -75,48 +102,23 @@ out="$dest/.build-$$"
 rm -rf "$out"
 mkdir -p "$out"
 trap 'rm -rf "$out"' EXIT
-
-# A class only the web applications given this jar have (EmbeddedTomcat --webapp-jar): plain
-# Java, for both Tomcat lines.
-mkdir -p "$out/extra"
-"${JAVAC[@]}" -d "$out/extra" $(find java-shim/src/demo-extra/java -name '*.java')
-jar --create --file "$out/msm-demo-extra.jar" -C "$out/extra" .
-
-# build VARIANT CLASSPATH SOURCE_ROOT
-build() {
-  local variant=$1 classpath=$2 src=$3
-  local classes="$out/$variant/classes" demo="$out/$variant/demo"
-  mkdir -p "$classes/META-INF/native" "$demo"
-  "${JAVAC[@]}" -cp "$classpath" -d "$classes" $(find "$src/main/java" -name '*.java')
-  for platform in "${PLATFORMS[@]}"; do
-    name=${platform%%=*}
-    mkdir "$classes/META-INF/native/$name"
-    cp "target/native/$name/$(library_file "$name")" "$classes/META-INF/native/$name/"
-    echo "$name" >>"$classes/META-INF/native/platforms"
-  done
-  jar --create --file "$out/msm-$variant.jar" -C "$classes" .
-  "${JAVAC[@]}" -cp "$classpath:$out/msm-$variant.jar" -d "$demo" $(find "$src/demo/java" -name '*.java')
-  jar --create --file "$out/msm-demo-$variant.jar" -C "$demo" .
-}
-
-build tomcat10 "$TOMCAT10_CP" java-shim/src
-
-# Tomcat 9: the same sources with the javax.* servlet API.
-mkdir -p "$out/tomcat9/src"
-cp -r java-shim/src/main java-shim/src/demo "$out/tomcat9/src/"
-find "$out/tomcat9/src" -name '*.java' -exec sed -i 's/\bjakarta\.servlet\b/javax.servlet/g' {} +
-build tomcat9 "$TOMCAT9_CP" "$out/tomcat9/src"
-
-# The shim's own tests, against the Tomcat 10 jar.
-if $junit; then
-  tests="$out/tomcat10/test-classes"
-  mkdir -p "$tests"
-  "${JAVAC[@]}" -cp "$TOMCAT10_CP:$out/msm-tomcat10.jar:$JUNIT" -d "$tests" $(find java-shim/src/test/java -name '*.java')
-  env -u LD_LIBRARY_PATH java -jar "$JUNIT" --disable-banner --disable-ansi-colors --details=summary --fail-if-no-tests \
-    -cp "$TOMCAT10_CP:$out/msm-tomcat10.jar:$tests" --scan-classpath "$tests"
-fi
+version=$(sed -n 's:^  <version>\(.*\)</version>:\1:p' java-shim/pom.xml | head -1)
+for module in tomcat10:msm-tomcat10 tomcat9:msm-tomcat9 demo10:msm-demo-tomcat10 demo9:msm-demo-tomcat9 \
+  demo-extra-jar:msm-demo-extra; do
+  cp "java-shim/${module%%:*}/target/${module#*:}-$version.jar" "$out/${module#*:}.jar"
+done
+for boot in 4.0 3.5; do
+  cp "target/boot-example/$boot/msm-boot-example-$version.jar" "$out/msm-boot-example-$boot.jar"
+done
+for line in java-shim/tomcat-lines/target/tomcat-*; do
+  cp -r "$line" "$out/"
+done
 
 for jar in "$out"/*.jar; do
   mv -f "$jar" "$dest/"
+done
+for line in "$out"/tomcat-*; do
+  rm -rf "$dest/${line##*/}"
+  mv "$line" "$dest/"
 done
 echo "built $dest/msm-tomcat10.jar $dest/msm-tomcat9.jar"

@@ -11,7 +11,7 @@ keep_running=false
 [ "${1:-}" = "--keep-running" ] && keep_running=true
 
 bash scripts/setup.sh demo
-if [ ! -f target/java/msm-tomcat10.jar ]; then
+if [ ! -f target/java/msm-tomcat10.jar ] || [ ! -d target/java/tomcat-10.1 ]; then
   echo "building the jars first (bash scripts/build-jar.sh; the first build takes several minutes)"
   bash scripts/build-jar.sh >/dev/null
 fi
@@ -50,7 +50,7 @@ done
 nodes="n1:127.0.0.1:${node_port[n1]} n2:127.0.0.1:${node_port[n2]}"
 
 declare -A tomcat_port tomcat_pid
-classpath="target/java/msm-tomcat10.jar:target/java/msm-demo-tomcat10.jar:/usr/share/tomcat10/lib/*:/usr/share/tomcat10/bin/tomcat-juli.jar"
+classpath="target/java/msm-tomcat10.jar:target/java/msm-demo-tomcat10.jar:target/java/tomcat-10.1/*"
 for route in a b; do
   tomcat_port[$route]=$(free_port)
   java -Xmx256m -cp "$classpath" io.msm.demo.EmbeddedTomcat --port "${tomcat_port[$route]}" \

@@ -2,11 +2,12 @@
 # Installs what a command of this project needs, once; a second run finds everything and does
 # nothing. The README's commands call it themselves:
 #
-#   bash scripts/setup.sh build   the jars: javac, Tomcat's jars, Rust's targets and llvm-tools,
-#                                 zig (PyPI's ziglang) and cargo-zigbuild (crates.io)
+#   bash scripts/setup.sh build   the jars: a JDK and Maven (which fetches Tomcat's and Spring
+#                                 Boot's artifacts from Maven Central), Rust's targets and
+#                                 llvm-tools, zig (PyPI's ziglang) and cargo-zigbuild (crates.io)
 #   bash scripts/setup.sh demo    the build, and memcached and curl
 #   bash scripts/setup.sh test    the demo's, and what the tests start or read with:
-#                                 nutcracker, Debian's tomcat10, junit5, wrk, binutils, unzip,
+#                                 nutcracker, Debian's tomcat10, wrk, binutils, unzip,
 #                                 qemu-user with the aarch64 glibc and musl loaders, musl's
 #                                 x86_64 loader, rustfmt and clippy
 #
@@ -29,9 +30,7 @@ requirements=(
   /usr/bin/cc:gcc
   /usr/bin/javac:default-jdk-headless
   /usr/bin/python3:python3
-  /usr/share/tomcat10/lib/catalina.jar:tomcat10-common
-  /usr/share/tomcat10/bin/tomcat-juli.jar:tomcat10-common
-  /usr/share/java/tomcat9-catalina.jar:libtomcat9-java
+  /usr/bin/mvn:maven
 )
 if [ "$what" != build ]; then
   requirements+=(/usr/bin/memcached:memcached /usr/bin/curl:curl)
@@ -40,7 +39,6 @@ if [ "$what" = test ]; then
   requirements+=(
     /usr/sbin/nutcracker:nutcracker
     /usr/share/tomcat10/bin/catalina.sh:tomcat10
-    /usr/share/java/junit-platform-console-standalone.jar:junit5
     /usr/bin/wrk:wrk
     /usr/bin/readelf:binutils
     /usr/bin/unzip:unzip

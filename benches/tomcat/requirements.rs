@@ -3,16 +3,14 @@
 
 use std::path::Path;
 
-use crate::common::tomcat::built_jar;
+use crate::common::tomcat::{Variant, built_jar};
 use crate::wrk;
 
 /// A file the benchmark runs, and the Debian package that installs it.
-const INSTALLED: [(&str, &str); 5] = [
+const INSTALLED: [(&str, &str); 3] = [
     (wrk::PROGRAM, "wrk"),
     ("/usr/bin/memcached", "memcached"),
     ("/usr/bin/java", "default-jdk-headless"),
-    ("/usr/share/tomcat10/lib/catalina.jar", "libtomcat10-java"),
-    ("/usr/share/tomcat10/bin/tomcat-juli.jar", "tomcat10"),
 ];
 
 /// Jars of `scripts/build-jar.sh` the Tomcats run.
@@ -34,4 +32,5 @@ pub fn check() {
     for jar in BUILT {
         built_jar(jar);
     }
+    Variant::Tomcat10.classpath();
 }

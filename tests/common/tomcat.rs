@@ -9,46 +9,52 @@ use std::time::{Duration, Instant};
 
 use super::{TempDir, free_port, signal};
 
-/// The Tomcat line the jars are built for.
+/// A Tomcat line the end-to-end tests run: an embedded Tomcat of that line from Maven Central
+/// (`scripts/build-jar.sh` copies it to `target/java/tomcat-<line>/`), with the manager's jar
+/// built for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Variant {
-    /// Tomcat 10.1 (`jakarta.*`), Debian's `libtomcat10-java`.
-    Tomcat10,
-    /// Tomcat 9 (`javax.*`), Debian's `libtomcat9-java`.
+    /// Tomcat 9.0 (`javax.*`), with `msm-tomcat9.jar`.
     Tomcat9,
+    /// Tomcat 10.1 (`jakarta.*`), with `msm-tomcat10.jar`.
+    Tomcat10,
+    /// Tomcat 11.0 (`jakarta.*`), with the same `msm-tomcat10.jar`.
+    Tomcat11,
 }
 
 impl Variant {
-    fn name(self) -> &'static str {
+    /// Every line, oldest first.
+    pub const ALL: [Variant; 3] = [Variant::Tomcat9, Variant::Tomcat10, Variant::Tomcat11];
+
+    /// The line, as in the directory name: `9.0`, `10.1`, `11.0`.
+    pub fn line(self) -> &'static str {
         match self {
-            Variant::Tomcat10 => "tomcat10",
-            Variant::Tomcat9 => "tomcat9",
+            Variant::Tomcat9 => "9.0",
+            Variant::Tomcat10 => "10.1",
+            Variant::Tomcat11 => "11.0",
         }
     }
 
-    fn classpath(self) -> String {
+    /// The name of the manager's jar for this line, without `msm-` and `.jar`: `tomcat9` for
+    /// `javax.*`, `tomcat10` for `jakarta.*`.
+    pub fn jar(self) -> &'static str {
         match self {
-            Variant::Tomcat10 => {
-                "/usr/share/tomcat10/lib/*:/usr/share/tomcat10/bin/tomcat-juli.jar".to_owned()
-            }
-            Variant::Tomcat9 => [
-                "api",
-                "catalina",
-                "coyote",
-                "util",
-                "util-scan",
-                "juli",
-                "servlet-api",
-                "jaspic-api",
-                "annotations-api",
-                "el-api",
-                "jsp-api",
-            ]
-            .iter()
-            .map(|jar| format!("/usr/share/java/tomcat9-{jar}.jar"))
-            .collect::<Vec<_>>()
-            .join(":"),
+            Variant::Tomcat9 => "tomcat9",
+            Variant::Tomcat10 | Variant::Tomcat11 => "tomcat10",
         }
+    }
+
+    /// Tomcat's own jars of this line.
+    pub fn classpath(self) -> String {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("target/java")
+            .join(format!("tomcat-{}", self.line()));
+        assert!(
+            dir.is_dir(),
+            "{} is missing: run `bash scripts/build-jar.sh` (the README's test command does)",
+            dir.display()
+        );
+        format!("{}/*", dir.display())
     }
 }
 
@@ -97,8 +103,10 @@ pub fn sticky_attributes<'a>(
 /// How to start a Tomcat.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// Tomcat 10 or 9.
+    /// The Tomcat line.
     pub variant: Variant,
+    /// The manager's jar, when not the one built for `variant` (a user's mistake).
+    pub jar: Option<&'static str>,
     /// `msm` or `standard` (Tomcat's StandardManager).
     pub manager: &'static str,
     /// The engine's jvmRoute.
@@ -119,16 +127,20 @@ pub struct Options {
     /// The JVM to run; the default one when `None`.
     pub java: Option<PathBuf>,
     /// The manager's jar (the Java shim with its native library), e.g. another build to compare
-    /// with; this build's `msm-<variant>.jar` when `None`. The demo application stays this
+    /// with; this build's `msm-<jar>.jar` when `None`. The demo application stays this
     /// build's.
     pub manager_jar: Option<PathBuf>,
+    /// `user:password:role`: `/secure/*` behind Tomcat's FORM login against a Realm holding
+    /// that user.
+    pub form_login: Option<String>,
 }
 
 impl Options {
-    /// Tomcat 10 with this manager configuration and route.
+    /// Tomcat 10.1 with this manager configuration and route.
     pub fn msm(route: &str, attributes: &[(&str, &str)]) -> Self {
         Options {
             variant: Variant::Tomcat10,
+            jar: None,
             manager: "msm",
             route: Some(route.to_owned()),
             attributes: attributes
@@ -144,6 +156,7 @@ impl Options {
             connector: Vec::new(),
             java: None,
             manager_jar: None,
+            form_login: None,
         }
     }
 }
@@ -202,15 +215,15 @@ impl Tomcat {
     pub fn try_start(options: &Options) -> Started {
         let port = free_port();
         let dir = TempDir::new("tomcat");
-        let variant = options.variant.name();
+        let demo = options.variant.jar();
         let manager_jar = options
             .manager_jar
             .clone()
-            .unwrap_or_else(|| built_jar(&format!("msm-{variant}.jar")));
+            .unwrap_or_else(|| built_jar(&format!("msm-{}.jar", options.jar.unwrap_or(demo))));
         let classpath = format!(
             "{}:{}:{}",
             manager_jar.display(),
-            built_jar(&format!("msm-demo-{variant}.jar")).display(),
+            built_jar(&format!("msm-demo-{demo}.jar")).display(),
             options.variant.classpath()
         );
         let mut command = Command::new(options.java.clone().unwrap_or_else(java));
@@ -237,6 +250,9 @@ impl Tomcat {
         }
         for jar in &options.webapp_jars {
             command.arg("--webapp-jar").arg(jar);
+        }
+        if let Some(login) = &options.form_login {
+            command.args(["--form-login", login]);
         }
         let child = command
             .stdin(Stdio::null())
@@ -338,6 +354,8 @@ pub struct Response {
     pub new_session: Option<String>,
     /// Every `Set-Cookie` header, whole.
     pub set_cookies: Vec<String>,
+    /// The `Location` header, if any.
+    pub location: Option<String>,
     /// The body.
     pub body: String,
 }
@@ -366,12 +384,38 @@ pub fn http_get(port: u16, path: &str, session: Option<&str>) -> Response {
 /// when the connection is refused (kind `ConnectionRefused`: nothing listens, e.g. a killed
 /// Tomcat), fails, or closes before a whole response head arrived (a Tomcat killed meanwhile).
 pub fn try_http_get(port: u16, path: &str, session: Option<&str>) -> io::Result<Response> {
+    try_http_request(port, "GET", path, session, None)
+}
+
+/// A minimal HTTP/1.1 POST of an `application/x-www-form-urlencoded` body with
+/// `Connection: close`; panics when no whole response comes back.
+pub fn http_post(port: u16, path: &str, session: Option<&str>, form: &str) -> Response {
+    try_http_request(port, "POST", path, session, Some(form))
+        .unwrap_or_else(|e| panic!("POST {path} to port {port}: {e}"))
+}
+
+/// A minimal HTTP/1.1 request with `Connection: close` (see [`try_http_get`]), with a form body
+/// when `form` is given.
+pub fn try_http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    session: Option<&str>,
+    form: Option<&str>,
+) -> io::Result<Response> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let cookie = session.map_or(String::new(), |s| format!("Cookie: JSESSIONID={s}\r\n"));
+    let body = form.map_or(String::new(), |form| {
+        format!(
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+            form.len()
+        )
+    });
+    let end = if form.is_some() { "" } else { "\r\n" };
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost:{port}\r\n{cookie}Connection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: localhost:{port}\r\n{cookie}Connection: close\r\n{body}{end}"
     )?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
@@ -381,6 +425,11 @@ pub fn try_http_get(port: u16, path: &str, session: Option<&str>) -> io::Result<
     let (head, body) = text
         .split_once("\r\n\r\n")
         .ok_or_else(|| cut("no header end"))?;
+    let location = head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.eq_ignore_ascii_case("location")
+            .then(|| value.trim().to_owned())
+    });
     let mut lines = head.lines();
     let status = lines
         .next()
@@ -410,6 +459,7 @@ pub fn try_http_get(port: u16, path: &str, session: Option<&str>) -> io::Result<
         status,
         new_session,
         set_cookies,
+        location,
         body: body.trim().to_owned(),
     })
 }

@@ -45,7 +45,10 @@ import jakarta.servlet.http.HttpSession;
  * thread of an asynchronous request;</li>
  * <li>{@code /stats}: the manager's JMX statistics, read from the platform MBean server;</li>
  * <li>{@code /nodes?value=L}: replaces the memcached node list through the JMX operation;</li>
- * <li>{@code /resume}: resumes session distribution through the JMX operation.</li>
+ * <li>{@code /resume}: resumes session distribution through the JMX operation;</li>
+ * <li>{@code /secure/whoami}: behind Tomcat's FORM login ({@code EmbeddedTomcat --form-login}):
+ * the user and authentication type Tomcat gives the request;</li>
+ * <li>{@code /login-form} and {@code /login-error}: the FORM login's pages.</li>
  * </ul>
  */
 public final class DemoServlet extends HttpServlet {
@@ -133,6 +136,15 @@ public final class DemoServlet extends HttpServlet {
                     }
                     async.complete();
                 });
+                return;
+            case "/secure/whoami":
+                session = request.getSession(false);
+                reply(response, "user=" + request.getRemoteUser() + " auth=" + request.getAuthType()
+                        + " session=" + (session == null ? "none" : session.getId()));
+                return;
+            case "/login-form":
+            case "/login-error":
+                reply(response, "page=" + path.substring(1));
                 return;
             case "/plain":
                 // Like a static resource: never looks at the session.

@@ -1,6 +1,8 @@
 package io.msm.demo;
 
 import java.io.File;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.util.ArrayList;
 import java.util.List;
@@ -9,12 +11,17 @@ import org.apache.catalina.Context;
 import org.apache.catalina.LifecycleState;
 import org.apache.catalina.WebResourceRoot;
 import org.apache.catalina.Wrapper;
+import org.apache.catalina.authenticator.FormAuthenticator;
+import org.apache.catalina.realm.MemoryRealm;
 import org.apache.catalina.session.StandardManager;
 import org.apache.catalina.startup.Tomcat;
 import org.apache.catalina.webresources.JarResourceSet;
 import org.apache.catalina.webresources.StandardRoot;
 import org.apache.tomcat.util.IntrospectionUtils;
 import org.apache.tomcat.util.descriptor.web.ErrorPage;
+import org.apache.tomcat.util.descriptor.web.LoginConfig;
+import org.apache.tomcat.util.descriptor.web.SecurityCollection;
+import org.apache.tomcat.util.descriptor.web.SecurityConstraint;
 
 import io.msm.tomcat.MemcachedSessionManager;
 
@@ -25,7 +32,7 @@ import io.msm.tomcat.MemcachedSessionManager;
  * <pre>
  * java io.msm.demo.EmbeddedTomcat --port 8080 [--route a] [--manager msm|standard]
  *      [--attr name=value]... [--context name=value]... [--connector name=value]...
- *      [--webapp-jar path]...
+ *      [--webapp-jar path]... [--form-login user:password:role]
  * </pre>
  *
  * {@code --attr} sets an attribute of the manager, {@code --context} one of the context, the way
@@ -33,7 +40,9 @@ import io.msm.tomcat.MemcachedSessionManager;
  * one of the HTTP connector, as {@code server.xml} does (e.g. {@code useVirtualThreads=true});
  * {@code --webapp-jar}
  * adds a jar to the web application, as one in its {@code WEB-INF/lib} (its classes load through
- * the web application's class loader, not Tomcat's). Prints
+ * the web application's class loader, not Tomcat's); {@code --form-login} protects
+ * {@code /secure/*} with Tomcat's FORM authentication against a {@code MemoryRealm} holding that
+ * one user, added as Tomcat adds an authenticator when a context starts: after the manager. Prints
  * {@code READY <port>} when serving; exits with status 2 when the context failed to start.
  */
 public final class EmbeddedTomcat {
@@ -53,6 +62,7 @@ public final class EmbeddedTomcat {
         List<String[]> contextAttributes = new ArrayList<>();
         List<String> webappJars = new ArrayList<>();
         List<String[]> connectorAttributes = new ArrayList<>();
+        String formLogin = null;
         for (int i = 0; i + 1 < args.length; i += 2) {
             switch (args[i]) {
                 case "--port":
@@ -75,6 +85,9 @@ public final class EmbeddedTomcat {
                     break;
                 case "--webapp-jar":
                     webappJars.add(args[i + 1]);
+                    break;
+                case "--form-login":
+                    formLogin = args[i + 1];
                     break;
                 default:
                     throw new IllegalArgumentException("unknown option " + args[i]);
@@ -125,6 +138,9 @@ public final class EmbeddedTomcat {
         } else {
             context.setManager(new StandardManager());
         }
+        if (formLogin != null) {
+            protect(context, base, formLogin.split(":", 3));
+        }
         tomcat.start();
         if (context.getState() != LifecycleState.STARTED) {
             System.out.println("CONTEXT FAILED");
@@ -135,5 +151,25 @@ public final class EmbeddedTomcat {
         System.out.println("READY " + port);
         System.out.flush();
         tomcat.getServer().await();
+    }
+
+    /** {@code /secure/*} behind FORM login, for the one user {@code login} (name, password, role). */
+    private static void protect(Context context, File base, String[] login) throws IOException {
+        File users = new File(base, "users.xml");
+        Files.write(users.toPath(), ("<tomcat-users><user username=\"" + login[0] + "\" password=\""
+                + login[1] + "\" roles=\"" + login[2] + "\"/></tomcat-users>")
+                .getBytes(StandardCharsets.UTF_8));
+        MemoryRealm realm = new MemoryRealm();
+        realm.setPathname(users.getAbsolutePath());
+        context.setRealm(realm);
+        context.setLoginConfig(new LoginConfig("FORM", null, "/login-form", "/login-error"));
+        context.addSecurityRole(login[2]);
+        SecurityCollection secured = new SecurityCollection();
+        secured.addPattern("/secure/*");
+        SecurityConstraint constraint = new SecurityConstraint();
+        constraint.addAuthRole(login[2]);
+        constraint.addCollection(secured);
+        context.addConstraint(constraint);
+        context.getPipeline().addValve(new FormAuthenticator());
     }
 }

@@ -20,11 +20,14 @@ import org.apache.catalina.Context;
 import org.apache.catalina.LifecycleException;
 import org.apache.catalina.LifecycleState;
 import org.apache.catalina.Session;
+import org.apache.catalina.Valve;
 import org.apache.catalina.connector.Request;
 import org.apache.catalina.connector.Response;
 import org.apache.catalina.session.ManagerBase;
+import org.apache.catalina.util.ServerInfo;
 import org.apache.juli.logging.Log;
 import org.apache.juli.logging.LogFactory;
+import org.apache.tomcat.util.descriptor.web.LoginConfig;
 
 import io.msm.Ended;
 import io.msm.Lookup;
@@ -50,10 +53,18 @@ import io.msm.Pending;
  * or a bad value stops the context with a message naming it. The manager makes no routing,
  * failover or change decision itself; it turns Tomcat's session lifecycle into calls to the core
  * and attributes into bytes.
+ *
+ * <p>Tomcat's container login (principal and authentication type) travels with the session
+ * ({@link ContainerLogin}); Tomcat's {@code persistAuthentication="false"} keeps it local.
  */
 public class MemcachedSessionManager extends ManagerBase {
     private static final Log LOG = LogFactory.getLog(MemcachedSessionManager.class);
     private static final int STOP_FLUSH_MILLIS = 5000;
+    /**
+     * A class of the servlet API this jar is built for: the Tomcat 9 build has it as
+     * {@code javax.servlet}, like every other reference to the servlet API.
+     */
+    private static final String SERVLET_API = "jakarta.servlet.ServletRequest";
 
     private final Map<String, String> attributes = new LinkedHashMap<>();
     private final Map<String, Boolean> storedAttributes = new ConcurrentHashMap<>();
@@ -75,6 +86,40 @@ public class MemcachedSessionManager extends ManagerBase {
     private final Map<ServletRequest, RequestState> inFlight = new ConcurrentHashMap<>();
     private Integer maxInactiveInterval;
     private ObjectName statisticsName;
+    private SessionBackupValve valve = new SessionBackupValve(this);
+
+    /** A manager carrying Tomcat's container login with the session (persistAuthentication). */
+    public MemcachedSessionManager() {
+        setPersistAuthentication(true);
+    }
+
+    /**
+     * Joins the context and puts the manager's valve into its pipeline at once, ahead of the
+     * authenticator that Tomcat adds when the context starts: the authenticator then reads a
+     * non-sticky session inside the request's lifecycle and finds its login. A context without
+     * a login method gets the valve after its authenticator at start ({@link #startInternal}).
+     *
+     * @param context the context, or null when the manager leaves it
+     */
+    @Override
+    public void setContext(Context context) {
+        super.setContext(context);
+        placeValve();
+    }
+
+    private void placeValve() {
+        Context context = getContext();
+        if (context == null || wrongLine() != null) {
+            // Without this Tomcat's servlet API the valve cannot even start: start() says why.
+            return;
+        }
+        for (Valve present : context.getPipeline().getValves()) {
+            if (present == valve) {
+                return;
+            }
+        }
+        context.getPipeline().addValve(valve);
+    }
 
     /**
      * Receives every {@code context.xml} attribute that has no setter of its own (Tomcat's
@@ -160,8 +205,32 @@ public class MemcachedSessionManager extends ManagerBase {
         return "MemcachedSessionManager";
     }
 
+    /**
+     * Whether this Tomcat has the servlet API this jar is built for.
+     *
+     * @return null when it has, else the error naming the jar to use instead
+     */
+    static String wrongLine() {
+        try {
+            Class.forName(SERVLET_API, false, MemcachedSessionManager.class.getClassLoader());
+            return null;
+        } catch (ClassNotFoundException | LinkageError e) {
+            boolean jakarta = SERVLET_API.startsWith("jakarta.");
+            return "this jar, " + (jakarta ? "msm-tomcat10.jar" : "msm-tomcat9.jar")
+                    + ", is for " + (jakarta ? "Tomcat 10.1 and 11" : "Tomcat 9") + ", but "
+                    + ServerInfo.getServerInfo() + " has no " + SERVLET_API + ": use "
+                    + (jakarta ? "msm-tomcat9.jar" : "msm-tomcat10.jar") + " instead";
+        }
+    }
+
     @Override
     protected void startInternal() throws LifecycleException {
+        String wrongLine = wrongLine();
+        if (wrongLine != null) {
+            LOG.error("memcached session manager of context [" + getContext().getName()
+                    + "] not started: " + wrongLine);
+            throw new LifecycleException(wrongLine);
+        }
         super.startInternal();
         Context context = getContext();
         String host = context.getParent() == null ? "" : context.getParent().getName();
@@ -199,7 +268,14 @@ public class MemcachedSessionManager extends ManagerBase {
         String lifetime = attributes.get("maxInactiveInterval");
         maxInactiveInterval = lifetime == null ? null : Integer.valueOf(lifetime.trim());
         registerStatistics(host, context.getName());
-        context.getPipeline().addValve(new SessionBackupValve(this));
+        placeValve();
+        if (!usesContainerLogin(context)) {
+            // No login to find: the valve goes after the authenticator (which asks every request
+            // for its session), so a non-sticky request that never uses its session reads none.
+            context.getPipeline().removeValve(valve);
+            valve = new SessionBackupValve(this);
+            context.getPipeline().addValve(valve);
+        }
         if (!sticky) {
             listenForRequestEnds(context);
         }
@@ -226,6 +302,13 @@ public class MemcachedSessionManager extends ManagerBase {
         inFlight.clear();
         sessions.clear();
         super.stopInternal();
+    }
+
+    /** Whether the context has a login method (FORM, BASIC, ...), whose login the session keeps. */
+    private static boolean usesContainerLogin(Context context) {
+        LoginConfig login = context.getLoginConfig();
+        return login != null && login.getAuthMethod() != null
+                && !login.getAuthMethod().equalsIgnoreCase("NONE");
     }
 
     /**
@@ -336,8 +419,8 @@ public class MemcachedSessionManager extends ManagerBase {
             return loadFromMemcached(state, id);
         }
         if (state == null) {
-            // Outside the valve (Tomcat's authenticator runs before it): only what this Tomcat
-            // holds; the request reads memcached, under its lock, once it uses the session.
+            // Outside the valve (a valve placed ahead of it): only what this Tomcat holds; the
+            // request reads memcached, under its lock, once it uses the session.
             return session;
         }
         if (session instanceof MsmSession) {
@@ -479,12 +562,17 @@ public class MemcachedSessionManager extends ManagerBase {
                 ? Thread.currentThread().getContextClassLoader()
                 : getContext().getLoader().getClassLoader();
         Map<String, Object> restored = new LinkedHashMap<>();
+        ContainerLogin login = null;
         boolean complete = true;
         String[] names = loaded.names();
         byte[][] values = loaded.values();
         for (int i = 0; i < names.length; i++) {
             String name = names[i];
             try {
+                if (name.equals(ContainerLogin.ATTRIBUTE)) {
+                    login = ContainerLogin.read(values[i], loader);
+                    continue;
+                }
                 restored.put(name, serializer.deserialize(name, values[i], loader));
             } catch (Exception | LinkageError e) {
                 statistics.deserializationFailures.increment();
@@ -502,6 +590,9 @@ public class MemcachedSessionManager extends ManagerBase {
         session.attributeMap().clear();
         restored.forEach(session::restoreAttribute);
         session.derivesFrom(loaded.read());
+        if (getPersistAuthentication()) {
+            ContainerLogin.apply(session, login);
+        }
         return true;
     }
 
@@ -624,7 +715,8 @@ public class MemcachedSessionManager extends ManagerBase {
         long started = System.nanoTime();
         for (Map.Entry<String, Object> attribute : session.attributeMap().entrySet()) {
             String name = attribute.getKey();
-            if (!storedAttributes.computeIfAbsent(name, n -> Native.storesAttribute(handle, n))) {
+            if (name.equals(ContainerLogin.ATTRIBUTE)
+                    || !storedAttributes.computeIfAbsent(name, n -> Native.storesAttribute(handle, n))) {
                 continue;
             }
             Object value = attribute.getValue();
@@ -644,6 +736,19 @@ public class MemcachedSessionManager extends ManagerBase {
                     deleteCopies(session);
                 }
                 return null;
+            }
+        }
+        if (getPersistAuthentication()) {
+            try {
+                byte[] login = ContainerLogin.serialize(session);
+                if (login != null) {
+                    names.add(ContainerLogin.ATTRIBUTE);
+                    values.add(login);
+                }
+            } catch (IOException e) {
+                statistics.serializationFailures.increment();
+                LOG.warn("session " + redact(session.getIdInternal())
+                        + ": the container login is not carried to other Tomcats: " + e);
             }
         }
         statistics.serialization.since(started);
