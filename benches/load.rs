@@ -399,7 +399,6 @@ fn main() {
         tls_rate / msm_rate
     );
 
-    drop(setup);
     drop(baseline_workers);
     drop(manager);
     drop(tls_manager);

@@ -926,7 +926,8 @@ mod tests {
             c.credentials,
             Some(KeySource::File("/etc/msm/memcached.auth".into()))
         );
-        let cases: &[(&[(&str, &str)], &[&str])] = &[
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+        let cases: &[Case] = &[
             (&[("tls", "true")], &["`tlsCaFile`", "required"]),
             (
                 &[("tlsCaFile", "/ca.pem")],

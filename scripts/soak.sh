@@ -135,8 +135,10 @@ done
 measure() { # label index
     local pid=${tc_pids[$2]}
     jcmd "$pid" GC.run >/dev/null
-    local heap rss nmt threads java_threads jni fds
+    local heap heap_committed anon rss nmt threads java_threads jni fds
     heap=$(jcmd "$pid" GC.heap_info | sed -n 's/.*total [0-9]*K, used \([0-9]*\)K.*/\1/p' | awk "{s += \$1} END {print s}")
+    heap_committed=$(jcmd "$pid" GC.heap_info | sed -n 's/.*total \([0-9]*\)K, used.*/\1/p' | awk '{s += $1} END {print s}')
+    anon=$(awk '/^Anonymous:/ {print $2}' "/proc/$pid/smaps_rollup")
     rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
     nmt=$(jcmd "$pid" VM.native_memory summary | sed -n 's/^Total: reserved=[0-9]*KB, committed=\([0-9]*\)KB.*/\1/p')
     threads=$(awk '/^Threads/ {print $2}' "/proc/$pid/status")
@@ -145,8 +147,8 @@ measure() { # label index
     java_threads=$(grep -c '^"' <<<"$dump")
     jni=$(sed -n 's/^JNI global refs: \([0-9]*\).*/\1/p' <<<"$dump")
     fds=$(ls "/proc/$pid/fd" | wc -l)
-    printf '%-6s tomcat %s: heap after full GC %6d KiB | RSS %7d KiB | JVM native (NMT) %7d KiB | outside NMT %7d KiB | fds %4d | threads java %3d native %3d | JNI global refs %4d\n' \
-        "$1" "${routes[$2]}" "$heap" "$rss" "$nmt" "$((rss - nmt))" "$fds" "$java_threads" "$threads" "$jni"
+    printf '%-6s tomcat %s: heap after full GC %6d KiB | RSS %7d KiB | native: anonymous memory outside the Java heap %7d KiB, NMT committed %7d KiB | fds %4d | threads java %3d native %3d | JNI global refs %4d\n' \
+        "$1" "${routes[$2]}" "$heap" "$rss" "$((anon - heap_committed))" "$nmt" "$fds" "$java_threads" "$threads" "$jni"
 }
 
 echo "soak: ${DURATION}s, memcached $nodes, Tomcats on ${tc_ports[*]}, a node killed every ${KILL_EVERY}s, $RELOADS reloads per Tomcat; work dir $work"

@@ -57,7 +57,7 @@ fn n1_is_down(m: &SessionManager) -> bool {
         .any(|l| l.starts_with("node_n1 ") && l.ends_with(" down"))
 }
 
-fn tls<'a>(ca: &'a str) -> Vec<(&'a str, &'a str)> {
+fn tls(ca: &str) -> Vec<(&str, &str)> {
     vec![("tls", "true"), ("tlsCaFile", ca)]
 }
 
