@@ -15,6 +15,8 @@
 //!   `memcache` crate checks each pooled connection with a `version` round trip and writes
 //!   commands in many small sends, so it is slower than the server allows; `raw` shows what
 //!   the server allows.
+//! - `msm-tls`: `msm` against a second memcached serving TLS only (`-Z`, a certificate of a CA
+//!   made here, ECDSA P-256), the manager configured with `tls` and `tlsCaFile`: what TLS costs.
 //!
 //! The session: 10 attributes of 100 bytes each (names `attribute0`..`attribute9`), FORM login,
 //! CRC-32 envelope (no integrity key). The modes alternate over several rounds, and which mode goes
@@ -73,9 +75,10 @@ enum Mode {
     Msm,
     Baseline,
     Raw,
+    MsmTls,
 }
 
-const MODES: [Mode; 3] = [Mode::Msm, Mode::Baseline, Mode::Raw];
+const MODES: [Mode; 4] = [Mode::Msm, Mode::Baseline, Mode::Raw, Mode::MsmTls];
 
 impl Mode {
     fn name(self) -> &'static str {
@@ -83,6 +86,7 @@ impl Mode {
             Mode::Msm => "msm",
             Mode::Baseline => "baseline",
             Mode::Raw => "raw",
+            Mode::MsmTls => "msm-tls",
         }
     }
 }
@@ -167,21 +171,27 @@ fn raw_pair(worker: &mut BaselineWorker, value: &[u8]) -> bool {
     exchange().unwrap_or(false)
 }
 
+/// The managers and the workers of every mode.
+struct Setup<'a> {
+    manager: &'a SessionManager,
+    tls_manager: &'a SessionManager,
+    msm_workers: &'a mut [MsmWorker],
+    tls_workers: &'a mut [MsmWorker],
+    baseline_workers: &'a mut [BaselineWorker],
+}
+
 /// Runs one mode with every worker for `duration`; returns the tally and the elapsed time.
-fn run(
-    mode: Mode,
-    duration: Duration,
-    manager: &SessionManager,
-    msm_workers: &mut [MsmWorker],
-    baseline_workers: &mut [BaselineWorker],
-    value: &[u8],
-) -> (Tally, Duration) {
-    let tasks = msm_workers.len();
+fn run(mode: Mode, duration: Duration, setup: &mut Setup<'_>, value: &[u8]) -> (Tally, Duration) {
+    let tasks = setup.msm_workers.len();
     let barrier = Barrier::new(tasks + 1);
+    let (manager, workers) = match mode {
+        Mode::MsmTls => (setup.tls_manager, &mut *setup.tls_workers),
+        _ => (setup.manager, &mut *setup.msm_workers),
+    };
     let (tally, elapsed) = std::thread::scope(|scope| {
-        let handles: Vec<_> = msm_workers
+        let handles: Vec<_> = workers
             .iter_mut()
-            .zip(baseline_workers.iter_mut())
+            .zip(setup.baseline_workers.iter_mut())
             .map(|(msm_worker, baseline_worker)| {
                 let barrier = &barrier;
                 scope.spawn(move || {
@@ -190,7 +200,7 @@ fn run(
                     let mut tally = Tally::default();
                     while Instant::now() < deadline {
                         let ok = match mode {
-                            Mode::Msm => msm_pair(manager, msm_worker),
+                            Mode::Msm | Mode::MsmTls => msm_pair(manager, msm_worker),
                             Mode::Baseline => baseline_pair(baseline_worker, value),
                             Mode::Raw => raw_pair(baseline_worker, value),
                         };
@@ -239,6 +249,20 @@ fn main() {
     );
     let config = manager.config();
     assert!(config.sticky && config.integrity_key.is_none());
+    let dir = common::TempDir::new("bench-tls");
+    let ca = common::tls::TestCa::new(&dir, "bench");
+    let tls_server = common::tls::tls_memcached(&ca.server(&["127.0.0.1"]), None);
+    let ca_file = ca.file.display().to_string();
+    let tls_manager = common::manager(
+        &[&tls_server],
+        &[
+            ("sticky", "true"),
+            ("operationTimeout", "5000"),
+            ("nodeProbeInterval", "1000"),
+            ("tls", "true"),
+            ("tlsCaFile", &ca_file),
+        ],
+    );
 
     // The size of msm's value in memcached, computed with msm's own codec, and the length of its
     // key, so the baseline moves the same bytes.
@@ -259,6 +283,16 @@ fn main() {
             session: payload(),
         })
         .collect();
+    let mut tls_workers: Vec<MsmWorker> = (0..tasks)
+        .map(|_| MsmWorker {
+            id: runtime::block_on(tls_manager.new_session_id(None)).expect("new session id"),
+            session: payload(),
+        })
+        .collect();
+    assert!(
+        msm_pair(&tls_manager, &mut tls_workers[0]),
+        "first store + load over TLS failed"
+    );
     let url = format!("memcache://{}?protocol=ascii&timeout=5", server.address());
     let mut baseline_workers: Vec<BaselineWorker> = (0..tasks)
         .map(|i| {
@@ -289,15 +323,15 @@ fn main() {
         server.address()
     );
 
+    let mut setup = Setup {
+        manager: &manager,
+        tls_manager: &tls_manager,
+        msm_workers: &mut msm_workers,
+        tls_workers: &mut tls_workers,
+        baseline_workers: &mut baseline_workers,
+    };
     for mode in MODES {
-        run(
-            mode,
-            WARM_UP,
-            &manager,
-            &mut msm_workers,
-            &mut baseline_workers,
-            &value,
-        );
+        run(mode, WARM_UP, &mut setup, &value);
     }
 
     let mut totals = [(Tally::default(), Duration::ZERO); MODES.len()];
@@ -307,14 +341,7 @@ fn main() {
         order.rotate_left(round as usize % MODES.len());
         let mut rates = [0.0; MODES.len()];
         for mode in order {
-            let (tally, elapsed) = run(
-                mode,
-                duration,
-                &manager,
-                &mut msm_workers,
-                &mut baseline_workers,
-                &value,
-            );
+            let (tally, elapsed) = run(mode, duration, &mut setup, &value);
             let slot = mode as usize;
             totals[slot].0 += tally;
             totals[slot].1 += elapsed;
@@ -332,14 +359,21 @@ fn main() {
             );
         }
         println!(
-            "round {}: ratio msm/baseline {:.3}, msm/raw {:.3}",
+            "round {}: ratio msm/baseline {:.3}, msm/raw {:.3}, msm-tls/msm {:.3}",
             round + 1,
             rates[Mode::Msm as usize] / rates[Mode::Baseline as usize],
-            rates[Mode::Msm as usize] / rates[Mode::Raw as usize]
+            rates[Mode::Msm as usize] / rates[Mode::Raw as usize],
+            rates[Mode::MsmTls as usize] / rates[Mode::Msm as usize]
         );
     }
 
-    let [(msm, msm_time), (baseline, baseline_time), (raw, raw_time)] = totals;
+    let [
+        (msm, msm_time),
+        (baseline, baseline_time),
+        (raw, raw_time),
+        (tls, tls_time),
+    ] = totals;
+    let tls_rate = rate(tls, tls_time);
     let msm_rate = rate(msm, msm_time);
     let baseline_rate = rate(baseline, baseline_time);
     let raw_rate = rate(raw, raw_time);
@@ -357,7 +391,17 @@ fn main() {
         msm_rate / raw_rate
     );
 
+    println!(
+        "msm store+load over TLS: {tls_rate:.0}/s ({} pairs, {} errors), plain: {msm_rate:.0}/s, \
+         ratio tls/plain: {:.3}",
+        tls.pairs,
+        tls.errors,
+        tls_rate / msm_rate
+    );
+
     drop(baseline_workers);
     drop(manager);
+    drop(tls_manager);
     drop(server);
+    drop(tls_server);
 }

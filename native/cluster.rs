@@ -2,6 +2,11 @@
 //!
 //! A node that fails an operation is marked down at once and probed in the background; while it
 //! is down nothing is sent to it, so a dead or hung node costs at most one operation deadline.
+//! Each node that is up is also watched: a connection of its own waits for the server to close
+//! it, as memcached does with every connection when it stops, so a killed or restarted node is
+//! marked down at once, before any request meets it. A node that keeps failing soon after each
+//! probe brought it back (a server answering `version` but failing real operations) is probed
+//! less and less often, up to [`MAX_PROBE_BACKOFF`] times `nodeProbeInterval`.
 //! Node order defines the "next" node: the backup of a session, and where it goes when its node
 //! fails. Failover nodes come last, used only when no regular node is up.
 //!
@@ -15,12 +20,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
-use crate::client::NodeClient;
+use crate::client::{NodeClient, Security};
 use crate::config::{Config, NodeConfig};
+use crate::envelope::CorruptKind;
 use crate::error::{Error, Result};
 use crate::runtime;
 use crate::stats::{Stats, bump};
@@ -28,17 +35,58 @@ use crate::stats::{Stats, bump};
 /// Most retired nodes remembered; beyond it the first ones in ring order are forgotten (ids
 /// naming them are then unknown).
 const MAX_RETIRED: usize = 64;
+/// A node marked down again less than this many probe intervals after a probe brought it back
+/// is flapping: the wait before its next probe doubles.
+const FLAP_WINDOW: u32 = 20;
+/// The longest wait between probes of a flapping node, in probe intervals.
+pub const MAX_PROBE_BACKOFF: u32 = 32;
+
+/// Whether a node is up, shared by the node and its monitor.
+#[derive(Debug)]
+struct Health {
+    up: AtomicBool,
+    /// Wakes the monitor when a request marked the node down, so that it stops watching and
+    /// starts probing.
+    down: Notify,
+}
+
+impl Health {
+    /// Marks the node down for `error`; true when it was up.
+    fn mark_down(&self, node: &str, stats: &Stats, error: &Error) -> bool {
+        let was_up = self.up.swap(false, Ordering::AcqRel);
+        if was_up {
+            bump(&stats.nodes_marked_down);
+            tracing::warn!(node, error = %error, "memcached node marked down");
+            self.down.notify_one();
+        }
+        was_up
+    }
+}
 
 /// One memcached server and its health.
 #[derive(Debug)]
 pub struct Node {
     config: NodeConfig,
-    client: NodeClient,
-    up: AtomicBool,
+    client: Arc<NodeClient>,
+    health: Arc<Health>,
     retired: bool,
+    /// The task watching the node while it is up and probing it while it is down.
+    monitor: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop_monitor();
+    }
 }
 
 impl Node {
+    fn stop_monitor(&self) {
+        if let Some(monitor) = self.monitor.lock().take() {
+            monitor.abort();
+        }
+    }
+
     /// The node id used in session ids.
     pub fn id(&self) -> &str {
         &self.config.id
@@ -46,7 +94,7 @@ impl Node {
 
     /// Whether operations are sent to this node (never to a retired one).
     pub fn is_up(&self) -> bool {
-        !self.retired && self.up.load(Ordering::Acquire)
+        !self.retired && self.health.up.load(Ordering::Acquire)
     }
 
     /// A node removed from the list, kept so that sessions naming it move as on a failure.
@@ -68,29 +116,52 @@ impl Node {
 /// A snapshot of the node list.
 pub type Nodes = Arc<[Arc<Node>]>;
 
-/// How node clients are set up.
-#[derive(Debug, Clone, Copy)]
+/// How node clients are set up and monitored.
+#[derive(Debug, Clone)]
 struct ClientSettings {
     timeout: Duration,
     retries: u32,
     retry_backoff: Duration,
     max_value: usize,
+    security: Arc<Security>,
+    probe_interval: Duration,
+    stats: Arc<Stats>,
+    recovered: Arc<Notify>,
 }
 
 impl ClientSettings {
+    /// A node; one in use gets its monitor.
     fn node(&self, config: &NodeConfig, retired: bool) -> Node {
-        Node {
-            client: NodeClient::new(
+        let client = Arc::new(
+            NodeClient::new(
                 &config.id,
                 &config.address(),
                 self.timeout,
                 self.retries,
                 self.retry_backoff,
                 self.max_value,
-            ),
-            config: config.clone(),
+            )
+            .with_security(Arc::clone(&self.security)),
+        );
+        let health = Arc::new(Health {
             up: AtomicBool::new(!retired),
+            down: Notify::new(),
+        });
+        let monitor = (!retired).then(|| {
+            runtime::handle().spawn(monitor(
+                Arc::clone(&client),
+                Arc::clone(&health),
+                Arc::clone(&self.stats),
+                Arc::clone(&self.recovered),
+                self.probe_interval,
+            ))
+        });
+        Node {
+            client,
+            config: config.clone(),
+            health,
             retired,
+            monitor: Mutex::new(monitor),
         }
     }
 }
@@ -104,46 +175,48 @@ pub struct Cluster {
     settings: ClientSettings,
     next_primary: AtomicUsize,
     stats: Arc<Stats>,
-    prober: JoinHandle<()>,
 }
 
 impl Drop for Cluster {
+    /// Stops every node's monitor now, even if a snapshot of the nodes outlives the cluster.
     fn drop(&mut self) {
-        self.prober.abort();
+        for node in self.nodes.read().iter() {
+            node.stop_monitor();
+        }
     }
 }
 
 impl Cluster {
-    /// Builds the clients of every configured node and starts probing.
-    pub fn new(config: &Config, stats: Arc<Stats>) -> Self {
+    /// Builds the clients of every configured node and starts watching them. Fails when what
+    /// TLS or authentication need cannot be read (a configuration error naming the attribute).
+    pub fn new(config: &Config, stats: Arc<Stats>) -> Result<Self> {
+        let recovered = Arc::new(Notify::new());
         let settings = ClientSettings {
             timeout: config.operation_timeout,
             retries: config.operation_retries,
             retry_backoff: config.operation_retry_backoff,
             // Room for the largest session plus the protocol's framing.
             max_value: config.max_session_size + 1024,
+            security: Security::load(config.tls.as_ref(), config.credentials.as_ref())?,
+            probe_interval: config.node_probe_interval,
+            stats: Arc::clone(&stats),
+            recovered: Arc::clone(&recovered),
         };
+        if settings.security.is_tls() {
+            tracing::info!("connections to memcached use TLS");
+        }
         let nodes: Nodes = config
             .nodes
             .iter()
             .map(|n| Arc::new(settings.node(n, false)))
             .collect();
-        let nodes = Arc::new(RwLock::new(nodes));
-        let recovered = Arc::new(Notify::new());
-        let prober = runtime::handle().spawn(probe_forever(
-            Arc::clone(&nodes),
-            Arc::clone(&stats),
-            Arc::clone(&recovered),
-            config.node_probe_interval,
-        ));
-        Cluster {
-            nodes,
+        Ok(Cluster {
+            nodes: Arc::new(RwLock::new(nodes)),
             recovered,
             settings,
             next_primary: AtomicUsize::new(0),
             stats,
-            prober,
-        }
+        })
     }
 
     /// The node with this id, if known (retired nodes included).
@@ -259,17 +332,21 @@ impl Cluster {
             return Err(Error::NodeDown(node.id().to_owned()));
         }
         let result = op(&node.client).await;
-        if let Err(e) = &result {
-            if e.is_node_failure() {
+        match &result {
+            Err(e) if e.is_node_failure() => {
                 bump(&self.stats.failed_operations);
                 if matches!(e, Error::Timeout { .. }) {
                     bump(&self.stats.timeouts);
                 }
-                if node.up.swap(false, Ordering::AcqRel) {
-                    bump(&self.stats.nodes_marked_down);
-                    tracing::warn!(node = node.id(), error = %e, "memcached node marked down");
-                }
+                node.health.mark_down(node.id(), &self.stats, e);
             }
+            // The client refuses a value beyond every limit before reading it: corrupt, like a
+            // value that fails its decoder.
+            Err(e @ Error::Corrupt(_)) => {
+                self.stats.count_corrupt(CorruptKind::Malformed);
+                tracing::warn!(node = node.id(), error = %e, "corrupt value refused");
+            }
+            _ => {}
         }
         result
     }
@@ -294,21 +371,48 @@ impl Cluster {
     }
 }
 
-/// Probes down nodes every `interval` and marks those that answer as up, announcing it on
-/// `recovered`.
-async fn probe_forever(
-    nodes: Arc<RwLock<Nodes>>,
+/// Watches a node while it is up (a connection of its own, which the server closes when it
+/// stops) and probes it (`version`) while it is down, every `interval`, or less often while it
+/// keeps failing soon after coming back. Announces each recovery on `recovered`.
+async fn monitor(
+    client: Arc<NodeClient>,
+    health: Arc<Health>,
     stats: Arc<Stats>,
     recovered: Arc<Notify>,
     interval: Duration,
 ) {
+    let mut wait = interval;
+    let mut came_back: Option<Instant> = None;
     loop {
-        tokio::time::sleep(interval).await;
-        let snapshot = Arc::clone(&nodes.read());
-        for node in snapshot.iter().filter(|n| !n.is_retired() && !n.is_up()) {
-            if node.client.version().await.is_ok() && !node.up.swap(true, Ordering::AcqRel) {
+        if health.up.load(Ordering::Acquire) {
+            tokio::select! {
+                watched = client.watch() => {
+                    let error = watched.unwrap_or_else(|failed| failed);
+                    health.mark_down(client.node(), &stats, &error);
+                }
+                () = health.down.notified() => {}
+            }
+            if health.up.load(Ordering::Acquire) {
+                continue;
+            }
+            wait = match came_back {
+                Some(at) if at.elapsed() < interval * FLAP_WINDOW => {
+                    let backoff = (wait * 2).min(interval * MAX_PROBE_BACKOFF);
+                    tracing::warn!(
+                        node = client.node(),
+                        next_probe_in = ?backoff,
+                        "memcached node failed again soon after it came back; probing it less often"
+                    );
+                    backoff
+                }
+                _ => interval,
+            };
+        } else {
+            tokio::time::sleep(wait).await;
+            if client.version().await.is_ok() && !health.up.swap(true, Ordering::AcqRel) {
                 bump(&stats.nodes_recovered);
-                tracing::info!(node = node.id(), "memcached node is back up");
+                tracing::info!(node = client.node(), "memcached node is back up");
+                came_back = Some(Instant::now());
                 recovered.notify_one();
             }
         }

@@ -93,6 +93,24 @@ impl std::fmt::Display for KeySource {
     }
 }
 
+/// TLS to every memcached node (`tls` and the `tls...` attributes). The files are read when the
+/// manager starts; the client key is a secret, so it is named like the integrity keys, never
+/// given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// PEM file of the certificate authorities a server's certificate must chain to
+    /// (`tlsCaFile`).
+    pub ca_file: String,
+    /// The name a server's certificate must carry (`tlsServerName`); by default each node's
+    /// host as written in `memcachedNodes` (a DNS name or an IP address).
+    pub server_name: Option<String>,
+    /// PEM file of this client's certificate chain, for servers that ask for one
+    /// (`tlsClientCertificateFile`).
+    pub client_certificate_file: Option<String>,
+    /// Where this client's PEM private key is read from (`tlsClientKey`).
+    pub client_key: Option<KeySource>,
+}
+
 /// Whether stored sessions are encrypted (`encryption`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Encryption {
@@ -178,6 +196,11 @@ pub struct Config {
     pub near_cache_max_bytes: usize,
     /// Pause before retrying an operation on a fresh connection.
     pub operation_retry_backoff: Duration,
+    /// TLS to memcached; `None`: plain TCP.
+    pub tls: Option<TlsConfig>,
+    /// Where the credentials of memcached's ASCII authentication (`user:password`) are read
+    /// from (`memcachedCredentials`); `None`: no authentication.
+    pub credentials: Option<KeySource>,
 }
 
 impl Config {
@@ -240,6 +263,12 @@ pub struct ConfigBuilder {
     near_cache_max_sessions: Option<u64>,
     near_cache_max_bytes: Option<u64>,
     operation_retry_backoff: Option<u64>,
+    tls: Option<bool>,
+    tls_ca_file: Option<String>,
+    tls_server_name: Option<String>,
+    tls_client_certificate_file: Option<String>,
+    tls_client_key: Option<KeySource>,
+    credentials: Option<KeySource>,
 }
 
 /// Every attribute name the parser knows, in documentation order.
@@ -257,6 +286,12 @@ pub const ATTRIBUTES: &[&str] = &[
     "operationRetries",
     "operationRetryBackoff",
     "nodeProbeInterval",
+    "tls",
+    "tlsCaFile",
+    "tlsServerName",
+    "tlsClientCertificateFile",
+    "tlsClientKey",
+    "memcachedCredentials",
     "sharedNodeList",
     "nodeListRefreshInterval",
     "storageKeyPrefix",
@@ -328,6 +363,15 @@ fn parse_pattern(name: &str, value: &str) -> Result<Option<Regex>> {
         .map_err(|e| Error::config(name, value, format!("bad regular expression: {e}")))
 }
 
+/// A file path: not empty, no control characters.
+fn parse_path(name: &str, value: &str) -> Result<String> {
+    let path = value.trim();
+    if path.is_empty() || path.chars().any(char::is_control) {
+        return Err(Error::config(name, value, "expected the path of a file"));
+    }
+    Ok(path.to_owned())
+}
+
 fn parse_key_source(name: &str, value: &str) -> Result<KeySource> {
     let value = value.trim();
     if let Some(path) = value.strip_prefix("file:").filter(|p| !p.is_empty()) {
@@ -339,7 +383,7 @@ fn parse_key_source(name: &str, value: &str) -> Result<KeySource> {
         Err(Error::config(
             name,
             "<hidden>",
-            "expected `file:<path>` or `env:<VARIABLE>`; keys are never written in the configuration",
+            "expected `file:<path>` or `env:<VARIABLE>`; secrets are never written in the configuration",
         ))
     }
 }
@@ -547,6 +591,24 @@ impl ConfigBuilder {
             "nearCacheMaxSessions" => self.near_cache_max_sessions = Some(ranged(0, 10_000_000)?),
             "nearCacheMaxBytes" => self.near_cache_max_bytes = Some(ranged(1024, 1 << 40)?),
             "operationRetryBackoff" => self.operation_retry_backoff = Some(ranged(0, 60_000)?),
+            "tls" => self.tls = Some(parse_bool(name, value)?),
+            "tlsCaFile" => self.tls_ca_file = Some(parse_path(name, value)?),
+            "tlsServerName" => {
+                let server_name = value.trim();
+                if rustls_pki_types::ServerName::try_from(server_name).is_err() {
+                    return Err(Error::config(
+                        name,
+                        value,
+                        "expected a DNS name or an IP address",
+                    ));
+                }
+                self.tls_server_name = Some(server_name.to_owned());
+            }
+            "tlsClientCertificateFile" => {
+                self.tls_client_certificate_file = Some(parse_path(name, value)?);
+            }
+            "tlsClientKey" => self.tls_client_key = Some(parse_key_source(name, value)?),
+            "memcachedCredentials" => self.credentials = Some(parse_key_source(name, value)?),
             _ => {
                 return Err(Error::config(
                     name,
@@ -588,6 +650,7 @@ impl ConfigBuilder {
         if encryption == Encryption::Aes256Gcm && self.integrity_key.is_none() {
             return Err(encryption_without_keys());
         }
+        let tls = self.tls_config()?;
         let keys = match (&self.prefix, &self.context) {
             (Some(prefix), _) => KeyScheme::with_prefix(prefix),
             (None, Some((host, context))) => KeyScheme::for_context(host, context),
@@ -626,7 +689,62 @@ impl ConfigBuilder {
             near_cache_max_sessions: self.near_cache_max_sessions.unwrap_or(10_000) as usize,
             near_cache_max_bytes: self.near_cache_max_bytes.unwrap_or(64 << 20) as usize,
             operation_retry_backoff: ms(self.operation_retry_backoff.unwrap_or(0)),
+            tls,
+            credentials: self.credentials.clone(),
         })
+    }
+
+    /// The TLS attributes together: `tls="true"` needs a CA file, the other `tls...` attributes
+    /// need `tls="true"`, and a client certificate comes with its key.
+    fn tls_config(&self) -> Result<Option<TlsConfig>> {
+        let set: Vec<&str> = [
+            ("tlsCaFile", self.tls_ca_file.is_some()),
+            ("tlsServerName", self.tls_server_name.is_some()),
+            (
+                "tlsClientCertificateFile",
+                self.tls_client_certificate_file.is_some(),
+            ),
+            ("tlsClientKey", self.tls_client_key.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect();
+        if self.tls != Some(true) {
+            return match set.first() {
+                Some(name) => Err(Error::config(name, "", "only applies with tls=\"true\"")),
+                None => Ok(None),
+            };
+        }
+        let ca_file = self.tls_ca_file.clone().ok_or_else(|| {
+            Error::config(
+                "tlsCaFile",
+                "",
+                "required with tls=\"true\": the certificate authorities memcached's certificate is verified against",
+            )
+        })?;
+        match (&self.tls_client_certificate_file, &self.tls_client_key) {
+            (Some(_), None) => {
+                return Err(Error::config(
+                    "tlsClientKey",
+                    "",
+                    "required with tlsClientCertificateFile",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(Error::config(
+                    "tlsClientCertificateFile",
+                    "",
+                    "required with tlsClientKey",
+                ));
+            }
+            _ => {}
+        }
+        Ok(Some(TlsConfig {
+            ca_file,
+            server_name: self.tls_server_name.clone(),
+            client_certificate_file: self.tls_client_certificate_file.clone(),
+            client_key: self.tls_client_key.clone(),
+        }))
     }
 }
 
@@ -816,6 +934,67 @@ mod tests {
         let message = err(&[n, ("integrityKey", "s3cr3t-in-clear")]);
         assert!(!message.contains("s3cr3t"), "{message}");
         assert!(message.contains("`integrityKey`"));
+    }
+
+    #[test]
+    fn tls_and_credentials_are_referenced_never_given() {
+        let n = ("memcachedNodes", "n1:h:1");
+        let c = Config::from_pairs([n]).unwrap();
+        assert_eq!((c.tls, c.credentials), (None, None));
+        let c = Config::from_pairs([
+            n,
+            ("tls", "true"),
+            ("tlsCaFile", "/etc/msm/ca.pem"),
+            ("tlsServerName", "cache.example.com"),
+            ("tlsClientCertificateFile", "/etc/msm/client.pem"),
+            ("tlsClientKey", "env:MSM_TLS_KEY"),
+            ("memcachedCredentials", "file:/etc/msm/memcached.auth"),
+        ])
+        .unwrap();
+        let tls = c.tls.unwrap();
+        assert_eq!(tls.ca_file, "/etc/msm/ca.pem");
+        assert_eq!(tls.server_name.as_deref(), Some("cache.example.com"));
+        assert_eq!(tls.client_key, Some(KeySource::Env("MSM_TLS_KEY".into())));
+        assert_eq!(
+            c.credentials,
+            Some(KeySource::File("/etc/msm/memcached.auth".into()))
+        );
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+        let cases: &[Case] = &[
+            (&[("tls", "true")], &["`tlsCaFile`", "required"]),
+            (
+                &[("tlsCaFile", "/ca.pem")],
+                &["`tlsCaFile`", "tls=\"true\""],
+            ),
+            (&[("tls", "yes")], &["`tls`", "`yes`"]),
+            (
+                &[
+                    ("tls", "true"),
+                    ("tlsCaFile", "/ca"),
+                    ("tlsClientKey", "file:/k"),
+                ],
+                &["`tlsClientCertificateFile`", "required with tlsClientKey"],
+            ),
+            (
+                &[
+                    ("tls", "true"),
+                    ("tlsCaFile", "/ca"),
+                    ("tlsServerName", "a b"),
+                ],
+                &["`tlsServerName`", "`a b`"],
+            ),
+        ];
+        for (pairs, needles) in cases {
+            let message = err(&[&[n], *pairs].concat());
+            for needle in *needles {
+                assert!(message.contains(needle), "{message:?} lacks {needle:?}");
+            }
+        }
+        for name in ["tlsClientKey", "memcachedCredentials"] {
+            let message = err(&[n, (name, "alice:s3cr3t")]);
+            assert!(!message.contains("s3cr3t"), "{message}");
+            assert!(message.contains(&format!("`{name}`")), "{message}");
+        }
     }
 
     #[test]

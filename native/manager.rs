@@ -66,7 +66,7 @@ impl SessionManager {
         }
         tracing::info!(?codec, "session envelope");
         let stats = Arc::new(Stats::default());
-        let cluster = Arc::new(Cluster::new(&config, Arc::clone(&stats)));
+        let cluster = Arc::new(Cluster::new(&config, Arc::clone(&stats))?);
         let membership = Membership::new(
             &config,
             Arc::clone(&cluster),

@@ -1,13 +1,15 @@
 //! A real C host (`examples/c-host/counter.c`: an HTTP server on plain sockets keeping a counter
 //! in each session through the C face, non-sticky with locking), two instances of it against
 //! two memcached nodes: concurrent increments sent alternately to both are all kept, a killed
-//! node loses nothing, and a forged cookie gets a new session.
+//! node loses nothing, and a forged cookie gets a new session. The same over TLS with
+//! authentication, configured through `msm_config_set` as a C host does.
 
 mod common;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::tls::TestCa;
 use common::tomcat::{Response, http_get};
 use common::{Memcached, TempDir, free_port, node_list, static_library};
 
@@ -53,10 +55,23 @@ fn compile(dir: &TempDir) -> std::path::PathBuf {
 }
 
 fn start(program: &std::path::Path, nodes: &str, dir: &TempDir) -> Host {
+    start_with(program, nodes, &[], &[], dir)
+}
+
+/// Starts the example with more attributes (`name=value` arguments) and environment variables.
+fn start_with(
+    program: &std::path::Path,
+    nodes: &str,
+    attributes: &[String],
+    env: &[(&str, &str)],
+    dir: &TempDir,
+) -> Host {
     let port = free_port();
     let stdout = dir.path.join(format!("{port}.out"));
     let child = Command::new(program)
         .args([&port.to_string(), nodes])
+        .args(attributes)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&stdout).unwrap())
         .stderr(std::fs::File::create(dir.path.join(format!("{port}.err"))).unwrap())
@@ -134,4 +149,50 @@ fn two_c_hosts_share_sessions_through_the_c_face() {
     let forged = http_get(hosts[0].port, "/", Some("../../etc;flush_all"));
     assert_eq!(counter(&forged), 1);
     assert!(forged.new_session.is_some_and(|id| id != cookie));
+}
+
+#[test]
+fn c_hosts_share_sessions_over_tls_with_authentication() {
+    let dir = TempDir::new("c-host-tls");
+    let program = compile(&dir);
+    let ca = TestCa::new(&dir, "ca");
+    let server = ca.server(&["127.0.0.1"]);
+    let auth = dir.path.join("memcached.auth");
+    std::fs::write(&auth, "msm:c-s3cret\n").unwrap();
+    let options = format!(
+        "ssl_chain_cert={},ssl_key={}",
+        server.cert.display(),
+        server.key.display()
+    );
+    let auth = auth.display().to_string();
+    let args = ["-Z", "-o", options.as_str(), "-Y", auth.as_str()];
+    let (m1, m2) = (Memcached::start_with(&args), Memcached::start_with(&args));
+    let nodes = node_list(&[&m1, &m2]);
+    // The credentials come from the environment, as a container would pass them.
+    let attributes = [
+        "tls=true".to_owned(),
+        format!("tlsCaFile={}", ca.file.display()),
+        "memcachedCredentials=env:MSM_MEMCACHED_CREDENTIALS".to_owned(),
+    ];
+    let env = [("MSM_MEMCACHED_CREDENTIALS", "msm:c-s3cret")];
+    let hosts = [
+        start_with(&program, &nodes, &attributes, &env, &dir),
+        start_with(&program, &nodes, &attributes, &env, &dir),
+    ];
+    let first = http_get(hosts[0].port, "/", None);
+    assert_eq!(counter(&first), 1);
+    let cookie = first.new_session.clone().expect("a new session's cookie");
+    for i in 0..6 {
+        let response = http_get(hosts[i % 2].port, "/", Some(&cookie));
+        assert_eq!(counter(&response), 2 + i as u64, "{response:?}");
+        assert!(
+            response.new_session.is_none(),
+            "no node failed: {response:?}"
+        );
+    }
+
+    // Without the credentials the host starts, and the nodes are down: 503, never a new session.
+    let without = start_with(&program, &nodes, &attributes[..2], &[], &dir);
+    let refused = http_get(without.port, "/", Some(&cookie));
+    assert_eq!(refused.status, 503, "{refused:?}");
 }

@@ -269,3 +269,74 @@ async fn a_late_unsolicited_reply_is_never_taken_for_the_next_ones() {
     assert!(!client.delete("k").await.unwrap());
     assert_eq!(liar.connections(), 2);
 }
+
+/// A manager whose only node is the liar, probed every 50 ms.
+fn manager_over(liar: &Liar) -> std::sync::Arc<msm::SessionManager> {
+    let nodes = format!("n1:{}", liar.address);
+    let config = msm::Config::from_pairs([
+        ("memcachedNodes", nodes.as_str()),
+        ("operationTimeout", "300"),
+        ("nodeProbeInterval", "50"),
+        ("sharedNodeList", "false"),
+        ("storageKeyPrefix", "liar:"),
+    ])
+    .unwrap();
+    msm::SessionManager::new(config).unwrap()
+}
+
+fn stat(manager: &msm::SessionManager, name: &str) -> u64 {
+    let text = manager.stats_text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+const ID: &str = "0123456789ABCDEF0123456789ABCDEF-n1";
+
+#[test]
+fn a_value_beyond_every_limit_counts_as_corrupt() {
+    let liar = Liar::start(|line, s| {
+        let key = line.split(' ').nth(1).unwrap_or("k").to_owned();
+        if line.starts_with("get") {
+            send(s, format!("VALUE {key} 0 1073741824\r\nxx").as_bytes());
+        } else {
+            send(s, b"VERSION 1.6.18\r\n");
+        }
+    });
+    let m = manager_over(&liar);
+    let id = msm::SessionId::parse(ID).unwrap();
+    let error = msm::runtime::block_on(m.load(&id)).unwrap_err();
+    assert!(matches!(error, Error::Corrupt(_)), "{error:?}");
+    assert_eq!(stat(&m, "corrupt_values"), 1);
+    assert_eq!(stat(&m, "corrupt_malformed"), 1);
+    assert_eq!(
+        stat(&m, "nodes_marked_down"),
+        0,
+        "a bad value, not a bad node"
+    );
+}
+
+/// A server that answers the probe (`version`) but fails every real operation would come back
+/// up at each probe and fail the next request: the wait before its next probe doubles each
+/// time it fails again soon after coming back, so it flaps a few times, not every probe.
+#[test]
+fn a_server_that_answers_probes_but_lies_on_reads_is_probed_less_and_less() {
+    let liar = Liar::start(|line, s| {
+        if line == "version" {
+            send(s, b"VERSION 1.6.18\r\n");
+        } else {
+            send(s, b"\x01\x02 garbage\r\n");
+        }
+    });
+    let m = manager_over(&liar);
+    let id = msm::SessionId::parse(ID).unwrap();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(3) {
+        let _ = msm::runtime::block_on(m.load(&id));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Without the backoff: one recovery per 50 ms probe, about 60. With it, the waits double
+    // from 50 ms to 1.6 s: at most 6 recoveries in 3 s.
+    let recovered = stat(&m, "nodes_recovered");
+    assert!((1..=7).contains(&recovered), "{recovered} recoveries");
+}

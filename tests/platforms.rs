@@ -135,7 +135,8 @@ fn linux_libraries_are_stripped_and_keep_their_debug_information_beside_them() {
             "{platform}: {file} {size} bytes, {file}.debug {} bytes",
             std::fs::metadata(&debug).unwrap().len()
         );
-        assert!(size < 5_000_000, "{} is {size} bytes", library.display());
+        // About 3 MB before TLS; rustls and ring add about 2.5 MB.
+        assert!(size < 8_000_000, "{} is {size} bytes", library.display());
         let stripped = sections(&library);
         assert!(!stripped.contains(".debug_info"), "{stripped}");
         assert!(!stripped.contains(".symtab"), "{stripped}");

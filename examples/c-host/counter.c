@@ -175,8 +175,8 @@ static void *connection(void *arg)
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s PORT MEMCACHED_NODES\n", argv[0]);
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s PORT MEMCACHED_NODES [ATTRIBUTE=VALUE ...]\n", argv[0]);
         return 2;
     }
     char *err = NULL;
@@ -186,9 +186,25 @@ int main(int argc, char **argv)
         msm_config_set(config, "lockingMode", "all", &err) != MSM_STATUS_OK ||
         msm_config_set(config, "lockMaxWait", "20000", &err) != MSM_STATUS_OK ||
         msm_config_set(config, "operationTimeout", "300", &err) != MSM_STATUS_OK ||
-        msm_config_set(config, "nodeProbeInterval", "100", &err) != MSM_STATUS_OK ||
-        msm_manager_new(config, &manager, &err) != MSM_STATUS_OK) {
+        msm_config_set(config, "nodeProbeInterval", "100", &err) != MSM_STATUS_OK) {
         fprintf(stderr, "configuration: %s\n", err);
+        return 1;
+    }
+    /* More attributes, e.g. tls=true tlsCaFile=/etc/msm/ca.pem memcachedCredentials=env:MC_AUTH */
+    for (int i = 3; i < argc; i++) {
+        char *eq = strchr(argv[i], '=');
+        if (eq == NULL) {
+            fprintf(stderr, "expected ATTRIBUTE=VALUE: %s\n", argv[i]);
+            return 2;
+        }
+        *eq = '\0';
+        if (msm_config_set(config, argv[i], eq + 1, &err) != MSM_STATUS_OK) {
+            fprintf(stderr, "configuration: %s\n", err);
+            return 1;
+        }
+    }
+    if (msm_manager_new(config, &manager, &err) != MSM_STATUS_OK) {
+        fprintf(stderr, "manager: %s\n", err);
         return 1;
     }
     msm_config_free(config);

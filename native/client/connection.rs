@@ -4,11 +4,20 @@
 //! A connection serves one caller at a time, which may send several requests at once (a
 //! pipeline) and reads their replies in order. Any failure (I/O, a malformed reply, a server
 //! error, bytes nobody asked for) leaves it in an unknown state, so the caller drops it.
+//!
+//! Opening one does what [`Security`] says before the first command: the TLS handshake, then
+//! memcached's ASCII authentication.
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout_at};
+use tokio_rustls::client::TlsStream;
 
 use super::reply::{self, Expect, Parsed, Reply, ReplyError};
+use super::security::Security;
 
 /// Bytes asked of the socket at least per read.
 const READ_CHUNK: usize = 16 * 1024;
@@ -26,6 +35,8 @@ pub enum Failure {
     Refused(String),
     /// A stored value is larger than the caller accepts; it was not read.
     Oversized(usize),
+    /// The connection could not be set up (TLS, authentication): retrying at once cannot help.
+    Setup(String),
 }
 
 impl From<std::io::Error> for Failure {
@@ -43,29 +54,124 @@ impl From<ReplyError> for Failure {
     }
 }
 
+/// The byte stream under a connection.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.write_all(bytes).await,
+            Stream::Tls(s) => {
+                s.write_all(bytes).await?;
+                s.flush().await
+            }
+        }
+    }
+
+    async fn read_buf(&mut self, buffer: &mut Vec<u8>) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read_buf(buffer).await,
+            Stream::Tls(s) => s.read_buf(buffer).await,
+        }
+    }
+
+    /// Reads without waiting: `Pending` when nothing is there to read.
+    fn poll_now(&mut self, buffer: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let mut cx = Context::from_waker(Waker::noop());
+        match self {
+            Stream::Plain(s) => Pin::new(s).poll_read(&mut cx, buffer),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(&mut cx, buffer),
+        }
+    }
+}
+
 /// A connection to one server.
 pub struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     /// Bytes received and not yet taken by a reply.
     buffer: Vec<u8>,
 }
 
 impl Connection {
-    /// Connects to `address` (host:port).
-    pub async fn open(address: &str) -> std::io::Result<Self> {
-        let stream = TcpStream::connect(address).await?;
-        stream.set_nodelay(true)?;
-        Ok(Connection {
+    /// Connects to `address` (host:port) of the server at `host`, and sets the connection up as
+    /// `security` says (TLS handshake, authentication) before `deadline`.
+    pub async fn open(
+        address: &str,
+        host: &str,
+        security: &Security,
+        deadline: Instant,
+    ) -> Result<Self, Failure> {
+        let tcp = TcpStream::connect(address).await?;
+        tcp.set_nodelay(true)?;
+        let stream = match security.tls(host) {
+            None => Stream::Plain(tcp),
+            Some((_, None)) => {
+                return Err(Failure::Setup(format!(
+                    "`{host}` is neither a DNS name nor an IP address to check the server's \
+                     certificate against; set tlsServerName"
+                )));
+            }
+            Some((connector, Some(name))) => {
+                match timeout_at(deadline, connector.connect(name, tcp)).await {
+                    Ok(Ok(tls)) => Stream::Tls(Box::new(tls)),
+                    Ok(Err(e)) => return Err(Failure::Setup(tls_failure(&e))),
+                    Err(_) => {
+                        return Err(Failure::Setup(
+                            "no TLS handshake before the deadline: does the server speak TLS \
+                             (memcached -Z)?"
+                                .into(),
+                        ));
+                    }
+                }
+            }
+        };
+        let mut conn = Connection {
             stream,
             buffer: Vec::with_capacity(READ_CHUNK),
-        })
+        };
+        if let Some(credentials) = security.credentials() {
+            conn.authenticate(credentials).await?;
+        }
+        Ok(conn)
+    }
+
+    /// memcached's ASCII authentication: a `set` of any key whose value is `<user> <password>`,
+    /// answered `STORED`.
+    async fn authenticate(&mut self, credentials: &[u8]) -> Result<(), Failure> {
+        let mut request = format!("set msm_auth 0 0 {}\r\n", credentials.len()).into_bytes();
+        request.extend_from_slice(credentials);
+        request.extend_from_slice(b"\r\n");
+        match self.exchange(&request, &[Expect::Line], READ_CHUNK).await {
+            Ok(replies) if replies == [Reply::Stored] => Ok(()),
+            Ok(replies) => Err(Failure::Setup(format!(
+                "unexpected answer to authentication: {replies:?}"
+            ))),
+            Err(Failure::Refused(message)) | Err(Failure::Setup(message)) => Err(Failure::Setup(
+                format!("authentication refused ({message}): check memcachedCredentials"),
+            )),
+            Err(other) => Err(other),
+        }
     }
 
     /// Whether an idle connection can serve a request: the server has neither closed it nor
     /// sent anything since its last reply (which a later request would take for its own).
-    pub fn is_quiet(&self) -> bool {
+    pub fn is_quiet(&mut self) -> bool {
         let mut probe = [0u8; 1];
-        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        let mut probe = ReadBuf::new(&mut probe);
+        self.stream.poll_now(&mut probe).is_pending()
+    }
+
+    /// Waits until the server closes the connection (or breaks it, or sends bytes nobody asked
+    /// for, which is as bad) and says which.
+    pub async fn closed(&mut self) -> String {
+        match self.stream.read_buf(&mut self.buffer).await {
+            Ok(0) => "the server closed the connection".into(),
+            Ok(n) => format!("the server sent {n} bytes nobody asked for"),
+            Err(e) => format!("connection broken: {e}"),
+        }
     }
 
     /// Sends encoded requests at once and reads their replies in order, one per `expects`
@@ -78,7 +184,7 @@ impl Connection {
         expects: &[Expect<'_>],
         max_value: usize,
     ) -> Result<Vec<Reply>, Failure> {
-        self.stream.write_all(requests).await?;
+        self.stream.write_all(requests).await.map_err(tls_refusal)?;
         let mut replies = Vec::with_capacity(expects.len());
         for expect in expects {
             replies.push(self.read_reply(*expect, max_value).await?);
@@ -97,11 +203,30 @@ impl Connection {
 
     async fn read_reply(&mut self, expect: Expect<'_>, max_value: usize) -> Result<Reply, Failure> {
         loop {
-            match reply::parse(&self.buffer, expect, max_value)? {
+            let parsed = reply::parse(&self.buffer, expect, max_value).map_err(|e| {
+                if self.buffer.starts_with(&[0x15, 0x03]) || self.buffer.starts_with(&[0x16, 0x03])
+                {
+                    Failure::Setup("the server answered with TLS: connect with tls=\"true\"".into())
+                } else {
+                    e.into()
+                }
+            })?;
+            match parsed {
                 Parsed::Complete { reply, len } => {
                     self.buffer.drain(..len);
                     return match reply {
                         Reply::Error => Err(Failure::Refused("command not supported".into())),
+                        // No request gets past it: the node is unusable, not the request.
+                        Reply::ClientError(message)
+                            if message == "unauthenticated"
+                                || message.contains("authentication") =>
+                        {
+                            Err(Failure::Setup(
+                                "the server requires authentication (memcached -Y): configure \
+                                 memcachedCredentials"
+                                    .into(),
+                            ))
+                        }
                         Reply::ClientError(message) | Reply::ServerError(message) => {
                             Err(Failure::Refused(message))
                         }
@@ -110,11 +235,48 @@ impl Connection {
                 }
                 Parsed::Incomplete { missing } => {
                     self.buffer.reserve(missing.max(READ_CHUNK));
-                    if self.stream.read_buf(&mut self.buffer).await? == 0 {
+                    if self
+                        .stream
+                        .read_buf(&mut self.buffer)
+                        .await
+                        .map_err(tls_refusal)?
+                        == 0
+                    {
                         return Err(Failure::Io(std::io::ErrorKind::UnexpectedEof.into()));
                     }
                 }
             }
         }
+    }
+}
+
+/// A failed TLS handshake, said plainly: a certificate refused, or a server that does not speak
+/// TLS.
+fn tls_failure(e: &std::io::Error) -> String {
+    let certificate = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|e| matches!(e, rustls::Error::InvalidCertificate(_)));
+    if certificate {
+        format!("TLS handshake failed: the server's certificate was refused: {e}")
+    } else {
+        format!("TLS handshake failed: {e} (does the server speak TLS, memcached -Z?)")
+    }
+}
+
+/// A TLS error after the handshake (with TLS 1.3 a server refuses a client certificate, or its
+/// absence, only then) is a set-up failure, said as such; other I/O errors stay what they are.
+fn tls_refusal(e: std::io::Error) -> Failure {
+    let tls = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .cloned();
+    match tls {
+        Some(rustls::Error::AlertReceived(alert)) => Failure::Setup(format!(
+            "the server refused the TLS connection ({alert:?}): does it require a client \
+             certificate (tlsClientCertificateFile, tlsClientKey) from another authority?"
+        )),
+        Some(other) => Failure::Setup(format!("TLS failed: {other}")),
+        None => Failure::Io(e),
     }
 }

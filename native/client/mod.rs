@@ -11,8 +11,10 @@
 mod command;
 mod connection;
 pub mod reply;
+mod security;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -22,6 +24,7 @@ pub use command::{Answer, Command, MAX_KEY_LEN, expiry, validate_key};
 use connection::{Connection, Failure};
 pub use reply::Item;
 use reply::{Expect, Reply};
+pub use security::Security;
 
 use crate::error::{Error, Result};
 
@@ -48,6 +51,9 @@ pub struct NodeClient {
     retry_backoff: Duration,
     max_value: usize,
     idle: Mutex<Vec<Connection>>,
+    /// How connections are set up (TLS, authentication), and the host their certificate names.
+    security: Arc<Security>,
+    host: String,
 }
 
 impl std::fmt::Debug for NodeClient {
@@ -80,7 +86,41 @@ impl NodeClient {
             retry_backoff,
             max_value,
             idle: Mutex::new(Vec::new()),
+            security: Security::plain(),
+            host: address
+                .rsplit_once(':')
+                .map_or(address, |(host, _)| host)
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
         }
+    }
+
+    /// The same client, its connections set up as `security` says (TLS, authentication).
+    pub fn with_security(mut self, security: Arc<Security>) -> Self {
+        self.security = security;
+        self
+    }
+
+    /// Opens a connection of its own and waits until the server closes it (or breaks it):
+    /// memcached closes every connection when it stops, so this tells at once that the node
+    /// is gone, before any request meets it. An `Err` is a failure to open it.
+    pub async fn watch(&self) -> Result<Error> {
+        let deadline = Instant::now() + self.timeout;
+        let mut conn = match timeout_at(deadline, self.open(deadline)).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(failure)) => return Err(self.failed(failure)),
+            Err(_) => return Err(self.timed_out()),
+        };
+        let detail = conn.closed().await;
+        Ok(Error::Io {
+            node: self.node.clone(),
+            detail,
+        })
+    }
+
+    async fn open(&self, deadline: Instant) -> std::result::Result<Connection, Failure> {
+        Connection::open(&self.address, &self.host, &self.security, deadline).await
     }
 
     /// The node id this client serves.
@@ -269,7 +309,7 @@ impl NodeClient {
             let outcome = timeout_at(deadline, async {
                 let mut conn = match pooled {
                     Some(conn) => conn,
-                    None => Connection::open(&self.address).await?,
+                    None => self.open(deadline).await?,
                 };
                 let reply = conn.exchange(request, expects, self.max_value).await?;
                 Ok::<_, Failure>((conn, reply))
@@ -290,40 +330,62 @@ impl NodeClient {
                     tokio::time::sleep(self.retry_backoff).await;
                     attempt += 1;
                 }
-                Ok(Err(Failure::Io(e))) => {
-                    return Err(Error::Io {
-                        node: self.node.clone(),
-                        detail: e.to_string(),
-                    });
+                Ok(Err(failure)) => return Err(self.failed(failure)),
+                Err(_) => return Err(self.timed_out()),
+            }
+        }
+    }
+
+    /// What a failure on a connection means for the caller.
+    fn failed(&self, failure: Failure) -> Error {
+        match failure {
+            Failure::Io(e) => {
+                let mut detail = e.to_string();
+                if !self.security.is_tls()
+                    && matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof
+                    )
+                {
+                    detail.push_str(
+                        " (a server that expects TLS, memcached -Z, closes plain connections \
+                         like this: see tls)",
+                    );
                 }
-                Ok(Err(Failure::Protocol(detail))) => return Err(self.protocol(detail)),
-                // A bad value, not a bad node: the node stays up, the connection is dropped.
-                Ok(Err(Failure::Oversized(len))) => {
-                    return Err(Error::Corrupt(format!(
-                        "node {} holds a value of {len} bytes, more than the {} accepted",
-                        self.node, self.max_value
-                    )));
-                }
-                Ok(Err(Failure::Refused(message))) => {
-                    return Err(Error::Server {
-                        node: self.node.clone(),
-                        message,
-                    });
-                }
-                Err(_) => {
-                    return Err(Error::Timeout {
-                        node: self.node.clone(),
-                        after: self.timeout,
-                    });
+                Error::Io {
+                    node: self.node.clone(),
+                    detail,
                 }
             }
+            // Set-up failures (TLS, authentication) are the node's, and retrying cannot help.
+            Failure::Setup(detail) => Error::Io {
+                node: self.node.clone(),
+                detail,
+            },
+            Failure::Protocol(detail) => self.protocol(detail),
+            // A bad value, not a bad node: the node stays up, the connection is dropped.
+            Failure::Oversized(len) => Error::Corrupt(format!(
+                "node {} holds a value of {len} bytes, more than the {} accepted",
+                self.node, self.max_value
+            )),
+            Failure::Refused(message) => Error::Server {
+                node: self.node.clone(),
+                message,
+            },
+        }
+    }
+
+    fn timed_out(&self) -> Error {
+        Error::Timeout {
+            node: self.node.clone(),
+            after: self.timeout,
         }
     }
 
     /// A pooled connection that the server left quiet; the others are dropped.
     fn take_idle(&self) -> Option<Connection> {
         loop {
-            let conn = self.idle.lock().pop()?;
+            let mut conn = self.idle.lock().pop()?;
             if conn.is_quiet() {
                 return Some(conn);
             }

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod tls;
 pub mod tomcat;
 
 use std::collections::HashMap;
@@ -71,16 +72,25 @@ pub struct Memcached {
     /// Its port on 127.0.0.1.
     pub port: u16,
     paused: bool,
+    /// Arguments beyond the defaults (TLS, authentication), kept for restarts.
+    extra: Vec<String>,
 }
 
 impl Memcached {
     /// Starts a memcached with default settings (1 MiB item size limit).
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a memcached with these arguments beyond the defaults (e.g. `-Z` for TLS, `-Y` for
+    /// authentication), which restarts keep.
+    pub fn start_with(extra: &[&str]) -> Self {
         for _ in 0..5 {
             let mut server = Memcached {
                 child: None,
                 port: free_port(),
                 paused: false,
+                extra: extra.iter().map(|a| a.to_string()).collect(),
             };
             if server.spawn() {
                 return server;
@@ -95,6 +105,7 @@ impl Memcached {
         let mut cmd = Command::new(program);
         cmd.args(["-l", "127.0.0.1", "-U", "0", "-m", "64", "-t", "2"])
             .args(["-p", &self.port.to_string()])
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -192,16 +203,14 @@ impl Memcached {
 
     /// The server's `stats` counters.
     pub fn stats(&self) -> HashMap<String, u64> {
-        self.raw(b"stats\r\n", &["END"])
-            .lines()
-            .filter_map(|l| {
-                let mut parts = l.split(' ');
-                (parts.next() == Some("STAT")).then_some(())?;
-                let name = parts.next()?.to_owned();
-                let value = parts.next()?.parse().ok()?;
-                Some((name, value))
-            })
-            .collect()
+        parse_stats(&self.raw(b"stats\r\n", &["END"]))
+    }
+
+    /// One `stats` counter of a server requiring authentication (`-Y`).
+    pub fn stat_authenticated(&self, user: &str, password: &str, name: &str) -> u64 {
+        let line = format!("{user} {password}");
+        let request = format!("set auth 0 0 {}\r\n{line}\r\nstats\r\n", line.len());
+        parse_stats(&self.raw(request.as_bytes(), &["END"]))[name]
     }
 
     /// One counter of `stats`.
@@ -472,4 +481,17 @@ pub fn static_library() -> PathBuf {
                 "libmsm.a is not in {candidates:?}: the [lib] crate-type of Cargo.toml must include \"staticlib\""
             )
         })
+}
+
+/// `STAT <name> <number>` lines of a `stats` reply.
+fn parse_stats(text: &str) -> HashMap<String, u64> {
+    text.lines()
+        .filter_map(|l| {
+            let mut parts = l.split(' ');
+            (parts.next() == Some("STAT")).then_some(())?;
+            let name = parts.next()?.to_owned();
+            let value = parts.next()?.parse().ok()?;
+            Some((name, value))
+        })
+        .collect()
 }
