@@ -446,7 +446,8 @@ enum msm_status msm_request_session_id(const struct msm_request *request, char *
 // core's `SessionManager::lookup`). `*found` receives what was found; with `MSM_LOOKUP_FOUND`,
 // `*out` receives the session (release with `msm_session_free`) and `*new_id` its new id when
 // it moved to another node (send it as the new cookie; release with `msm_string_free`), else
-// NULL. `new_id` may be NULL.
+// NULL. `new_id` may be NULL. Hand that session (changed through `msm_session_*` as needed) to
+// `msm_request_end` of the request that ends it last: it carries which read it derives from.
 //
 // # Safety
 // `manager` is a live manager; `request` a live request not used elsewhere during the call;
