@@ -25,6 +25,8 @@ public class MsmProperties {
     private Boolean sticky;
     /** Locking of non-sticky sessions: {@code none} (default), {@code all}, {@code auto} or {@code uriPattern:<regex>}. */
     private String lockingMode;
+    /** What a changed session's write sends: {@code session} (default), the whole session in one item, or {@code attribute}, only the attributes that changed, each an item of its own. */
+    private String updateGranularity;
     /** Seconds after which a session lock expires if its holder never releases it (default 5). */
     private Integer lockExpiration;
     /** Milliseconds a request waits for a session lock (default 3000). */
@@ -59,6 +61,18 @@ public class MsmProperties {
     private Long maxSessionSize;
     /** Where the integrity keys are read from: {@code file:<path>} or {@code env:<VARIABLE>}, never the keys themselves. */
     private String integrityKey;
+    /** {@code true}: every connection to memcached uses TLS 1.2 or 1.3 (memcached {@code -Z}); requires {@code tlsCaFile} (default {@code false}). */
+    private Boolean tls;
+    /** With {@code tls}: PEM file of the certificate authorities memcached's certificate must chain to. */
+    private String tlsCaFile;
+    /** With {@code tls}: the name memcached's certificate must carry, instead of each node's host. */
+    private String tlsServerName;
+    /** With {@code tls}: PEM file of the certificate chain presented to servers that ask for one; requires {@code tlsClientKey}. */
+    private String tlsClientCertificateFile;
+    /** Where the client's PEM private key is read from: {@code file:<path>} or {@code env:<VARIABLE>}, never the key itself. */
+    private String tlsClientKey;
+    /** memcached's ASCII authentication ({@code memcached -Y}): where {@code user:password} is read from, {@code file:<path>} or {@code env:<VARIABLE>}, never the credentials themselves. */
+    private String memcachedCredentials;
     /** {@code aes-256-gcm} encrypts sessions with a key derived from the first integrity key; {@code none} (default) signs them only. */
     private String encryption;
     /** Session bodies of at least this many bytes are compressed with LZ4; 0 (default) never. */
@@ -472,6 +486,76 @@ public class MsmProperties {
     /** @param persistAuthentication see {@link #getPersistAuthentication()} */
     public void setPersistAuthentication(Boolean persistAuthentication) {
         this.persistAuthentication = persistAuthentication;
+    }
+
+    /** @return What a changed session's write sends: {@code session} (default), the whole session in one item, or {@code attribute}, only the attributes that changed, each an item of its own. */
+    public String getUpdateGranularity() {
+        return updateGranularity;
+    }
+
+    /** @param updateGranularity see {@link #getUpdateGranularity()} */
+    public void setUpdateGranularity(String updateGranularity) {
+        this.updateGranularity = updateGranularity;
+    }
+
+    /** @return {@code true}: every connection to memcached uses TLS 1.2 or 1.3 (memcached {@code -Z}); requires {@code tlsCaFile} (default {@code false}). */
+    public Boolean getTls() {
+        return tls;
+    }
+
+    /** @param tls see {@link #getTls()} */
+    public void setTls(Boolean tls) {
+        this.tls = tls;
+    }
+
+    /** @return With {@code tls}: PEM file of the certificate authorities memcached's certificate must chain to. */
+    public String getTlsCaFile() {
+        return tlsCaFile;
+    }
+
+    /** @param tlsCaFile see {@link #getTlsCaFile()} */
+    public void setTlsCaFile(String tlsCaFile) {
+        this.tlsCaFile = tlsCaFile;
+    }
+
+    /** @return With {@code tls}: the name memcached's certificate must carry, instead of each node's host. */
+    public String getTlsServerName() {
+        return tlsServerName;
+    }
+
+    /** @param tlsServerName see {@link #getTlsServerName()} */
+    public void setTlsServerName(String tlsServerName) {
+        this.tlsServerName = tlsServerName;
+    }
+
+    /** @return With {@code tls}: PEM file of the certificate chain presented to servers that ask for one; requires {@code tlsClientKey}. */
+    public String getTlsClientCertificateFile() {
+        return tlsClientCertificateFile;
+    }
+
+    /** @param tlsClientCertificateFile see {@link #getTlsClientCertificateFile()} */
+    public void setTlsClientCertificateFile(String tlsClientCertificateFile) {
+        this.tlsClientCertificateFile = tlsClientCertificateFile;
+    }
+
+    /** @return Where the client's PEM private key is read from: {@code file:<path>} or {@code env:<VARIABLE>}, never the key itself. */
+    public String getTlsClientKey() {
+        return tlsClientKey;
+    }
+
+    /** @param tlsClientKey see {@link #getTlsClientKey()} */
+    public void setTlsClientKey(String tlsClientKey) {
+        this.tlsClientKey = tlsClientKey;
+    }
+
+    /** @return memcached's ASCII authentication ({@code memcached -Y}): where {@code user:password} is read from, {@code file:<path>} or {@code env:<VARIABLE>}, never the credentials themselves. */
+    public String getMemcachedCredentials() {
+        return memcachedCredentials;
+    }
+
+    /** @param memcachedCredentials see {@link #getMemcachedCredentials()} */
+    public void setMemcachedCredentials(String memcachedCredentials) {
+        this.memcachedCredentials = memcachedCredentials;
     }
 
     /**
