@@ -9,7 +9,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::tls::TestCa;
+use common::tls::{TestCa, secure_memcached};
 use common::tomcat::{Response, http_get};
 use common::{Memcached, TempDir, free_port, node_list, static_library};
 
@@ -157,16 +157,10 @@ fn c_hosts_share_sessions_over_tls_with_authentication() {
     let program = compile(&dir);
     let ca = TestCa::new(&dir, "ca");
     let server = ca.server(&["127.0.0.1"]);
-    let auth = dir.path.join("memcached.auth");
-    std::fs::write(&auth, "msm:c-s3cret\n").unwrap();
-    let options = format!(
-        "ssl_chain_cert={},ssl_key={}",
-        server.cert.display(),
-        server.key.display()
+    let (m1, m2) = (
+        secure_memcached(&dir, &server, "msm", "c-s3cret"),
+        secure_memcached(&dir, &server, "msm", "c-s3cret"),
     );
-    let auth = auth.display().to_string();
-    let args = ["-Z", "-o", options.as_str(), "-Y", auth.as_str()];
-    let (m1, m2) = (Memcached::start_with(&args), Memcached::start_with(&args));
     let nodes = node_list(&[&m1, &m2]);
     // The credentials come from the environment, as a container would pass them.
     let attributes = [

@@ -5,34 +5,19 @@
 
 mod common;
 
-use common::tls::{TestCa, credentials_file};
+use common::tls::{TestCa, credentials_file, secure_memcached};
 use common::tomcat::{Browser, Options, Tomcat, sticky_attributes};
 use common::{Memcached, TempDir, node_list};
-
-/// A counter of a Tomcat's manager, as JMX shows it.
-fn counter(tomcat: &Tomcat, name: &str) -> u64 {
-    let stats = tomcat.get("/stats", None);
-    stats
-        .field(name)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {stats:?}"))
-}
 
 #[test]
 fn tomcats_share_sessions_over_tls_with_authentication() {
     let dir = TempDir::new("tomcat-tls");
     let ca = TestCa::new(&dir, "ca");
     let server = ca.server(&["127.0.0.1"]);
-    let auth = dir.path.join("memcached.auth");
-    std::fs::write(&auth, "msm:tomcat-s3cret\n").unwrap();
-    let options = format!(
-        "ssl_chain_cert={},ssl_key={}",
-        server.cert.display(),
-        server.key.display()
+    let (m1, m2) = (
+        secure_memcached(&dir, &server, "msm", "tomcat-s3cret"),
+        secure_memcached(&dir, &server, "msm", "tomcat-s3cret"),
     );
-    let auth = auth.display().to_string();
-    let args = ["-Z", "-o", options.as_str(), "-Y", auth.as_str()];
-    let (m1, m2) = (Memcached::start_with(&args), Memcached::start_with(&args));
     let nodes = node_list(&[&m1, &m2]);
     let (ca_file, credentials) = (
         ca.file.display().to_string(),
@@ -62,7 +47,7 @@ fn tomcats_share_sessions_over_tls_with_authentication() {
     let response = browser.get(&b, "/");
     assert_eq!(response.field("counter"), Some("4"), "{response:?}");
     assert!(browser.cookie.as_deref().unwrap().ends_with(".b"));
-    assert_eq!(counter(&b, "BackupsFailed"), 0);
+    assert_eq!(b.statistic("BackupsFailed"), 0);
     let log = b.log();
     assert!(!log.contains("marked down"), "{log}");
     assert!(!log.contains("tomcat-s3cret"), "no password in the log");
@@ -109,8 +94,8 @@ fn concurrent_load_on_a_cold_jvm_marks_no_node_down_and_loses_nothing() {
             });
         }
     });
-    assert_eq!(counter(&tomcat, "BackupsFailed"), 0, "{}", tomcat.log());
-    assert_eq!(counter(&tomcat, "MemcachedFailovers"), 0);
+    assert_eq!(tomcat.statistic("BackupsFailed"), 0, "{}", tomcat.log());
+    assert_eq!(tomcat.statistic("MemcachedFailovers"), 0);
     let states = tomcat.get("/stats", None);
     let states = states.field("NodeStates").unwrap();
     assert_eq!(states.matches("_up").count(), 2, "{states}");

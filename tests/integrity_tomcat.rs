@@ -20,15 +20,6 @@ const FORGER_KEY: &str = "someone-elses-key-for-tests-00000";
 /// What the application stores; memcached must never hold it in clear.
 const SECRET: &str = "the-application-secret-4F2A";
 
-/// A counter of a Tomcat's manager, as JMX shows it.
-fn counter(tomcat: &Tomcat, name: &str) -> u64 {
-    let stats = tomcat.get("/stats", None);
-    stats
-        .field(name)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {stats:?}"))
-}
-
 #[test]
 fn encrypted_sessions_travel_between_tomcats_and_forged_values_never_reach_java() {
     let (m1, m2) = (Memcached::start(), Memcached::start());
@@ -92,13 +83,13 @@ fn encrypted_sessions_travel_between_tomcats_and_forged_values_never_reach_java(
 
     // Tomcat a refuses and counts it, never deserializing it, and serves its own copy, which
     // the request writes back over the forgery.
-    let deserialization_failures = counter(&a, "DeserializationFailures");
+    let deserialization_failures = a.statistic("DeserializationFailures");
     let read = browser.get(&a, "/get?name=secret");
     assert_eq!(read.status, 200, "{read:?}");
     assert_eq!(read.field("secret"), Some(SECRET), "{read:?}");
-    assert!(counter(&a, "CorruptValues") > 0, "the forgery is counted");
+    assert!(a.statistic("CorruptValues") > 0, "the forgery is counted");
     assert_eq!(
-        counter(&a, "DeserializationFailures"),
+        a.statistic("DeserializationFailures"),
         deserialization_failures,
         "nothing forged reached Java deserialization"
     );

@@ -8,7 +8,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::tls::{TestCa, authenticated_memcached, credentials_file, tls_memcached};
+use common::tls::{
+    TestCa, authenticated_memcached, credentials_file, secure_memcached, tls_memcached,
+};
 use common::{Memcached, TempDir, config, eventually, id_on, manager, stat};
 use msm::client::{NodeClient, Security};
 use msm::runtime::block_on;
@@ -228,14 +230,7 @@ fn tls_and_authentication_together() {
     let dir = TempDir::new("tls-auth");
     let ca = TestCa::new(&dir, "ca");
     let server = ca.server(&["127.0.0.1"]);
-    let auth = dir.path.join("memcached.auth");
-    std::fs::write(&auth, "msm:s3cret-pw\n").unwrap();
-    let options = format!(
-        "ssl_chain_cert={},ssl_key={}",
-        server.cert.display(),
-        server.key.display()
-    );
-    let server = Memcached::start_with(&["-Z", "-o", &options, "-Y", &auth.display().to_string()]);
+    let server = secure_memcached(&dir, &server, "msm", "s3cret-pw");
     let credentials = credentials_file(&dir, "msm", "s3cret-pw");
     let ca_file = ca.file.display().to_string();
     let mut attributes = tls(&ca_file);

@@ -87,14 +87,26 @@ impl TestCa {
     }
 }
 
-/// memcached serving TLS only, with `server`'s certificate; with `clients_of`, it requires
-/// client certificates signed by that authority.
-pub fn tls_memcached(server: &Issued, clients_of: Option<&TestCa>) -> Memcached {
-    let mut options = format!(
+/// memcached's `-o` options serving TLS with `server`'s certificate.
+fn tls_options(server: &Issued) -> String {
+    format!(
         "ssl_chain_cert={},ssl_key={}",
         server.cert.display(),
         server.key.display()
-    );
+    )
+}
+
+/// memcached's auth file in `dir` holding `user:password`, as an argument of `-Y`.
+fn auth_file(dir: &TempDir, user: &str, password: &str) -> String {
+    let file = dir.path.join(format!("memcached-{user}.auth"));
+    std::fs::write(&file, format!("{user}:{password}\n")).unwrap();
+    file.display().to_string()
+}
+
+/// memcached serving TLS only, with `server`'s certificate; with `clients_of`, it requires
+/// client certificates signed by that authority.
+pub fn tls_memcached(server: &Issued, clients_of: Option<&TestCa>) -> Memcached {
+    let mut options = tls_options(server);
     if let Some(ca) = clients_of {
         options.push_str(&format!(
             ",ssl_verify_mode=2,ssl_ca_cert={}",
@@ -106,9 +118,14 @@ pub fn tls_memcached(server: &Issued, clients_of: Option<&TestCa>) -> Memcached 
 
 /// memcached requiring ASCII authentication with `user:password` (a file in `dir`).
 pub fn authenticated_memcached(dir: &TempDir, user: &str, password: &str) -> Memcached {
-    let file = dir.path.join(format!("memcached-{user}.auth"));
-    std::fs::write(&file, format!("{user}:{password}\n")).unwrap();
-    Memcached::start_with(&["-Y", &file.display().to_string()])
+    Memcached::start_with(&["-Y", &auth_file(dir, user, password)])
+}
+
+/// memcached serving TLS only with `server`'s certificate and requiring ASCII authentication
+/// with `user:password` (a file in `dir`).
+pub fn secure_memcached(dir: &TempDir, server: &Issued, user: &str, password: &str) -> Memcached {
+    let (options, auth) = (tls_options(server), auth_file(dir, user, password));
+    Memcached::start_with(&["-Z", "-o", &options, "-Y", &auth])
 }
 
 /// A `memcachedCredentials` file in `dir` holding `user:password`, and the value naming it.

@@ -312,6 +312,15 @@ impl Tomcat {
     pub fn get(&self, path: &str, session: Option<&str>) -> Response {
         http_get(self.port, path, session)
     }
+
+    /// A counter of the manager's statistics, as the demo's `/stats` reads it from JMX.
+    pub fn statistic(&self, name: &str) -> u64 {
+        let stats = self.get("/stats", None);
+        stats
+            .field(name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {stats:?}"))
+    }
 }
 
 impl Drop for Tomcat {
