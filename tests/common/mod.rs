@@ -50,20 +50,53 @@ pub fn signal(child: &Child, sig: libc::c_int) {
     assert_eq!(rc, 0, "kill({}, {sig}) failed", child.id());
 }
 
-/// Waits until something accepts connections on `port`; false when the process exited first
-/// (for memcached: someone else took the port meanwhile). Panics after ten seconds.
+/// Waits until `child` listens on `port`; false when it exited first (someone else took the
+/// port meanwhile). Panics after ten seconds.
 fn wait_for_port(port: u16, child: &mut Child, what: &str) -> bool {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(10) {
         if child.try_wait().expect("try_wait").is_some() {
             return false;
         }
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        // Another test's server may hold the port (two tests can draw the same free port): the
+        // port must be our child's.
+        if listens(child.id(), port) {
             return true;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
     panic!("{what} did not listen on port {port}");
+}
+
+/// Whether the process `pid` holds a listening TCP socket on `port` (from `/proc`).
+fn listens(pid: u32, port: u16) -> bool {
+    let wanted = format!(":{port:04X}");
+    let inodes: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter_map(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    let listening = fields.get(3) == Some(&"0A");
+                    let inode = fields.get(9)?;
+                    (listening && fields.get(1)?.ends_with(&wanted))
+                        .then(|| format!("socket:[{inode}]"))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .any(|target| {
+            inodes
+                .iter()
+                .any(|inode| target.as_os_str() == inode.as_str())
+        })
 }
 
 /// A memcached server of our own.
