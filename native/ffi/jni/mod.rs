@@ -438,13 +438,7 @@ impl Deliver for Begun {
             JValue::Object(&id),
             JValue::Int(self.2),
         ];
-        pending::call(
-            env,
-            pending,
-            jni_str!("begun"),
-            jni_sig!("(JLjava/lang/String;I)V"),
-            &args,
-        )
+        pending::call(env, pending, |m| m.begun, args)
     }
 }
 
@@ -471,9 +465,6 @@ impl Deliver for Lookup {
             Lookup::Missing => (2, None),
             Lookup::Unavailable => (3, None),
         };
-        let signature = jni_sig!(
-            "(ILjava/lang/String;[JLjava/lang/String;Ljava/lang/String;[Ljava/lang/String;[[B)V"
-        );
         let Some(loaded) = loaded else {
             let null = JObject::null();
             let args = [
@@ -485,7 +476,7 @@ impl Deliver for Lookup {
                 JValue::Object(&null),
                 JValue::Object(&null),
             ];
-            return pending::call(env, pending, jni_str!("found"), signature, &args);
+            return pending::call(env, pending, |m| m.found, args);
         };
         let s = &loaded.session;
         let moved = loaded.relocated.as_ref().map(ToString::to_string);
@@ -518,7 +509,7 @@ impl Deliver for Lookup {
             JValue::Object(&names),
             JValue::Object(&values),
         ];
-        pending::call(env, pending, jni_str!("found"), signature, &args)
+        pending::call(env, pending, |m| m.found, args)
     }
 }
 
@@ -530,13 +521,7 @@ impl Deliver for Ended {
         };
         let moved = pending::java_string(env, moved.map(|m| m.to_string()).as_deref())?;
         let args = [JValue::Int(backup), JValue::Object(&moved)];
-        pending::call(
-            env,
-            pending,
-            jni_str!("ended"),
-            jni_sig!("(ILjava/lang/String;)V"),
-            &args,
-        )
+        pending::call(env, pending, |m| m.ended, args)
     }
 }
 

@@ -17,10 +17,12 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
+use std::sync::OnceLock;
+
+use jni::ids::{JFieldID, JMethodID};
 use jni::objects::{Global, JObject};
-use jni::signature::MethodSignature;
-use jni::strings::JNIStr;
-use jni::sys::jint;
+use jni::signature::{JavaType, Primitive};
+use jni::sys::{jint, jvalue};
 use jni::{Env, JValue, JavaVM};
 use jni::{jni_sig, jni_str};
 
@@ -33,27 +35,86 @@ pub(super) trait Deliver: Send + 'static {
     fn deliver(self, env: &mut Env<'_>, pending: &JObject<'_>) -> jni::errors::Result<()>;
 }
 
-/// Completes `pending` by calling its `method` of `signature` with `args`.
-pub(super) fn call<'sig, 'args>(
+/// The members of `io.msm.Pending` the core uses, looked up once: a lookup by name searches the
+/// JVM's symbol table, which every request would otherwise pay for several times. The ids stay
+/// valid while the class is loaded, and the class outlives this library: a class loader that
+/// loads the jar loads its own copy of the library (`io.msm.NativeLibrary` extracts a file of its
+/// own each time), which goes with that loader.
+pub(super) struct Members {
+    waits_in_native: JFieldID,
+    /// `done(Object)`.
+    pub(super) done: JMethodID,
+    /// `begun(long, String, int)`.
+    pub(super) begun: JMethodID,
+    /// `found(int, String, long[], String, String, String[], byte[][])`.
+    pub(super) found: JMethodID,
+    /// `ended(int, String)`.
+    pub(super) ended: JMethodID,
+    failed: JMethodID,
+}
+
+impl Members {
+    /// The members, looked up on `pending`'s class the first time.
+    fn of(env: &mut Env<'_>, pending: &JObject<'_>) -> jni::errors::Result<&'static Members> {
+        static MEMBERS: OnceLock<Members> = OnceLock::new();
+        if let Some(members) = MEMBERS.get() {
+            return Ok(members);
+        }
+        let class = env.get_object_class(pending)?;
+        let members = Members {
+            waits_in_native: env.get_field_id(&class, jni_str!("waitsInNative"), jni_sig!("Z"))?,
+            done: env.get_method_id(
+                &class,
+                jni_str!("done"),
+                jni_sig!("(Ljava/lang/Object;)V"),
+            )?,
+            begun: env.get_method_id(
+                &class,
+                jni_str!("begun"),
+                jni_sig!("(JLjava/lang/String;I)V"),
+            )?,
+            found: env.get_method_id(
+                &class,
+                jni_str!("found"),
+                jni_sig!(
+                    "(ILjava/lang/String;[JLjava/lang/String;Ljava/lang/String;[Ljava/lang/String;[[B)V"
+                ),
+            )?,
+            ended: env.get_method_id(
+                &class,
+                jni_str!("ended"),
+                jni_sig!("(ILjava/lang/String;)V"),
+            )?,
+            failed: env.get_method_id(
+                &class,
+                jni_str!("failed"),
+                jni_sig!("(ILjava/lang/String;)V"),
+            )?,
+        };
+        Ok(MEMBERS.get_or_init(|| members))
+    }
+}
+
+/// Completes `pending` by calling its void `method` (one of [`Members`]) with `args`.
+pub(super) fn call<const N: usize>(
     env: &mut Env<'_>,
     pending: &JObject<'_>,
-    method: &JNIStr,
-    signature: MethodSignature<'sig, 'args>,
-    args: &[JValue<'_>],
+    method: impl FnOnce(&Members) -> JMethodID,
+    args: [JValue<'_>; N],
 ) -> jni::errors::Result<()> {
-    env.call_method(pending, method, signature, args)?;
+    let method = method(Members::of(env, pending)?);
+    let args: [jvalue; N] = args.map(|arg| arg.as_jni());
+    // SAFETY: `method` is a method of `pending`'s class (`Members`), void, and `args` match its
+    // signature there.
+    unsafe {
+        env.call_method_unchecked(pending, method, JavaType::Primitive(Primitive::Void), &args)?;
+    }
     Ok(())
 }
 
 impl Deliver for () {
     fn deliver(self, env: &mut Env<'_>, pending: &JObject<'_>) -> jni::errors::Result<()> {
-        call(
-            env,
-            pending,
-            jni_str!("done"),
-            jni_sig!("(Ljava/lang/Object;)V"),
-            &[JValue::Object(&JObject::null())],
-        )
+        call(env, pending, |m| m.done, [JValue::Object(&JObject::null())])
     }
 }
 
@@ -71,13 +132,7 @@ pub(super) fn java_string<'local>(
 impl Deliver for Option<String> {
     fn deliver(self, env: &mut Env<'_>, pending: &JObject<'_>) -> jni::errors::Result<()> {
         let value = java_string(env, self.as_deref())?;
-        call(
-            env,
-            pending,
-            jni_str!("done"),
-            jni_sig!("(Ljava/lang/Object;)V"),
-            &[JValue::Object(&value)],
-        )
+        call(env, pending, |m| m.done, [JValue::Object(&value)])
     }
 }
 
@@ -110,9 +165,8 @@ pub(super) fn fail(
     call(
         env,
         pending,
-        jni_str!("failed"),
-        jni_sig!("(ILjava/lang/String;)V"),
-        &[JValue::Int(code), JValue::Object(&message)],
+        |m| m.failed,
+        [JValue::Int(code), JValue::Object(&message)],
     )
 }
 
@@ -169,8 +223,9 @@ where
 /// Whether the thread that created `pending` may wait inside the native call (its
 /// `waitsInNative` field: a platform thread).
 fn waits_here(env: &mut Env<'_>, pending: &JObject<'_>) -> jni::errors::Result<bool> {
-    env.get_field(pending, jni_str!("waitsInNative"), jni_sig!("Z"))?
-        .z()
+    let field = Members::of(env, pending)?.waits_in_native;
+    // SAFETY: `field` is the boolean field `waitsInNative` of `pending`'s class (`Members`).
+    unsafe { env.get_field_unchecked(pending, field, JavaType::Primitive(Primitive::Boolean)) }?.z()
 }
 
 /// A future whose panic is its output rather than its task's end.
