@@ -319,7 +319,9 @@ impl Cluster {
     }
 
     /// Runs an operation on a node. A node that is down is not contacted; a node failure marks
-    /// the node down, so only the first request meeting a dead node waits for it.
+    /// the node down, so only the first request meeting a dead node waits for it. The
+    /// operation goes to the heap: it waits on the network, where an allocation costs nothing,
+    /// and every future that awaits it stays small enough to move cheaply.
     pub async fn call<'a, T, F>(
         &self,
         node: &'a Node,
@@ -331,7 +333,7 @@ impl Cluster {
         if !node.is_up() {
             return Err(Error::NodeDown(node.id().to_owned()));
         }
-        let result = op(&node.client).await;
+        let result = Box::pin(op(&node.client)).await;
         match &result {
             Err(e) if e.is_node_failure() => {
                 bump(&self.stats.failed_operations);

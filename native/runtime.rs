@@ -39,5 +39,7 @@ pub fn wait<T>(future: impl Future<Output = T>) -> Result<T> {
     if Handle::try_current().is_ok() {
         return Err(Error::NestedRuntime);
     }
+    // Pinned here, so that the runtime moves a pointer rather than the future.
+    let future = std::pin::pin!(future);
     Ok(handle().block_on(future))
 }

@@ -157,18 +157,23 @@ impl Copies {
         self.config.operation_timeout * 3 / 2
     }
 
-    /// Runs cluster work until `deadline`, then gives up with a timeout.
-    pub(crate) async fn until<T>(
-        &self,
+    /// Runs cluster work until `deadline`, then gives up with a timeout. The work goes to the
+    /// heap: it waits on the network, where an allocation costs nothing, and every future that
+    /// awaits it (up to a host's call) stays small enough to move cheaply.
+    pub(crate) fn until<'a, T>(
+        &'a self,
         deadline: Instant,
-        work: impl std::future::Future<Output = Result<T>>,
-    ) -> Result<T> {
-        tokio::time::timeout_at(deadline.into(), work)
-            .await
-            .unwrap_or(Err(Error::Timeout {
-                node: "cluster".to_owned(),
-                after: self.budget(),
-            }))
+        work: impl std::future::Future<Output = Result<T>> + 'a,
+    ) -> impl std::future::Future<Output = Result<T>> + 'a {
+        let work = Box::pin(work);
+        async move {
+            tokio::time::timeout_at(deadline.into(), work)
+                .await
+                .unwrap_or(Err(Error::Timeout {
+                    node: "cluster".to_owned(),
+                    after: self.budget(),
+                }))
+        }
     }
 
     /// Encodes a session for memcached; a session past `maxSessionSize` is counted.

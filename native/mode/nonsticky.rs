@@ -228,7 +228,9 @@ impl Mode for NonSticky {
         _route: Option<&str>,
     ) -> Result<()> {
         if self.locks_request(&request.uri) {
-            request.lock = match self.lock_for_request(&id).await {
+            // Boxed: waiting for a lock is long next to an allocation, and most requests
+            // take none.
+            request.lock = match Box::pin(self.lock_for_request(&id)).await {
                 Ok(lock) => lock,
                 Err(e @ Error::LockTimeout(_)) => return Err(e),
                 Err(e) => {

@@ -195,7 +195,8 @@ impl Backups {
             Offer::Start { job, full: true } => {
                 // Over capacity: this caller does the work, still in order for its session.
                 bump(&self.stats.session_backups_queue_full);
-                let result = self.run(job).await;
+                // Boxed: a rare path that writes, kept out of every caller's future.
+                let result = Box::pin(self.run(job)).await;
                 if let Some(next) = self.queue.next(&key) {
                     runtime::handle().spawn(Arc::clone(self).drain(next));
                 }
