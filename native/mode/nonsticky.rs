@@ -290,7 +290,8 @@ impl Mode for NonSticky {
                 let renews = request.looked_up.is_empty() && request.requested.is_some();
                 match (&request.requested, renews) {
                     (Some(id), true) => {
-                        if let Err(e) = self.accessed(id, lock, uri).await {
+                        // Boxed, as every wait on the network: this future stays small.
+                        if let Err(e) = Box::pin(self.accessed(id, lock, uri)).await {
                             tracing::warn!(session = %id.redacted(), error = %e, "session not renewed");
                         }
                     }
