@@ -1,0 +1,398 @@
+//! Distributed session events: every session that ends by expiry is handed, exactly once in the
+//! cluster, to one manager of its context, with its last stored data, even when no host holds
+//! it (non-sticky) or the host that held it is gone (sticky). The host polls for them
+//! ([`crate::SessionManager::expired_sessions`]) and fires its `sessionDestroyed` listeners.
+//!
+//! Memcached has no publish/subscribe and no key listing, so the bookkeeping is ordinary items
+//! (`P` the context's key prefix, `S` a session id without its route, `b` a time bucket: the
+//! Unix time divided by `eventSweepInterval`):
+//!
+//! - `expiring:P<b>`, on each node: the ids of sessions whose expiry falls in bucket `b`,
+//!   separated by spaces, written with `add` (an empty item) and `append` in one round trip. A
+//!   session is indexed on its own node when a manager first sees it (the end of a request, or a
+//!   store, of a session this manager has not indexed), and again by a sweep that finds it
+//!   renewed, under the bucket of its later expiry; a host also indexes it again when the bucket
+//!   it indexed it under is due, in case that sweep's could not be written. So a session needs
+//!   no index command per request: one per host that serves it, and one or two per lifetime.
+//! - `sweep:P<b>`, beside it: a sweeper's claim on that bucket of that node, taken with `add`
+//!   and expiring after one interval (a sweeper that dies lets it lapse, and the next poll of
+//!   any manager sweeps the bucket again), then set to `done` once the bucket was swept.
+//! - `ended:P S`, on the session's node: the session's end was dealt with. A sweep writes it
+//!   with `add` before handing an expired session over, so two sweepers (one that outlived its
+//!   claim, and its successor) never both deliver it; deleting a session (invalidation, expiry
+//!   by the host holding it, a new id after login) sets it, so such a session is not delivered
+//!   again at expiry.
+//!
+//! A bucket is swept once it ended and two seconds passed (clock skew between hosts must stay
+//! below that). The sweep reads each listed session's validity record: a non-sticky session is
+//! alive while its record is (memcached drops it at the exact expiry); a sticky one while the
+//! record its host writes with each backup or renewal says its copy may still be needed (a
+//! quarter lifetime past the last backup, as the copy's own expiry). An expired session's data
+//! is its copy (non-sticky: or its second copy), which memcached keeps
+//! [`Config::event_grace`] longer than usual for this purpose; the sweep then deletes its copies.
+//!
+//! Guarantee and limits: a session that expires is delivered at most once, and exactly once
+//! when memcached keeps the items above and the session's copy until its bucket is swept (a
+//! poll of some manager within the grace after the bucket ended). It is not delivered, and is
+//! counted in `expiry_events_undeliverable`, when its copies are gone by then (evicted, lost
+//! with a node that failed or restarted empty). It is not delivered, and cannot be counted,
+//! when the index item listing it was evicted or lost with its node, or could not be written
+//! (counted then). A sweeper that dies after marking a session ended and before its host fired
+//! the listeners loses that one event. A request that reads a session in the instant a sweep
+//! ends it may write it back (as with an invalidation racing a request without the lock).
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::client::{Answer, Command, expiry};
+use crate::cluster::Node;
+use crate::config::{Config, SessionEvents};
+use crate::copies::Layout;
+use crate::copies::near::NearCached;
+use crate::error::Result;
+use crate::ids::SessionId;
+use crate::keys::KeyKind;
+use crate::session::{SessionData, now_millis};
+use crate::stats::{Stats, bump};
+use crate::validity::{Validity, copy_lifetime};
+
+/// Seconds a bucket waits, once ended, before it is swept: memcached's one-second clock, and
+/// skew between hosts.
+const LAG: u64 = 2;
+/// Most sessions a manager remembers having indexed; past it, it starts over (indexing again
+/// costs one append per session).
+const MAX_INDEXED: usize = 100_000;
+/// The value of a bucket's claim once it was swept.
+const DONE: &[u8] = b"done";
+
+/// A session that ended by expiry, for the host to deliver (`sessionDestroyed`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiredSession {
+    /// Its id, without route.
+    pub id: SessionId,
+    /// Its last stored data.
+    pub session: SessionData,
+}
+
+/// What a sweep finds of one listed session.
+enum Verdict {
+    /// Dealt with already (delivered, invalidated, expired by its host), or never expires.
+    Skip,
+    /// Alive until this Unix time (seconds): indexed again under its bucket.
+    Alive(u64),
+    /// Expired, with its last data.
+    Expired(SessionData),
+    /// Expired, and its data is gone.
+    Gone,
+    /// Its node cannot tell now: the bucket is swept again later.
+    Unknown,
+}
+
+/// The expiry events of one manager: what it indexed, and the buckets it knows swept.
+#[derive(Debug)]
+pub(crate) struct Events {
+    config: Arc<Config>,
+    store: Arc<NearCached>,
+    stats: Arc<Stats>,
+    /// The bucket this manager last indexed each session under, by storage part.
+    indexed: Mutex<HashMap<String, u64>>,
+    /// Buckets known swept, by node.
+    swept: Mutex<HashSet<(String, u64)>>,
+}
+
+impl Events {
+    pub(crate) fn new(config: Arc<Config>, store: Arc<NearCached>, stats: Arc<Stats>) -> Self {
+        Events {
+            config,
+            store,
+            stats,
+            indexed: Mutex::default(),
+            swept: Mutex::default(),
+        }
+    }
+
+    /// Whether expiry events are kept (`sessionEvents="expiry"`).
+    pub(crate) fn enabled(&self) -> bool {
+        self.config.session_events == SessionEvents::Expiry
+    }
+
+    /// The width of a bucket in seconds (`eventSweepInterval`).
+    fn width(&self) -> u64 {
+        self.config.event_sweep_interval.as_secs().max(1)
+    }
+
+    /// The bucket a session alive until `deadline` (Unix seconds) is indexed under: its own,
+    /// or the first one that no sweep may have started yet.
+    fn bucket_of(&self, deadline: u64, now: u64) -> u64 {
+        (deadline / self.width()).max((now + LAG + 1) / self.width())
+    }
+
+    /// The latest bucket that may be swept at `now`: ended `LAG` seconds ago.
+    fn due(&self, now: u64) -> Option<u64> {
+        (now.saturating_sub(LAG) / self.width()).checked_sub(1)
+    }
+
+    /// A request ended with the session `id` (its lifetime `max_inactive` seconds, when known),
+    /// or the host stored it: indexes it when this manager has not, or when its expiry moved
+    /// before the bucket it was indexed under, or when that bucket is due (its sweep indexes it
+    /// again unless the index was lost). Otherwise sends nothing.
+    pub(crate) async fn noticed(&self, id: &SessionId, max_inactive: Option<i32>) {
+        if !self.enabled() || max_inactive.is_some_and(|m| m <= 0) {
+            return;
+        }
+        let now = now_millis() / 1000;
+        let deadline = match max_inactive {
+            Some(m) => now + self.lifetime(m) + 1,
+            // Unknown: the earliest bucket, whose sweep finds the session's own.
+            None => now,
+        };
+        let bucket = self.bucket_of(deadline, now);
+        let part = id.storage_part();
+        let part = part.as_str();
+        let due = self.due(now).unwrap_or(0);
+        match self.indexed.lock().get(part) {
+            Some(_) if max_inactive.is_none() => return,
+            Some(&seen) if seen <= bucket && seen > due => return,
+            _ => {}
+        }
+        if self.index(id, deadline, now).await {
+            let mut indexed = self.indexed.lock();
+            if indexed.len() >= MAX_INDEXED {
+                indexed.clear();
+            }
+            indexed.insert(part.to_owned(), bucket);
+        }
+    }
+
+    /// How long a session of `max_inactive` seconds stays alive after its last access, as the
+    /// sweep tells: its lifetime (non-sticky), or a quarter more (sticky: accesses within a
+    /// quarter lifetime of the last backup leave memcached untouched).
+    fn lifetime(&self, max_inactive: i32) -> u64 {
+        match self.store.copies().layout() {
+            Layout::Replicated => u64::try_from(max_inactive).unwrap_or(0),
+            Layout::Single => copy_lifetime(max_inactive),
+        }
+    }
+
+    /// Lists the session `id`, alive until `deadline`, under its bucket: on its node, or the
+    /// next available one when that is down. `false`, counted, when no node took it.
+    async fn index(&self, id: &SessionId, deadline: u64, now: u64) -> bool {
+        let copies = self.store.copies();
+        let node = copies
+            .cluster
+            .node(id.node())
+            .filter(|n| n.is_up())
+            .or_else(|| copies.cluster.next_available(id.node()));
+        let Some(node) = node else {
+            bump(&self.stats.expiry_events_undeliverable);
+            return false;
+        };
+        let bucket = self.bucket_of(deadline, now);
+        let key = copies.config.keys.bucket_key(KeyKind::ExpiryIndex, bucket);
+        let entry = format!("{} ", id.storage_part());
+        let ends = (bucket + 1) * self.width() + self.config.event_grace();
+        let exptime = expiry(ends.saturating_sub(now).max(1));
+        let commands = [
+            Command::Add {
+                key: &key,
+                value: b"",
+                exptime,
+            },
+            Command::Append {
+                key: &key,
+                value: entry.as_bytes(),
+            },
+        ];
+        match copies.cluster.call(&node, |c| c.pipeline(&commands)).await {
+            Ok(answers) if answers.get(1) == Some(&Answer::Stored) => {
+                bump(&self.stats.expiry_index_appends);
+                true
+            }
+            outcome => {
+                bump(&self.stats.expiry_events_undeliverable);
+                tracing::warn!(session = %id.redacted(), ?outcome, "session's expiry not indexed: its expiry event will be missed");
+                false
+            }
+        }
+    }
+
+    /// Sweeps every due bucket of every node that is up and not known swept (see the module's
+    /// documentation) and returns the sessions this manager must deliver as expired.
+    pub(crate) async fn expired_sessions(&self) -> Result<Vec<ExpiredSession>> {
+        let mut expired = Vec::new();
+        if !self.enabled() {
+            return Ok(expired);
+        }
+        let now = now_millis() / 1000;
+        let Some(due) = self.due(now) else {
+            return Ok(expired);
+        };
+        // Older index items have expired.
+        let oldest = now.saturating_sub(self.config.event_grace() + self.width()) / self.width();
+        self.swept.lock().retain(|(_, bucket)| *bucket >= oldest);
+        let nodes = self.store.copies().cluster.nodes();
+        for node in nodes.iter().filter(|n| n.is_up()) {
+            for bucket in oldest..=due {
+                let entry = (node.id().to_owned(), bucket);
+                if self.swept.lock().contains(&entry) {
+                    continue;
+                }
+                match self.sweep(node, bucket, &mut expired).await {
+                    Ok(true) => {
+                        self.swept.lock().insert(entry);
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(node = node.id(), error = %e, "expired sessions not swept");
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(expired)
+    }
+
+    /// Sweeps one bucket of one node when its claim is this manager's; `true` when the bucket
+    /// is swept (by this manager or another), `false` when another sweeps it now or some of its
+    /// sessions could not be told (the claim lapses and the bucket is swept again).
+    async fn sweep(
+        &self,
+        node: &Node,
+        bucket: u64,
+        expired: &mut Vec<ExpiredSession>,
+    ) -> Result<bool> {
+        let copies = self.store.copies();
+        let keys = &copies.config.keys;
+        let claim = keys.bucket_key(KeyKind::SweepClaim, bucket);
+        let claim_ttl = self.width().max(2);
+        if !copies
+            .cluster
+            .call(node, |c| c.add(&claim, b"sweeping", claim_ttl))
+            .await?
+        {
+            let state = copies.cluster.call(node, |c| c.get(&claim)).await?;
+            return Ok(state.as_deref() == Some(DONE));
+        }
+        let index = keys.bucket_key(KeyKind::ExpiryIndex, bucket);
+        let listed = copies.cluster.call(node, |c| c.get(&index)).await?;
+        // Listed once per host that indexed it, and once per sweep that found it renewed.
+        let entries: BTreeSet<&[u8]> = listed
+            .as_deref()
+            .unwrap_or_default()
+            .split(|b| *b == b' ')
+            .filter(|entry| !entry.is_empty())
+            .collect();
+        let ids = entries
+            .into_iter()
+            .filter_map(|entry| std::str::from_utf8(entry).ok())
+            .filter_map(SessionId::parse);
+        let mut complete = true;
+        for id in ids {
+            match self.examine(&id).await {
+                Verdict::Skip => {}
+                Verdict::Alive(deadline) => {
+                    self.index(&id, deadline, now_millis() / 1000).await;
+                }
+                Verdict::Expired(session) => {
+                    if self.mark_ended(&id).await? {
+                        bump(&self.stats.expiry_events_delivered);
+                        // Its copies go: a late request must not bring it back.
+                        if let Err(e) = self.store.delete(&id).await {
+                            tracing::debug!(session = %id.redacted(), error = %e, "expired session's copies not deleted");
+                        }
+                        expired.push(ExpiredSession { id, session });
+                    }
+                }
+                Verdict::Gone => {
+                    if self.mark_ended(&id).await? {
+                        bump(&self.stats.expiry_events_undeliverable);
+                        tracing::warn!(session = %id.redacted(), "expired session's data is gone from memcached: its expiry event is missed");
+                    }
+                }
+                Verdict::Unknown => complete = false,
+            }
+        }
+        if complete {
+            let done_ttl = expiry(self.config.event_grace() + 2 * self.width());
+            copies
+                .cluster
+                .call(node, |c| c.set(&claim, DONE, done_ttl))
+                .await?;
+            bump(&self.stats.expiry_buckets_swept);
+        }
+        Ok(complete)
+    }
+
+    /// Marks the session `id` ended on its node with `add`: `true` when this manager marked it
+    /// (and so deals with its end), `false` when another did first.
+    async fn mark_ended(&self, id: &SessionId) -> Result<bool> {
+        let copies = self.store.copies();
+        let Some(node) = copies.cluster.node(id.node()) else {
+            return Ok(true);
+        };
+        let key = copies.key(KeyKind::Ended, id);
+        let exptime = copies.ended_exptime();
+        copies
+            .cluster
+            .call(&node, |c| c.add(&key, b"1", exptime))
+            .await
+    }
+
+    /// Tells whether the listed session `id` expired, from its validity record and its mark
+    /// of ending on its node (and, when it expired or a sticky record is missing, its copy).
+    async fn examine(&self, id: &SessionId) -> Verdict {
+        let copies = self.store.copies();
+        let Some(node) = copies.cluster.node(id.node()) else {
+            // Its node left the cluster, with the session.
+            return Verdict::Gone;
+        };
+        if !node.is_up() {
+            return Verdict::Unknown;
+        }
+        let validity_key = copies.key(KeyKind::Validity, id);
+        let ended_key = copies.key(KeyKind::Ended, id);
+        let keys = [validity_key.as_str(), ended_key.as_str()];
+        let Ok(mut found) = copies.cluster.call(&node, |c| c.get_multi(&keys)).await else {
+            return Verdict::Unknown;
+        };
+        if found.contains_key(&ended_key) {
+            return Verdict::Skip;
+        }
+        let record = found
+            .remove(&validity_key)
+            .and_then(|value| Validity::decode(&copies.codec, id.random(), &value).ok());
+        let now_ms = now_millis();
+        let now = now_ms / 1000;
+        let sticky = copies.layout() == Layout::Single;
+        match record {
+            Some(v) if v == Validity::ENDED => return Verdict::Skip,
+            Some(v) if !sticky && v.max_inactive <= 0 => return Verdict::Skip,
+            Some(v) if !sticky && !v.expired(now_ms) => {
+                let max_inactive = u64::try_from(v.max_inactive).unwrap_or(0);
+                return Verdict::Alive(v.last_accessed / 1000 + max_inactive + 1);
+            }
+            Some(v) if sticky && now <= v.copies_expire => {
+                return Verdict::Alive(v.copies_expire + 1);
+            }
+            _ => {}
+        }
+        let session = match copies.read_last(id).await {
+            Ok(Some(session)) => session,
+            Ok(None) | Err(crate::Error::Corrupt(_)) => return Verdict::Gone,
+            Err(_) => return Verdict::Unknown,
+        };
+        if sticky && record.is_none() {
+            // No record of its last renewal: its last backup tells.
+            if session.max_inactive <= 0 {
+                return Verdict::Skip;
+            }
+            let deadline = session.last_accessed / 1000 + self.lifetime(session.max_inactive) + 1;
+            if now <= deadline {
+                return Verdict::Alive(deadline);
+            }
+        }
+        Verdict::Expired(session)
+    }
+}
