@@ -41,7 +41,7 @@
 //! the listeners loses that one event. A request that reads a session in the instant a sweep
 //! ends it may write it back (as with an invalidation racing a request without the lock).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -100,6 +100,9 @@ pub(crate) struct Events {
     indexed: Mutex<HashMap<String, u64>>,
     /// Buckets known swept, by node.
     swept: Mutex<HashSet<(String, u64)>>,
+    /// Sessions a sweep handed to this manager that the host has not taken yet
+    /// ([`Events::next_expired`]).
+    pending: Mutex<VecDeque<ExpiredSession>>,
 }
 
 impl Events {
@@ -110,6 +113,7 @@ impl Events {
             stats,
             indexed: Mutex::default(),
             swept: Mutex::default(),
+            pending: Mutex::default(),
         }
     }
 
@@ -220,8 +224,9 @@ impl Events {
 
     /// Sweeps every due bucket of every node that is up and not known swept (see the module's
     /// documentation) and returns the sessions this manager must deliver as expired.
+    /// Sessions handed over earlier and not taken yet come first.
     pub(crate) async fn expired_sessions(&self) -> Result<Vec<ExpiredSession>> {
-        let mut expired = Vec::new();
+        let mut expired: Vec<ExpiredSession> = self.pending.lock().drain(..).collect();
         if !self.enabled() {
             return Ok(expired);
         }
@@ -252,6 +257,19 @@ impl Events {
             }
         }
         Ok(expired)
+    }
+
+    /// The next expired session this host must deliver, one at a time (for hosts that take
+    /// them so, like the C face): one handed over earlier, or else the first of a sweep, whose
+    /// others wait for the next calls. `None` when there is none now.
+    pub(crate) async fn next_expired(&self) -> Result<Option<ExpiredSession>> {
+        if let Some(next) = self.pending.lock().pop_front() {
+            return Ok(Some(next));
+        }
+        let mut swept = self.expired_sessions().await?.into_iter();
+        let first = swept.next();
+        self.pending.lock().extend(swept);
+        Ok(first)
     }
 
     /// Sweeps one bucket of one node when its claim is this manager's; `true` when the bucket

@@ -306,6 +306,13 @@ impl SessionManager {
         self.events.expired_sessions().await
     }
 
+    /// [`SessionManager::expired_sessions`] one session at a time, for hosts that take them so
+    /// (the C face): the next one this host must deliver, `None` when there is none now. A
+    /// sweep's other sessions wait in this manager for the next calls.
+    pub async fn next_expired_session(&self) -> Result<Option<ExpiredSession>> {
+        self.events.next_expired().await
+    }
+
     /// A session ended on this host: invalidated by the application (every copy is deleted) or
     /// timed out, `max_inactive` seconds after its last access at `last_accessed` (epoch ms).
     /// Sticky: a timed-out session's copies are deleted unless another host wrote a newer
