@@ -37,12 +37,14 @@
 //! counted in `expiry_events_undeliverable`, when its copies are gone by then (evicted, lost
 //! with a node that failed or restarted empty). It is not delivered, and cannot be counted,
 //! when the index item listing it was evicted or lost with its node, or could not be written
-//! (counted then). A sweeper that dies after marking a session ended and before its host fired
+//! (counted in `expiry_index_failures`; a host indexes it again when the bucket it indexed it
+//! under is due, if it still serves it). A sweeper that dies after marking a session ended and before its host fired
 //! the listeners loses that one event. A request that reads a session in the instant a sweep
 //! ends it may write it back (as with an invalidation racing a request without the lock).
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 
 use parking_lot::Mutex;
 
@@ -64,8 +66,13 @@ const LAG: u64 = 2;
 /// Most sessions a manager remembers having indexed; past it, it starts over (indexing again
 /// costs one append per session).
 const MAX_INDEXED: usize = 100_000;
+/// Sessions whose records one sweep reads in one round trip.
+const BATCH: usize = 50;
 /// The value of a bucket's claim once it was swept.
 const DONE: &[u8] = b"done";
+
+/// One session to list under a bucket: the bucket's key, the entry, the item's expiry field.
+type Listing = (String, String, u64);
 
 /// A session that ended by expiry, for the host to deliver (`sessionDestroyed`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,46 +187,84 @@ impl Events {
         }
     }
 
-    /// Lists the session `id`, alive until `deadline`, under its bucket: on its node, or the
-    /// next available one when that is down. `false`, counted, when no node took it.
+    /// Lists the session `id`, alive until `deadline`, under its bucket (see
+    /// [`Events::index_all`]); `false` when it could not be listed.
     async fn index(&self, id: &SessionId, deadline: u64, now: u64) -> bool {
+        self.index_all(&[(id.clone(), deadline)], now).await == 1
+    }
+
+    /// Lists each session, alive until its deadline (Unix seconds), under its bucket: on its
+    /// node, or the next available one when that is down; one round trip per node. Returns how
+    /// many were listed; the others are counted as index failures.
+    async fn index_all(&self, sessions: &[(SessionId, u64)], now: u64) -> usize {
         let copies = self.store.copies();
-        let node = copies
-            .cluster
-            .node(id.node())
-            .filter(|n| n.is_up())
-            .or_else(|| copies.cluster.next_available(id.node()));
-        let Some(node) = node else {
-            bump(&self.stats.expiry_events_undeliverable);
-            return false;
-        };
-        let bucket = self.bucket_of(deadline, now);
-        let key = copies.config.keys.bucket_key(KeyKind::ExpiryIndex, bucket);
-        let entry = format!("{} ", id.storage_part());
-        let ends = (bucket + 1) * self.width() + self.config.event_grace();
-        let exptime = expiry(ends.saturating_sub(now).max(1));
-        let commands = [
-            Command::Add {
-                key: &key,
-                value: b"",
-                exptime,
-            },
-            Command::Append {
-                key: &key,
-                value: entry.as_bytes(),
-            },
-        ];
-        match copies.cluster.call(&node, |c| c.pipeline(&commands)).await {
-            Ok(answers) if answers.get(1) == Some(&Answer::Stored) => {
-                bump(&self.stats.expiry_index_appends);
-                true
-            }
-            outcome => {
-                bump(&self.stats.expiry_events_undeliverable);
-                tracing::warn!(session = %id.redacted(), ?outcome, "session's expiry not indexed: its expiry event will be missed");
-                false
+        let mut by_node: HashMap<String, (Arc<Node>, Vec<Listing>)> = HashMap::new();
+        for (id, deadline) in sessions {
+            let node = copies
+                .cluster
+                .node(id.node())
+                .filter(|n| n.is_up())
+                .or_else(|| copies.cluster.next_available(id.node()));
+            let Some(node) = node else {
+                bump(&self.stats.expiry_index_failures);
+                tracing::warn!(session = %id.redacted(), "no node to index the session's expiry: its expiry event will be missed");
+                continue;
+            };
+            let bucket = self.bucket_of(*deadline, now);
+            let key = copies.config.keys.bucket_key(KeyKind::ExpiryIndex, bucket);
+            let ends = (bucket + 1) * self.width() + self.config.event_grace();
+            let exptime = expiry(ends.saturating_sub(now).max(1));
+            let entry = format!("{} ", id.storage_part());
+            by_node
+                .entry(node.id().to_owned())
+                .or_insert_with(|| (Arc::clone(&node), Vec::new()))
+                .1
+                .push((key, entry, exptime));
+        }
+        let mut listed = 0;
+        for (node, entries) in by_node.into_values() {
+            let commands: Vec<Command<'_>> = entries
+                .iter()
+                .flat_map(|(key, entry, exptime)| {
+                    [
+                        Command::Add {
+                            key,
+                            value: b"",
+                            exptime: *exptime,
+                        },
+                        Command::Append {
+                            key,
+                            value: entry.as_bytes(),
+                        },
+                    ]
+                })
+                .collect();
+            let answers = copies.cluster.call(&node, |c| c.pipeline(&commands)).await;
+            let appended = match &answers {
+                Ok(answers) => answers
+                    .iter()
+                    .skip(1)
+                    .step_by(2)
+                    .filter(|a| **a == Answer::Stored)
+                    .count(),
+                Err(_) => 0,
+            };
+            listed += appended;
+            let missed = entries.len() - appended;
+            let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+            (self.stats.expiry_index_appends).fetch_add(count(appended), Relaxed);
+            (self.stats.expiry_index_failures).fetch_add(count(missed), Relaxed);
+            if missed > 0 {
+                let error = answers.err();
+                tracing::warn!(
+                    node = node.id(),
+                    missed,
+                    ?error,
+                    "sessions' expiries not indexed: their expiry events will be missed"
+                );
             }
         }
+        listed
     }
 
     /// Sweeps every due bucket of every node that is up and not known swept (see the module's
@@ -307,14 +352,26 @@ impl Events {
             .filter_map(|entry| std::str::from_utf8(entry).ok())
             .filter_map(SessionId::parse);
         let mut complete = true;
-        for id in ids {
-            match self.examine(&id).await {
-                Verdict::Skip => {}
+        let mut renewed = Vec::new();
+        for (id, verdict) in self.examine_all(ids.collect()).await {
+            // Expired, with its data or without.
+            let session = match verdict {
+                Verdict::Expired(session) => Some(session),
+                Verdict::Gone => None,
                 Verdict::Alive(deadline) => {
-                    self.index(&id, deadline, now_millis() / 1000).await;
+                    renewed.push((id, deadline));
+                    continue;
                 }
-                Verdict::Expired(session) => {
-                    if self.mark_ended(&id).await? {
+                Verdict::Skip => continue,
+                Verdict::Unknown => {
+                    complete = false;
+                    continue;
+                }
+            };
+            match self.mark_ended(&id).await {
+                Ok(false) => {}
+                Ok(true) => match session {
+                    Some(session) => {
                         bump(&self.stats.expiry_events_delivered);
                         // Its copies go: a late request must not bring it back.
                         if let Err(e) = self.store.delete(&id).await {
@@ -322,16 +379,19 @@ impl Events {
                         }
                         expired.push(ExpiredSession { id, session });
                     }
-                }
-                Verdict::Gone => {
-                    if self.mark_ended(&id).await? {
+                    None => {
                         bump(&self.stats.expiry_events_undeliverable);
                         tracing::warn!(session = %id.redacted(), "expired session's data is gone from memcached: its expiry event is missed");
                     }
+                },
+                Err(e) => {
+                    tracing::debug!(session = %id.redacted(), error = %e, "expired session not marked ended");
+                    complete = false;
                 }
-                Verdict::Unknown => complete = false,
             }
         }
+        // Renewed: listed again under their later buckets.
+        self.index_all(&renewed, now_millis() / 1000).await;
         if complete {
             let done_ttl = expiry(self.config.event_grace() + 2 * self.width());
             copies
@@ -358,29 +418,66 @@ impl Events {
             .await
     }
 
-    /// Tells whether the listed session `id` expired, from its validity record and its mark
-    /// of ending on its node (and, when it expired or a sticky record is missing, its copy).
-    async fn examine(&self, id: &SessionId) -> Verdict {
+    /// Tells of each listed session whether it expired, from its validity record and its mark
+    /// of ending on its node, read for many sessions in one round trip (and, when it expired or
+    /// a sticky record is missing, from its copy).
+    async fn examine_all(&self, ids: Vec<SessionId>) -> Vec<(SessionId, Verdict)> {
         let copies = self.store.copies();
-        let Some(node) = copies.cluster.node(id.node()) else {
-            // Its node left the cluster, with the session.
-            return Verdict::Gone;
-        };
-        if !node.is_up() {
-            return Verdict::Unknown;
+        let mut by_node: HashMap<String, Vec<SessionId>> = HashMap::new();
+        for id in ids {
+            by_node.entry(id.node().to_owned()).or_default().push(id);
         }
-        let validity_key = copies.key(KeyKind::Validity, id);
-        let ended_key = copies.key(KeyKind::Ended, id);
-        let keys = [validity_key.as_str(), ended_key.as_str()];
-        let Ok(mut found) = copies.cluster.call(&node, |c| c.get_multi(&keys)).await else {
-            return Verdict::Unknown;
-        };
-        if found.contains_key(&ended_key) {
+        let mut verdicts = Vec::new();
+        for (node_id, ids) in by_node {
+            let Some(node) = copies.cluster.node(&node_id) else {
+                // Its node left the cluster, with the session.
+                verdicts.extend(ids.into_iter().map(|id| (id, Verdict::Gone)));
+                continue;
+            };
+            for chunk in ids.chunks(BATCH) {
+                let keys: Vec<String> = chunk
+                    .iter()
+                    .flat_map(|id| {
+                        [
+                            copies.key(KeyKind::Validity, id),
+                            copies.key(KeyKind::Ended, id),
+                        ]
+                    })
+                    .collect();
+                let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+                let found = match node.is_up() {
+                    true => copies
+                        .cluster
+                        .call(&node, |c| c.get_multi(&refs))
+                        .await
+                        .ok(),
+                    false => None,
+                };
+                let Some(mut found) = found else {
+                    verdicts.extend(chunk.iter().map(|id| (id.clone(), Verdict::Unknown)));
+                    continue;
+                };
+                for (id, keys) in chunk.iter().zip(keys.chunks(2)) {
+                    let record = found.remove(&keys[0]);
+                    let ended = found.contains_key(&keys[1]);
+                    let verdict = self.judge(id, record, ended).await;
+                    verdicts.push((id.clone(), verdict));
+                }
+            }
+        }
+        verdicts
+    }
+
+    /// Tells whether the session `id` expired, from its validity record as read (`record`) and
+    /// whether it is marked ended (and, when it expired or a sticky record is missing, from its
+    /// copy).
+    async fn judge(&self, id: &SessionId, record: Option<Vec<u8>>, ended: bool) -> Verdict {
+        let copies = self.store.copies();
+        if ended {
             return Verdict::Skip;
         }
-        let record = found
-            .remove(&validity_key)
-            .and_then(|value| Validity::decode(&copies.codec, id.random(), &value).ok());
+        let record =
+            record.and_then(|value| Validity::decode(&copies.codec, id.random(), &value).ok());
         let now_ms = now_millis();
         let now = now_ms / 1000;
         let sticky = copies.layout() == Layout::Single;

@@ -203,9 +203,11 @@ counters! {
     /// Distributed events: expired sessions handed to this host to deliver.
     expiry_events_delivered,
     /// Distributed events: expired sessions whose end could not be delivered: their data was
-    /// gone from memcached (evicted, lost with a node), or their index item could not be
-    /// written.
+    /// gone from memcached (evicted, lost with a node).
     expiry_events_undeliverable,
+    /// Distributed events: sessions that could not be indexed under their expiry's bucket (no
+    /// node up, or its node failed): missed unless a host indexes them again later.
+    expiry_index_failures,
 }
 
 impl Stats {

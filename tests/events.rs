@@ -149,6 +149,7 @@ fn non_sticky_sessions_used_on_three_managers_are_each_delivered_once_at_expiry(
     }
     assert_eq!(total(&managers, "expiry_events_delivered"), 30);
     assert_eq!(total(&managers, "expiry_events_undeliverable"), 0);
+    assert_eq!(total(&managers, "expiry_index_failures"), 0);
     // Each session was indexed by the two managers that served it, nothing more.
     assert_eq!(total(&managers, "expiry_index_appends"), 60);
     // Delivered sessions are gone: no request brings them back.
@@ -298,6 +299,39 @@ fn sticky_sessions_of_a_host_that_is_gone_are_delivered_by_another() {
         block_on(alive.load(&kept)).unwrap().is_some(),
         "the held session lives on"
     );
+}
+
+#[test]
+fn a_node_that_hangs_during_the_sweep_has_its_sessions_delivered_once_it_answers() {
+    let (n1, mut n2) = (Memcached::start(), Memcached::start());
+    let managers: Vec<_> = (0..2)
+        .map(|_| manager(&[&n1, &n2], &with_events(&[("sticky", "false")])))
+        .collect();
+    let ids: Vec<SessionId> = (0..10).map(|i| create(&managers[i % 2], 1)).collect();
+    assert!(
+        ids.iter().any(|id| id.node() == "n2"),
+        "some sessions are on n2"
+    );
+    // n2 hangs past the sweep of its buckets (about 6 s after the sessions' creation).
+    n2.pause();
+    let hung = poll_all(&managers, Duration::from_secs(8));
+    let on_n1: BTreeSet<String> = ids
+        .iter()
+        .filter(|id| id.node() == "n1")
+        .map(SessionId::storage_part)
+        .collect();
+    assert_each_once(&hung, &on_n1);
+    n2.resume();
+    let later = poll_all(&managers, Duration::from_secs(4));
+    let on_n2: BTreeSet<String> = ids
+        .iter()
+        .filter(|id| id.node() == "n2")
+        .map(SessionId::storage_part)
+        .collect();
+    assert_each_once(&later, &on_n2);
+    assert_eq!(total(&managers, "expiry_events_delivered"), 10);
+    assert_eq!(total(&managers, "expiry_events_undeliverable"), 0);
+    assert_eq!(total(&managers, "expiry_index_failures"), 0);
 }
 
 /// What one sequence of requests sends, with and without events: a session created, then used
