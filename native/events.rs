@@ -33,14 +33,16 @@
 //!
 //! Guarantee and limits: a session that expires is delivered at most once, and exactly once
 //! when memcached keeps the items above and the session's copy until its bucket is swept (a
-//! poll of some manager within the grace after the bucket ended). It is not delivered, and is
-//! counted in `expiry_events_undeliverable`, when its copies are gone by then (evicted, lost
-//! with a node that failed or restarted empty). It is not delivered, and cannot be counted,
-//! when the index item listing it was evicted or lost with its node, or could not be written
-//! (counted in `expiry_index_failures`; a host indexes it again when the bucket it indexed it
-//! under is due, if it still serves it). A sweeper that dies after marking a session ended and before its host fired
-//! the listeners loses that one event. A request that reads a session in the instant a sweep
-//! ends it may write it back (as with an invalidation racing a request without the lock).
+//! poll of some manager within the grace after the bucket ended). It is not delivered:
+//! - when its copies are gone by then (evicted, lost with a node that failed or restarted
+//!   empty): counted in `expiry_events_undeliverable`;
+//! - when no index item lists it: one could not be written (counted in
+//!   `expiry_index_failures`; a host that still serves the session indexes it again), or was
+//!   evicted or lost with its node (which cannot be counted);
+//! - when the sweeper that marked it ended dies before its host fired the listeners.
+//!
+//! A request that reads a session in the instant a sweep ends it may write it back (as with an
+//! invalidation racing a request without the lock).
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -145,35 +147,29 @@ impl Events {
         (now.saturating_sub(LAG) / self.width()).checked_sub(1)
     }
 
-    /// A request ended with the session `id` (its lifetime `max_inactive` seconds, when known),
-    /// or the host stored it: indexes it when this manager has not, or when its expiry moved
-    /// before the bucket it was indexed under, or when that bucket is due (its sweep indexes it
-    /// again unless the index was lost). Otherwise sends nothing.
-    pub(crate) async fn noticed(&self, id: &SessionId, max_inactive: Option<i32>) {
-        if !self.enabled() || max_inactive.is_some_and(|m| m <= 0) {
+    /// A request ended with the session `id` (of `max_inactive` seconds), or the host stored
+    /// it: indexes it when this manager has not, or when its expiry moved before the bucket it
+    /// was indexed under, or when that bucket is due (its sweep indexes it again, unless that
+    /// failed). Otherwise sends nothing.
+    pub(crate) async fn noticed(&self, id: &SessionId, max_inactive: i32) {
+        if !self.enabled() || max_inactive <= 0 {
             return;
         }
         let now = now_millis() / 1000;
-        let deadline = match max_inactive {
-            Some(m) => now + self.lifetime(m) + 1,
-            // Unknown: the earliest bucket, whose sweep finds the session's own.
-            None => now,
-        };
+        let deadline = now + self.lifetime(max_inactive) + 1;
         let bucket = self.bucket_of(deadline, now);
         let part = id.storage_part();
-        let part = part.as_str();
         let due = self.due(now).unwrap_or(0);
-        match self.indexed.lock().get(part) {
-            Some(_) if max_inactive.is_none() => return,
-            Some(&seen) if seen <= bucket && seen > due => return,
-            _ => {}
+        let seen = self.indexed.lock().get(&part).copied();
+        if seen.is_some_and(|seen| seen <= bucket && seen > due) {
+            return;
         }
         if self.index(id, deadline, now).await {
             let mut indexed = self.indexed.lock();
             if indexed.len() >= MAX_INDEXED {
                 indexed.clear();
             }
-            indexed.insert(part.to_owned(), bucket);
+            indexed.insert(part, bucket);
         }
     }
 

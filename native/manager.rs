@@ -290,7 +290,7 @@ impl SessionManager {
         let ended = with_mode!(&self.mode, m => m.end(request, outcome).await)?;
         if let (Some((id, max_inactive)), Ended::Done { moved, .. }) = (noticed, &ended) {
             let id = moved.as_ref().unwrap_or(&id);
-            self.events.noticed(id, Some(max_inactive)).await;
+            self.events.noticed(id, max_inactive).await;
         }
         Ok(ended)
     }
@@ -344,9 +344,7 @@ impl SessionManager {
     ) -> Result<Option<SessionId>> {
         let moved = self.store.store(id, session, None, &mut None).await?;
         let current = moved.as_ref().unwrap_or(id);
-        self.events
-            .noticed(current, Some(session.max_inactive))
-            .await;
+        self.events.noticed(current, session.max_inactive).await;
         Ok(moved)
     }
 
