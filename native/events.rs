@@ -76,6 +76,17 @@ const DONE: &[u8] = b"done";
 /// One session to list under a bucket: the bucket's key, the entry, the item's expiry field.
 type Listing = (String, String, u64);
 
+/// The bucket (of `width` seconds) a session alive until `deadline` (Unix seconds) is indexed
+/// under at `now`: its own, or the first one that no sweep may have started yet.
+fn bucket_of(width: u64, deadline: u64, now: u64) -> u64 {
+    (deadline / width).max((now + LAG + 1) / width)
+}
+
+/// The latest bucket (of `width` seconds) that may be swept at `now`: ended `LAG` seconds ago.
+fn due(width: u64, now: u64) -> Option<u64> {
+    (now.saturating_sub(LAG) / width).checked_sub(1)
+}
+
 /// A session that ended by expiry, for the host to deliver (`sessionDestroyed`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExpiredSession {
@@ -136,15 +147,12 @@ impl Events {
         self.config.event_sweep_interval.as_secs().max(1)
     }
 
-    /// The bucket a session alive until `deadline` (Unix seconds) is indexed under: its own,
-    /// or the first one that no sweep may have started yet.
     fn bucket_of(&self, deadline: u64, now: u64) -> u64 {
-        (deadline / self.width()).max((now + LAG + 1) / self.width())
+        bucket_of(self.width(), deadline, now)
     }
 
-    /// The latest bucket that may be swept at `now`: ended `LAG` seconds ago.
     fn due(&self, now: u64) -> Option<u64> {
-        (now.saturating_sub(LAG) / self.width()).checked_sub(1)
+        due(self.width(), now)
     }
 
     /// A request ended with the session `id` (of `max_inactive` seconds), or the host stored
@@ -505,5 +513,32 @@ impl Events {
             }
         }
         Verdict::Expired(session)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_are_indexed_under_buckets_no_sweep_started_and_swept_after_their_deadline() {
+        for width in [1, 7, 60] {
+            for now in 1_700_000_000..1_700_000_000 + 3 * width {
+                for lifetime in [0, 1, width, 10 * width + 3] {
+                    let deadline = now + lifetime;
+                    let bucket = bucket_of(width, deadline, now);
+                    assert!(
+                        due(width, now).is_none_or(|due| bucket > due),
+                        "{width} {now}"
+                    );
+                    // Swept only once the whole bucket, its deadline included, lies `LAG` back.
+                    let swept_from = (bucket + 1) * width + LAG;
+                    assert!(swept_from >= deadline + LAG, "{width} {now} {lifetime}");
+                    assert_eq!(due(width, swept_from), Some(bucket));
+                    assert_ne!(due(width, swept_from - 1), Some(bucket));
+                }
+            }
+        }
+        assert_eq!(due(60, 61), None);
     }
 }
