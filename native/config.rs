@@ -221,7 +221,8 @@ pub struct Config {
     /// Which distributed session events are kept (`sessionEvents`).
     pub session_events: SessionEvents,
     /// How often a manager sweeps for expired sessions, and the width of the time buckets
-    /// their expiries are indexed by (`eventSweepInterval`, seconds).
+    /// their expiries are indexed by (`eventSweepInterval`, seconds): the same on every manager
+    /// of a context, as it numbers the buckets.
     pub event_sweep_interval: Duration,
 }
 
