@@ -503,6 +503,20 @@ enum msm_status msm_session_ended(const struct msm_manager *manager,
                                   int32_t max_inactive,
                                   char **error);
 
+// With `sessionEvents="expiry"`: the next session that ended by expiry that this host must
+// deliver (run its end-of-session work for), each handed to one manager of the context only.
+// `*id` receives its id (release with `msm_string_free`) and `*session` its last stored data
+// (release with `msm_session_free`); `MSM_STATUS_NOT_FOUND`, both NULL, when there is none now.
+// Call it until `MSM_STATUS_NOT_FOUND` at least every `eventSweepInterval` seconds. Without
+// events it always answers `MSM_STATUS_NOT_FOUND` and sends nothing.
+//
+// # Safety
+// `manager` is a live manager; `id` and `session` are writable; `error` is NULL or writable.
+enum msm_status msm_manager_poll_expired(const struct msm_manager *manager,
+                                         char **id,
+                                         struct msm_session **session,
+                                         char **error);
+
 // A session held in this host's memory (sticky) took a new id: its copies under `old_id` go
 // when its storage key changed.
 //

@@ -132,6 +132,23 @@ pub enum UpdateGranularity {
     Attribute,
 }
 
+/// Which distributed session events the manager keeps the bookkeeping of (`sessionEvents`):
+/// see [`crate::events`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SessionEvents {
+    /// None: no event costs a memcached command.
+    #[default]
+    Off,
+    /// Sessions that end by expiry are handed, each exactly once, to one manager of the
+    /// context ([`crate::SessionManager::expired_sessions`]), even when no host holds them.
+    Expiry,
+}
+
+/// The attributes of distributed session events, parsed by the core and offered by the C face;
+/// kept apart from [`ATTRIBUTES`] until the Tomcat shim and the Spring Boot starter offer them
+/// too (every name there is a property of the starter).
+pub const EVENT_ATTRIBUTES: &[&str] = &["sessionEvents", "eventSweepInterval"];
+
 /// A validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -201,9 +218,26 @@ pub struct Config {
     /// Where the credentials of memcached's ASCII authentication (`user:password`) are read
     /// from (`memcachedCredentials`); `None`: no authentication.
     pub credentials: Option<KeySource>,
+    /// Which distributed session events are kept (`sessionEvents`).
+    pub session_events: SessionEvents,
+    /// How often a manager sweeps for expired sessions, and the width of the time buckets
+    /// their expiries are indexed by (`eventSweepInterval`, seconds): the same on every manager
+    /// of a context, as it numbers the buckets.
+    pub event_sweep_interval: Duration,
 }
 
 impl Config {
+    /// Seconds that memcached keeps a session's copies beyond their usual lifetime, so that the
+    /// sweep that finds the session expired still reads its last data: a bucket's width, the
+    /// delay before it is swept, a poll missed and a sweeper's lapsed claim, with margin (0
+    /// without events).
+    pub fn event_grace(&self) -> u64 {
+        match self.session_events {
+            SessionEvents::Off => 0,
+            SessionEvents::Expiry => 4 * self.event_sweep_interval.as_secs() + 10,
+        }
+    }
+
     /// Whether a request for `uri` must leave memcached alone (`requestUriIgnorePattern`).
     pub fn ignores_uri(&self, uri: &str) -> bool {
         self.request_uri_ignore_pattern
@@ -269,6 +303,8 @@ pub struct ConfigBuilder {
     tls_client_certificate_file: Option<String>,
     tls_client_key: Option<KeySource>,
     credentials: Option<KeySource>,
+    session_events: Option<SessionEvents>,
+    event_sweep_interval: Option<u64>,
 }
 
 /// Every attribute name the parser knows, in documentation order.
@@ -609,13 +645,22 @@ impl ConfigBuilder {
             }
             "tlsClientKey" => self.tls_client_key = Some(parse_key_source(name, value)?),
             "memcachedCredentials" => self.credentials = Some(parse_key_source(name, value)?),
+            "sessionEvents" => {
+                self.session_events = Some(match value {
+                    "off" => SessionEvents::Off,
+                    "expiry" => SessionEvents::Expiry,
+                    _ => return Err(Error::config(name, value, "expected `off` or `expiry`")),
+                })
+            }
+            "eventSweepInterval" => self.event_sweep_interval = Some(ranged(1, 3600)?),
             _ => {
                 return Err(Error::config(
                     name,
                     value,
                     format!(
-                        "unknown attribute; known attributes: {}",
-                        ATTRIBUTES.join(", ")
+                        "unknown attribute; known attributes: {}, {}",
+                        ATTRIBUTES.join(", "),
+                        EVENT_ATTRIBUTES.join(", ")
                     ),
                 ));
             }
@@ -691,6 +736,8 @@ impl ConfigBuilder {
             operation_retry_backoff: ms(self.operation_retry_backoff.unwrap_or(0)),
             tls,
             credentials: self.credentials.clone(),
+            session_events: self.session_events.unwrap_or_default(),
+            event_sweep_interval: Duration::from_secs(self.event_sweep_interval.unwrap_or(60)),
         })
     }
 
@@ -830,6 +877,37 @@ mod tests {
         assert_eq!(c.integrity_key, None);
         assert_eq!(c.encryption, Encryption::None);
         assert_eq!(c.compression_threshold, 0);
+        assert_eq!(c.session_events, SessionEvents::Off);
+        assert_eq!(c.event_sweep_interval, Duration::from_secs(60));
+        assert_eq!(c.event_grace(), 0);
+    }
+
+    #[test]
+    fn session_events() {
+        let c = Config::from_pairs([
+            ("memcachedNodes", "n1:h:1"),
+            ("sessionEvents", "expiry"),
+            ("eventSweepInterval", "5"),
+        ])
+        .unwrap();
+        assert_eq!(c.session_events, SessionEvents::Expiry);
+        assert_eq!(c.event_sweep_interval, Duration::from_secs(5));
+        assert_eq!(c.event_grace(), 30);
+        let e = err(&[("memcachedNodes", "n1:h:1"), ("sessionEvents", "broadcast")]);
+        assert!(
+            e.contains("sessionEvents") && e.contains("broadcast"),
+            "{e}"
+        );
+        assert!(e.contains("`off` or `expiry`"), "{e}");
+        for bad in ["0", "3601", "-1", "1m"] {
+            let e = err(&[("memcachedNodes", "n1:h:1"), ("eventSweepInterval", bad)]);
+            assert!(e.contains("eventSweepInterval") && e.contains(bad), "{e}");
+        }
+        let e = err(&[("memcachedNodes", "n1:h:1"), ("sessionEvent", "expiry")]);
+        assert!(
+            e.contains("unknown attribute") && e.contains("sessionEvents"),
+            "{e}"
+        );
     }
 
     #[test]

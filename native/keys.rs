@@ -28,6 +28,15 @@ pub enum KeyKind {
     /// The context's shared node list (one per context, on every node; see
     /// [`KeyScheme::context_key`]).
     NodeList,
+    /// Distributed events: the mark that a session ended and its end was dealt with (delivered
+    /// as expired, invalidated, or expired by its host), kept on its node.
+    Ended,
+    /// Distributed events: the ids of the sessions whose expiry falls into one time bucket, one
+    /// item per bucket on each node (see [`KeyScheme::bucket_key`]).
+    ExpiryIndex,
+    /// Distributed events: a sweeper's claim on one bucket of one node, then the mark that the
+    /// bucket was swept.
+    SweepClaim,
 }
 
 impl KeyKind {
@@ -40,6 +49,9 @@ impl KeyKind {
             KeyKind::Validity => "validity:",
             KeyKind::IdReservation => "id:",
             KeyKind::NodeList => "nodes:",
+            KeyKind::Ended => "ended:",
+            KeyKind::ExpiryIndex => "expiring:",
+            KeyKind::SweepClaim => "sweep:",
         }
     }
 }
@@ -104,6 +116,12 @@ impl KeyScheme {
         )
     }
 
+    /// The key of a record kept per context and time bucket (`expiring:P<bucket>`,
+    /// `sweep:P<bucket>`), `bucket` counted in sweep intervals since the Unix epoch.
+    pub fn bucket_key(&self, kind: KeyKind, bucket: u64) -> String {
+        format!("{}{}{bucket}", kind.tag(), self.prefix)
+    }
+
     /// The key of a record kept once per context rather than per session: `nodes:P` for the
     /// shared node list.
     pub fn context_key(&self, kind: KeyKind) -> String {
@@ -143,6 +161,12 @@ mod tests {
         );
         assert!(keys.key(KeyKind::IdReservation, &a).starts_with("id:shop:"));
         assert_eq!(keys.context_key(KeyKind::NodeList), "nodes:shop:");
+        assert!(keys.key(KeyKind::Ended, &a).starts_with("ended:shop:"));
+        assert_eq!(
+            keys.bucket_key(KeyKind::ExpiryIndex, 29_000_000),
+            "expiring:shop:29000000"
+        );
+        assert_eq!(keys.bucket_key(KeyKind::SweepClaim, 7), "sweep:shop:7");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::copies::near::NearCached;
 use crate::copies::{Copies, Loaded};
 use crate::envelope::Codec;
 use crate::error::Result;
+use crate::events::{Events, ExpiredSession};
 use crate::ids::reservation::Reservations;
 use crate::ids::{OsRandom, RandomSource, SessionId};
 use crate::locking::{Locks, SessionLock};
@@ -30,6 +31,7 @@ pub struct SessionManager {
     locks: Arc<Locks>,
     ids: Reservations,
     mode: Modes,
+    events: Events,
 }
 
 impl Drop for SessionManager {
@@ -105,6 +107,7 @@ impl SessionManager {
             Arc::clone(&stats),
             random,
         );
+        let events = Events::new(Arc::clone(&config), Arc::clone(&store), Arc::clone(&stats));
         let mode = if config.sticky {
             Modes::Sticky(Sticky::new(
                 Arc::clone(&config),
@@ -127,6 +130,7 @@ impl SessionManager {
             locks,
             ids,
             mode,
+            events,
         }))
     }
 
@@ -275,7 +279,38 @@ impl SessionManager {
                 backup: None,
             });
         }
-        with_mode!(&self.mode, m => m.end(request, outcome).await)
+        // With expiry events, the session is indexed when this host has not yet (once).
+        let noticed = match &outcome {
+            _ if !self.events.enabled() => None,
+            Outcome::Used { id, session, .. } => Some((*id, session.max_inactive)),
+            Outcome::Unchanged { id, max_inactive } => Some((*id, *max_inactive)),
+            Outcome::Unused | Outcome::NotStored => None,
+        };
+        let noticed = noticed.and_then(|(id, m)| Some((SessionId::parse(id)?, m)));
+        let ended = with_mode!(&self.mode, m => m.end(request, outcome).await)?;
+        if let (Some((id, max_inactive)), Ended::Done { moved, .. }) = (noticed, &ended) {
+            let id = moved.as_ref().unwrap_or(&id);
+            self.events.noticed(id, max_inactive).await;
+        }
+        Ok(ended)
+    }
+
+    /// With `sessionEvents="expiry"`: sweeps the buckets of expiring sessions that are due
+    /// and not swept yet, and returns the sessions that ended by expiry that this host must
+    /// deliver (fire `sessionDestroyed` for, with their last stored data): each such session is
+    /// returned once, by one manager of the context, however many poll. Hosts poll at least
+    /// every `eventSweepInterval` (more often costs one command per node and poll). Without
+    /// events, returns nothing and sends nothing. See [`crate::events`] for the guarantee and
+    /// its limits.
+    pub async fn expired_sessions(&self) -> Result<Vec<ExpiredSession>> {
+        self.events.expired_sessions().await
+    }
+
+    /// [`SessionManager::expired_sessions`] one session at a time, for hosts that take them so
+    /// (the C face): the next one this host must deliver, `None` when there is none now. A
+    /// sweep's other sessions wait in this manager for the next calls.
+    pub async fn next_expired_session(&self) -> Result<Option<ExpiredSession>> {
+        self.events.next_expired().await
     }
 
     /// A session ended on this host: invalidated by the application (every copy is deleted) or
@@ -307,7 +342,10 @@ impl SessionManager {
         id: &SessionId,
         session: &mut SessionData,
     ) -> Result<Option<SessionId>> {
-        self.store.store(id, session, None, &mut None).await
+        let moved = self.store.store(id, session, None, &mut None).await?;
+        let current = moved.as_ref().unwrap_or(id);
+        self.events.noticed(current, session.max_inactive).await;
+        Ok(moved)
     }
 
     /// Loads a session. Non-sticky: a session whose node is down, or whose copy there is

@@ -195,6 +195,19 @@ counters! {
     near_cache_superseded,
     /// Near-cache copies dropped to stay within its bounds.
     near_cache_evicted,
+    /// Distributed events: sessions indexed under the time bucket of their expiry (one append
+    /// each: a session seen for the first time, or moved to a later bucket by a sweep).
+    expiry_index_appends,
+    /// Distributed events: buckets of expiring sessions this manager swept.
+    expiry_buckets_swept,
+    /// Distributed events: expired sessions handed to this host to deliver.
+    expiry_events_delivered,
+    /// Distributed events: expired sessions whose end could not be delivered: their data was
+    /// gone from memcached (evicted, lost with a node).
+    expiry_events_undeliverable,
+    /// Distributed events: sessions that could not be indexed under their expiry's bucket (no
+    /// node up, or its node failed): missed unless a host indexes them again later.
+    expiry_index_failures,
 }
 
 impl Stats {

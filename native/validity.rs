@@ -96,6 +96,16 @@ impl Validity {
         }
     }
 
+    /// [`Validity::copies_due`] for copies that memcached keeps `grace` seconds beyond their
+    /// lifetime (distributed events): renewed as soon as less than that lifetime and grace is
+    /// left, so the grace stays whole after the session's expiry.
+    pub fn copies_due_within(&self, now: u64, grace: u64) -> bool {
+        match u64::try_from(self.max_inactive) {
+            Ok(secs) if secs > 0 => self.copies_expire.saturating_sub(now) < secs + 2 + grace,
+            _ => false,
+        }
+    }
+
     /// Encodes the record of the session whose id has the random part `id`.
     pub fn encode(&self, codec: &Codec, id: &str) -> Vec<u8> {
         let integrity = codec.integrity();
@@ -306,5 +316,15 @@ mod tests {
         assert_eq!(copy_lifetime(1), 2);
         assert_eq!(copy_lifetime(0), 0);
         assert_eq!(copy_lifetime(-1), 0);
+        let graced = Validity {
+            copies_expire: v.copies_expire + 30,
+            ..v
+        };
+        assert!(!graced.copies_due_within(written + 448, 30));
+        assert!(graced.copies_due_within(written + 449, 30));
+        assert_eq!(
+            v.copies_due_within(written + 449, 0),
+            v.copies_due(written + 449)
+        );
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::{Memcached, Twemproxy, command_counters};
 use msm::Error;
-use msm::client::{CasOutcome, NodeClient};
+use msm::client::{Answer, CasOutcome, Command, NodeClient};
 
 fn client(port: u16, timeout_ms: u64) -> NodeClient {
     NodeClient::new(
@@ -58,6 +58,27 @@ async fn exercise_every_command(c: &NodeClient, supports_cas: bool) {
     assert!(c.delete("k1").await.unwrap());
     assert!(!c.delete("k1").await.unwrap());
     assert!(c.version().await.unwrap().starts_with("1."));
+
+    // `append` adds bytes to an item, and stores nothing where there is none.
+    assert!(c.add("list", b"", 0).await.unwrap());
+    let appends = [
+        Command::Append {
+            key: "list",
+            value: b"a ",
+        },
+        Command::Append {
+            key: "list",
+            value: b"b ",
+        },
+        Command::Append {
+            key: "no-list",
+            value: b"c ",
+        },
+    ];
+    let answers = c.pipeline(&appends).await.unwrap();
+    assert_eq!(answers, [Answer::Stored, Answer::Stored, Answer::NotStored]);
+    assert_eq!(c.get("list").await.unwrap().as_deref(), Some(&b"a b "[..]));
+    assert_eq!(c.get("no-list").await.unwrap(), None);
 
     // Binary values with CRLF inside survive.
     let binary: Vec<u8> = (0..=255u8).chain(*b"\r\nEND\r\n").collect();

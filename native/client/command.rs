@@ -67,6 +67,14 @@ pub enum Command<'a> {
         /// Memcached's expiry field.
         exptime: u64,
     },
+    /// Adds bytes at the end of an existing item (its expiry stays); not stored when the item
+    /// is absent.
+    Append {
+        /// The key.
+        key: &'a str,
+        /// The bytes to add.
+        value: &'a [u8],
+    },
     /// Stores only if the item is unchanged since `gets` returned `cas`.
     Cas {
         /// The key.
@@ -105,7 +113,7 @@ pub enum Answer {
     Items(Vec<Item>),
     /// A `Set`, `Add` or `Cas` stored its value.
     Stored,
-    /// An `Add` found the key present.
+    /// An `Add` found the key present, or an `Append` found it absent.
     NotStored,
     /// A `Cas` found the item changed since it was read.
     Exists,
@@ -134,6 +142,8 @@ impl<'a> Command<'a> {
                 value,
                 exptime,
             } => storage(out, "add", key, value, exptime, None)?,
+            // Memcached ignores the expiry of an append.
+            Command::Append { key, value } => storage(out, "append", key, value, 0, None)?,
             Command::Cas {
                 key,
                 value,
@@ -171,6 +181,7 @@ impl<'a> Command<'a> {
         match *self {
             Command::Set { value, .. }
             | Command::Add { value, .. }
+            | Command::Append { value, .. }
             | Command::Cas { value, .. } => value.len(),
             _ => 0,
         }
@@ -182,8 +193,10 @@ impl<'a> Command<'a> {
         use Command as C;
         Ok(match (self, reply) {
             (C::Get(_) | C::Gets(_), Reply::Items(items)) => Answer::Items(items),
-            (C::Set { .. } | C::Add { .. } | C::Cas { .. }, Reply::Stored) => Answer::Stored,
-            (C::Add { .. }, Reply::NotStored) => Answer::NotStored,
+            (C::Set { .. } | C::Add { .. } | C::Append { .. } | C::Cas { .. }, Reply::Stored) => {
+                Answer::Stored
+            }
+            (C::Add { .. } | C::Append { .. }, Reply::NotStored) => Answer::NotStored,
             (C::Cas { .. }, Reply::Exists) => Answer::Exists,
             (C::Touch { .. }, Reply::Touched) | (C::Delete(_), Reply::Deleted) => {
                 Answer::Found(true)

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use attributes::{Base, IndexTurns};
 
-use crate::client::{Answer, CasOutcome, Command};
+use crate::client::{Answer, CasOutcome, Command, expiry};
 use crate::cluster::{Cluster, Node};
 use crate::config::{Config, UpdateGranularity};
 use crate::envelope::{Codec, Index, Stored};
@@ -157,6 +157,60 @@ impl Copies {
         self.config.operation_timeout * 3 / 2
     }
 
+    /// Seconds that memcached keeps what a session's expiry drops (its copies) beyond their
+    /// lifetime, so that the sweep of expired sessions still reads them (0 without distributed
+    /// events: see [`crate::events`]).
+    pub(crate) fn grace(&self) -> u64 {
+        self.config.event_grace()
+    }
+
+    /// Memcached's expiry field for a session's copies: [`copy_lifetime`], and the grace.
+    pub(crate) fn copies_exptime(&self, max_inactive: i32) -> u64 {
+        self.lifetime_exptime(copy_lifetime(max_inactive))
+    }
+
+    /// Memcached's expiry field for a copy that lives `lifetime` seconds (0: never expires),
+    /// and the grace.
+    fn lifetime_exptime(&self, lifetime: u64) -> u64 {
+        match lifetime {
+            0 => 0,
+            secs => expiry(secs + self.grace()),
+        }
+    }
+
+    /// Memcached's expiry field for the mark that a session ended ([`KeyKind::Ended`]): longer
+    /// than any bucket that may still list the session is kept.
+    pub(crate) fn ended_exptime(&self) -> u64 {
+        let lifetime = copy_lifetime(self.config.max_inactive_interval.max(1));
+        let width = self.config.event_sweep_interval.as_secs();
+        expiry(2 * (lifetime + self.grace() + width))
+    }
+
+    /// Sticky, with distributed events: records until when the session under `id` may live
+    /// (its record's `copies_expire`: `lifetime` seconds from now, when its copy written or
+    /// renewed now would expire without the grace), so that the sweep tells an expired session
+    /// from one its host still holds. Stored as its validity record, which sticky hosts never
+    /// read; `max_inactive` is 0 when unknown. A failure leaves the sweep to the copy's last
+    /// access.
+    async fn mark_alive(&self, node: &Node, id: &SessionId, max_inactive: i32, lifetime: u64) {
+        if self.grace() == 0 || lifetime == 0 {
+            return;
+        }
+        let now = now_millis();
+        let record = Validity {
+            last_accessed: now,
+            max_inactive,
+            copies_expire: now / 1000 + lifetime,
+        };
+        let key = self.key(KeyKind::Validity, id);
+        let value = record.encode(&self.codec, id.random());
+        let exptime = self.lifetime_exptime(lifetime);
+        let set = self.cluster.call(node, |c| c.set(&key, &value, exptime));
+        if let Err(e) = set.await {
+            tracing::debug!(session = %id.redacted(), error = %e, "session's lifetime not recorded");
+        }
+    }
+
     /// Runs cluster work until `deadline`, then gives up with a timeout. The work goes to the
     /// heap: it waits on the network, where an allocation costs nothing, and every future that
     /// awaits it (up to a host's call) stays small enough to move cheaply.
@@ -189,7 +243,7 @@ impl Copies {
         let now = now_millis();
         let copies_expire = copies_expire.unwrap_or_else(|| match copy_lifetime(max_inactive) {
             0 => 0,
-            lifetime => now / 1000 + lifetime,
+            lifetime => now / 1000 + lifetime + self.grace(),
         });
         Validity {
             last_accessed: now,
@@ -223,11 +277,19 @@ impl Copies {
     ) -> Result<Written> {
         let max_inactive = out.session.max_inactive;
         if self.layout == Layout::Single {
-            let exptime = session_exptime(max_inactive);
+            let lifetime = u64::try_from(max_inactive).unwrap_or(0);
+            let exptime = match self.grace() {
+                0 => session_exptime(max_inactive),
+                _ => self.lifetime_exptime(lifetime),
+            };
             let (written, _) = self.write_primary(id, out, exptime, None, lock).await?;
+            if let Some(node) = self.cluster.node(written.id.node()) {
+                self.mark_alive(&node, &written.id, max_inactive, lifetime)
+                    .await;
+            }
             return Ok(written);
         }
-        let exptime = copies_exptime(max_inactive);
+        let exptime = self.copies_exptime(max_inactive);
         let validity = self.validity_now(max_inactive, None);
         // Usually the session stays on its node: write both copies at once.
         let (primary, ()) = tokio::join!(
@@ -419,7 +481,7 @@ impl Copies {
         exptime: u64,
     ) -> Result<Option<Base>> {
         let node = self.own_node(id)?;
-        if self.split() {
+        let base = if self.split() {
             let mut no_lock = None;
             let split = self.write_split(
                 &node,
@@ -431,13 +493,18 @@ impl Copies {
                 None,
                 &mut no_lock,
             );
-            return Ok(Some(split.await?.base));
-        }
-        let key = self.key(KeyKind::Session, id);
-        self.cluster
-            .call(&node, |c| c.set(&key, out.whole, exptime))
-            .await?;
-        Ok(None)
+            Some(split.await?.base)
+        } else {
+            let key = self.key(KeyKind::Session, id);
+            self.cluster
+                .call(&node, |c| c.set(&key, out.whole, exptime))
+                .await?;
+            None
+        };
+        let max_inactive = out.session.max_inactive;
+        self.mark_alive(&node, id, max_inactive, copy_lifetime(max_inactive))
+            .await;
+        Ok(base)
     }
 
     /// Renews the expiry of a sticky session's copy on its own node (stored attribute by
@@ -451,8 +518,19 @@ impl Copies {
     ) -> Result<bool> {
         let node = self.own_node(id)?;
         let key = self.key(KeyKind::Session, id);
+        // The lifetime this renewal gives, without the grace (an absolute expiry field is
+        // counted from now).
+        let relative = match exptime.checked_sub(now_millis() / 1000) {
+            Some(left) if exptime > 30 * 24 * 3600 => left,
+            _ => exptime,
+        };
+        let lifetime = relative.saturating_sub(self.grace());
         if !self.split() {
-            return self.cluster.call(&node, |c| c.touch(&key, exptime)).await;
+            let found = self.cluster.call(&node, |c| c.touch(&key, exptime)).await?;
+            if found {
+                self.mark_alive(&node, id, 0, lifetime).await;
+            }
+            return Ok(found);
         }
         let names = match base {
             Some(base) => base.names().map(str::to_owned).collect(),
@@ -464,7 +542,11 @@ impl Copies {
             .map(|key| Command::Touch { key, exptime })
             .collect();
         let answers = self.cluster.call(&node, |c| c.pipeline(&touches)).await?;
-        Ok(answers.first() == Some(&Answer::Found(true)))
+        let found = answers.first() == Some(&Answer::Found(true));
+        if found {
+            self.mark_alive(&node, id, 0, lifetime).await;
+        }
+        Ok(found)
     }
 
     /// The node `id` names, known to this manager (down or not).
@@ -567,6 +649,34 @@ impl Copies {
         Ok(found.map(|copy| copy.session.version))
     }
 
+    /// The last stored data of a session, whatever its validity record says (the sweep of
+    /// expired sessions reads it): its copy on its node, or else (non-sticky) its second copy.
+    /// Moves and restores nothing. A node that fails is reported once no other copy is found.
+    pub(crate) async fn read_last(&self, id: &SessionId) -> Result<Option<SessionData>> {
+        let mut failure = None;
+        if let Some(node) = self.cluster.node(id.node()).filter(|n| n.is_up()) {
+            match self.read_copy(&node, KeyKind::Session, id).await {
+                Ok(Some(copy)) => return Ok(Some(copy.session)),
+                Ok(None) => {}
+                Err(e) => failure = Some(e),
+            }
+        }
+        let second = match self.layout {
+            Layout::Replicated => self.cluster.next_available(id.node()),
+            Layout::Single => None,
+        };
+        if let Some(second) = second {
+            match self.read_copy(&second, KeyKind::SecondCopy, id).await {
+                Ok(Some(copy)) => return Ok(Some(copy.session)),
+                Ok(None) => {}
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        failure.map_or(Ok(None), Err)
+    }
+
     /// Reads a session's validity record on `node`; `None` when there is none, or when it is
     /// corrupt (counted and reported).
     async fn read_validity(&self, node: &Node, id: &SessionId) -> Result<Option<Validity>> {
@@ -626,7 +736,7 @@ impl Copies {
             return primary_failure.map_or(Ok(None), Err);
         };
         bump(&self.stats.second_copies_loaded);
-        let exptime = copies_exptime(copy.session.max_inactive);
+        let exptime = self.copies_exptime(copy.session.max_inactive);
         let everything = Outgoing {
             session: &copy.session,
             whole: &copy.whole,
@@ -688,13 +798,13 @@ impl Copies {
         };
         let now = now_millis() / 1000;
         let mut validity = self.validity_now(max_inactive, Some(copies_expire));
-        let renew_copies = validity.copies_due(now);
+        let renew_copies = validity.copies_due_within(now, self.grace());
         if renew_copies {
             validity = self.validity_now(max_inactive, None);
         }
         let (validity_key, record, lifetime) = self.validity_item(id, &validity);
         let key = self.key(KeyKind::Session, id);
-        let copies_ttl = copies_exptime(max_inactive);
+        let copies_ttl = self.copies_exptime(max_inactive);
         let names = match (renew_copies && self.split(), base) {
             (false, _) => Vec::new(),
             (true, Some(base)) => base.names().map(str::to_owned).collect(),
@@ -802,11 +912,16 @@ impl Copies {
         let Some(node) = self.membership.node(id.node()).await else {
             return Ok(false);
         };
-        let exptime = session_exptime(max_inactive);
+        let lifetime = u64::try_from(max_inactive).unwrap_or(0);
+        let exptime = match self.grace() {
+            0 => session_exptime(max_inactive),
+            _ => self.lifetime_exptime(lifetime),
+        };
         let key = self.key(KeyKind::Session, id);
         let found = self.cluster.call(&node, |c| c.touch(&key, exptime)).await?;
         if found {
             bump(&self.stats.sessions_touched);
+            self.mark_alive(&node, id, max_inactive, lifetime).await;
         }
         Ok(found)
     }
@@ -832,8 +947,16 @@ impl Copies {
             _ => Vec::new(),
         };
         let names = || names.iter().map(String::as_str);
-        // The record first, so that no host reads a live record without its session; the lock
-        // last, so that no request it held back finds a copy left.
+        // With distributed events, the mark that the session ended comes first, so that no sweep
+        // finds it gone unmarked (and counts its end undeliverable); then the record, so that no
+        // host reads a live record without its session; the lock last, so that no request it
+        // held back finds a copy left.
+        if let (Some(primary), true) = (&primary, self.grace() > 0) {
+            let key = self.key(KeyKind::Ended, id);
+            let exptime = self.ended_exptime();
+            let marked = self.cluster.call(primary, |c| c.set(&key, b"1", exptime));
+            note(marked.await.map(|()| true));
+        }
         if let Some(primary) = &primary {
             let key = self.key(KeyKind::Validity, id);
             if self.layout == Layout::Single {
@@ -906,7 +1029,7 @@ impl Copies {
             },
             None => None,
         };
-        let exptime = copies_exptime(ours.max_inactive);
+        let exptime = self.copies_exptime(ours.max_inactive);
         let out = Outgoing {
             session: ours,
             whole: value,

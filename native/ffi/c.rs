@@ -1258,6 +1258,45 @@ pub unsafe extern "C" fn msm_session_ended(
     })
 }
 
+/// With `sessionEvents="expiry"`: the next session that ended by expiry that this host must
+/// deliver (run its end-of-session work for), each handed to one manager of the context only.
+/// `*id` receives its id (release with `msm_string_free`) and `*session` its last stored data
+/// (release with `msm_session_free`); `MSM_STATUS_NOT_FOUND`, both NULL, when there is none now.
+/// Call it until `MSM_STATUS_NOT_FOUND` at least every `eventSweepInterval` seconds. Without
+/// events it always answers `MSM_STATUS_NOT_FOUND` and sends nothing.
+///
+/// # Safety
+/// `manager` is a live manager; `id` and `session` are writable; `error` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_manager_poll_expired(
+    manager: *const MsmManager,
+    id: *mut *mut c_char,
+    session: *mut *mut MsmSession,
+    error: *mut *mut c_char,
+) -> MsmStatus {
+    // SAFETY: per the caller's contract.
+    unsafe {
+        put(id, ptr::null_mut());
+        put(session, ptr::null_mut());
+    }
+    guard(error, || {
+        // SAFETY: per the caller's contract.
+        let manager = unsafe { handle(manager, "manager")? };
+        if id.is_null() || session.is_null() {
+            return Err(Failure::argument("`id` or `session` is NULL"));
+        }
+        let Some(expired) = block_on(manager.0.next_expired_session())? else {
+            return Ok(MsmStatus::NotFound);
+        };
+        // SAFETY: both checked non-NULL; writable per the caller's contract.
+        unsafe {
+            id.write(c_string(&expired.id.to_string()));
+            session.write(Box::into_raw(Box::new(MsmSession(expired.session))));
+        }
+        Ok(MsmStatus::Ok)
+    })
+}
+
 /// A session held in this host's memory (sticky) took a new id: its copies under `old_id` go
 /// when its storage key changed.
 ///

@@ -871,6 +871,76 @@ static void test_two_hosts(const struct msm_manager *m, const char *nodes)
     msm_string_free(id);
 }
 
+/* A manager of `nodes` with expiry events swept every second (non-sticky, prefix cevents:). */
+static struct msm_manager *events_manager(const char *nodes)
+{
+    char *err = NULL;
+    struct msm_config *config = msm_config_new();
+    struct msm_manager *m = NULL;
+
+    EXPECT(MSM_STATUS_OK, msm_config_set(config, "memcachedNodes", nodes, &err));
+    EXPECT(MSM_STATUS_OK, msm_config_set(config, "sticky", "false", &err));
+    EXPECT(MSM_STATUS_OK, msm_config_set(config, "storageKeyPrefix", "cevents:", &err));
+    EXPECT(MSM_STATUS_OK, msm_config_set(config, "sessionEvents", "expiry", &err));
+    EXPECT(MSM_STATUS_OK, msm_config_set(config, "eventSweepInterval", "1", &err));
+    EXPECT_MSG(MSM_STATUS_INVALID_CONFIG,
+               msm_config_set(config, "sessionEvents", "broadcast", &err), "sessionEvents");
+    EXPECT(MSM_STATUS_OK, msm_manager_new(config, &m, &err));
+    msm_config_free(config);
+    return m;
+}
+
+/* Expiry events: of two sessions stored by one of two hosts and left to expire, the one that
+ * expired is handed, with its data, to exactly one host, once; the one deleted never is. A
+ * manager without events has none to give. */
+static void test_expiry_events(const struct msm_manager *plain, const char *nodes)
+{
+    char *err = NULL;
+    char *expired_id = NULL;
+    char *deleted_id = NULL;
+    char *id = NULL;
+    struct msm_session *session = NULL;
+    struct msm_manager *hosts[2] = {events_manager(nodes), events_manager(nodes)};
+    struct msm_session *s = msm_session_new(1);
+    int delivered = 0;
+
+    EXPECT(MSM_STATUS_NOT_FOUND, msm_manager_poll_expired(plain, &id, &session, &err));
+    CHECK(id == NULL && session == NULL);
+    EXPECT(MSM_STATUS_INVALID_ARGUMENT, msm_manager_poll_expired(plain, NULL, &session, &err));
+
+    set_text(s, "user", "alice");
+    EXPECT(MSM_STATUS_OK, msm_session_id_new(hosts[0], NULL, &expired_id, &err));
+    EXPECT(MSM_STATUS_OK, msm_store(hosts[0], expired_id, s, NULL, &err));
+    EXPECT(MSM_STATUS_OK, msm_session_id_new(hosts[0], NULL, &deleted_id, &err));
+    EXPECT(MSM_STATUS_OK, msm_store(hosts[0], deleted_id, s, NULL, &err));
+    EXPECT(MSM_STATUS_OK, msm_delete(hosts[0], deleted_id, &err));
+    msm_session_free(s);
+
+    /* Swept about five seconds after the last access; polled by both hosts for nine. */
+    double until = now_ms() + 9000;
+    while (now_ms() < until) {
+        for (int h = 0; h < 2; h++) {
+            enum msm_status got;
+            while ((got = msm_manager_poll_expired(hosts[h], &id, &session, &err)) ==
+                   MSM_STATUS_OK) {
+                CHECK(strcmp(id, expired_id) == 0);
+                CHECK(has_attribute(session, "user", "alice", 5));
+                delivered++;
+                msm_string_free(id);
+                msm_session_free(session);
+            }
+            EXPECT(MSM_STATUS_NOT_FOUND, got);
+            CHECK(id == NULL && session == NULL);
+        }
+        sleep_ms(200);
+    }
+    CHECK(delivered == 1);
+    msm_string_free(expired_id);
+    msm_string_free(deleted_id);
+    msm_manager_free(hosts[0]);
+    msm_manager_free(hosts[1]);
+}
+
 /* The node list is replaced at runtime by n2 and n3 alone (n1 is dead by now): new ids never
  * name n1, and a bad list is refused with a message saying why. */
 static void test_set_nodes(const struct msm_manager *m, const char *n2, const char *n3)
@@ -1036,6 +1106,7 @@ int main(int argc, char **argv)
     test_lock(m);
     test_request_lifecycle(m);
     test_two_hosts(m, nodes);
+    test_expiry_events(m, nodes);
     test_null_arguments(m, config);
     test_failover(m, argv[1], (pid_t)n1_pid);
     test_stats(m);

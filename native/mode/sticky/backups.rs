@@ -22,7 +22,6 @@ use crate::request::BackupOutcome;
 use crate::runtime;
 use crate::session::SessionData;
 use crate::stats::{Stats, bump};
-use crate::validity::copies_exptime;
 
 /// One change of a session's memcached copies, run in the background or on the caller's thread.
 #[derive(Debug)]
@@ -140,7 +139,7 @@ impl Backups {
             key,
             work,
             version,
-            exptime: copies_exptime(max_inactive),
+            exptime: self.store.copies().copies_exptime(max_inactive),
             done: None,
         }
     }
