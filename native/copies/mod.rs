@@ -219,8 +219,7 @@ impl Copies {
         let max_inactive = out.session.max_inactive;
         if self.layout == Layout::Single {
             let exptime = session_exptime(max_inactive);
-            let (written, _) = self.write_primary(id, out, exptime, None, lock).await?;
-            return Ok(written);
+            return self.write_primary(id, out, exptime, None, lock).await;
         }
         let exptime = copies_exptime(max_inactive);
         let validity = self.validity_now(max_inactive, None);
@@ -229,19 +228,16 @@ impl Copies {
             self.write_primary(id, out, exptime, Some(&validity), lock),
             self.write_second(id, out, exptime)
         );
-        let (written, merged) = primary?;
+        let written = primary?;
         if written.id != *id {
             let everything = Outgoing { base: None, ..out };
             self.write_second(&written.id, everything, exptime).await;
-        } else if let Some(merged) = merged {
-            self.write_second_index(id, &merged, exptime).await;
         }
         Ok(written)
     }
 
     /// Writes the session to its node, or, when that node is down, to the next available one,
-    /// with the session's validity record when given; returns where it is now and, when its
-    /// index had to be merged with another writer's, the merged index.
+    /// with the session's validity record when given; returns where it is now.
     async fn write_primary(
         &self,
         id: &SessionId,
@@ -249,7 +245,7 @@ impl Copies {
         exptime: u64,
         validity: Option<&Validity>,
         lock: &mut Option<SessionLock>,
-    ) -> Result<(Written, Option<Index>)> {
+    ) -> Result<Written> {
         let mut target = id.clone();
         for _ in 0..=self.cluster.nodes().len() {
             let node = match self.cluster.node(target.node()).filter(|n| n.is_up()) {
@@ -270,7 +266,7 @@ impl Copies {
                 .write_on(&node, &target, out, exptime, validity, lock)
                 .await
             {
-                Ok((base, merged)) => return Ok((Written { id: target, base }, merged)),
+                Ok(base) => return Ok(Written { id: target, base }),
                 Err(e) if e.is_node_failure() => continue,
                 Err(e) => {
                     if matches!(e, Error::TooLarge { .. }) {
@@ -293,7 +289,7 @@ impl Copies {
         exptime: u64,
         validity: Option<&Validity>,
         lock: &mut Option<SessionLock>,
-    ) -> Result<(Option<Base>, Option<Index>)> {
+    ) -> Result<Option<Base>> {
         if self.split() {
             let kind = KeyKind::Session;
             let split = self.write_split(
@@ -306,8 +302,7 @@ impl Copies {
                 validity,
                 lock,
             );
-            let split = split.await?;
-            return Ok((Some(split.base), split.merged));
+            return Ok(Some(split.await?));
         }
         let record = validity.map(|v| self.validity_item(id, v));
         let key = self.key(KeyKind::Session, id);
@@ -318,7 +313,7 @@ impl Copies {
         }];
         self.send_releasing(node, commands, record.as_ref(), lock)
             .await?;
-        Ok((None, None))
+        Ok(None)
     }
 
     /// Sends `commands` to `node` in one round trip, then `record` (a validity record: key,
@@ -352,21 +347,20 @@ impl Copies {
     }
 
     /// Writes the second copy on the node after the session's (stored attribute by attribute:
-    /// the attributes that changed, and the index written over); a failure is counted, not
-    /// fatal.
+    /// the attributes that changed, and the index, merged with what is there when the primary's
+    /// is, see [`Copies::write_split`]); a failure is counted, not fatal.
     async fn write_second(&self, id: &SessionId, out: Outgoing<'_>, exptime: u64) {
         let Some(node) = self.cluster.next_available(id.node()) else {
             bump(&self.stats.second_copies_skipped);
             return;
         };
         let written = if self.split() {
-            let base = out.base.map(Base::written_over);
             self.write_split(
                 &node,
                 KeyKind::SecondCopy,
                 id,
                 out.session,
-                base.as_ref(),
+                out.base,
                 exptime,
                 None,
                 &mut None,
@@ -386,22 +380,6 @@ impl Copies {
                 tracing::warn!(node = node.id(), error = %e, "second copy of a session not written");
             }
         }
-    }
-
-    /// Writes the second copy's index over with `index` (merged with another writer's on the
-    /// primary); a failure is left to the next write.
-    async fn write_second_index(&self, id: &SessionId, index: &Index, exptime: u64) {
-        let Some(node) = self.cluster.next_available(id.node()) else {
-            return;
-        };
-        let Ok(value) = self.codec.encode_index(id.random(), index) else {
-            return;
-        };
-        let key = self.key(KeyKind::SecondCopy, id);
-        self.cluster
-            .call(&node, |c| c.set(&key, &value, exptime))
-            .await
-            .ok();
     }
 
     /// Writes a sticky session under its id on its own node, nowhere else (a session whose node
@@ -426,7 +404,7 @@ impl Copies {
                 None,
                 &mut no_lock,
             );
-            return Ok(Some(split.await?.base));
+            return Ok(Some(split.await?));
         }
         let key = self.key(KeyKind::Session, id);
         self.cluster
@@ -632,12 +610,12 @@ impl Copies {
             let restored = self
                 .write_on(&primary, id, everything, exptime, None, &mut None)
                 .await;
-            let base = restored.ok().and_then(|(base, _)| base);
+            let base = restored.ok().flatten();
             return Ok(Some(found(Copy { base, ..copy }, None, None)));
         }
         // The primary is down: the second copy's node becomes the primary.
         let validity = self.validity_now(copy.session.max_inactive, None);
-        let (moved, _) = self
+        let moved = self
             .write_primary(
                 &id.with_node(second.id()),
                 everything,
@@ -902,20 +880,22 @@ impl Copies {
             None => None,
         };
         let exptime = copies_exptime(ours.max_inactive);
+        // Stored attribute by attribute, everything is written, and the index over what was
+        // read: merged with whatever was written since (the second copy's too).
+        let base = self.split().then(|| Base::unknown(token));
         let out = Outgoing {
             session: ours,
             whole: value,
-            base: None,
+            base: base.as_ref(),
         };
         let stored = if self.split() {
-            let base = Base::unknown(token);
             let mut no_lock = None;
             let split = self.write_split(
                 node,
                 KeyKind::Session,
                 id,
                 ours,
-                Some(&base),
+                base.as_ref(),
                 exptime,
                 None,
                 &mut no_lock,
