@@ -7,7 +7,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Memcached, eventually, manager, stat};
+use common::{Memcached, command_totals, eventually, manager, stat};
 use msm::runtime::{block_on, handle};
 use msm::{HostCopy, Lookup, Outcome, RequestStart, SessionData, SessionId, SessionManager};
 
@@ -403,4 +403,66 @@ fn concurrent_writers_lose_nothing_from_the_second_copy() {
         "{} of {SESSIONS} second copies miss attributes (session, lost): {incomplete:?}",
         incomplete.len()
     );
+}
+
+/// A session with more attributes than are written attribute by attribute (1,024) is written
+/// whole: a request reads one item, not thousands. Back under the limit, it is written
+/// attribute by attribute again. A session with more attributes than any session may have
+/// (65,536) is refused with a clear error rather than written unreadable.
+#[test]
+fn sessions_with_thousands_of_attributes_are_written_whole() {
+    let (m1, m2) = (Memcached::start(), Memcached::start());
+    let nodes = [&m1, &m2];
+    let m = manager(&nodes, ATTRIBUTE);
+    let id = common::id_on(&m, "n1");
+    let mut session = SessionData::new(1800);
+    for i in 0..5000 {
+        session
+            .attributes
+            .insert(format!("a{i}"), vec![(i % 251) as u8; 32]);
+    }
+    block_on(m.store(&id, &mut session)).unwrap();
+    let keys = msm::keys::KeyScheme::with_prefix("test:");
+    let item = |name: &str| keys.attribute_key(msm::keys::KeyKind::Session, &id, name);
+    assert!(!m1.has(&item("a0")), "no item per attribute");
+    assert_eq!(stat(&m, "attribute_sessions_written_whole"), 1);
+
+    // A request that changes one attribute reads the session and its record, and writes the
+    // session whole, its record and its second copy.
+    let before = command_totals(&nodes);
+    block_on(request(Arc::clone(&m), id.to_string(), |s| {
+        s.attributes.insert("a7".into(), b"changed".to_vec());
+    }))
+    .unwrap();
+    let after = command_totals(&nodes);
+    let spent: Vec<u64> = (0..4).map(|i| after[i] - before[i]).collect();
+    assert_eq!(spent, [2, 3, 0, 0], "[keys read, stores, touches, deletes]");
+    let loaded = load(&m, &id);
+    assert_eq!(loaded.attributes.len(), 5000);
+    assert_eq!(loaded.attributes["a7"], b"changed");
+    assert_eq!(loaded.attributes["a4999"], vec![(4999 % 251) as u8; 32]);
+
+    block_on(request(Arc::clone(&m), id.to_string(), |s| {
+        s.attributes
+            .retain(|name, _| name[1..].parse::<usize>().unwrap() < 1000);
+    }))
+    .unwrap();
+    assert!(m1.has(&item("a0")), "attribute by attribute again");
+    assert_eq!(stat(&m, "attribute_sessions_written_whole"), 2);
+    let loaded = load(&m, &id);
+    assert_eq!(loaded.attributes.len(), 1000);
+    assert_eq!(loaded.attributes["a7"], b"changed");
+
+    let too_many = common::id_on(&m, "n1");
+    let mut session = SessionData::new(1800);
+    for i in 0..70_000 {
+        session.attributes.insert(format!("a{i}"), Vec::new());
+    }
+    match block_on(m.store(&too_many, &mut session)) {
+        Err(msm::Error::TooLarge { detail, .. }) => {
+            assert!(detail.contains("70000 attributes"), "{detail}")
+        }
+        other => panic!("stored: {other:?}"),
+    }
+    assert!(block_on(m.load(&too_many)).unwrap().is_none());
 }

@@ -35,6 +35,13 @@ use crate::session::SessionData;
 use crate::stats::bump;
 use crate::validity::Validity;
 
+/// Most attributes of a session written attribute by attribute; a session with more is written
+/// whole, as with `updateGranularity="session"`. Every read of a session stored attribute by
+/// attribute fetches each of its attributes' items, and every renewal touches each: this bounds
+/// what one request costs memcached (one multi-get of at most this many keys, about 80 bytes
+/// each).
+pub(crate) const MAX_SPLIT_ATTRIBUTES: usize = 1024;
+
 /// Most attempts at merging an index with concurrent writers' before giving up.
 const MAX_MERGES: u32 = 32;
 /// The longest pause between two attempts at merging an index.
@@ -131,6 +138,25 @@ impl Drop for IndexTurn {
 }
 
 impl Copies {
+    /// Whether `session` is written attribute by attribute: sessions are stored so
+    /// (`updateGranularity="attribute"`), and it has at most [`MAX_SPLIT_ATTRIBUTES`]
+    /// attributes.
+    pub(crate) fn splits(&self, session: &SessionData) -> bool {
+        self.split() && session.attributes.len() <= MAX_SPLIT_ATTRIBUTES
+    }
+
+    /// Counts a session stored attribute by attribute that is written whole for its number of
+    /// attributes.
+    pub(crate) fn count_whole(&self, session: &SessionData) {
+        if self.split() {
+            bump(&self.stats.attribute_sessions_written_whole);
+            tracing::debug!(
+                attributes = session.attributes.len(),
+                "session with more than {MAX_SPLIT_ATTRIBUTES} attributes written whole"
+            );
+        }
+    }
+
     /// The keys of the items of the attributes `names` of the session `id`, beside its copy
     /// `kind` ([`KeyKind::Session`] or [`KeyKind::SecondCopy`]).
     pub(crate) fn attribute_keys<'n>(

@@ -290,7 +290,7 @@ impl Copies {
         validity: Option<&Validity>,
         lock: &mut Option<SessionLock>,
     ) -> Result<Option<Base>> {
-        if self.split() {
+        if self.splits(out.session) {
             let kind = KeyKind::Session;
             let split = self.write_split(
                 node,
@@ -304,6 +304,7 @@ impl Copies {
             );
             return Ok(Some(split.await?));
         }
+        self.count_whole(out.session);
         let record = validity.map(|v| self.validity_item(id, v));
         let key = self.key(KeyKind::Session, id);
         let commands = vec![Command::Set {
@@ -354,7 +355,7 @@ impl Copies {
             bump(&self.stats.second_copies_skipped);
             return;
         };
-        let written = if self.split() {
+        let written = if self.splits(out.session) {
             self.write_split(
                 &node,
                 KeyKind::SecondCopy,
@@ -392,7 +393,7 @@ impl Copies {
         exptime: u64,
     ) -> Result<Option<Base>> {
         let node = self.own_node(id)?;
-        if self.split() {
+        if self.splits(out.session) {
             let mut no_lock = None;
             let split = self.write_split(
                 &node,
@@ -406,6 +407,7 @@ impl Copies {
             );
             return Ok(Some(split.await?));
         }
+        self.count_whole(out.session);
         let key = self.key(KeyKind::Session, id);
         self.cluster
             .call(&node, |c| c.set(&key, out.whole, exptime))
@@ -882,20 +884,20 @@ impl Copies {
         let exptime = copies_exptime(ours.max_inactive);
         // Stored attribute by attribute, everything is written, and the index over what was
         // read: merged with whatever was written since (the second copy's too).
-        let base = self.split().then(|| Base::unknown(token));
+        let base = self.splits(ours).then(|| Base::unknown(token));
         let out = Outgoing {
             session: ours,
             whole: value,
             base: base.as_ref(),
         };
-        let stored = if self.split() {
+        let stored = if let Some(base) = &base {
             let mut no_lock = None;
             let split = self.write_split(
                 node,
                 KeyKind::Session,
                 id,
                 ours,
-                base.as_ref(),
+                Some(base),
                 exptime,
                 None,
                 &mut no_lock,
@@ -904,6 +906,7 @@ impl Copies {
             // requests are kept, though this copy's values win.
             split.await.map(|_| true)?
         } else {
+            self.count_whole(ours);
             match token {
                 Some(token) => {
                     let outcome = self
