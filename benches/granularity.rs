@@ -14,7 +14,8 @@
 //!
 //! Printed per shape and mode: requests/s, bytes the servers received per request, memcached
 //! operations per request (keys read, stores, touches, deletes), and this process's CPU time per
-//! request (user + system).
+//! request (user + system); then each figure of `attribute` divided by that of `session` (the
+//! ratio row), which holds better than the figures themselves on a shared machine.
 //!
 //! Environment: `MSM_BENCH_TASKS` (worker threads, default 8), `MSM_BENCH_SECS` (seconds per
 //! mode per round, default 5), `MSM_BENCH_ROUNDS` (default 3).
@@ -209,17 +210,30 @@ fn main() {
             "{:<10} {:>10} {:>14} {:>14} {:>14} {:>7}",
             "mode", "requests/s", "bytes/request", "ops/request", "cpu µs/req", "errors"
         );
-        for (mode, t) in MODES.iter().zip(totals) {
+        let figures = totals.map(|t| {
             let per = |x: f64| x / t.requests.max(1) as f64;
-            println!(
-                "{:<10} {:>10.0} {:>14.0} {:>14.2} {:>14.1} {:>7}",
-                mode,
+            [
                 t.requests as f64 / t.elapsed.as_secs_f64(),
                 per(t.bytes as f64),
                 per(t.commands as f64),
                 per(t.cpu.as_secs_f64() * 1e6),
-                t.errors
+            ]
+        });
+        for ((mode, t), f) in MODES.iter().zip(totals).zip(figures) {
+            println!(
+                "{:<10} {:>10.0} {:>14.0} {:>14.2} {:>14.1} {:>7}",
+                mode, f[0], f[1], f[2], f[3], t.errors
             );
         }
+        // The figures of one run side by side: on a shared machine the ratios are what holds.
+        let [whole, split] = figures;
+        println!(
+            "{:<10} {:>10.2} {:>14.2} {:>14.2} {:>14.2}",
+            "ratio",
+            split[0] / whole[0],
+            split[1] / whole[1],
+            split[2] / whole[2],
+            split[3] / whole[3]
+        );
     }
 }

@@ -154,6 +154,9 @@ counters! {
     attribute_items_missing,
     /// `updateGranularity="attribute"`: indexes merged with another writer's.
     attribute_index_merges,
+    /// `updateGranularity="attribute"`: writes of sessions with more attributes than are stored
+    /// attribute by attribute, written whole instead.
+    attribute_sessions_written_whole,
     /// Operations that failed on a node (timeout, I/O, protocol).
     failed_operations,
     /// Operations that timed out.

@@ -7,7 +7,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Memcached, manager, stat};
+use common::{Memcached, command_totals, eventually, manager, stat};
 use msm::runtime::{block_on, handle};
 use msm::{HostCopy, Lookup, Outcome, RequestStart, SessionData, SessionId, SessionManager};
 
@@ -330,4 +330,139 @@ fn sticky_backups_send_only_what_changed_even_after_a_takeover() {
     let read = load(&fresh, &id);
     assert_eq!(read.attributes.len(), 9);
     assert_eq!(read.attributes["a5"], b"on b");
+}
+
+/// Non-sticky, no lock: requests of two managers add attributes to one session at once, then
+/// the primary node is killed and the session is read from its second copy alone: every
+/// attribute is there. The second copy's node is paused while the requests run, so that their
+/// writes reach it together and are served in no particular order, as a busy node serves them
+/// (the primary's node keeps answering). The second copy's index has as many writers as the
+/// primary's: each merges its names with what is there, like the primary's. Written over instead,
+/// the last index to arrive wins, and it often lacks the names of requests that were served
+/// first. Many sessions, one round each, so that a lost name is all but certain without merges.
+#[test]
+fn concurrent_writers_lose_nothing_from_the_second_copy() {
+    const SESSIONS: usize = 20;
+    const REQUESTS: usize = 16;
+    let (mut m1, mut m2) = (Memcached::start(), Memcached::start());
+    // Patient enough for a paused node that resumes.
+    let patient: Vec<(&str, &str)> = [ATTRIBUTE, &[("operationTimeout", "3000")]].concat();
+    let hosts = [
+        manager(&[&m1, &m2], &patient),
+        manager(&[&m1, &m2], &patient),
+    ];
+    let reader = manager(&[&m1, &m2], &patient);
+    let value = |i: usize| vec![i as u8; 64];
+    let mut ids = Vec::new();
+    for _ in 0..SESSIONS {
+        let id = common::id_on(&hosts[0], "n1");
+        let mut session = SessionData::new(1800);
+        session.attributes.insert("first".into(), b"0".to_vec());
+        block_on(hosts[0].store(&id, &mut session)).unwrap();
+        m2.pause();
+        let requests: Vec<_> = (0..REQUESTS)
+            .map(|i| {
+                let host = Arc::clone(&hosts[i % 2]);
+                handle().spawn(request(host, id.to_string(), move |s| {
+                    s.attributes.insert(format!("k{i}"), value(i));
+                }))
+            })
+            .collect();
+        // Every request's primary write done: the second copy's writes wait on the paused node.
+        eventually("the primary holds every attribute", || {
+            load(&reader, &id).attributes.len() == REQUESTS + 1
+        });
+        m2.resume();
+        for r in requests {
+            block_on(async { r.await.expect("the request's task") }).unwrap();
+        }
+        ids.push(id);
+    }
+    let merges =
+        stat(&hosts[0], "attribute_index_merges") + stat(&hosts[1], "attribute_index_merges");
+    println!("index merges: {merges}");
+    assert_eq!(stat(&hosts[0], "second_copies_failed"), 0);
+    assert_eq!(stat(&hosts[1], "second_copies_failed"), 0);
+    m1.kill();
+    let mut incomplete = Vec::new();
+    for id in &ids {
+        let loaded = block_on(reader.load(id))
+            .unwrap()
+            .expect("from the second copy");
+        assert_eq!(loaded.relocated.as_ref().map(SessionId::node), Some("n2"));
+        let lost: Vec<usize> = (0..REQUESTS)
+            .filter(|i| loaded.session.attributes.get(&format!("k{i}")) != Some(&value(*i)))
+            .collect();
+        if !lost.is_empty() || loaded.session.attributes.get("first") != Some(&b"0".to_vec()) {
+            incomplete.push((id.to_string(), lost));
+        }
+    }
+    assert_eq!(stat(&reader, "second_copies_loaded"), SESSIONS as u64);
+    assert!(
+        incomplete.is_empty(),
+        "{} of {SESSIONS} second copies miss attributes (session, lost): {incomplete:?}",
+        incomplete.len()
+    );
+}
+
+/// A session with more attributes than are written attribute by attribute (1,024) is written
+/// whole: a request reads one item, not thousands. Back under the limit, it is written
+/// attribute by attribute again. A session with more attributes than any session may have
+/// (65,536) is refused with a clear error rather than written unreadable.
+#[test]
+fn sessions_with_thousands_of_attributes_are_written_whole() {
+    let (m1, m2) = (Memcached::start(), Memcached::start());
+    let nodes = [&m1, &m2];
+    let m = manager(&nodes, ATTRIBUTE);
+    let id = common::id_on(&m, "n1");
+    let mut session = SessionData::new(1800);
+    for i in 0..5000 {
+        session
+            .attributes
+            .insert(format!("a{i}"), vec![(i % 251) as u8; 32]);
+    }
+    block_on(m.store(&id, &mut session)).unwrap();
+    let keys = msm::keys::KeyScheme::with_prefix("test:");
+    let item = |name: &str| keys.attribute_key(msm::keys::KeyKind::Session, &id, name);
+    assert!(!m1.has(&item("a0")), "no item per attribute");
+    assert_eq!(stat(&m, "attribute_sessions_written_whole"), 1);
+
+    // A request that changes one attribute reads the session and its record, and writes the
+    // session whole, its record and its second copy.
+    let before = command_totals(&nodes);
+    block_on(request(Arc::clone(&m), id.to_string(), |s| {
+        s.attributes.insert("a7".into(), b"changed".to_vec());
+    }))
+    .unwrap();
+    let after = command_totals(&nodes);
+    let spent: Vec<u64> = (0..4).map(|i| after[i] - before[i]).collect();
+    assert_eq!(spent, [2, 3, 0, 0], "[keys read, stores, touches, deletes]");
+    let loaded = load(&m, &id);
+    assert_eq!(loaded.attributes.len(), 5000);
+    assert_eq!(loaded.attributes["a7"], b"changed");
+    assert_eq!(loaded.attributes["a4999"], vec![(4999 % 251) as u8; 32]);
+
+    block_on(request(Arc::clone(&m), id.to_string(), |s| {
+        s.attributes
+            .retain(|name, _| name[1..].parse::<usize>().unwrap() < 1000);
+    }))
+    .unwrap();
+    assert!(m1.has(&item("a0")), "attribute by attribute again");
+    assert_eq!(stat(&m, "attribute_sessions_written_whole"), 2);
+    let loaded = load(&m, &id);
+    assert_eq!(loaded.attributes.len(), 1000);
+    assert_eq!(loaded.attributes["a7"], b"changed");
+
+    let too_many = common::id_on(&m, "n1");
+    let mut session = SessionData::new(1800);
+    for i in 0..70_000 {
+        session.attributes.insert(format!("a{i}"), Vec::new());
+    }
+    match block_on(m.store(&too_many, &mut session)) {
+        Err(msm::Error::TooLarge { detail, .. }) => {
+            assert!(detail.contains("70000 attributes"), "{detail}")
+        }
+        other => panic!("stored: {other:?}"),
+    }
+    assert!(block_on(m.load(&too_many)).unwrap().is_none());
 }

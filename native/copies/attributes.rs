@@ -3,16 +3,18 @@
 //! A session's own item holds its metadata and the names of its attributes (its index, see
 //! [`Index`]); each attribute is an item of its own beside it, its tag binding the session and
 //! the name. A changed session writes only the attributes whose value changed, deletes those it
-//! removed, and writes its index, in one pipelined round trip; a read fetches the index, then its
-//! attributes in one multi-get.
+//! removed, and writes its index, in one pipelined round trip (a second copy's index, merged, one
+//! more); a read fetches the index, then its attributes in one multi-get.
 //!
 //! Consistency: per attribute, the last writer wins. A writer that read the index writes it with
 //! `cas` over what it read; when another writer came in between, the two are merged (the names
 //! both have, plus those this writer added, minus those it removed) and written again, so
 //! concurrent requests that change different attributes never lose each other's change, locked or
-//! not. An attribute item the index does not name is never read (left over by a removal or by a
-//! crash between two writes) and expires on its own; an item the index names that memcached lost
-//! is missing from the session, counted.
+//! not. The second copy's index (non-sticky) has the same writers and is merged the same way: it
+//! is read with `gets` in the round trip that writes the attributes' items, then written with
+//! `cas` over what was there. An attribute item the index does not name is never read (left over
+//! by a removal or by a crash between two writes) and expires on its own; an item the index names
+//! that memcached lost is missing from the session, counted.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -32,6 +34,13 @@ use crate::locking::SessionLock;
 use crate::session::SessionData;
 use crate::stats::bump;
 use crate::validity::Validity;
+
+/// Most attributes of a session written attribute by attribute; a session with more is written
+/// whole, as with `updateGranularity="session"`. Every read of a session stored attribute by
+/// attribute fetches each of its attributes' items, and every renewal touches each: this bounds
+/// what one request costs memcached (one multi-get of at most this many keys, about 80 bytes
+/// each).
+pub(crate) const MAX_SPLIT_ATTRIBUTES: usize = 1024;
 
 /// Most attempts at merging an index with concurrent writers' before giving up.
 const MAX_MERGES: u32 = 32;
@@ -70,8 +79,8 @@ impl Base {
         }
     }
 
-    /// The same attributes, with the index written over rather than with `cas` (a second
-    /// copy, which has one writer: the primary's).
+    /// The same attributes, with the index written over rather than with `cas` (a sticky
+    /// backup, which has one writer: the Tomcat holding the session).
     pub(crate) fn written_over(&self) -> Self {
         Base {
             hashes: self.hashes.clone(),
@@ -85,14 +94,8 @@ impl Base {
     }
 }
 
-/// What a write of a session stored attribute by attribute left in memcached.
-#[derive(Debug)]
-pub(crate) struct Split {
-    /// What memcached holds now.
-    pub(crate) base: Base,
-    /// The index as written, when it had to be merged with another writer's.
-    pub(crate) merged: Option<Index>,
-}
+/// An index as read with `gets`: its stored value and CAS unique (none: no index there).
+type IndexRead = Option<(Vec<u8>, u64)>;
 
 /// This host's writers of sessions' indexes, one at a time per session: requests of one session
 /// on one host then never race each other for its index, and merges are only ever needed with
@@ -135,6 +138,25 @@ impl Drop for IndexTurn {
 }
 
 impl Copies {
+    /// Whether `session` is written attribute by attribute: sessions are stored so
+    /// (`updateGranularity="attribute"`), and it has at most [`MAX_SPLIT_ATTRIBUTES`]
+    /// attributes.
+    pub(crate) fn splits(&self, session: &SessionData) -> bool {
+        self.split() && session.attributes.len() <= MAX_SPLIT_ATTRIBUTES
+    }
+
+    /// Counts a session stored attribute by attribute that is written whole for its number of
+    /// attributes.
+    pub(crate) fn count_whole(&self, session: &SessionData) {
+        if self.split() {
+            bump(&self.stats.attribute_sessions_written_whole);
+            tracing::debug!(
+                attributes = session.attributes.len(),
+                "session with more than {MAX_SPLIT_ATTRIBUTES} attributes written whole"
+            );
+        }
+    }
+
     /// The keys of the items of the attributes `names` of the session `id`, beside its copy
     /// `kind` ([`KeyKind::Session`] or [`KeyKind::SecondCopy`]).
     pub(crate) fn attribute_keys<'n>(
@@ -151,10 +173,15 @@ impl Copies {
 
     /// Writes the session `id` attribute by attribute as its copy `kind` on `node`: the
     /// attributes that differ from `base` (all of them without one), deletions of those `base`
-    /// has and the session no longer does, the index (`cas` over the base's, else `set`; merged
-    /// with another writer's when one came in between), and with `validity` its record, in one
-    /// round trip that also releases `lock` when it can. Writers of one session on this host
-    /// take turns.
+    /// has and the session no longer does, the index, and with `validity` its record, in one
+    /// round trip that also releases `lock` when it can; returns what memcached holds then.
+    /// Writers of one session on this host take turns.
+    ///
+    /// The index goes with `cas` over the base's when the base has its CAS unique (merged with
+    /// another writer's when one came in between), else with `set`. A second copy's index is
+    /// merged whenever the primary's is: the base's CAS unique is the primary's and says nothing
+    /// of it, so it is read with `gets` in that round trip and written with `cas` after it
+    /// (merged with what was there; another writer's since is merged in again).
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn write_split(
         &self,
@@ -166,7 +193,7 @@ impl Copies {
         exptime: u64,
         validity: Option<&Validity>,
         lock: &mut Option<SessionLock>,
-    ) -> Result<Split> {
+    ) -> Result<Base> {
         let unchanged = |name: &str, value: &[u8]| {
             base.and_then(|b| b.hashes.get(name)) == Some(&xxh3_64(value))
         };
@@ -197,7 +224,11 @@ impl Copies {
             .collect();
         commands.extend(removed.iter().map(|key| Command::Delete(key)));
         let at_index = commands.len();
-        commands.push(match base.and_then(|b| b.cas) {
+        let index_cas = base.and_then(|b| b.cas);
+        let read_first = kind == KeyKind::SecondCopy && index_cas.is_some();
+        let index_key = [key.as_str()];
+        commands.push(match index_cas {
+            _ if read_first => Command::Gets(&index_key),
             Some(cas) => Command::Cas {
                 key: &key,
                 value: &value,
@@ -225,31 +256,43 @@ impl Copies {
         }
         bump_by(&self.stats.attribute_items_written, items.len());
         let stored = Base::of(session, None);
-        if answers.get(at_index) == Some(&Answer::Stored) {
-            return Ok(Split {
-                base: stored,
-                merged: None,
-            });
-        }
+        // What the second copy's node holds as index, read in this round trip; none when the
+        // index was written with `cas` or `set` (then `cas` found another writer's index).
+        let read = match answers.into_iter().nth(at_index) {
+            Some(Answer::Stored) => return Ok(stored),
+            Some(Answer::Items(found)) if read_first => {
+                let found = found.into_iter().find(|item| item.key == key);
+                Some(match found {
+                    Some(item) => {
+                        let cas = item.cas.ok_or_else(|| Error::Server {
+                            node: node.id().to_owned(),
+                            message: "gets reply without CAS unique".to_owned(),
+                        })?;
+                        Some((item.data, cas))
+                    }
+                    None => None,
+                })
+            }
+            _ => None,
+        };
         let added: BTreeSet<&str> = items_names(session, base);
         let gone: BTreeSet<&str> = base
             .into_iter()
             .flat_map(Base::names)
             .filter(|name| !session.attributes.contains_key(*name))
             .collect();
-        let merged = self
-            .merge_index(node, kind, id, &index, &added, &gone, exptime)
+        self.merge_index(node, kind, id, &index, &added, &gone, exptime, read)
             .await?;
-        Ok(Split {
-            base: stored,
-            merged: Some(merged),
-        })
+        Ok(stored)
     }
 
-    /// Writes `ours` over another writer's index of the session `id`: the names that index has,
-    /// plus those this writer `added`, minus those it removed (`gone`), with this writer's
-    /// metadata; retried with `cas`, after a short random pause, until no third writer comes in
-    /// between (at most [`MAX_MERGES`] times, then the write fails: nothing is written over).
+    /// Writes `ours` over another writer's index of the session `id` (its copy `kind`): the
+    /// names that index has, plus those this writer `added`, minus those it removed (`gone`),
+    /// with this writer's metadata; retried with `cas`, after a short random pause, until no
+    /// third writer comes in between (at most [`MAX_MERGES`] times, then the write fails: nothing
+    /// is written over). `read` is the index as already read, with no writer known to have come
+    /// in between (a second copy's, read in the write's round trip): it is merged with first,
+    /// and only merges after a conflict are counted.
     #[allow(clippy::too_many_arguments)]
     async fn merge_index(
         &self,
@@ -260,16 +303,33 @@ impl Copies {
         added: &BTreeSet<&str>,
         gone: &BTreeSet<&str>,
         exptime: u64,
-    ) -> Result<Index> {
+        mut read: Option<IndexRead>,
+    ) -> Result<()> {
         let key = self.key(kind, id);
-        for attempt in 0..MAX_MERGES {
-            if attempt > 0 {
-                let longest = std::time::Duration::from_millis(1 << attempt.min(4));
-                let pause = longest.min(MAX_MERGE_PAUSE).mul_f64(random_fraction());
-                tokio::time::sleep(pause).await;
-            }
-            bump(&self.stats.attribute_index_merges);
-            let theirs = self.cluster.call(node, |c| c.gets(&key)).await?;
+        let mut merges = 0;
+        loop {
+            let theirs = match read.take() {
+                Some(read) => read,
+                None if merges == MAX_MERGES => {
+                    return Err(Error::Server {
+                        node: node.id().to_owned(),
+                        message: format!(
+                            "the index of a session stored attribute by attribute changed under \
+                             {MAX_MERGES} merges in a row"
+                        ),
+                    });
+                }
+                None => {
+                    if merges > 0 {
+                        let longest = std::time::Duration::from_millis(1 << merges.min(4));
+                        let pause = longest.min(MAX_MERGE_PAUSE).mul_f64(random_fraction());
+                        tokio::time::sleep(pause).await;
+                    }
+                    merges += 1;
+                    bump(&self.stats.attribute_index_merges);
+                    self.cluster.call(node, |c| c.gets(&key)).await?
+                }
+            };
             let mut merged = ours.clone();
             let cas = match &theirs {
                 Some((value, cas)) => {
@@ -302,16 +362,9 @@ impl Copies {
                 }
             };
             if stored {
-                return Ok(merged);
+                return Ok(());
             }
         }
-        Err(Error::Server {
-            node: node.id().to_owned(),
-            message: format!(
-                "the index of a session stored attribute by attribute changed under {MAX_MERGES} \
-                 merges in a row"
-            ),
-        })
     }
 
     /// The session an index read from `node` as its copy `kind` describes: its metadata and the

@@ -282,7 +282,7 @@ impl Copies {
                 0 => session_exptime(max_inactive),
                 _ => self.lifetime_exptime(lifetime),
             };
-            let (written, _) = self.write_primary(id, out, exptime, None, lock).await?;
+            let written = self.write_primary(id, out, exptime, None, lock).await?;
             if let Some(node) = self.cluster.node(written.id.node()) {
                 self.mark_alive(&node, &written.id, max_inactive, lifetime)
                     .await;
@@ -296,19 +296,16 @@ impl Copies {
             self.write_primary(id, out, exptime, Some(&validity), lock),
             self.write_second(id, out, exptime)
         );
-        let (written, merged) = primary?;
+        let written = primary?;
         if written.id != *id {
             let everything = Outgoing { base: None, ..out };
             self.write_second(&written.id, everything, exptime).await;
-        } else if let Some(merged) = merged {
-            self.write_second_index(id, &merged, exptime).await;
         }
         Ok(written)
     }
 
     /// Writes the session to its node, or, when that node is down, to the next available one,
-    /// with the session's validity record when given; returns where it is now and, when its
-    /// index had to be merged with another writer's, the merged index.
+    /// with the session's validity record when given; returns where it is now.
     async fn write_primary(
         &self,
         id: &SessionId,
@@ -316,7 +313,7 @@ impl Copies {
         exptime: u64,
         validity: Option<&Validity>,
         lock: &mut Option<SessionLock>,
-    ) -> Result<(Written, Option<Index>)> {
+    ) -> Result<Written> {
         let mut target = id.clone();
         for _ in 0..=self.cluster.nodes().len() {
             let node = match self.cluster.node(target.node()).filter(|n| n.is_up()) {
@@ -337,7 +334,7 @@ impl Copies {
                 .write_on(&node, &target, out, exptime, validity, lock)
                 .await
             {
-                Ok((base, merged)) => return Ok((Written { id: target, base }, merged)),
+                Ok(base) => return Ok(Written { id: target, base }),
                 Err(e) if e.is_node_failure() => continue,
                 Err(e) => {
                     if matches!(e, Error::TooLarge { .. }) {
@@ -360,8 +357,8 @@ impl Copies {
         exptime: u64,
         validity: Option<&Validity>,
         lock: &mut Option<SessionLock>,
-    ) -> Result<(Option<Base>, Option<Index>)> {
-        if self.split() {
+    ) -> Result<Option<Base>> {
+        if self.splits(out.session) {
             let kind = KeyKind::Session;
             let split = self.write_split(
                 node,
@@ -373,9 +370,9 @@ impl Copies {
                 validity,
                 lock,
             );
-            let split = split.await?;
-            return Ok((Some(split.base), split.merged));
+            return Ok(Some(split.await?));
         }
+        self.count_whole(out.session);
         let record = validity.map(|v| self.validity_item(id, v));
         let key = self.key(KeyKind::Session, id);
         let commands = vec![Command::Set {
@@ -385,7 +382,7 @@ impl Copies {
         }];
         self.send_releasing(node, commands, record.as_ref(), lock)
             .await?;
-        Ok((None, None))
+        Ok(None)
     }
 
     /// Sends `commands` to `node` in one round trip, then `record` (a validity record: key,
@@ -419,21 +416,20 @@ impl Copies {
     }
 
     /// Writes the second copy on the node after the session's (stored attribute by attribute:
-    /// the attributes that changed, and the index written over); a failure is counted, not
-    /// fatal.
+    /// the attributes that changed, and the index, merged with what is there when the primary's
+    /// is, see [`Copies::write_split`]); a failure is counted, not fatal.
     async fn write_second(&self, id: &SessionId, out: Outgoing<'_>, exptime: u64) {
         let Some(node) = self.cluster.next_available(id.node()) else {
             bump(&self.stats.second_copies_skipped);
             return;
         };
-        let written = if self.split() {
-            let base = out.base.map(Base::written_over);
+        let written = if self.splits(out.session) {
             self.write_split(
                 &node,
                 KeyKind::SecondCopy,
                 id,
                 out.session,
-                base.as_ref(),
+                out.base,
                 exptime,
                 None,
                 &mut None,
@@ -455,22 +451,6 @@ impl Copies {
         }
     }
 
-    /// Writes the second copy's index over with `index` (merged with another writer's on the
-    /// primary); a failure is left to the next write.
-    async fn write_second_index(&self, id: &SessionId, index: &Index, exptime: u64) {
-        let Some(node) = self.cluster.next_available(id.node()) else {
-            return;
-        };
-        let Ok(value) = self.codec.encode_index(id.random(), index) else {
-            return;
-        };
-        let key = self.key(KeyKind::SecondCopy, id);
-        self.cluster
-            .call(&node, |c| c.set(&key, &value, exptime))
-            .await
-            .ok();
-    }
-
     /// Writes a sticky session under its id on its own node, nowhere else (a session whose node
     /// is down moves at its next request). Stored attribute by attribute, only what differs from
     /// `out.base` is sent; returns what memcached holds then.
@@ -481,7 +461,7 @@ impl Copies {
         exptime: u64,
     ) -> Result<Option<Base>> {
         let node = self.own_node(id)?;
-        let base = if self.split() {
+        let base = if self.splits(out.session) {
             let mut no_lock = None;
             let split = self.write_split(
                 &node,
@@ -493,8 +473,9 @@ impl Copies {
                 None,
                 &mut no_lock,
             );
-            Some(split.await?.base)
+            Some(split.await?)
         } else {
+            self.count_whole(out.session);
             let key = self.key(KeyKind::Session, id);
             self.cluster
                 .call(&node, |c| c.set(&key, out.whole, exptime))
@@ -747,12 +728,12 @@ impl Copies {
             let restored = self
                 .write_on(&primary, id, everything, exptime, None, &mut None)
                 .await;
-            let base = restored.ok().and_then(|(base, _)| base);
+            let base = restored.ok().flatten();
             return Ok(Some(found(Copy { base, ..copy }, None, None)));
         }
         // The primary is down: the second copy's node becomes the primary.
         let validity = self.validity_now(copy.session.max_inactive, None);
-        let (moved, _) = self
+        let moved = self
             .write_primary(
                 &id.with_node(second.id()),
                 everything,
@@ -1030,20 +1011,22 @@ impl Copies {
             None => None,
         };
         let exptime = self.copies_exptime(ours.max_inactive);
+        // Stored attribute by attribute, everything is written, and the index over what was
+        // read: merged with whatever was written since (the second copy's too).
+        let base = self.splits(ours).then(|| Base::unknown(token));
         let out = Outgoing {
             session: ours,
             whole: value,
-            base: None,
+            base: base.as_ref(),
         };
-        let stored = if self.split() {
-            let base = Base::unknown(token);
+        let stored = if let Some(base) = &base {
             let mut no_lock = None;
             let split = self.write_split(
                 node,
                 KeyKind::Session,
                 id,
                 ours,
-                Some(&base),
+                Some(base),
                 exptime,
                 None,
                 &mut no_lock,
@@ -1052,6 +1035,7 @@ impl Copies {
             // requests are kept, though this copy's values win.
             split.await.map(|_| true)?
         } else {
+            self.count_whole(ours);
             match token {
                 Some(token) => {
                     let outcome = self

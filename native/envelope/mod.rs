@@ -61,7 +61,8 @@ const FLAG_INDEX: u16 = 2;
 const FLAG_ATTRIBUTE: u16 = 4;
 /// The flags a format-2 value may carry.
 const KNOWN_FLAGS: u16 = FLAG_LZ4 | FLAG_INDEX | FLAG_ATTRIBUTE;
-/// Attribute count above which a value is refused without decoding further.
+/// Most attributes of a session (or names of an index): a value with more is refused without
+/// decoding further, and never written.
 const MAX_ATTRIBUTES: usize = 1 << 16;
 
 /// The postcard body, borrowing from the value it is decoded from so nothing is allocated before
@@ -326,6 +327,16 @@ impl Codec {
             return Err(Error::TooLarge {
                 size,
                 detail: format!("exceeds maxSessionSize ({} bytes)", self.max_size),
+            });
+        }
+        // A value is never written that its reader would refuse.
+        if body.attributes.len() > MAX_ATTRIBUTES {
+            return Err(Error::TooLarge {
+                size,
+                detail: format!(
+                    "{} attributes; a session may have at most {MAX_ATTRIBUTES}",
+                    body.attributes.len()
+                ),
             });
         }
         if self.compression_threshold > 0 && out.len() - header_len >= self.compression_threshold {

@@ -335,6 +335,41 @@ fn values_are_bound_to_their_session_and_context() {
 }
 
 #[test]
+fn attribute_count_limit_applies_both_ways() {
+    let codec = Codec::new(None, MAX * 4, CTX);
+    let mut session = fixture_session();
+    session.attributes.clear();
+    for i in 0..MAX_ATTRIBUTES {
+        session.attributes.insert(format!("a{i}"), Vec::new());
+    }
+    let at_limit = codec.encode(ID, &session).unwrap();
+    assert_eq!(
+        codec.decode(ID, &at_limit).unwrap().attributes.len(),
+        MAX_ATTRIBUTES
+    );
+    let index = Index {
+        names: session.attributes.keys().cloned().collect(),
+        session: SessionData::default(),
+    };
+    assert!(codec.encode_index(ID, &index).is_ok());
+
+    session.attributes.insert("one more".into(), Vec::new());
+    let refused = codec.encode(ID, &session);
+    assert!(
+        matches!(&refused, Err(Error::TooLarge { detail, .. }) if detail.contains("65537 attributes")),
+        "{refused:?}"
+    );
+    let index = Index {
+        names: session.attributes.keys().cloned().collect(),
+        session: SessionData::default(),
+    };
+    assert!(matches!(
+        codec.encode_index(ID, &index),
+        Err(Error::TooLarge { .. })
+    ));
+}
+
+#[test]
 fn size_limit_applies_both_ways_uncompressed() {
     let mut big = fixture_session();
     big.attributes.insert("blob".into(), vec![7; 2048]);
