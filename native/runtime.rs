@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::sync::OnceLock;
+use std::task::{Context, Poll, Waker};
 
 use tokio::runtime::{Builder, Handle, Runtime};
 
@@ -40,6 +41,18 @@ pub fn wait<T>(future: impl Future<Output = T>) -> Result<T> {
         return Err(Error::NestedRuntime);
     }
     // Pinned here, so that the runtime moves a pointer rather than the future.
-    let future = std::pin::pin!(future);
+    let mut future = std::pin::pin!(future);
+    if let Poll::Ready(output) = poll_once(future.as_mut()) {
+        return Ok(output);
+    }
     Ok(handle().block_on(future))
+}
+
+/// Polls a future once in the runtime's context. Most calls of a request finish so (a sticky
+/// request's begin and end send nothing, or queue a write), and then skip what blocking on the
+/// runtime costs every time (its shared random seed is behind a lock). A future that is not
+/// done re-registers its wake-ups with the waker of its next poll.
+pub fn poll_once<F: Future + ?Sized>(future: std::pin::Pin<&mut F>) -> Poll<F::Output> {
+    let _runtime = handle().enter();
+    future.poll(&mut Context::from_waker(Waker::noop()))
 }

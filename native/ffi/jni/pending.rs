@@ -15,7 +15,7 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use std::sync::OnceLock;
 
@@ -199,11 +199,7 @@ where
         return complete(env, pending, runtime::block_on(work));
     }
     let mut work = Box::pin(work);
-    let polled = {
-        let _runtime = runtime::handle().enter();
-        work.as_mut().poll(&mut Context::from_waker(Waker::noop()))
-    };
-    if let Poll::Ready(result) = polled {
+    if let Poll::Ready(result) = runtime::poll_once(work.as_mut()) {
         return complete(env, pending, result);
     }
     let pending: Global<JObject<'static>> = env.new_global_ref(pending)?;
