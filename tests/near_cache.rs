@@ -244,11 +244,19 @@ impl PendingWriteBack {
         PendingWriteBack { node, a, b, id }
     }
 
-    /// Waits until host a gave up writing its copy back.
+    /// Waits until host a gave up writing its copy back: after its next probe of the node,
+    /// which a loaded machine can put off (a write-back that times out right after the node
+    /// came back makes host a probe it less often), so up to 30 s.
     fn superseded(&self) {
-        eventually("host a tries its write-back", || {
-            stat(&self.a, "near_cache_superseded") == 1
-        });
+        let start = std::time::Instant::now();
+        while stat(&self.a, "near_cache_superseded") != 1 {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(30),
+                "host a never tried its write-back; its statistics:\n{}",
+                self.a.stats_text()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         assert_eq!(stat(&self.a, "near_cache_written_back"), 0);
     }
 }
