@@ -237,10 +237,19 @@ impl PendingWriteBack {
         let b = manager(&[&node], NON_STICKY);
         let id = block_on(a.new_session_id(None)).unwrap();
         block_on(a.store(&id, &mut session(b"first"))).unwrap();
+        let key = msm::keys::KeyScheme::with_prefix("test:").key(msm::keys::KeyKind::Session, &id);
+        let first = node.get(&key).expect("the first write");
         node.pause();
         block_on(a.store(&id, &mut session(b"older"))).unwrap();
         assert_eq!(stat(&a, "near_cache_stored"), 1);
         node.resume();
+        // The write that timed out reached memcached's socket before the pause: memcached
+        // applies it when it runs again (a timeout cannot take a write back). Waiting for it
+        // keeps it from landing after what the test does next, which would bring a deleted
+        // session back by itself.
+        eventually("the write that timed out lands", || {
+            node.get(&key).is_some_and(|now| now != first)
+        });
         PendingWriteBack { node, a, b, id }
     }
 
@@ -264,7 +273,6 @@ impl PendingWriteBack {
 #[test]
 fn at_write_back_a_newer_copy_in_the_cluster_wins() {
     let pending = PendingWriteBack::new();
-    std::thread::sleep(std::time::Duration::from_millis(50));
     block_on(pending.b.store(&pending.id, &mut session(b"newer"))).unwrap();
     pending.superseded();
     let fresh = manager(&[&pending.node], NON_STICKY);
