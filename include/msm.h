@@ -503,6 +503,24 @@ enum msm_status msm_session_ended(const struct msm_manager *manager,
                                   int32_t max_inactive,
                                   char **error);
 
+// The session `id` is about to end on this host (call it before running its end-of-session
+// work, then `msm_session_ended` either way): `*announce` receives whether this host runs that
+// work. With `sessionEvents="expiry"`, a session that timed out (`max_inactive` seconds after
+// its last access at `last_accessed`, epoch milliseconds) is marked ended in memcached, and
+// `*announce` is false when a sweep delivered its expiry already (to this host or another),
+// another host ended it, or (sticky) another host took it over since; an invalidation, and
+// every end without events, is announced by the host: true, nothing sent.
+//
+// # Safety
+// `manager` is a live manager; `id` is a NUL-terminated string; `announce` is writable;
+// `error` is NULL or writable.
+enum msm_status msm_session_ending(const struct msm_manager *manager,
+                                   const char *id,
+                                   uint64_t last_accessed,
+                                   int32_t max_inactive,
+                                   bool *announce,
+                                   char **error);
+
 // With `sessionEvents="expiry"`: the next session that ended by expiry that this host must
 // deliver (run its end-of-session work for), each handed to one manager of the context only.
 // `*id` receives its id (release with `msm_string_free`) and `*session` its last stored data

@@ -144,11 +144,6 @@ pub enum SessionEvents {
     Expiry,
 }
 
-/// The attributes of distributed session events, parsed by the core and offered by the C face;
-/// kept apart from [`ATTRIBUTES`] until the Tomcat shim and the Spring Boot starter offer them
-/// too (every name there is a property of the starter).
-pub const EVENT_ATTRIBUTES: &[&str] = &["sessionEvents", "eventSweepInterval"];
-
 /// A validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -345,6 +340,8 @@ pub const ATTRIBUTES: &[&str] = &[
     "backupQueueSize",
     "nearCacheMaxSessions",
     "nearCacheMaxBytes",
+    "sessionEvents",
+    "eventSweepInterval",
 ];
 
 fn parse_bool(name: &str, value: &str) -> Result<bool> {
@@ -658,9 +655,8 @@ impl ConfigBuilder {
                     name,
                     value,
                     format!(
-                        "unknown attribute; known attributes: {}, {}",
-                        ATTRIBUTES.join(", "),
-                        EVENT_ATTRIBUTES.join(", ")
+                        "unknown attribute; known attributes: {}",
+                        ATTRIBUTES.join(", ")
                     ),
                 ));
             }

@@ -21,7 +21,9 @@
 //!   with `add` before handing an expired session over, so two sweepers (one that outlived its
 //!   claim, and its successor) never both deliver it; deleting a session (invalidation, expiry
 //!   by the host holding it, a new id after login) sets it, so such a session is not delivered
-//!   again at expiry.
+//!   again at expiry. A host about to announce the expiry of a session it holds writes it with
+//!   `add` first ([`Events::claim_end`]), and stays silent when it was there: a sweep that found
+//!   the session expired before the host's own expiry ran delivered it already.
 //!
 //! A bucket is swept once it ended and two seconds passed (clock skew between hosts must stay
 //! below that). The sweep reads each listed session's validity record: a non-sticky session is
@@ -405,6 +407,29 @@ impl Events {
             bump(&self.stats.expiry_buckets_swept);
         }
         Ok(complete)
+    }
+
+    /// A session is about to end on its host by timing out there: marks it ended (see
+    /// [`Events::mark_ended`]) so that no sweep delivers it again; `true` when the host
+    /// announces its end (it marked it, or events are off), `false` when a sweep delivered it
+    /// already, or another host ended it. A mark that cannot be written leaves the end to the
+    /// host: a sweep that reads its copy later may deliver it a second time (logged).
+    pub(crate) async fn claim_end(&self, id: &SessionId) -> bool {
+        if !self.enabled() {
+            return true;
+        }
+        match self.mark_ended(id).await {
+            Ok(marked) => {
+                if !marked {
+                    bump(&self.stats.expiry_events_ended_elsewhere);
+                }
+                marked
+            }
+            Err(e) => {
+                tracing::warn!(session = %id.redacted(), error = %e, "expired session not marked ended: a sweep may deliver its expiry again");
+                true
+            }
+        }
     }
 
     /// Marks the session `id` ended on its node with `add`: `true` when this manager marked it

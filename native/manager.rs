@@ -20,7 +20,7 @@ use crate::mode::{Mode, Modes, NonSticky, Sticky, with_mode};
 use crate::request::{Ended, HostCopy, Lookup, Outcome, Request, RequestStart, parse_counted};
 use crate::runtime;
 use crate::session::SessionData;
-use crate::stats::Stats;
+use crate::stats::{Stats, bump};
 
 /// Sessions of one context in one memcached cluster.
 pub struct SessionManager {
@@ -319,6 +319,27 @@ impl SessionManager {
     /// version meanwhile (it took the session over and is still using it).
     pub async fn ended(&self, id: &SessionId, last_accessed: u64, max_inactive: i32) -> Result<()> {
         with_mode!(&self.mode, m => m.ended(id, last_accessed, max_inactive).await)
+    }
+
+    /// A session is about to end on this host (before the host fires its end listeners):
+    /// whether the host announces the end (`sessionDestroyed`). With `sessionEvents="expiry"`,
+    /// a session that timed out is marked ended on its node with `add`, so that its end is
+    /// announced once in the cluster: `false` when it was marked already (a sweep delivered its
+    /// expiry to some host, or another host ended it), or (sticky) when another host wrote a
+    /// newer version of it (it took the session over: this host's copy timing out is not the
+    /// session's end). An invalidation, and every end without events, is the host's to
+    /// announce: `true`, nothing sent. Call [`SessionManager::ended`] after, either way.
+    pub async fn ending(&self, id: &SessionId, last_accessed: u64, max_inactive: i32) -> bool {
+        if !self.events.enabled() || !crate::mode::timed_out(last_accessed, max_inactive) {
+            return true;
+        }
+        if let Some(sticky) = self.sticky() {
+            if sticky.superseded(id).await {
+                bump(&self.stats.expiry_events_ended_elsewhere);
+                return false;
+            }
+        }
+        self.events.claim_end(id).await
     }
 
     /// A session took a new id on this host. When its storage key changed (a new random part

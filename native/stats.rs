@@ -211,6 +211,9 @@ counters! {
     /// Distributed events: sessions that could not be indexed under their expiry's bucket (no
     /// node up, or its node failed): missed unless a host indexes them again later.
     expiry_index_failures,
+    /// Distributed events: sessions that timed out on this host whose end it did not announce:
+    /// a sweep had delivered their expiry already, or another host ended them.
+    expiry_events_ended_elsewhere,
 }
 
 impl Stats {

@@ -374,3 +374,44 @@ fn events_cost_one_index_per_session_and_host_and_nothing_per_request() {
         );
     }
 }
+
+/// Runs a future of the core that cannot fail.
+fn run<F: std::future::Future>(work: F) -> F::Output {
+    msm::runtime::handle().block_on(work)
+}
+
+/// The host asks before it fires its end listeners: a session that timed out on one manager is
+/// announced there (and marked ended, so no sweep delivers it); one a sweep delivered first is
+/// not announced again by a host that still held it; an invalidation is always announced, and
+/// costs no command.
+#[test]
+fn a_host_announces_a_timed_out_session_only_when_no_sweep_delivered_it() {
+    let node = Memcached::start();
+    let managers: Vec<_> = (0..2)
+        .map(|_| manager(&[&node], &with_events(&[("sticky", "false")])))
+        .collect();
+    let now = msm::session::now_millis();
+    // Timed out on manager 0 first: announced there, never delivered.
+    let first = create(&managers[0], 1);
+    let second = create(&managers[0], 1);
+    let long_ago = now.saturating_sub(5_000);
+    assert!(run(managers[0].ending(&first, long_ago, 1)));
+    block_on(managers[0].ended(&first, long_ago, 1)).unwrap();
+    // The second is left to the sweep, and then times out on a host that held it.
+    let delivered = poll_all(&managers, Duration::from_secs(6));
+    let expected = BTreeSet::from([second.storage_part()]);
+    assert_each_once(&delivered, &expected);
+    for m in &managers {
+        assert!(!run(m.ending(&second, long_ago, 1)));
+    }
+    assert_eq!(total(&managers, "expiry_events_ended_elsewhere"), 2);
+    // An invalidation (not timed out) is the host's to announce, without a command.
+    let third = create(&managers[1], 60);
+    let before = command_totals(&[&node]);
+    assert!(run(managers[1].ending(
+        &third,
+        msm::session::now_millis(),
+        60
+    )));
+    assert_eq!(command_totals(&[&node]), before);
+}

@@ -29,7 +29,9 @@ const OPERATIONS: &[(&str, &[&str])] = &[
     ("load", &["msm_load"]),
     ("end", &["msm_request_end", "msm_request_free"]),
     ("newSessionId", &["msm_session_id_new"]),
+    ("ending", &["msm_session_ending"]),
     ("ended", &["msm_session_ended"]),
+    ("expiredSessions", &["msm_manager_poll_expired"]),
     ("idChanged", &["msm_session_id_changed"]),
     ("flush", &["msm_manager_flush"]),
     ("storesAttribute", &["msm_manager_stores_attribute"]),
@@ -51,11 +53,7 @@ const JAVA_ONLY: &[(&str, &str)] = &[
 
 /// C functions whose operation the JNI face does not offer yet, and why: each moves into
 /// `OPERATIONS` when the Java shim gets it.
-const C_AHEAD: &[(&str, &str)] = &[(
-    "msm_manager_poll_expired",
-    "sessions that ended by expiry, to deliver (issue 15): the Tomcat shim polls for them once \
-     it fires sessionDestroyed for them",
-)];
+const C_AHEAD: &[(&str, &str)] = &[];
 
 fn read(path: &str) -> String {
     std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR")))

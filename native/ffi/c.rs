@@ -1258,6 +1258,43 @@ pub unsafe extern "C" fn msm_session_ended(
     })
 }
 
+/// The session `id` is about to end on this host (call it before running its end-of-session
+/// work, then `msm_session_ended` either way): `*announce` receives whether this host runs that
+/// work. With `sessionEvents="expiry"`, a session that timed out (`max_inactive` seconds after
+/// its last access at `last_accessed`, epoch milliseconds) is marked ended in memcached, and
+/// `*announce` is false when a sweep delivered its expiry already (to this host or another),
+/// another host ended it, or (sticky) another host took it over since; an invalidation, and
+/// every end without events, is announced by the host: true, nothing sent.
+///
+/// # Safety
+/// `manager` is a live manager; `id` is a NUL-terminated string; `announce` is writable;
+/// `error` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_session_ending(
+    manager: *const MsmManager,
+    id: *const c_char,
+    last_accessed: u64,
+    max_inactive: i32,
+    announce: *mut bool,
+    error: *mut *mut c_char,
+) -> MsmStatus {
+    // SAFETY: per the caller's contract.
+    unsafe { put(announce, true) };
+    guard(error, || {
+        // SAFETY: per the caller's contract.
+        let (manager, raw) = unsafe { (handle(manager, "manager")?, text(id, "id")?) };
+        if announce.is_null() {
+            return Err(Failure::argument("`announce` is NULL"));
+        }
+        let id = manager.0.parse_id(raw)?;
+        let ending = manager.0.ending(&id, last_accessed, max_inactive);
+        let announced = block_on(async { Ok::<_, crate::Error>(ending.await) })?;
+        // SAFETY: checked non-NULL; writable per the caller's contract.
+        unsafe { announce.write(announced) };
+        Ok(MsmStatus::Ok)
+    })
+}
+
 /// With `sessionEvents="expiry"`: the next session that ended by expiry that this host must
 /// deliver (run its end-of-session work for), each handed to one manager of the context only.
 /// `*id` receives its id (release with `msm_string_free`) and `*session` its last stored data

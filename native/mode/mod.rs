@@ -108,9 +108,7 @@ pub(crate) trait Mode {
     /// A session ended on this host: invalidated by the application (every copy is deleted) or
     /// timed out, `max_inactive` seconds after its last access at `last_accessed` (epoch ms).
     async fn ended(&self, id: &SessionId, last_accessed: u64, max_inactive: i32) -> Result<()> {
-        let idle = now_millis().saturating_sub(last_accessed);
-        let timed_out = u64::try_from(max_inactive).is_ok_and(|s| s > 0 && idle >= s * 1000);
-        if timed_out {
+        if timed_out(last_accessed, max_inactive) {
             self.expire(id).await
         } else {
             self.delete(id).await
@@ -140,6 +138,13 @@ pub(crate) trait Mode {
             other => other,
         }
     }
+}
+
+/// Whether a session last accessed at `last_accessed` (epoch ms) with a lifetime of
+/// `max_inactive` seconds has timed out by now (an end before that is an invalidation).
+pub(crate) fn timed_out(last_accessed: u64, max_inactive: i32) -> bool {
+    let idle = now_millis().saturating_sub(last_accessed);
+    u64::try_from(max_inactive).is_ok_and(|s| s > 0 && idle >= s * 1000)
 }
 
 /// The mode a manager runs in.

@@ -303,6 +303,12 @@ impl Tomcat {
         }
     }
 
+    /// What the JVM printed to standard output (the demo's `SessionEvents` lines among it),
+    /// readable after it was killed too.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.path.join("stdout")).unwrap_or_default()
+    }
+
     /// What Tomcat logged (JULI writes to stderr).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path.join("stderr")).unwrap_or_default()

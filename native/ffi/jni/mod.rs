@@ -9,11 +9,12 @@
 mod pending;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use jni::errors::ErrorPolicy;
+use jni::ids::JMethodID;
 use jni::objects::{JByteArray, JClass, JObject, JObjectArray, JString, JThrowable};
 use jni::strings::JNIString;
 use jni::sys::{jboolean, jint, jlong};
@@ -23,6 +24,7 @@ use tracing::Level;
 
 use crate::config::ConfigBuilder;
 use crate::error::Error;
+use crate::events::ExpiredSession;
 use crate::logging;
 use crate::manager::SessionManager;
 use crate::request::BackupOutcome;
@@ -772,6 +774,157 @@ pub extern "system" fn Java_io_msm_Native_setMemcachedNodes<'local>(
         let manager = manager(handle)?;
         let nodes = string(env, &nodes, "memcachedNodes")?;
         let work = async move { manager.set_nodes(&nodes).await };
+        Ok(pending::start(env, &pending, work)?)
+    })
+}
+
+/// Whether the host announces a session's end (see [`SessionManager::ending`]): completes a
+/// `Pending<Boolean>`.
+struct Announce(bool);
+
+impl Deliver for Announce {
+    fn deliver(self, env: &mut Env<'_>, pending: &JObject<'_>) -> jni::errors::Result<()> {
+        let boxed = env
+            .call_static_method(
+                jni_str!("java/lang/Boolean"),
+                jni_str!("valueOf"),
+                jni_sig!("(Z)Ljava/lang/Boolean;"),
+                &[JValue::Bool(self.0)],
+            )?
+            .l()?;
+        pending::call(env, pending, |m| m.done, [JValue::Object(&boxed)])
+    }
+}
+
+/// `Native.ending(long handle, String id, long lastAccessedTime, int maxInactive, Pending
+/// pending)`: the session is about to end on this host (before its end listeners run);
+/// completes `pending` with whether the host announces the end (see
+/// [`SessionManager::ending`]).
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_msm_Native_ending<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    id: JString<'local>,
+    last_accessed: jlong,
+    max_inactive: jint,
+    pending: JObject<'local>,
+) {
+    run(&mut env, |env| {
+        let manager = manager(handle)?;
+        let id = manager.parse_id(&string(env, &id, "id")?)?;
+        let last_accessed = u64::try_from(last_accessed).unwrap_or(0);
+        let work = async move {
+            Ok(Announce(
+                manager.ending(&id, last_accessed, max_inactive).await,
+            ))
+        };
+        Ok(pending::start(env, &pending, work)?)
+    })
+}
+
+/// Sessions that ended by expiry, for `Pending.expired(String[] ids, long[] times, String[]
+/// authTypes, String[] principals, String[][] names, byte[][][] values)`, which makes them
+/// `io.msm.Expired` objects (`times`: creation, last access and lifetime of each session).
+struct ExpiredSessions(Vec<ExpiredSession>);
+
+/// `Pending.expired`'s method id, looked up on the `Pending` class once (as [`pending`]'s
+/// members are: runtime threads never need the host's class loaders).
+fn expired_method(env: &mut Env<'_>, pending: &JObject<'_>) -> jni::errors::Result<JMethodID> {
+    static EXPIRED: OnceLock<JMethodID> = OnceLock::new();
+    if let Some(method) = EXPIRED.get() {
+        return Ok(*method);
+    }
+    let class = env.get_object_class(pending)?;
+    let method = env.get_method_id(
+        &class,
+        jni_str!("expired"),
+        jni_sig!(
+            "([Ljava/lang/String;[J[Ljava/lang/String;[Ljava/lang/String;[[Ljava/lang/String;[[[B)V"
+        ),
+    )?;
+    Ok(*EXPIRED.get_or_init(|| method))
+}
+
+impl Deliver for ExpiredSessions {
+    fn deliver(self, env: &mut Env<'_>, pending: &JObject<'_>) -> jni::errors::Result<()> {
+        let method = expired_method(env, pending)?;
+        let count = self.0.len();
+        let ids = JObjectArray::<JString>::new(env, count, JString::default())?;
+        let times = env.new_long_array(3 * count)?;
+        let mut fields = Vec::with_capacity(3 * count);
+        let auth_types = JObjectArray::<JString>::new(env, count, JString::default())?;
+        let principals = JObjectArray::<JString>::new(env, count, JString::default())?;
+        let names =
+            JObjectArray::<JObjectArray<JString>>::new(env, count, JObjectArray::default())?;
+        let values =
+            JObjectArray::<JObjectArray<JByteArray>>::new(env, count, JObjectArray::default())?;
+        for (i, expired) in self.0.iter().enumerate() {
+            let s = &expired.session;
+            fields.extend([
+                i64::try_from(s.creation_time).unwrap_or(i64::MAX),
+                i64::try_from(s.last_accessed).unwrap_or(i64::MAX),
+                i64::from(s.max_inactive),
+            ]);
+            // Each session's references go with its frame once they are in the arrays.
+            env.with_local_frame(
+                8 + 2 * s.attributes.len(),
+                |env| -> jni::errors::Result<()> {
+                    let id = env.new_string(expired.id.to_string())?;
+                    ids.set_element(env, i, &id)?;
+                    // Left null when absent.
+                    if let Some(auth_type) = &s.auth_type {
+                        let auth_type = env.new_string(auth_type)?;
+                        auth_types.set_element(env, i, &auth_type)?;
+                    }
+                    if let Some(principal) = &s.principal {
+                        let principal = env.new_string(principal)?;
+                        principals.set_element(env, i, &principal)?;
+                    }
+                    let its_names =
+                        JObjectArray::<JString>::new(env, s.attributes.len(), JString::default())?;
+                    let its_values = JObjectArray::<JByteArray>::new(
+                        env,
+                        s.attributes.len(),
+                        JByteArray::default(),
+                    )?;
+                    for (j, (name, value)) in s.attributes.iter().enumerate() {
+                        let name = env.new_string(name)?;
+                        its_names.set_element(env, j, &name)?;
+                        let bytes = env.byte_array_from_slice(value)?;
+                        its_values.set_element(env, j, &bytes)?;
+                    }
+                    names.set_element(env, i, &its_names)?;
+                    values.set_element(env, i, &its_values)
+                },
+            )?;
+        }
+        times.set_region(env, 0, &fields)?;
+        let args = [
+            JValue::Object(&ids),
+            JValue::Object(&times),
+            JValue::Object(&auth_types),
+            JValue::Object(&principals),
+            JValue::Object(&names),
+            JValue::Object(&values),
+        ];
+        pending::call(env, pending, |_| method, args)
+    }
+}
+
+/// `Native.expiredSessions(long handle, Pending pending)`: with `sessionEvents="expiry"`,
+/// sweeps for sessions that ended by expiry and completes `pending` with those this host must
+/// announce (`io.msm.Expired[]`, empty when none; see [`SessionManager::expired_sessions`]).
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_msm_Native_expiredSessions<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    pending: JObject<'local>,
+) {
+    run(&mut env, |env| {
+        let manager = manager(handle)?;
+        let work = async move { Ok(ExpiredSessions(manager.expired_sessions().await?)) };
         Ok(pending::start(env, &pending, work)?)
     })
 }

@@ -152,6 +152,16 @@ impl Sticky {
         self.backups.run_in_order(job).await
     }
 
+    /// Whether another host wrote a newer version of a session this host holds (it took the
+    /// session over and is still using it): this host's copy timing out is not the session's
+    /// end. False when this host backed nothing of it up, or memcached cannot tell.
+    pub(crate) async fn superseded(&self, id: &SessionId) -> bool {
+        let Some(ours) = self.backups.tracker.version(&self.key(id)) else {
+            return false;
+        };
+        matches!(self.store.copies().stored_version(id).await, Ok(Some(stored)) if stored > ours)
+    }
+
     /// How long a request waits for its backup: not at all with asynchronous backups.
     fn wait(&self) -> Option<Duration> {
         (!self.config.session_backup_async).then_some(self.config.session_backup_timeout)

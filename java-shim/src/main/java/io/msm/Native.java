@@ -144,6 +144,34 @@ public final class Native {
             int maxInactive, Pending<Void> pending);
 
     /**
+     * A session is about to end on this host, before its end listeners run (call
+     * {@link #ended} after, either way): whether this host announces the end. With
+     * {@code sessionEvents="expiry"}, a session that timed out is marked ended in memcached,
+     * and the answer is false when a sweep delivered its expiry already (to this host or
+     * another), another host ended it, or (sticky) another host took it over since; an
+     * invalidation, and every end without events, is announced: true, nothing sent.
+     *
+     * @param handle the manager
+     * @param id the session's id
+     * @param lastAccessedTime its last access, epoch milliseconds
+     * @param maxInactive its lifetime in seconds
+     * @param pending completed with whether the host fires the end listeners
+     */
+    public static native void ending(long handle, String id, long lastAccessedTime,
+            int maxInactive, Pending<Boolean> pending);
+
+    /**
+     * With {@code sessionEvents="expiry"}: sweeps for sessions that ended by expiry (at most
+     * one command per memcached node when nothing is due) and hands over those this host must
+     * announce, each to one manager of the context only. Their copies are gone from memcached
+     * already. Without events: none, nothing sent.
+     *
+     * @param handle the manager
+     * @param pending completed with the expired sessions (empty when none)
+     */
+    public static native void expiredSessions(long handle, Pending<Expired[]> pending);
+
+    /**
      * A sticky session took a new id: its copies under the old one go when its storage key
      * changed.
      *

@@ -82,6 +82,18 @@ public final class Pending<T> extends CompletableFuture<T> {
         complete((T) new Ended(backup, movedId));
     }
 
+    @SuppressWarnings("unchecked")
+    void expired(String[] ids, long[] times, String[] authTypes, String[] principals,
+            String[][] names, byte[][][] values) {
+        Expired[] expired = new Expired[ids.length];
+        for (int i = 0; i < ids.length; i++) {
+            long[] its = {times[3 * i], times[3 * i + 1], times[3 * i + 2], 0};
+            expired[i] = new Expired(ids[i], new Lookup(Lookup.Kind.FOUND.ordinal(), null, its,
+                    authTypes[i], principals[i], names[i], values[i]));
+        }
+        complete((T) expired);
+    }
+
     void failed(int code, String message) {
         completeExceptionally(MsmException.of(code, message));
     }

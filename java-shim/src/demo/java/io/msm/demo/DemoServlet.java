@@ -26,6 +26,8 @@ import jakarta.servlet.http.HttpSession;
  * <li>{@code /read}: shows the counter without changing anything;</li>
  * <li>{@code /set?name=N&value=V}: stores a string attribute;</li>
  * <li>{@code /get?name=N}: shows one attribute;</li>
+ * <li>{@code /tag?value=V}: stores a {@link SessionEvents.Tag}, whose end {@link SessionEvents}
+ * prints;</li>
  * <li>{@code /nonserializable}: stores an attribute that cannot be serialized; with
  * {@code ?commit=true} the response is committed before the manager sees the session;</li>
  * <li>{@code /extra}: stores an attribute whose class only a web application given
@@ -82,6 +84,11 @@ public final class DemoServlet extends HttpServlet {
             case "/set":
                 session = request.getSession();
                 session.setAttribute(request.getParameter("name"), request.getParameter("value"));
+                break;
+            case "/tag":
+                session = request.getSession();
+                session.setAttribute(SessionEvents.TAG,
+                        new SessionEvents.Tag(request.getParameter("value")));
                 break;
             case "/nonserializable":
                 session = request.getSession();

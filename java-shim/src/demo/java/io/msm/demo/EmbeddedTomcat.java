@@ -42,7 +42,8 @@ import io.msm.tomcat.MemcachedSessionManager;
  * adds a jar to the web application, as one in its {@code WEB-INF/lib} (its classes load through
  * the web application's class loader, not Tomcat's); {@code --form-login} protects
  * {@code /secure/*} with Tomcat's FORM authentication against a {@code MemoryRealm} holding that
- * one user, added as Tomcat adds an authenticator when a context starts: after the manager. Prints
+ * one user, added as Tomcat adds an authenticator when a context starts: after the manager. The
+ * context has the {@link SessionEvents} listener. Prints
  * {@code READY <port>} when serving; exits with status 2 when the context failed to start.
  */
 public final class EmbeddedTomcat {
@@ -107,6 +108,8 @@ public final class EmbeddedTomcat {
             System.setProperty("msm.demo.route", route);
         }
         Context context = tomcat.addContext("", base.getAbsolutePath());
+        // Prints every end of a session it hears (the tests of session events read it).
+        context.addApplicationListener(SessionEvents.class.getName());
         Wrapper demo = Tomcat.addServlet(context, "demo", new DemoServlet());
         demo.addMapping("/*");
         demo.setAsyncSupported(true);

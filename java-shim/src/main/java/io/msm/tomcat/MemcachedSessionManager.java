@@ -30,6 +30,7 @@ import org.apache.juli.logging.LogFactory;
 import org.apache.tomcat.util.descriptor.web.LoginConfig;
 
 import io.msm.Ended;
+import io.msm.Expired;
 import io.msm.Lookup;
 import io.msm.MsmException;
 import io.msm.MsmInvalidIdException;
@@ -653,6 +654,13 @@ public class MemcachedSessionManager extends ManagerBase {
 
     @Override
     public void remove(Session session, boolean update) {
+        if (session instanceof MsmSession && ((MsmSession) session).isSweptExpired()) {
+            // Never among this manager's sessions (one of the same id may be), copies gone.
+            if (update) {
+                expiredSessions.incrementAndGet();
+            }
+            return;
+        }
         super.remove(session, update);
         if (!distributing() || !(session instanceof MsmSession)
                 || !((MsmSession) session).isExpiring()) {
@@ -660,6 +668,78 @@ public class MemcachedSessionManager extends ManagerBase {
             return;
         }
         deleteCopies(session);
+    }
+
+    /**
+     * Whether this Tomcat announces the end of a session it holds (fires its listeners): the
+     * core's answer, asked before the listeners run (see {@link Native#ending}). A session kept
+     * out of memcached, or one the core cannot tell about, is announced.
+     *
+     * @param session a session about to expire or be invalidated
+     * @return false when its end was announced elsewhere (or will be, by the Tomcat that took it
+     *     over)
+     */
+    boolean announcesEnd(MsmSession session) {
+        if (!distributing() || session.isLocal()) {
+            return true;
+        }
+        String id = session.getIdInternal();
+        try {
+            Pending<Boolean> announce = new Pending<>();
+            Native.ending(handle, id, session.getThisAccessedTimeInternal(),
+                    session.getMaxInactiveInterval(), announce);
+            return announce.await();
+        } catch (MsmInvalidIdException e) {
+            // Not one of ours: nothing in memcached.
+            return true;
+        } catch (MsmException | IllegalArgumentException e) {
+            LOG.warn("session " + redact(id) + ": whether its end was announced elsewhere is "
+                    + "unknown, announced here: " + e.getMessage());
+            return true;
+        }
+    }
+
+    /**
+     * Tomcat's periodic expiry ({@code processExpires}, every {@code backgroundProcessorDelay}
+     * times {@code processExpiresFrequency} seconds), then, with {@code sessionEvents="expiry"},
+     * the sessions that ended by expiry anywhere in the cluster that the core hands to this
+     * Tomcat: each is announced as Tomcat's own expiry would (see {@link #announceExpired}).
+     */
+    @Override
+    public void processExpires() {
+        super.processExpires();
+        if (distributing()) {
+            announceExpired();
+        }
+    }
+
+    /**
+     * Fires Tomcat's end of session for each session the core handed over as expired, with its
+     * last stored attributes (deserialized with the serializer and policies of any read):
+     * {@code sessionDestroyed}, then each attribute's {@code valueUnbound} and
+     * {@code attributeRemoved}. The session never joins this manager's sessions and its end
+     * touches memcached no more (the sweep removed its copies).
+     */
+    private void announceExpired() {
+        Expired[] expired;
+        try {
+            Pending<Expired[]> swept = new Pending<>();
+            Native.expiredSessions(handle, swept);
+            expired = swept.await();
+        } catch (MsmException | IllegalArgumentException e) {
+            LOG.warn("expired sessions not swept: " + e.getMessage());
+            return;
+        }
+        for (Expired one : expired) {
+            MsmSession session = (MsmSession) createEmptySession();
+            if (!fill(session, one.session(), one.id())) {
+                LOG.warn("session " + redact(one.id()) + " expired, and its end is not announced:"
+                        + " its attributes do not read (deserializationFailurePolicy=dropSession)");
+                continue;
+            }
+            session.sweptExpired(one.id());
+            session.expire(true);
+        }
     }
 
     /**

@@ -46,6 +46,12 @@ public class MsmSession extends StandardSession {
     private volatile boolean held;
 
     /**
+     * Handed over by the core as expired (a sweep found it, wherever it lived): this Tomcat
+     * announces its end, and it touches neither memcached nor the manager's sessions.
+     */
+    private volatile boolean sweptExpired;
+
+    /**
      * Creates an empty session of a manager.
      *
      * @param manager the manager
@@ -189,6 +195,42 @@ public class MsmSession extends StandardSession {
     /** @return non-sticky mode: whether the session stayed in memory after a request */
     boolean isHeld() {
         return held;
+    }
+
+    /**
+     * Ends the session as Tomcat does (its listeners, then the attributes' unbinding), unless
+     * the manager says its end is not this Tomcat's to announce: then the session goes
+     * silently (a sweep delivered its expiry already, or another Tomcat took it over).
+     *
+     * @param notify whether listeners are told, as Tomcat asks
+     */
+    @Override
+    public void expire(boolean notify) {
+        boolean announce = notify;
+        if (notify && !sweptExpired && isValid && !expiring
+                && manager instanceof MemcachedSessionManager) {
+            announce = ((MemcachedSessionManager) manager).announcesEnd(this);
+        }
+        super.expire(announce);
+    }
+
+    /**
+     * Marks the session as handed over by a sweep (see {@link #isSweptExpired()}), with its id,
+     * which it takes without joining the manager's sessions.
+     *
+     * @param id the session's id
+     */
+    void sweptExpired(String id) {
+        this.id = id;
+        sweptExpired = true;
+    }
+
+    /**
+     * @return whether the core handed this session over as expired: its copies are gone, and it
+     *     was never among the manager's sessions
+     */
+    boolean isSweptExpired() {
+        return sweptExpired;
     }
 
     /** @return whether the session is valid, without {@link #isValid()}'s expiry side effect */

@@ -89,6 +89,10 @@ public class MsmProperties {
     private Integer nearCacheMaxSessions;
     /** Most bytes of session copies the near cache keeps (default 67108864). */
     private Long nearCacheMaxBytes;
+    /** {@code expiry}: every session that ends by expiry fires {@code sessionDestroyed} once in the cluster, on one Tomcat; {@code off} (default): no event costs a command. */
+    private String sessionEvents;
+    /** With {@code sessionEvents}: seconds between sweeps for expired sessions, 1 to 3600 (default 60); the same on every Tomcat of a context. */
+    private Integer eventSweepInterval;
     /** Class of the {@code io.msm.tomcat.AttributeSerializer} (default {@code io.msm.tomcat.JavaSerializer}). */
     private String serializer;
     /** When an attribute cannot be serialized: {@code fail} (default), {@code localSession}, {@code stopDistribution} or {@code dropAttribute}. */
@@ -396,6 +400,26 @@ public class MsmProperties {
     /** @param nearCacheMaxBytes see {@link #getNearCacheMaxBytes()} */
     public void setNearCacheMaxBytes(Long nearCacheMaxBytes) {
         this.nearCacheMaxBytes = nearCacheMaxBytes;
+    }
+
+    /** @return {@code expiry}: every session that ends by expiry fires {@code sessionDestroyed} once in the cluster, on one Tomcat; {@code off} (default): no event costs a command. */
+    public String getSessionEvents() {
+        return sessionEvents;
+    }
+
+    /** @param sessionEvents see {@link #getSessionEvents()} */
+    public void setSessionEvents(String sessionEvents) {
+        this.sessionEvents = sessionEvents;
+    }
+
+    /** @return with {@code sessionEvents}: seconds between sweeps for expired sessions, 1 to 3600 (default 60); the same on every Tomcat of a context. */
+    public Integer getEventSweepInterval() {
+        return eventSweepInterval;
+    }
+
+    /** @param eventSweepInterval see {@link #getEventSweepInterval()} */
+    public void setEventSweepInterval(Integer eventSweepInterval) {
+        this.eventSweepInterval = eventSweepInterval;
     }
 
     /** @return class of the {@code io.msm.tomcat.AttributeSerializer} (default {@code io.msm.tomcat.JavaSerializer}). */
