@@ -9,12 +9,11 @@
 mod pending;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use jni::errors::ErrorPolicy;
-use jni::ids::JMethodID;
 use jni::objects::{JByteArray, JClass, JObject, JObjectArray, JString, JThrowable};
 use jni::strings::JNIString;
 use jni::sys::{jboolean, jint, jlong};
@@ -459,6 +458,25 @@ fn request_flags(request: &Request) -> jint {
     .sum()
 }
 
+/// A session's attributes as Java arrays: names, and their serialized values index for index.
+fn attribute_arrays<'local>(
+    env: &mut Env<'local>,
+    attributes: &std::collections::BTreeMap<String, Vec<u8>>,
+) -> jni::errors::Result<(
+    JObjectArray<'local, JString<'local>>,
+    JObjectArray<'local, JByteArray<'local>>,
+)> {
+    let names = JObjectArray::<JString>::new(env, attributes.len(), JString::default())?;
+    let values = JObjectArray::<JByteArray>::new(env, attributes.len(), JByteArray::default())?;
+    for (i, (name, value)) in attributes.iter().enumerate() {
+        let name = env.new_string(name)?;
+        names.set_element(env, i, &name)?;
+        let bytes = env.byte_array_from_slice(value)?;
+        values.set_element(env, i, &bytes)?;
+    }
+    Ok((names, values))
+}
+
 impl Deliver for Lookup {
     fn deliver(self, env: &mut Env<'_>, pending: &JObject<'_>) -> jni::errors::Result<()> {
         let (kind, loaded) = match self {
@@ -493,15 +511,7 @@ impl Deliver for Lookup {
         times.set_region(env, 0, &fields)?;
         let auth_type = pending::java_string(env, s.auth_type.as_deref())?;
         let principal = pending::java_string(env, s.principal.as_deref())?;
-        let names = JObjectArray::<JString>::new(env, s.attributes.len(), JString::default())?;
-        let values =
-            JObjectArray::<JByteArray>::new(env, s.attributes.len(), JByteArray::default())?;
-        for (i, (name, value)) in s.attributes.iter().enumerate() {
-            let name = env.new_string(name)?;
-            names.set_element(env, i, &name)?;
-            let bytes = env.byte_array_from_slice(value)?;
-            values.set_element(env, i, &bytes)?;
-        }
+        let (names, values) = attribute_arrays(env, &s.attributes)?;
         let args = [
             JValue::Int(kind),
             JValue::Object(&relocated),
@@ -828,27 +838,8 @@ pub extern "system" fn Java_io_msm_Native_ending<'local>(
 /// `io.msm.Expired` objects (`times`: creation, last access and lifetime of each session).
 struct ExpiredSessions(Vec<ExpiredSession>);
 
-/// `Pending.expired`'s method id, looked up on the `Pending` class once (as [`pending`]'s
-/// members are: runtime threads never need the host's class loaders).
-fn expired_method(env: &mut Env<'_>, pending: &JObject<'_>) -> jni::errors::Result<JMethodID> {
-    static EXPIRED: OnceLock<JMethodID> = OnceLock::new();
-    if let Some(method) = EXPIRED.get() {
-        return Ok(*method);
-    }
-    let class = env.get_object_class(pending)?;
-    let method = env.get_method_id(
-        &class,
-        jni_str!("expired"),
-        jni_sig!(
-            "([Ljava/lang/String;[J[Ljava/lang/String;[Ljava/lang/String;[[Ljava/lang/String;[[[B)V"
-        ),
-    )?;
-    Ok(*EXPIRED.get_or_init(|| method))
-}
-
 impl Deliver for ExpiredSessions {
     fn deliver(self, env: &mut Env<'_>, pending: &JObject<'_>) -> jni::errors::Result<()> {
-        let method = expired_method(env, pending)?;
         let count = self.0.len();
         let ids = JObjectArray::<JString>::new(env, count, JString::default())?;
         let times = env.new_long_array(3 * count)?;
@@ -881,19 +872,7 @@ impl Deliver for ExpiredSessions {
                         let principal = env.new_string(principal)?;
                         principals.set_element(env, i, &principal)?;
                     }
-                    let its_names =
-                        JObjectArray::<JString>::new(env, s.attributes.len(), JString::default())?;
-                    let its_values = JObjectArray::<JByteArray>::new(
-                        env,
-                        s.attributes.len(),
-                        JByteArray::default(),
-                    )?;
-                    for (j, (name, value)) in s.attributes.iter().enumerate() {
-                        let name = env.new_string(name)?;
-                        its_names.set_element(env, j, &name)?;
-                        let bytes = env.byte_array_from_slice(value)?;
-                        its_values.set_element(env, j, &bytes)?;
-                    }
+                    let (its_names, its_values) = attribute_arrays(env, &s.attributes)?;
                     names.set_element(env, i, &its_names)?;
                     values.set_element(env, i, &its_values)
                 },
@@ -908,7 +887,7 @@ impl Deliver for ExpiredSessions {
             JValue::Object(&names),
             JValue::Object(&values),
         ];
-        pending::call(env, pending, |_| method, args)
+        pending::call(env, pending, |m| m.expired, args)
     }
 }
 

@@ -50,6 +50,8 @@ pub(super) struct Members {
     pub(super) found: JMethodID,
     /// `ended(int, String)`.
     pub(super) ended: JMethodID,
+    /// `expired(String[], long[], String[], String[], String[][], byte[][][])`.
+    pub(super) expired: JMethodID,
     failed: JMethodID,
 }
 
@@ -84,6 +86,13 @@ impl Members {
                 &class,
                 jni_str!("ended"),
                 jni_sig!("(ILjava/lang/String;)V"),
+            )?,
+            expired: env.get_method_id(
+                &class,
+                jni_str!("expired"),
+                jni_sig!(
+                    "([Ljava/lang/String;[J[Ljava/lang/String;[Ljava/lang/String;[[Ljava/lang/String;[[[B)V"
+                ),
             )?,
             failed: env.get_method_id(
                 &class,
