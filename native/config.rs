@@ -142,6 +142,21 @@ pub enum SessionEvents {
     /// Sessions that end by expiry are handed, each exactly once, to one manager of the
     /// context ([`crate::SessionManager::expired_sessions`]), even when no host holds them.
     Expiry,
+    /// As [`SessionEvents::Expiry`], and every manager of the context hears the session events
+    /// the others publish ([`crate::SessionManager::broadcast_events`]).
+    Broadcast,
+}
+
+impl SessionEvents {
+    /// Whether expired sessions are handed over (`expiry` and `broadcast`).
+    pub fn expiry(self) -> bool {
+        self != SessionEvents::Off
+    }
+
+    /// Whether session events are broadcast to every manager of the context.
+    pub fn broadcast(self) -> bool {
+        self == SessionEvents::Broadcast
+    }
 }
 
 /// A validated configuration.
@@ -219,6 +234,9 @@ pub struct Config {
     /// their expiries are indexed by (`eventSweepInterval`, seconds): the same on every manager
     /// of a context, as it numbers the buckets.
     pub event_sweep_interval: Duration,
+    /// With `sessionEvents="broadcast"`, how often a host asks for the events the others
+    /// published (`broadcastPollInterval`, milliseconds): the delay with which it hears them.
+    pub broadcast_poll_interval: Duration,
 }
 
 impl Config {
@@ -229,7 +247,9 @@ impl Config {
     pub fn event_grace(&self) -> u64 {
         match self.session_events {
             SessionEvents::Off => 0,
-            SessionEvents::Expiry => 4 * self.event_sweep_interval.as_secs() + 10,
+            SessionEvents::Expiry | SessionEvents::Broadcast => {
+                4 * self.event_sweep_interval.as_secs() + 10
+            }
         }
     }
 
@@ -300,6 +320,7 @@ pub struct ConfigBuilder {
     credentials: Option<KeySource>,
     session_events: Option<SessionEvents>,
     event_sweep_interval: Option<u64>,
+    broadcast_poll_interval: Option<u64>,
 }
 
 /// Every attribute name the parser knows, in documentation order.
@@ -342,6 +363,7 @@ pub const ATTRIBUTES: &[&str] = &[
     "nearCacheMaxBytes",
     "sessionEvents",
     "eventSweepInterval",
+    "broadcastPollInterval",
 ];
 
 fn parse_bool(name: &str, value: &str) -> Result<bool> {
@@ -646,10 +668,18 @@ impl ConfigBuilder {
                 self.session_events = Some(match value {
                     "off" => SessionEvents::Off,
                     "expiry" => SessionEvents::Expiry,
-                    _ => return Err(Error::config(name, value, "expected `off` or `expiry`")),
+                    "broadcast" => SessionEvents::Broadcast,
+                    _ => {
+                        return Err(Error::config(
+                            name,
+                            value,
+                            "expected `off`, `expiry` or `broadcast`",
+                        ));
+                    }
                 })
             }
             "eventSweepInterval" => self.event_sweep_interval = Some(ranged(1, 3600)?),
+            "broadcastPollInterval" => self.broadcast_poll_interval = Some(ranged(50, 60_000)?),
             _ => {
                 return Err(Error::config(
                     name,
@@ -734,6 +764,7 @@ impl ConfigBuilder {
             credentials: self.credentials.clone(),
             session_events: self.session_events.unwrap_or_default(),
             event_sweep_interval: Duration::from_secs(self.event_sweep_interval.unwrap_or(60)),
+            broadcast_poll_interval: ms(self.broadcast_poll_interval.unwrap_or(1000)),
         })
     }
 
@@ -876,6 +907,7 @@ mod tests {
         assert_eq!(c.session_events, SessionEvents::Off);
         assert_eq!(c.event_sweep_interval, Duration::from_secs(60));
         assert_eq!(c.event_grace(), 0);
+        assert_eq!(c.broadcast_poll_interval, Duration::from_millis(1000));
     }
 
     #[test]
@@ -889,12 +921,24 @@ mod tests {
         assert_eq!(c.session_events, SessionEvents::Expiry);
         assert_eq!(c.event_sweep_interval, Duration::from_secs(5));
         assert_eq!(c.event_grace(), 30);
-        let e = err(&[("memcachedNodes", "n1:h:1"), ("sessionEvents", "broadcast")]);
-        assert!(
-            e.contains("sessionEvents") && e.contains("broadcast"),
-            "{e}"
-        );
-        assert!(e.contains("`off` or `expiry`"), "{e}");
+        let c = Config::from_pairs([
+            ("memcachedNodes", "n1:h:1"),
+            ("sessionEvents", "broadcast"),
+            ("broadcastPollInterval", "250"),
+        ])
+        .unwrap();
+        assert!(c.session_events.expiry() && c.session_events.broadcast());
+        assert_eq!(c.broadcast_poll_interval, Duration::from_millis(250));
+        let e = err(&[("memcachedNodes", "n1:h:1"), ("sessionEvents", "all")]);
+        assert!(e.contains("sessionEvents") && e.contains("all"), "{e}");
+        assert!(e.contains("`off`, `expiry` or `broadcast`"), "{e}");
+        for bad in ["49", "60001", "1s"] {
+            let e = err(&[("memcachedNodes", "n1:h:1"), ("broadcastPollInterval", bad)]);
+            assert!(
+                e.contains("broadcastPollInterval") && e.contains(bad),
+                "{e}"
+            );
+        }
         for bad in ["0", "3601", "-1", "1m"] {
             let e = err(&[("memcachedNodes", "n1:h:1"), ("eventSweepInterval", bad)]);
             assert!(e.contains("eventSweepInterval") && e.contains(bad), "{e}");

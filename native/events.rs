@@ -54,7 +54,7 @@ use parking_lot::Mutex;
 
 use crate::client::{Answer, Command, expiry};
 use crate::cluster::Node;
-use crate::config::{Config, SessionEvents};
+use crate::config::Config;
 use crate::copies::Layout;
 use crate::copies::near::NearCached;
 use crate::error::Result;
@@ -139,9 +139,9 @@ impl Events {
         }
     }
 
-    /// Whether expiry events are kept (`sessionEvents="expiry"`).
+    /// Whether expiry events are kept (`sessionEvents="expiry"` or `"broadcast"`).
     pub(crate) fn enabled(&self) -> bool {
-        self.config.session_events == SessionEvents::Expiry
+        self.config.session_events.expiry()
     }
 
     /// The width of a bucket in seconds (`eventSweepInterval`).

@@ -37,6 +37,9 @@ pub enum KeyKind {
     /// Distributed events: a sweeper's claim on one bucket of one node, then the mark that the
     /// bucket was swept.
     SweepClaim,
+    /// Broadcast events: the events published in one second, one item per second on the node
+    /// that holds the context's log (see [`crate::broadcast`]).
+    Broadcast,
 }
 
 impl KeyKind {
@@ -52,6 +55,7 @@ impl KeyKind {
             KeyKind::Ended => "ended:",
             KeyKind::ExpiryIndex => "expiring:",
             KeyKind::SweepClaim => "sweep:",
+            KeyKind::Broadcast => "broadcast:",
         }
     }
 }
@@ -117,7 +121,8 @@ impl KeyScheme {
     }
 
     /// The key of a record kept per context and time bucket (`expiring:P<bucket>`,
-    /// `sweep:P<bucket>`), `bucket` counted in sweep intervals since the Unix epoch.
+    /// `sweep:P<bucket>`, `bucket` counted in sweep intervals since the Unix epoch;
+    /// `broadcast:P<second>`).
     pub fn bucket_key(&self, kind: KeyKind, bucket: u64) -> String {
         format!("{}{}{bucket}", kind.tag(), self.prefix)
     }

@@ -6,6 +6,7 @@
 //! stored format, routing, failover, locking and statistics. The `ffi` module holds the two thin
 //! faces (C ABI and JNI) and is the only place that knows about foreign callers.
 
+pub mod broadcast;
 pub mod client;
 pub mod cluster;
 pub mod config;
@@ -29,6 +30,7 @@ pub mod validity;
 
 pub mod ffi;
 
+pub use broadcast::{EventKind, SessionEvent};
 pub use config::{Config, ConfigBuilder};
 pub use copies::Loaded;
 pub use error::{Error, Result};

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::broadcast::{Broadcast, SessionEvent};
 use crate::cluster::Cluster;
 use crate::config::{Config, parse_node_list};
 use crate::copies::near::NearCached;
@@ -32,6 +33,7 @@ pub struct SessionManager {
     ids: Reservations,
     mode: Modes,
     events: Events,
+    broadcast: Broadcast,
 }
 
 impl Drop for SessionManager {
@@ -108,6 +110,7 @@ impl SessionManager {
             random,
         );
         let events = Events::new(Arc::clone(&config), Arc::clone(&store), Arc::clone(&stats));
+        let broadcast = Broadcast::new(Arc::clone(&config), Arc::clone(&store), Arc::clone(&stats));
         let mode = if config.sticky {
             Modes::Sticky(Sticky::new(
                 Arc::clone(&config),
@@ -131,6 +134,7 @@ impl SessionManager {
             ids,
             mode,
             events,
+            broadcast,
         }))
     }
 
@@ -311,6 +315,23 @@ impl SessionManager {
     /// sweep's other sessions wait in this manager for the next calls.
     pub async fn next_expired_session(&self) -> Result<Option<ExpiredSession>> {
         self.events.next_expired().await
+    }
+
+    /// With `sessionEvents="broadcast"`: publishes session events that happened on this host
+    /// (its listeners heard them) to every other manager of the context, in one round trip.
+    /// Never fails: an event that cannot be published is counted
+    /// (`broadcast_events_unpublished`) and logged. Without broadcast, sends nothing. See
+    /// [`crate::broadcast`] for the guarantee and its limits.
+    pub async fn publish(&self, events: &[SessionEvent]) {
+        self.broadcast.publish(events).await;
+    }
+
+    /// With `sessionEvents="broadcast"`: the events the other managers of the context published
+    /// since the previous call (since this manager started, the first time), each once, in
+    /// order; one round trip per memcached node. Hosts call it every `broadcastPollInterval`
+    /// and fire their listeners for each. Without broadcast, returns nothing and sends nothing.
+    pub async fn broadcast_events(&self) -> Result<Vec<SessionEvent>> {
+        self.broadcast.poll().await
     }
 
     /// A session ended on this host: invalidated by the application (every copy is deleted) or

@@ -214,6 +214,17 @@ counters! {
     /// Distributed events: sessions that timed out on this host whose end it did not announce:
     /// a sweep had delivered their expiry already, or another host ended them.
     expiry_events_ended_elsewhere,
+    /// Broadcast events this manager published (appended to the context's log).
+    broadcast_events_published,
+    /// Broadcast events that could not be published (no node up, a write that failed, a log
+    /// item over memcached's size limit): the other managers never hear them.
+    broadcast_events_unpublished,
+    /// Broadcast events of other managers this manager heard.
+    broadcast_events_heard,
+    /// Records of the context's log that were refused (a tag that does not verify, a record
+    /// that does not decode): what memcached returned was not written by a manager of this
+    /// context.
+    broadcast_records_refused,
 }
 
 impl Stats {

@@ -7,8 +7,9 @@
 //!        4  format version (2)
 //!        5  tag kind: 1 = CRC-32 (4-byte tag), 2 = HMAC-SHA256 (32), 3 = AES-256-GCM (16)
 //!        6  flags, u16 little-endian: bit 0 = the payload is LZ4-compressed; bit 1 = a session's
-//!           index, bit 2 = one attribute's item (per-attribute updates, see `Index`); other
-//!           bits refused
+//!           index, bit 2 = one attribute's item (per-attribute updates, see `Index`), bit 3 =
+//!           a broadcast event's record (see `crate::broadcast`), at most one of bits 1 to 3;
+//!           other bits refused
 //!        8  key id, 4 bytes (see `keys`); zeros with CRC-32
 //!       12  with AES-256-GCM only: the nonce, 12 bytes
 //!   12/24   payload: the postcard body (see `Body`), or with bit 0 its uncompressed length
@@ -59,8 +60,14 @@ const FLAG_LZ4: u16 = 1;
 const FLAG_INDEX: u16 = 2;
 /// Flag: the value is one attribute's item (per-attribute updates), bound to its name.
 const FLAG_ATTRIBUTE: u16 = 4;
+/// Flag: the value is a broadcast event's record, bound to the log item it was appended to.
+const FLAG_EVENT: u16 = 8;
+/// The flags that say what a value is; a value carries at most one.
+const WHAT_FLAGS: u16 = FLAG_INDEX | FLAG_ATTRIBUTE | FLAG_EVENT;
 /// The flags a format-2 value may carry.
-const KNOWN_FLAGS: u16 = FLAG_LZ4 | FLAG_INDEX | FLAG_ATTRIBUTE;
+const KNOWN_FLAGS: u16 = FLAG_LZ4 | WHAT_FLAGS;
+/// The name under which an event record's body holds the event.
+const EVENT: &str = "event";
 /// Most attributes of a session (or names of an index): a value with more is refused without
 /// decoding further, and never written.
 const MAX_ATTRIBUTES: usize = 1 << 16;
@@ -284,6 +291,38 @@ impl Codec {
         self.seal(&bound, &body, FLAG_ATTRIBUTE)
     }
 
+    /// Encodes a broadcast event's record (`event`, encoded by its writer), bound to `bound`:
+    /// the log item it is appended to, so a record copied to another item, or another
+    /// context's, is refused when read.
+    pub(crate) fn encode_event(&self, bound: &str, event: &[u8]) -> Result<Vec<u8>> {
+        let empty = SessionData::default();
+        let body = body(
+            &self.context,
+            bound,
+            &empty,
+            vec![(EVENT, Bytes::new(event))],
+        );
+        self.seal(bound, &body, FLAG_EVENT)
+    }
+
+    /// Decodes and verifies a broadcast event's record read from the log item `bound`: the
+    /// event as its writer encoded it.
+    pub(crate) fn decode_event(
+        &self,
+        bound: &str,
+        value: &[u8],
+    ) -> std::result::Result<Vec<u8>, Corruption> {
+        let (flags, body) = self.open(bound, value)?;
+        if flags & FLAG_EVENT == 0 {
+            return Err(malformed("not an event's record"));
+        }
+        let mut record = self.decode_body(bound, &body)?;
+        match record.attributes.remove(EVENT) {
+            Some(event) if record.attributes.is_empty() => Ok(event),
+            _ => Err(malformed("an event's record holding something else")),
+        }
+    }
+
     /// Encodes `body`, bound to `bound_id`, with `flags`.
     fn seal(&self, bound_id: &str, body: &Body<'_>, flags: u16) -> Result<Vec<u8>> {
         let mut nonce = [0u8; NONCE_LEN];
@@ -405,6 +444,9 @@ impl Codec {
         if flags & FLAG_ATTRIBUTE != 0 {
             return Err(malformed("an attribute's item under a session's key"));
         }
+        if flags & FLAG_EVENT != 0 {
+            return Err(malformed("an event's record under a session's key"));
+        }
         let session = self.decode_body(id, &body)?;
         if flags & FLAG_INDEX == 0 {
             return Ok(Stored::Session(session));
@@ -502,7 +544,7 @@ impl Codec {
             return Err(malformed("value too short"));
         }
         let flags = u16::from_le_bytes([value[6], value[7]]);
-        if flags & !KNOWN_FLAGS != 0 || flags & FLAG_INDEX != 0 && flags & FLAG_ATTRIBUTE != 0 {
+        if flags & !KNOWN_FLAGS != 0 || (flags & WHAT_FLAGS).count_ones() > 1 {
             return Err(malformed(format!("unknown flags {flags:#06x}")));
         }
         let key_id = value[8..12].try_into().expect("4 bytes");

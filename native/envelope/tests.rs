@@ -500,5 +500,27 @@ fn an_index_and_its_attribute_items_round_trip_and_stay_apart() {
             codec.decode_attribute(ID, "cart", &stored).is_err(),
             "{name}: an index as an attribute"
         );
+
+        let log = "test:broadcast:1800000000";
+        let event = codec.encode_event(log, b"record").unwrap();
+        assert_eq!(
+            codec.decode_event(log, &event).unwrap(),
+            b"record",
+            "{name}"
+        );
+        assert!(
+            codec
+                .decode_event("test:broadcast:1800000001", &event)
+                .is_err(),
+            "{name}: in another log item"
+        );
+        assert!(
+            codec.decode_stored(log, &event).is_err(),
+            "{name}: an event as a session"
+        );
+        assert!(
+            codec.decode_event(ID, &cart).is_err(),
+            "{name}: an attribute as an event"
+        );
     }
 }
