@@ -7,6 +7,11 @@
 //!
 //! Sessions live 3 s, expiries are swept in buckets of 1 s, and each Tomcat runs its background
 //! processing (its own expiry, then the poll for expired sessions) every second.
+//!
+//! And the events of a session that moves between Tomcats: `sessionCreated` only where it was
+//! created, `sessionDidActivate` where it is loaded from memcached, `sessionWillPassivate`
+//! before it leaves a Tomcat's memory for memcached (non-sticky: each hand-back; sticky: the
+//! Tomcat's stop).
 
 mod common;
 
@@ -101,6 +106,10 @@ fn wait_for_ends(
     start.elapsed()
 }
 
+/// The lines of a session's end (the others, `created`, `activated`, `attribute-added`, ...,
+/// come from wherever the session was used).
+const END: [&str; 3] = ["destroyed", "unbound", "removed"];
+
 /// Asserts that each session of `sessions` (storage part to tag) ended exactly once in the
 /// cluster: one `destroyed` with its tag, one `unbound` and one `removed` of its tag, all on the
 /// same Tomcat. Returns the Tomcat that announced each.
@@ -110,8 +119,11 @@ fn assert_each_ended_once(
 ) -> BTreeMap<String, String> {
     let mut announced = BTreeMap::new();
     for (session, tag) in sessions {
-        let its: Vec<&Event> = events.iter().filter(|e| &e.session == session).collect();
-        for what in ["destroyed", "unbound", "removed"] {
+        let its: Vec<&Event> = events
+            .iter()
+            .filter(|e| &e.session == session && END.contains(&e.what.as_str()))
+            .collect();
+        for what in END {
             let seen: Vec<&&Event> = its.iter().filter(|e| e.what == what).collect();
             assert_eq!(
                 seen.len(),
@@ -291,4 +303,163 @@ fn a_sticky_session_whose_tomcat_was_killed_ends_once_on_a_survivor() {
          {waited:?} of their last use (lifetime 3 s, sweep interval 1 s)",
         announced[&orphan], announced[&held]
     );
+}
+
+/// A Tomcat for the events of a session that moves: no expiry events, the default lifetime.
+fn moving_tomcat(route: &str, nodes: &str, sticky: bool) -> Tomcat {
+    let attributes = if sticky {
+        sticky_attributes(PREFIX, nodes, &[])
+    } else {
+        vec![
+            ("memcachedNodes", nodes),
+            ("sticky", "false"),
+            ("storageKeyPrefix", PREFIX),
+            ("operationTimeout", "300"),
+            ("nodeProbeInterval", "100"),
+        ]
+    };
+    Tomcat::start(&Options::msm(route, &attributes))
+}
+
+/// How many times each kind of line of `session` was printed, by Tomcat: (Tomcat, what) to
+/// count.
+fn counts(tomcats: &[(&str, &Tomcat)], session: &str) -> BTreeMap<(String, String), usize> {
+    let mut counts = BTreeMap::new();
+    for event in events(tomcats) {
+        if event.session == session {
+            *counts.entry((event.tomcat, event.what)).or_default() += 1;
+        }
+    }
+    counts
+}
+
+/// `counts`'s expectation from a list of (Tomcat, what, count), zero counts left out.
+fn expected(lines: &[(&str, &str, usize)]) -> BTreeMap<(String, String), usize> {
+    lines
+        .iter()
+        .filter(|(_, _, n)| *n > 0)
+        .map(|(t, w, n)| (((*t).to_owned(), (*w).to_owned()), *n))
+        .collect()
+}
+
+/// Waits until the lines of `session` are `want` (a Tomcat prints a non-sticky session's
+/// passivation at the request's end, which may come just after the response), for at most
+/// 5 s, then asserts that they are, exactly.
+fn assert_lines(tomcats: &[(&str, &Tomcat)], session: &str, want: &[(&str, &str, usize)]) {
+    let want = expected(want);
+    let start = Instant::now();
+    while counts(tomcats, session) != want && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(counts(tomcats, session), want, "session {session}");
+}
+
+#[test]
+fn takeover_fires_no_second_created_and_the_tag_hears_passivation_and_activation() {
+    let m1 = Memcached::start();
+    let nodes = node_list(&[&m1]);
+    let (mut a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| moving_tomcat("a", &nodes, true));
+        let b = s.spawn(|| moving_tomcat("b", &nodes, true));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let mut browser = Browser::default();
+    assert_eq!(browser.get(&a, "/tag?value=moving").status, 200);
+    // A request's backup is a copy, not a move: no passivation.
+    assert_eq!(browser.get(&a, "/read").status, 200);
+    let session = storage(browser.cookie.as_deref().unwrap()).to_owned();
+    assert_lines(
+        &[("a", &a), ("b", &b)],
+        &session,
+        &[("a", "created", 1), ("a", "attribute-added", 1)],
+    );
+
+    // A stops gracefully: its session leaves its memory for memcached.
+    a.stop();
+    let passivated = [
+        ("a", "created", 1),
+        ("a", "attribute-added", 1),
+        ("a", "passivated", 1),
+    ];
+    assert_lines(&[("a", &a), ("b", &b)], &session, &passivated);
+
+    // B takes it over: activated there, not created; used there, it stays active.
+    let read = browser.get(&b, "/read");
+    assert_eq!(read.status, 200, "{read:?}");
+    assert_eq!(
+        storage(read.session()),
+        session,
+        "the session was taken over"
+    );
+    assert_eq!(browser.get(&b, "/read").status, 200);
+    let mut taken_over = passivated.to_vec();
+    taken_over.push(("b", "activated", 1));
+    assert_lines(&[("a", &a), ("b", &b)], &session, &taken_over);
+    let tag = events(&[("b", &b)])
+        .into_iter()
+        .find(|e| e.what == "activated")
+        .map(|e| e.tag);
+    assert_eq!(tag.as_deref(), Some("moving"), "B has the session's tag");
+}
+
+#[test]
+fn a_non_sticky_session_is_created_once_and_passivated_and_activated_at_each_move() {
+    let m1 = Memcached::start();
+    let nodes = node_list(&[&m1]);
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| moving_tomcat("a", &nodes, false));
+        let b = s.spawn(|| moving_tomcat("b", &nodes, false));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let tomcats = [("a", &a), ("b", &b)];
+    let mut browser = Browser::default();
+    // Created on A, then used on B, A, B, A: five requests, each handing the session back.
+    assert_eq!(browser.get(&a, "/tag?value=moving").status, 200);
+    let session = storage(browser.cookie.as_deref().unwrap()).to_owned();
+    for tomcat in [&b, &a, &b, &a] {
+        let read = browser.get(tomcat, "/read");
+        assert_eq!(read.status, 200, "{read:?}");
+        assert_eq!(storage(read.session()), session);
+    }
+    // A: created once, passivated at each of its three hand-backs, activated at each of its
+    // two loads; B: two loads, two hand-backs; nothing else.
+    assert_lines(
+        &tomcats,
+        &session,
+        &[
+            ("a", "created", 1),
+            ("a", "attribute-added", 1),
+            ("a", "passivated", 3),
+            ("a", "activated", 2),
+            ("b", "passivated", 2),
+            ("b", "activated", 2),
+        ],
+    );
+    // Each load is activated before the request uses it, each hand-back passivated after:
+    // on each Tomcat, the lines alternate, starting with the first use there.
+    for (route, tomcat) in tomcats {
+        let moves: Vec<String> = events(&[(route, tomcat)])
+            .into_iter()
+            .filter(|e| {
+                e.session == session && ["activated", "passivated"].contains(&e.what.as_str())
+            })
+            .map(|e| e.what)
+            .collect();
+        let first = if route == "a" {
+            "passivated"
+        } else {
+            "activated"
+        };
+        let alternating: Vec<String> = (0..moves.len())
+            .map(|i| {
+                let second = if first == "activated" {
+                    "passivated"
+                } else {
+                    "activated"
+                };
+                (if i % 2 == 0 { first } else { second }).to_owned()
+            })
+            .collect();
+        assert_eq!(moves, alternating, "Tomcat {route}");
+    }
 }

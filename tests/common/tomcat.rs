@@ -303,6 +303,29 @@ impl Tomcat {
         }
     }
 
+    /// Stops Tomcat gracefully (SIGTERM: its contexts and their managers stop, as a Tomcat
+    /// shutdown does) and waits for the JVM to exit; kills it and panics when it takes longer
+    /// than 30 s.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        signal(&child, libc::SIGTERM);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            if child.try_wait().expect("try_wait").is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        signal(&child, libc::SIGKILL);
+        let _ = child.wait();
+        panic!(
+            "Tomcat did not stop within 30 s of SIGTERM (killed):\n{}",
+            self.log()
+        );
+    }
+
     /// What the JVM printed to standard output (the demo's `SessionEvents` lines among it),
     /// readable after it was killed too.
     pub fn stdout(&self) -> String {

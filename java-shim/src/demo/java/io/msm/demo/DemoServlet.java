@@ -26,8 +26,8 @@ import jakarta.servlet.http.HttpSession;
  * <li>{@code /read}: shows the counter without changing anything;</li>
  * <li>{@code /set?name=N&value=V}: stores a string attribute;</li>
  * <li>{@code /get?name=N}: shows one attribute;</li>
- * <li>{@code /tag?value=V}: stores a {@link SessionEvents.Tag}, whose end {@link SessionEvents}
- * prints;</li>
+ * <li>{@code /tag?value=V}: stores a {@link SessionEvents.Tag}, whose end, activation and
+ * passivation {@link SessionEvents} prints;</li>
  * <li>{@code /nonserializable}: stores an attribute that cannot be serialized; with
  * {@code ?commit=true} the response is committed before the manager sees the session;</li>
  * <li>{@code /extra}: stores an attribute whose class only a web application given

@@ -8,6 +8,7 @@ import java.util.ArrayList;
 import java.util.List;
 
 import org.apache.catalina.Context;
+import org.apache.catalina.LifecycleException;
 import org.apache.catalina.LifecycleState;
 import org.apache.catalina.WebResourceRoot;
 import org.apache.catalina.Wrapper;
@@ -44,13 +45,15 @@ import io.msm.tomcat.MemcachedSessionManager;
  * {@code /secure/*} with Tomcat's FORM authentication against a {@code MemoryRealm} holding that
  * one user, added as Tomcat adds an authenticator when a context starts: after the manager. The
  * context has the {@link SessionEvents} listener. Prints
- * {@code READY <port>} when serving; exits with status 2 when the context failed to start.
+ * {@code READY <port>} when serving; exits with status 2 when the context failed to start. A
+ * SIGTERM stops Tomcat gracefully (its contexts and their managers stop, as a Tomcat shutdown
+ * does); a SIGKILL is a crash.
  */
 public final class EmbeddedTomcat {
     private EmbeddedTomcat() {}
 
     /**
-     * Starts Tomcat and serves until killed.
+     * Starts Tomcat and serves until stopped (SIGTERM) or killed.
      *
      * @param args see the class documentation
      * @throws Exception when Tomcat cannot start
@@ -151,6 +154,13 @@ public final class EmbeddedTomcat {
             tomcat.stop();
             System.exit(2);
         }
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            try {
+                tomcat.stop();
+            } catch (LifecycleException e) {
+                System.err.println("Tomcat did not stop: " + e);
+            }
+        }, "graceful-stop"));
         System.out.println("READY " + port);
         System.out.flush();
         tomcat.getServer().await();

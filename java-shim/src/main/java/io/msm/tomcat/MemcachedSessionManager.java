@@ -291,6 +291,9 @@ public class MemcachedSessionManager extends ManagerBase {
         long current = handle;
         if (current != 0) {
             // Sessions stay in memcached: another Tomcat, or this one restarted, takes them over.
+            if (sticky && distributing()) {
+                passivateAtStop();
+            }
             int pending = Native.flush(current, STOP_FLUSH_MILLIS);
             if (pending > 0) {
                 LOG.warn(pending + " session backups were still running at stop");
@@ -303,6 +306,51 @@ public class MemcachedSessionManager extends ManagerBase {
         inFlight.clear();
         sessions.clear();
         super.stopInternal();
+    }
+
+    /**
+     * Sticky: this Tomcat's sessions leave its memory for memcached, where another Tomcat (or
+     * this one restarted) takes them over. Each session it holds and distributes (not local,
+     * distribution not stopped, not timed out or ending) is passivated (its attributes'
+     * {@code sessionWillPassivate}), then written when it may differ from its last backup (as
+     * a request's backup decides), so that memcached keeps what the passivation left.
+     */
+    private void passivateAtStop() {
+        long now = System.currentTimeMillis();
+        for (Session found : findSessions()) {
+            if (!(found instanceof MsmSession)) {
+                continue;
+            }
+            MsmSession session = (MsmSession) found;
+            int lifetime = session.getMaxInactiveInterval();
+            boolean timedOut = lifetime > 0
+                    && now - session.getThisAccessedTimeInternal() >= lifetime * 1000L;
+            if (!session.isLive() || session.isExpiring() || timedOut || !distributes(session)) {
+                continue;
+            }
+            session.passivate();
+            if (session.takeChanged()) {
+                storeAtStop(session);
+            }
+        }
+    }
+
+    /** Sticky: writes a session at the manager's stop, as the end of a request would. */
+    private void storeAtStop(MsmSession session) {
+        RequestState state;
+        try {
+            Pending<MsmRequest> begun = new Pending<>();
+            Native.begin(handle, null, "", getJvmRoute(), begun);
+            state = new RequestState(null, begun.await());
+        } catch (MsmException | IllegalArgumentException e) {
+            session.markChanged();
+            LOG.warn("session " + redact(session.getIdInternal()) + " not stored at stop: "
+                    + e.getMessage());
+            return;
+        }
+        Serialized content = serialize(null, session);
+        end(state, content == null ? Native.OUTCOME_NOT_STORED : Native.OUTCOME_USED, session,
+                content);
     }
 
     /** Whether the context has a login method (FORM, BASIC, ...), whose login the session keeps. */
@@ -472,7 +520,11 @@ public class MemcachedSessionManager extends ManagerBase {
             refill(state, session, session.isNew() || session.isHeld() ? Native.HOST_COPY_HELD
                     : Native.HOST_COPY_SHARED);
         } else {
-            session.reenter(() -> refill(state, session, Native.HOST_COPY_NONE));
+            session.reenter(() -> {
+                refill(state, session, Native.HOST_COPY_NONE);
+                // Its hand-back passivated it: in use here again.
+                session.activateIfPassivated();
+            });
         }
         state.session = session;
     }
@@ -787,7 +839,8 @@ public class MemcachedSessionManager extends ManagerBase {
      * that cannot be serialized goes to {@link SerializationPolicy}: left out
      * ({@code dropAttribute}), or the session is not stored (null): the request failed
      * ({@code fail}), the session became local ({@code localSession}, its copies are deleted),
-     * or distribution stopped ({@code stopDistribution}).
+     * or distribution stopped ({@code stopDistribution}). {@code request} is null when the
+     * manager stores the session at its stop.
      */
     private Serialized serialize(Request request, MsmSession session) {
         List<String> names = new ArrayList<>();
@@ -945,15 +998,26 @@ public class MemcachedSessionManager extends ManagerBase {
     /**
      * Non-sticky: the last request of this Tomcat using a session hands it to the core (written
      * if changed, else its expiry renewed; the lock released; the old id retired); the session
-     * leaves Tomcat's memory unless it is kept out of memcached.
+     * leaves Tomcat's memory unless it is kept out of memcached. A session that leaves is
+     * passivated before it is serialized (its attributes' {@code sessionWillPassivate}), and
+     * activated again when a request of this Tomcat reads it into the same copy afterwards
+     * ({@link #join}).
      *
      * @return whether this Tomcat keeps the session in memory
      */
     private boolean handBack(RequestState state, MsmSession session) {
         Request request = state.request;
-        Serialized content = session.isValid() && distributes(session)
-                ? serialize(request, session) : null;
+        boolean leaves = session.isValid() && distributes(session);
+        if (leaves) {
+            // It leaves this Tomcat's memory for memcached: its attributes hear it first.
+            session.passivate();
+        }
+        Serialized content = leaves ? serialize(request, session) : null;
         boolean keeps = session.isValid() && !distributes(session);
+        if (leaves && keeps) {
+            // Its serialization made it local or stopped distribution: it stays, in use here.
+            session.activate();
+        }
         try {
             if (content != null) {
                 statistics.requestsWithSession.increment();

@@ -46,6 +46,12 @@ public class MsmSession extends StandardSession {
     private volatile boolean held;
 
     /**
+     * Its attributes were told the session leaves this Tomcat's memory ({@link #passivate}) and
+     * not yet that it is in use here again ({@link #activate}).
+     */
+    private volatile boolean passivated;
+
+    /**
      * Handed over by the core as expired (a sweep found it, wherever it lived): this Tomcat
      * announces its end, and it touches neither memcached nor the manager's sessions.
      */
@@ -88,6 +94,33 @@ public class MsmSession extends StandardSession {
         boolean result = changed;
         changed = false;
         return result || !immutableValuesOnly();
+    }
+
+    /**
+     * The session leaves this Tomcat's memory for memcached: Tomcat's passivation (the
+     * attributes' {@code sessionWillPassivate}), before they are serialized.
+     */
+    @Override
+    public void passivate() {
+        passivated = true;
+        super.passivate();
+    }
+
+    /**
+     * The session is in use in this Tomcat (loaded from memcached, or used again after a
+     * passivation): Tomcat's activation (the attributes' {@code sessionDidActivate}).
+     */
+    @Override
+    public void activate() {
+        passivated = false;
+        super.activate();
+    }
+
+    /** Activates the session when it was passivated since its last activation. */
+    void activateIfPassivated() {
+        if (passivated) {
+            activate();
+        }
     }
 
     /** A backup failed: the next one must send the content. */

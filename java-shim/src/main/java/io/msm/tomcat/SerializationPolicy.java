@@ -141,7 +141,8 @@ final class SerializationPolicy {
      * and logs it. {@code fail} fails the request here, {@code localSession} tags the session,
      * {@code stopDistribution} stops distribution, {@code dropAttribute} blacklists the attribute.
      *
-     * @param request the request whose end stores the session
+     * @param request the request whose end stores the session, or null when the manager stores
+     *     it at its stop
      * @param session the session
      * @param name the attribute's name
      * @param value its value
@@ -190,9 +191,14 @@ final class SerializationPolicy {
 
     /**
      * {@code fail}: answers 500 while the response is not committed (Tomcat's error page shows
-     * the message), else logs an error: the response already went out as it was.
+     * the message), else (or without a request: the manager stops) logs an error: the response
+     * already went out as it was.
      */
     private void fail(Request request, String message, String problem, Exception error) {
+        if (request == null) {
+            log.error(problem + "the manager stops, and the session was not stored: " + error);
+            return;
+        }
         Response response = request.getResponse();
         if (!response.isCommitted() && !request.isAsync()) {
             try {
