@@ -390,13 +390,19 @@ fn with_events_off_nothing_is_sent_for_them() {
     }
     for sticky in ["false", "true"] {
         let node = Memcached::start();
-        let m = manager(&[&node], &[("sticky", sticky), ("sessionBackupAsync", "false")]);
+        let m = manager(
+            &[&node],
+            &[("sticky", sticky), ("sessionBackupAsync", "false")],
+        );
         let id = create(&m, 1);
         let long_ago = msm::session::now_millis().saturating_sub(5_000);
         let before = command_totals(&[&node]);
         assert!(block_on(m.expired_sessions()).unwrap().is_empty());
         assert!(block_on(m.next_expired_session()).unwrap().is_none());
-        assert!(run(m.ending(&id, long_ago, 1)), "the host announces its end");
+        assert!(
+            run(m.ending(&id, long_ago, 1)),
+            "the host announces its end"
+        );
         assert_eq!(command_totals(&[&node]), before, "sticky={sticky}");
     }
 }
