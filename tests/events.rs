@@ -375,6 +375,47 @@ fn events_cost_one_index_per_session_and_host_and_nothing_per_request() {
     }
 }
 
+/// With events off (the default, or said), events cost nothing: a sequence of requests sends
+/// exactly what it sends without them (the figures pinned here), and polling for expired
+/// sessions or asking whether a timed-out session's end is announced sends nothing.
+#[test]
+fn with_events_off_nothing_is_sent_for_them() {
+    // [keys read, storage commands, touches, deletes] of `requests_cost`'s sequence.
+    for (sticky, expected) in [("false", OFF_NON_STICKY), ("true", OFF_STICKY)] {
+        let mode = [("sticky", sticky), ("sessionBackupAsync", "false")];
+        let default = requests_cost(&mode);
+        assert_eq!(default, expected, "sticky={sticky}, events off by default");
+        let off = [("sessionEvents", "off"), mode[0], mode[1]];
+        assert_eq!(requests_cost(&off), expected, "sticky={sticky}, events off");
+    }
+    for sticky in ["false", "true"] {
+        let node = Memcached::start();
+        let m = manager(
+            &[&node],
+            &[("sticky", sticky), ("sessionBackupAsync", "false")],
+        );
+        let id = create(&m, 1);
+        let long_ago = msm::session::now_millis().saturating_sub(5_000);
+        let before = command_totals(&[&node]);
+        assert!(block_on(m.expired_sessions()).unwrap().is_empty());
+        assert!(block_on(m.next_expired_session()).unwrap().is_none());
+        assert!(
+            run(m.ending(&id, long_ago, 1)),
+            "the host announces its end"
+        );
+        assert_eq!(command_totals(&[&node]), before, "sticky={sticky}");
+    }
+}
+
+/// What `requests_cost`'s sequence sends without events, non-sticky over two nodes: creating
+/// the session reserves its id and writes its two copies and its validity record (4 stores);
+/// each of the ten requests reads the session and its record (2 keys) and rewrites the record,
+/// and the five that change it write its two copies too.
+const OFF_NON_STICKY: [u64; 4] = [20, 4 + 10 + 5 * 2, 0, 0];
+/// The same, sticky with synchronous backups: the id reserved and the session backed up at
+/// creation, then read once (the host's copy), and one backup per change.
+const OFF_STICKY: [u64; 4] = [1, 2 + 5, 0, 0];
+
 /// Runs a future of the core that cannot fail.
 fn run<F: std::future::Future>(work: F) -> F::Output {
     msm::runtime::handle().block_on(work)

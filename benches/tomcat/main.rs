@@ -19,7 +19,9 @@
 //!   `GET /read`;
 //! - `JVM_OPTS` [`-Xms512m -Xmx512m -XX:+UseParallelGC`]: flags of every Tomcat JVM;
 //! - `MODES` [`standard sticky-async sticky-sync`]: the Tomcats, the first the baseline of the
-//!   ratios; also `nonsticky` and `nonsticky-locked` (`lockingMode=all`); a mode is a manager
+//!   ratios; also `nonsticky` and `nonsticky-locked` (`lockingMode=all`), and
+//!   `sticky-async-events` and `nonsticky-events` (`sticky-async` and `nonsticky` with expiry
+//!   events, `sessionEvents=expiry`, `eventSweepInterval=60`); a mode is a manager
 //!   configuration and a jar: suffixed `@baseline` (`nonsticky@baseline`), its Tomcat runs the
 //!   same configuration from `BASELINE_JAR`;
 //! - `BASELINE_JAR` [none]: the manager's jar for the `@baseline` modes, e.g. another build's

@@ -5,8 +5,12 @@ use std::path::Path;
 
 use crate::common::tomcat::Options;
 
-/// Width of the mode column in the output: the longest name, `nonsticky-locked@baseline`.
-pub const NAME_WIDTH: usize = 25;
+/// Width of the mode column in the output: the longest name, `sticky-async-events@baseline`.
+pub const NAME_WIDTH: usize = 28;
+
+/// `eventSweepInterval` of the modes with expiry events: the default, a minute, which is also
+/// how often Tomcat's background processing polls by default.
+const EVENT_SWEEP_INTERVAL: &str = "60";
 
 /// One way of keeping sessions, served by a Tomcat of its own: a manager configuration, run
 /// from this build's jar or from `BASELINE_JAR`.
@@ -31,6 +35,10 @@ pub enum Manager {
     NonSticky,
     /// msm, non-sticky, `lockingMode=all`.
     NonStickyLocked,
+    /// [`Manager::StickyAsync`] with expiry events (`sessionEvents=expiry`).
+    StickyAsyncEvents,
+    /// [`Manager::NonSticky`] with expiry events (`sessionEvents=expiry`).
+    NonStickyEvents,
 }
 
 /// Where the manager's classes and native library come from.
@@ -45,12 +53,14 @@ pub enum Jar {
 
 impl Manager {
     /// Every manager configuration, in the order of the README.
-    pub const ALL: [Manager; 5] = [
+    pub const ALL: [Manager; 7] = [
         Manager::Standard,
         Manager::StickyAsync,
         Manager::StickySync,
         Manager::NonSticky,
         Manager::NonStickyLocked,
+        Manager::StickyAsyncEvents,
+        Manager::NonStickyEvents,
     ];
 
     /// The name used in `MODES` and in the output.
@@ -61,6 +71,8 @@ impl Manager {
             Manager::StickySync => "sticky-sync",
             Manager::NonSticky => "nonsticky",
             Manager::NonStickyLocked => "nonsticky-locked",
+            Manager::StickyAsyncEvents => "sticky-async-events",
+            Manager::NonStickyEvents => "nonsticky-events",
         }
     }
 
@@ -72,6 +84,8 @@ impl Manager {
             Manager::StickySync => "sync",
             Manager::NonSticky => "ns",
             Manager::NonStickyLocked => "nsl",
+            Manager::StickyAsyncEvents => "asyncev",
+            Manager::NonStickyEvents => "nsev",
         }
     }
 
@@ -86,6 +100,16 @@ impl Manager {
             ]),
             Manager::NonSticky => Some(&[("sticky", "false")]),
             Manager::NonStickyLocked => Some(&[("sticky", "false"), ("lockingMode", "all")]),
+            Manager::StickyAsyncEvents => Some(&[
+                ("sessionBackupAsync", "true"),
+                ("sessionEvents", "expiry"),
+                ("eventSweepInterval", EVENT_SWEEP_INTERVAL),
+            ]),
+            Manager::NonStickyEvents => Some(&[
+                ("sticky", "false"),
+                ("sessionEvents", "expiry"),
+                ("eventSweepInterval", EVENT_SWEEP_INTERVAL),
+            ]),
         }
     }
 }

@@ -2,6 +2,11 @@
  * The C API of msm, exercised by a C host against real memcached servers.
  *
  * Usage: msm_test ADDR1 ADDR2 ADDR3 PID1
+ *        msm_test poll-expired SECONDS NODES [NAME=VALUE ...]
+ *
+ * The second form is a C host that only hears expiry events (see poll_expired_main): a manager
+ * of NODES with `sessionEvents=expiry` and the given configuration attributes polls
+ * msm_manager_poll_expired for SECONDS seconds and prints every expired session it is handed.
  *
  * ADDR1..3 are the `127.0.0.1:PORT` addresses of three memcached servers, which become the
  * nodes n1, n2 and n3; PID1 is the process id of the first one, which this program kills
@@ -1077,6 +1082,123 @@ static void test_null_arguments(const struct msm_manager *m, struct msm_config *
     msm_session_free(s);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* A host that hears expiry events                                                            */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Prints `bytes` as lowercase hex, without a separator. */
+static void print_hex(const uint8_t *bytes, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        printf("%02x", bytes[i]);
+    }
+}
+
+/* Prints an expired session: `EXPIRED <id> <attribute count>`, then one line
+ * `ATTRIBUTE <id> <name> <value as hex>` per attribute (an empty value as `-`). */
+static int print_expired(const char *id, const struct msm_session *session)
+{
+    size_t count = msm_session_attribute_count(session);
+
+    printf("EXPIRED %s %zu\n", id, count);
+    for (size_t i = 0; i < count; i++) {
+        char *name = NULL;
+        const uint8_t *value = NULL;
+        size_t len = 0;
+        char *err = NULL;
+        if (msm_session_attribute_name(session, i, &name, &err) != MSM_STATUS_OK ||
+            msm_session_get_attribute(session, name, &value, &len, &err) != MSM_STATUS_OK) {
+            printf("ERROR attribute %zu of %s: %s\n", i, id, err != NULL ? err : "?");
+            msm_string_free(err);
+            msm_string_free(name);
+            return 0;
+        }
+        printf("ATTRIBUTE %s %s ", id, name);
+        if (len == 0) {
+            printf("-");
+        }
+        print_hex(value, len);
+        printf("\n");
+        msm_string_free(name);
+    }
+    return 1;
+}
+
+/*
+ * `msm_test poll-expired SECONDS NODES [NAME=VALUE ...]`: a C host configured with
+ * `memcachedNodes=NODES`, `sessionEvents=expiry` and the attributes given (the same storage key
+ * prefix and `eventSweepInterval` as the other hosts of the context), which calls
+ * msm_manager_poll_expired until MSM_STATUS_NOT_FOUND every 100 ms for SECONDS seconds. Prints
+ * `READY` once the manager is made, each expired session as print_expired does, and
+ * `POLLED <sessions>` at the end; exits 0. Any other status prints `ERROR ...` and exits 1.
+ */
+static int poll_expired_main(int argc, char **argv)
+{
+    char *err = NULL;
+    char *id = NULL;
+    struct msm_session *session = NULL;
+    struct msm_config *config = msm_config_new();
+    struct msm_manager *m = NULL;
+    long seconds = argc >= 4 ? strtol(argv[2], NULL, 10) : 0;
+    long delivered = 0;
+    enum msm_status got;
+    double until;
+
+    if (argc < 4 || seconds <= 0 || config == NULL) {
+        fprintf(stderr, "usage: %s poll-expired SECONDS NODES [NAME=VALUE ...]\n", argv[0]);
+        return 2;
+    }
+    got = msm_config_set(config, "memcachedNodes", argv[3], &err);
+    if (got == MSM_STATUS_OK) {
+        got = msm_config_set(config, "sessionEvents", "expiry", &err);
+    }
+    for (int i = 4; i < argc && got == MSM_STATUS_OK; i++) {
+        char name[128];
+        const char *equals = strchr(argv[i], '=');
+        size_t len = equals != NULL ? (size_t)(equals - argv[i]) : 0;
+        if (len == 0 || len >= sizeof name) {
+            printf("ERROR not NAME=VALUE: %s\n", argv[i]);
+            return 1;
+        }
+        memcpy(name, argv[i], len);
+        name[len] = '\0';
+        got = msm_config_set(config, name, equals + 1, &err);
+    }
+    if (got == MSM_STATUS_OK) {
+        got = msm_manager_new(config, &m, &err);
+    }
+    msm_config_free(config);
+    if (got != MSM_STATUS_OK) {
+        printf("ERROR configuration: %s: %s\n", msm_status_name(got), err != NULL ? err : "?");
+        msm_string_free(err);
+        return 1;
+    }
+    printf("READY\n");
+    until = now_ms() + 1000.0 * (double)seconds;
+    while (now_ms() < until) {
+        while ((got = msm_manager_poll_expired(m, &id, &session, &err)) == MSM_STATUS_OK) {
+            int printed = id != NULL && session != NULL && print_expired(id, session);
+            msm_string_free(id);
+            msm_session_free(session);
+            if (!printed) {
+                printf("ERROR an expired session without its id or data\n");
+                return 1;
+            }
+            delivered++;
+        }
+        if (got != MSM_STATUS_NOT_FOUND) {
+            printf("ERROR msm_manager_poll_expired: %s: %s\n", msm_status_name(got),
+                   err != NULL ? err : "?");
+            msm_string_free(err);
+            return 1;
+        }
+        sleep_ms(100);
+    }
+    msm_manager_free(m);
+    printf("POLLED %ld\n", delivered);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     char *err = NULL;
@@ -1086,6 +1208,9 @@ int main(int argc, char **argv)
     long n1_pid;
 
     setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc >= 2 && strcmp(argv[1], "poll-expired") == 0) {
+        return poll_expired_main(argc, argv);
+    }
     if (argc != 5) {
         fprintf(stderr, "usage: %s ADDR1 ADDR2 ADDR3 PID1\n", argv[0]);
         return 2;
