@@ -106,9 +106,35 @@ pub struct SessionEvent {
     pub id: SessionId,
     /// The attribute's name, for attribute events.
     pub name: Option<String>,
-    /// The attribute's value, serialized by the host, when the publisher sends it (the value
-    /// added or the new one for a replacement).
+    /// The attribute's value after the event (added, or the new one of a replacement),
+    /// serialized by the host; published only with `broadcastValues="true"`, so hosts need not
+    /// serialize it otherwise.
     pub value: Option<Vec<u8>>,
+}
+
+impl SessionEvent {
+    /// The event numbered `kind` (an [`EventKind`]'s number, as the faces pass it) of the
+    /// session `id`; refuses an unknown kind, and a name given to a session event or missing
+    /// from an attribute event, saying which.
+    pub fn new(
+        kind: i32,
+        id: SessionId,
+        name: Option<String>,
+        value: Option<Vec<u8>>,
+    ) -> std::result::Result<Self, String> {
+        let kind = EventKind::from_number(kind)
+            .ok_or_else(|| format!("unknown session event kind {kind}"))?;
+        match (kind.names_attribute(), &name) {
+            (true, None) => Err(format!("a {kind:?} event names its attribute")),
+            (false, Some(_)) => Err(format!("a {kind:?} event names no attribute")),
+            _ => Ok(SessionEvent {
+                kind,
+                id,
+                name,
+                value,
+            }),
+        }
+    }
 }
 
 /// An event as it travels in the log, inside its sealed record.
@@ -219,7 +245,11 @@ impl Broadcast {
                 kind: event.kind,
                 id: &event.id.storage_part(),
                 name: event.name.as_deref(),
-                value: event.value.as_deref().map(Bytes::new),
+                value: event
+                    .value
+                    .as_deref()
+                    .filter(|_| self.config.broadcast_values)
+                    .map(Bytes::new),
             };
             let sealed = postcard::to_allocvec(&record)
                 .map_err(|e| crate::Error::Corrupt(format!("cannot encode event: {e}")))

@@ -237,6 +237,9 @@ pub struct Config {
     /// With `sessionEvents="broadcast"`, how often a host asks for the events the others
     /// published (`broadcastPollInterval`, milliseconds): the delay with which it hears them.
     pub broadcast_poll_interval: Duration,
+    /// With `sessionEvents="broadcast"`, whether attribute events carry the attribute's value
+    /// (`broadcastValues`, default false: names only, nothing serialized for them).
+    pub broadcast_values: bool,
 }
 
 impl Config {
@@ -321,6 +324,7 @@ pub struct ConfigBuilder {
     session_events: Option<SessionEvents>,
     event_sweep_interval: Option<u64>,
     broadcast_poll_interval: Option<u64>,
+    broadcast_values: Option<bool>,
 }
 
 /// Every attribute name the parser knows, in documentation order.
@@ -364,6 +368,7 @@ pub const ATTRIBUTES: &[&str] = &[
     "sessionEvents",
     "eventSweepInterval",
     "broadcastPollInterval",
+    "broadcastValues",
 ];
 
 fn parse_bool(name: &str, value: &str) -> Result<bool> {
@@ -680,6 +685,7 @@ impl ConfigBuilder {
             }
             "eventSweepInterval" => self.event_sweep_interval = Some(ranged(1, 3600)?),
             "broadcastPollInterval" => self.broadcast_poll_interval = Some(ranged(50, 60_000)?),
+            "broadcastValues" => self.broadcast_values = Some(parse_bool(name, value)?),
             _ => {
                 return Err(Error::config(
                     name,
@@ -765,6 +771,7 @@ impl ConfigBuilder {
             session_events: self.session_events.unwrap_or_default(),
             event_sweep_interval: Duration::from_secs(self.event_sweep_interval.unwrap_or(60)),
             broadcast_poll_interval: ms(self.broadcast_poll_interval.unwrap_or(1000)),
+            broadcast_values: self.broadcast_values.unwrap_or(false),
         })
     }
 
@@ -908,6 +915,7 @@ mod tests {
         assert_eq!(c.event_sweep_interval, Duration::from_secs(60));
         assert_eq!(c.event_grace(), 0);
         assert_eq!(c.broadcast_poll_interval, Duration::from_millis(1000));
+        assert!(!c.broadcast_values);
     }
 
     #[test]
@@ -925,8 +933,10 @@ mod tests {
             ("memcachedNodes", "n1:h:1"),
             ("sessionEvents", "broadcast"),
             ("broadcastPollInterval", "250"),
+            ("broadcastValues", "true"),
         ])
         .unwrap();
+        assert!(c.broadcast_values);
         assert!(c.session_events.expiry() && c.session_events.broadcast());
         assert_eq!(c.broadcast_poll_interval, Duration::from_millis(250));
         let e = err(&[("memcachedNodes", "n1:h:1"), ("sessionEvents", "all")]);

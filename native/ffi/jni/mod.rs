@@ -14,13 +14,14 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use jni::errors::ErrorPolicy;
-use jni::objects::{JByteArray, JClass, JObject, JObjectArray, JString, JThrowable};
+use jni::objects::{JByteArray, JClass, JIntArray, JObject, JObjectArray, JString, JThrowable};
 use jni::strings::JNIString;
 use jni::sys::{jboolean, jint, jlong};
 use jni::{Env, EnvUnowned, JValue, jni_sig, jni_str};
 use parking_lot::Mutex;
 use tracing::Level;
 
+use crate::broadcast::SessionEvent;
 use crate::config::ConfigBuilder;
 use crate::error::Error;
 use crate::events::ExpiredSession;
@@ -904,6 +905,151 @@ pub extern "system" fn Java_io_msm_Native_expiredSessions<'local>(
     run(&mut env, |env| {
         let manager = manager(handle)?;
         let work = async move { Ok(ExpiredSessions(manager.expired_sessions().await?)) };
+        Ok(pending::start(env, &pending, work)?)
+    })
+}
+
+/// `Native.broadcastPollInterval(long handle)`: with `sessionEvents="broadcast"`, the
+/// milliseconds between polls for the other hosts' events (`broadcastPollInterval`); 0 without
+/// broadcast.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_msm_Native_broadcastPollInterval<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+) -> jlong {
+    run(&mut env, |_| {
+        let manager = manager(handle)?;
+        let config = manager.config();
+        Ok(if config.session_events.broadcast() {
+            i64::try_from(config.broadcast_poll_interval.as_millis()).unwrap_or(i64::MAX)
+        } else {
+            0
+        })
+    })
+}
+
+/// `Native.broadcastValues(long handle)`: the `broadcastValues` attribute (whether attribute
+/// events carry values, so whether the host serializes them).
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_msm_Native_broadcastValues<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+) -> jboolean {
+    run(&mut env, |_| Ok(manager(handle)?.config().broadcast_values))
+}
+
+/// `Native.publish(long handle, int[] kinds, String[] ids, String[] names, byte[][] values,
+/// Pending pending)`: publishes the session events that happened on this host, event `i`
+/// being `kinds[i]` of session `ids[i]`, its attribute `names[i]` (null for created and
+/// destroyed) and value `values[i]` (null when not sent); see [`SessionManager::publish`].
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_msm_Native_publish<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    kinds: JIntArray<'local>,
+    ids: JObjectArray<'local, JString<'local>>,
+    names: JObjectArray<'local, JString<'local>>,
+    values: JObjectArray<'local, JByteArray<'local>>,
+    pending: JObject<'local>,
+) {
+    run(&mut env, |env| {
+        let manager = manager(handle)?;
+        if kinds.is_null() || names.is_null() || values.is_null() {
+            return Err(Failure::Argument(
+                "`kinds`, `names` or `values` is null".into(),
+            ));
+        }
+        let ids = strings(env, &ids, "ids")?;
+        let count = ids.len();
+        if kinds.len(env)? != count || names.len(env)? != count || values.len(env)? != count {
+            return Err(Failure::Argument(
+                "kinds, ids, names and values differ in length".into(),
+            ));
+        }
+        let mut numbers = vec![0; count];
+        kinds.get_region(env, 0, &mut numbers)?;
+        let mut events = Vec::with_capacity(count);
+        for (i, (number, id)) in numbers.into_iter().zip(ids).enumerate() {
+            let name = names.get_element(env, i)?;
+            let value = values.get_element(env, i)?;
+            let value = if value.is_null() {
+                None
+            } else {
+                Some(env.convert_byte_array(&value)?)
+            };
+            let event = SessionEvent::new(
+                number,
+                manager.parse_id(&id)?,
+                optional_string(env, &name)?,
+                value,
+            )
+            .map_err(Failure::Argument)?;
+            events.push(event);
+        }
+        let work = async move {
+            manager.publish(&events).await;
+            Ok(())
+        };
+        Ok(pending::start(env, &pending, work)?)
+    })
+}
+
+/// Events heard, for `Pending.heard(int[] kinds, String[] ids, String[] names, byte[][]
+/// values)`, which makes them `io.msm.SessionEvent` objects.
+struct HeardEvents(Vec<SessionEvent>);
+
+impl Deliver for HeardEvents {
+    fn deliver(self, env: &mut Env<'_>, pending: &JObject<'_>) -> jni::errors::Result<()> {
+        let count = self.0.len();
+        let kinds = env.new_int_array(count)?;
+        let ids = JObjectArray::<JString>::new(env, count, JString::default())?;
+        let names = JObjectArray::<JString>::new(env, count, JString::default())?;
+        let values = JObjectArray::<JByteArray>::new(env, count, JByteArray::default())?;
+        let numbers: Vec<jint> = self.0.iter().map(|e| e.kind as jint).collect();
+        kinds.set_region(env, 0, &numbers)?;
+        for (i, event) in self.0.iter().enumerate() {
+            // Each event's references go with its frame once they are in the arrays.
+            env.with_local_frame(4, |env| -> jni::errors::Result<()> {
+                let id = env.new_string(event.id.to_string())?;
+                ids.set_element(env, i, &id)?;
+                // Left null when absent.
+                if let Some(name) = &event.name {
+                    let name = env.new_string(name)?;
+                    names.set_element(env, i, &name)?;
+                }
+                if let Some(value) = &event.value {
+                    let value = env.byte_array_from_slice(value)?;
+                    values.set_element(env, i, &value)?;
+                }
+                Ok(())
+            })?;
+        }
+        let args = [
+            JValue::Object(&kinds),
+            JValue::Object(&ids),
+            JValue::Object(&names),
+            JValue::Object(&values),
+        ];
+        pending::call(env, pending, |m| m.heard, args)
+    }
+}
+
+/// `Native.broadcastEvents(long handle, Pending pending)`: completes `pending` with the events
+/// the other hosts of the context published since the previous call (`io.msm.SessionEvent[]`,
+/// in order, empty when none; see [`SessionManager::broadcast_events`]).
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_msm_Native_broadcastEvents<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    pending: JObject<'local>,
+) {
+    run(&mut env, |env| {
+        let manager = manager(handle)?;
+        let work = async move { Ok(HeardEvents(manager.broadcast_events().await?)) };
         Ok(pending::start(env, &pending, work)?)
     })
 }

@@ -52,6 +52,8 @@ pub(super) struct Members {
     pub(super) ended: JMethodID,
     /// `expired(String[], long[], String[], String[], String[][], byte[][][])`.
     pub(super) expired: JMethodID,
+    /// `heard(int[], String[], String[], byte[][])`.
+    pub(super) heard: JMethodID,
     failed: JMethodID,
 }
 
@@ -93,6 +95,11 @@ impl Members {
                 jni_sig!(
                     "([Ljava/lang/String;[J[Ljava/lang/String;[Ljava/lang/String;[[Ljava/lang/String;[[[B)V"
                 ),
+            )?,
+            heard: env.get_method_id(
+                &class,
+                jni_str!("heard"),
+                jni_sig!("([I[Ljava/lang/String;[Ljava/lang/String;[[B)V"),
             )?,
             failed: env.get_method_id(
                 &class,

@@ -172,6 +172,50 @@ public final class Native {
     public static native void expiredSessions(long handle, Pending<Expired[]> pending);
 
     /**
+     * With {@code sessionEvents="broadcast"}: the milliseconds between polls for the other
+     * hosts' events ({@code broadcastPollInterval}).
+     *
+     * @param handle the manager
+     * @return the interval; 0 without broadcast
+     */
+    public static native long broadcastPollInterval(long handle);
+
+    /**
+     * The {@code broadcastValues} attribute.
+     *
+     * @param handle the manager
+     * @return whether attribute events carry their values (so whether the host serializes them)
+     */
+    public static native boolean broadcastValues(long handle);
+
+    /**
+     * With {@code sessionEvents="broadcast"}: publishes session events that happened on this
+     * host to every other host of the context, in one round trip; never fails (what cannot be
+     * published is counted and logged). Without broadcast: nothing sent. Event {@code i} is
+     * {@code kinds[i]} (a {@link SessionEvent.Kind}'s ordinal) of session {@code ids[i]}.
+     *
+     * @param handle the manager
+     * @param kinds each event's kind
+     * @param ids each event's session id
+     * @param names each attribute event's attribute name (null for created and destroyed)
+     * @param values each attribute event's serialized value after the event (null when not
+     *     sent)
+     * @param pending completed when done
+     */
+    public static native void publish(long handle, int[] kinds, String[] ids, String[] names,
+            byte[][] values, Pending<Void> pending);
+
+    /**
+     * With {@code sessionEvents="broadcast"}: the events the other hosts of the context
+     * published since the previous call (since this manager started, the first time), each
+     * once, in order; call it every {@link #broadcastPollInterval}. Without broadcast: none.
+     *
+     * @param handle the manager
+     * @param pending completed with the events heard (empty when none)
+     */
+    public static native void broadcastEvents(long handle, Pending<SessionEvent[]> pending);
+
+    /**
      * A sticky session took a new id: its copies under the old one go when its storage key
      * changed.
      *

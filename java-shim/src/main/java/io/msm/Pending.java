@@ -94,6 +94,16 @@ public final class Pending<T> extends CompletableFuture<T> {
         complete((T) expired);
     }
 
+    @SuppressWarnings("unchecked")
+    void heard(int[] kinds, String[] ids, String[] names, byte[][] values) {
+        SessionEvent[] heard = new SessionEvent[ids.length];
+        for (int i = 0; i < ids.length; i++) {
+            heard[i] = new SessionEvent(SessionEvent.Kind.values()[kinds[i]], ids[i], names[i],
+                    values[i]);
+        }
+        complete((T) heard);
+    }
+
     void failed(int code, String message) {
         completeExceptionally(MsmException.of(code, message));
     }

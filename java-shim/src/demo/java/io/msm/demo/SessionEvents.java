@@ -25,10 +25,15 @@ import jakarta.servlet.http.HttpSessionListener;
  * <li>{@code EVENT removed <id> <tag>}: {@code attributeRemoved} of the tag;</li>
  * <li>{@code EVENT activated <id> <tag>}: the tag's {@code sessionDidActivate};</li>
  * <li>{@code EVENT passivated <id> <tag>}: the tag's {@code sessionWillPassivate};</li>
- * <li>{@code EVENT attribute-added <id> <name>}, {@code EVENT attribute-replaced <id> <name>},
- * {@code EVENT attribute-removed <id> <name>}: {@code attributeAdded}, {@code attributeReplaced}
- * and {@code attributeRemoved} of every attribute, the tag's included.</li>
+ * <li>{@code EVENT attribute-added <id> <name>=<value>},
+ * {@code EVENT attribute-replaced <id> <name>=<value>}, {@code EVENT attribute-removed <id>
+ * <name>}: {@code attributeAdded}, {@code attributeReplaced} and {@code attributeRemoved} of
+ * every attribute, the tag's included, with the attribute's value after the event as the
+ * session shows it.</li>
  * </ul>
+ *
+ * <p>With {@code sessionEvents="broadcast"}, a Tomcat prints these lines for the events of
+ * every Tomcat of the context, its own as they happen and the others' as it hears them.
  */
 public final class SessionEvents implements HttpSessionListener, HttpSessionAttributeListener {
     /** The attribute {@code /tag} sets. */
@@ -87,12 +92,12 @@ public final class SessionEvents implements HttpSessionListener, HttpSessionAttr
 
     @Override
     public void attributeAdded(HttpSessionBindingEvent event) {
-        print("attribute-added", event.getSession(), event.getName());
+        print("attribute-added", event.getSession(), withValue(event));
     }
 
     @Override
     public void attributeReplaced(HttpSessionBindingEvent event) {
-        print("attribute-replaced", event.getSession(), event.getName());
+        print("attribute-replaced", event.getSession(), withValue(event));
     }
 
     @Override
@@ -101,6 +106,11 @@ public final class SessionEvents implements HttpSessionListener, HttpSessionAttr
         if (event.getName().equals(TAG)) {
             print("removed", event.getSession(), String.valueOf(event.getValue()));
         }
+    }
+
+    /** {@code <name>=<value>}, the value as the session shows it now. */
+    private static String withValue(HttpSessionBindingEvent event) {
+        return event.getName() + "=" + event.getSession().getAttribute(event.getName());
     }
 
     /** Prints one line, the session id without its route. */

@@ -80,6 +80,26 @@ public final class ManagerStatistics implements ManagerStatisticsMBean {
     }
 
     @Override
+    public long getBroadcastEventsPublished() {
+        return core("broadcast_events_published");
+    }
+
+    @Override
+    public long getBroadcastEventsUnpublished() {
+        return core("broadcast_events_unpublished");
+    }
+
+    @Override
+    public long getBroadcastEventsHeard() {
+        return core("broadcast_events_heard");
+    }
+
+    @Override
+    public long getBroadcastRecordsRefused() {
+        return core("broadcast_records_refused");
+    }
+
+    @Override
     public long getBackupsFailed() {
         return core("session_backups_failed") + backupsNotSerialized.sum()
                 + backupCallFailures.sum();

@@ -24,6 +24,18 @@ public interface ManagerStatisticsMBean {
     /** @return unchanged sessions whose memcached expiry was renewed */
     long getBackupsRefreshed();
 
+    /** @return broadcast session events this Tomcat published ({@code sessionEvents="broadcast"}) */
+    long getBroadcastEventsPublished();
+
+    /** @return broadcast session events that could not be published (no node up, a failed write) */
+    long getBroadcastEventsUnpublished();
+
+    /** @return broadcast session events of the other Tomcats this Tomcat heard */
+    long getBroadcastEventsHeard();
+
+    /** @return broadcast log records refused (not written by a manager of the context) */
+    long getBroadcastRecordsRefused();
+
     /**
      * @return backups that failed: memcached errors, and attributes that could not be serialized
      *     (unless {@code serializationFailurePolicy=dropAttribute} left them out)

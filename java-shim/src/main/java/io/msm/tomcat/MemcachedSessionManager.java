@@ -38,6 +38,7 @@ import io.msm.MsmLockTimeoutException;
 import io.msm.MsmRequest;
 import io.msm.Native;
 import io.msm.Pending;
+import io.msm.SessionEvent;
 
 /**
  * A Tomcat session manager that keeps every session also in memcached, so that another Tomcat
@@ -88,6 +89,8 @@ public class MemcachedSessionManager extends ManagerBase {
     private Integer maxInactiveInterval;
     private ObjectName statisticsName;
     private SessionBackupValve valve = new SessionBackupValve(this);
+    /** With {@code sessionEvents="broadcast"}, while running: publishes and hears events. */
+    private volatile Broadcaster broadcaster;
 
     /** A manager carrying Tomcat's container login with the session (persistAuthentication). */
     public MemcachedSessionManager() {
@@ -280,6 +283,10 @@ public class MemcachedSessionManager extends ManagerBase {
         if (!sticky) {
             listenForRequestEnds(context);
         }
+        long pollMillis = Native.broadcastPollInterval(handle);
+        if (enabled && pollMillis > 0) {
+            broadcaster = new Broadcaster(this, handle, pollMillis);
+        }
         LOG.info("memcached session manager of context [" + context.getName() + "] started"
                 + (enabled ? "" : " (disabled: sessions stay in memory)"));
         setState(LifecycleState.STARTING);
@@ -293,6 +300,11 @@ public class MemcachedSessionManager extends ManagerBase {
             // Sessions stay in memcached: another Tomcat, or this one restarted, takes them over.
             if (sticky && distributing()) {
                 passivateAtStop();
+            }
+            Broadcaster stopping = broadcaster;
+            broadcaster = null;
+            if (stopping != null) {
+                stopping.stop();
             }
             int pending = Native.flush(current, STOP_FLUSH_MILLIS);
             if (pending > 0) {
@@ -603,6 +615,13 @@ public class MemcachedSessionManager extends ManagerBase {
         return session;
     }
 
+    /** The web application's class loader, which deserializes attribute values. */
+    private ClassLoader webappLoader() {
+        return getContext().getLoader() == null
+                ? Thread.currentThread().getContextClassLoader()
+                : getContext().getLoader().getClassLoader();
+    }
+
     /**
      * Puts a loaded session's times and attributes into a session object. An attribute that
      * cannot be deserialized (its class is missing, its bytes no longer read) is left out, or,
@@ -611,9 +630,7 @@ public class MemcachedSessionManager extends ManagerBase {
      * @return false when the session object was left as it was
      */
     private boolean fill(MsmSession session, Lookup loaded, String id) {
-        ClassLoader loader = getContext().getLoader() == null
-                ? Thread.currentThread().getContextClassLoader()
-                : getContext().getLoader().getClassLoader();
+        ClassLoader loader = webappLoader();
         Map<String, Object> restored = new LinkedHashMap<>();
         ContainerLogin login = null;
         boolean complete = true;
@@ -792,6 +809,64 @@ public class MemcachedSessionManager extends ManagerBase {
             session.sweptExpired(one.id());
             session.expire(true);
         }
+    }
+
+    /**
+     * With {@code sessionEvents="broadcast"}: a session event this Tomcat's listeners heard
+     * (or, for a destroyed session, would have), to be published to the other Tomcats. The
+     * value is serialized only when values are broadcast; one that does not serialize is sent
+     * without value.
+     *
+     * @param kind what happened
+     * @param session the session
+     * @param name the attribute's name, for attribute events
+     * @param value the attribute's value after the event, for added and replaced
+     */
+    void heardHere(SessionEvent.Kind kind, MsmSession session, String name, Object value) {
+        Broadcaster current = broadcaster;
+        if (current == null || !distributing() || session.isLocal()) {
+            return;
+        }
+        byte[] bytes = null;
+        if (value != null && current.sendsValues()) {
+            try {
+                bytes = serializer.serialize(name, value);
+            } catch (IOException | RuntimeException e) {
+                LOG.debug("attribute " + name + " broadcast without value: " + e);
+            }
+        }
+        current.heardHere(new SessionEvent(kind, session.getIdInternal(), name, bytes));
+    }
+
+    /**
+     * Deserializes the value of an attribute event heard from another Tomcat with the
+     * serializer and class loader of any read.
+     *
+     * @return the value, or null (counted, logged) when it does not read
+     */
+    Object deserializeHeard(String id, String name, byte[] value) {
+        try {
+            return serializer.deserialize(name, value, webappLoader());
+        } catch (Exception | LinkageError e) {
+            statistics.deserializationFailures.increment();
+            LOG.warn("broadcast value of attribute " + name + " of session " + redact(id)
+                    + " does not read: " + e);
+            return null;
+        }
+    }
+
+    /**
+     * A session object standing for a session another Tomcat told about: its id, and the
+     * attribute {@code name} with {@code value} when given. It never joins this manager's
+     * sessions.
+     */
+    MsmSession standIn(String id, String name, Object value) {
+        MsmSession session = (MsmSession) createEmptySession();
+        session.standIn(id);
+        if (name != null && value != null) {
+            session.restoreAttribute(name, value);
+        }
+        return session;
     }
 
     /**

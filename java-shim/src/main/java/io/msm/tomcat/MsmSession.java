@@ -8,6 +8,8 @@ import java.util.function.BooleanSupplier;
 import org.apache.catalina.Manager;
 import org.apache.catalina.session.StandardSession;
 
+import io.msm.SessionEvent;
+
 /**
  * Tomcat's session with the access the manager needs to restore a session loaded from memcached
  * and to read its attributes for a backup.
@@ -58,6 +60,12 @@ public class MsmSession extends StandardSession {
     private volatile boolean sweptExpired;
 
     /**
+     * Stands for a session another Tomcat told about ({@link #standIn}): what a listener does
+     * with it stays in this object.
+     */
+    private volatile boolean standIn;
+
+    /**
      * Creates an empty session of a manager.
      *
      * @param manager the manager
@@ -69,13 +77,36 @@ public class MsmSession extends StandardSession {
     @Override
     public void setAttribute(String name, Object value, boolean notify) {
         changed = true;
+        boolean replaces = value != null && attributes.containsKey(name);
         super.setAttribute(name, value, notify);
+        if (notify && value != null) {
+            heardHere(replaces ? SessionEvent.Kind.ATTRIBUTE_REPLACED
+                    : SessionEvent.Kind.ATTRIBUTE_ADDED, name, value);
+        }
     }
 
     @Override
     public void removeAttribute(String name, boolean notify) {
         changed = true;
+        boolean removes = attributes.containsKey(name);
         super.removeAttribute(name, notify);
+        if (notify && removes) {
+            heardHere(SessionEvent.Kind.ATTRIBUTE_REMOVED, name, null);
+        }
+    }
+
+    /** Tomcat's {@code sessionCreated}, then its broadcast ({@code sessionEvents="broadcast"}). */
+    @Override
+    public void tellNew() {
+        super.tellNew();
+        heardHere(SessionEvent.Kind.CREATED, null, null);
+    }
+
+    /** Hands an event of this session, which its listeners heard, to the broadcast. */
+    private void heardHere(SessionEvent.Kind kind, String name, Object value) {
+        if (!standIn && manager instanceof MemcachedSessionManager) {
+            ((MemcachedSessionManager) manager).heardHere(kind, this, name, value);
+        }
     }
 
     @Override
@@ -239,12 +270,32 @@ public class MsmSession extends StandardSession {
      */
     @Override
     public void expire(boolean notify) {
+        if (standIn) {
+            isValid = false;
+            return;
+        }
         boolean announce = notify;
         if (notify && !sweptExpired && isValid && !expiring
                 && manager instanceof MemcachedSessionManager) {
             announce = ((MemcachedSessionManager) manager).announcesEnd(this);
         }
+        boolean ends = isValid && !expiring;
         super.expire(announce);
+        if (announce && ends) {
+            heardHere(SessionEvent.Kind.DESTROYED, null, null);
+        }
+    }
+
+    /**
+     * Makes this session stand for one another Tomcat told about ({@code
+     * sessionEvents="broadcast"}): valid, with that id, never among the manager's sessions.
+     *
+     * @param id the session's id
+     */
+    void standIn(String id) {
+        this.id = id;
+        this.isValid = true;
+        this.standIn = true;
     }
 
     /**

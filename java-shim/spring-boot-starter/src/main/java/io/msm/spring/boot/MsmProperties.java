@@ -89,10 +89,14 @@ public class MsmProperties {
     private Integer nearCacheMaxSessions;
     /** Most bytes of session copies the near cache keeps (default 67108864). */
     private Long nearCacheMaxBytes;
-    /** {@code expiry}: every session that ends by expiry fires {@code sessionDestroyed} once in the cluster, on one Tomcat; {@code off} (default): no event costs a command. */
+    /** {@code expiry}: every session that ends by expiry fires {@code sessionDestroyed} once in the cluster, on one Tomcat; {@code broadcast}: that, and every Tomcat hears every session's created, destroyed and attribute events; {@code off} (default): no event costs a command. */
     private String sessionEvents;
     /** With {@code sessionEvents}: seconds between sweeps for expired sessions, 1 to 3600 (default 60); the same on every Tomcat of a context. */
     private Integer eventSweepInterval;
+    /** With {@code sessionEvents=broadcast}: milliseconds between polls for the other Tomcats' events, 50 to 60000 (default 1000). */
+    private Integer broadcastPollInterval;
+    /** With {@code sessionEvents=broadcast}: whether attribute events carry the attribute's value (default false: names only). */
+    private Boolean broadcastValues;
     /** Class of the {@code io.msm.tomcat.AttributeSerializer} (default {@code io.msm.tomcat.JavaSerializer}). */
     private String serializer;
     /** When an attribute cannot be serialized: {@code fail} (default), {@code localSession}, {@code stopDistribution} or {@code dropAttribute}. */
@@ -402,7 +406,7 @@ public class MsmProperties {
         this.nearCacheMaxBytes = nearCacheMaxBytes;
     }
 
-    /** @return {@code expiry}: every session that ends by expiry fires {@code sessionDestroyed} once in the cluster, on one Tomcat; {@code off} (default): no event costs a command. */
+    /** @return {@code expiry}: every session that ends by expiry fires {@code sessionDestroyed} once in the cluster, on one Tomcat; {@code broadcast}: that, and every Tomcat hears every session's created, destroyed and attribute events; {@code off} (default): no event costs a command. */
     public String getSessionEvents() {
         return sessionEvents;
     }
@@ -420,6 +424,26 @@ public class MsmProperties {
     /** @param eventSweepInterval see {@link #getEventSweepInterval()} */
     public void setEventSweepInterval(Integer eventSweepInterval) {
         this.eventSweepInterval = eventSweepInterval;
+    }
+
+    /** @return with {@code sessionEvents=broadcast}: milliseconds between polls for the other Tomcats' events, 50 to 60000 (default 1000). */
+    public Integer getBroadcastPollInterval() {
+        return broadcastPollInterval;
+    }
+
+    /** @param broadcastPollInterval see {@link #getBroadcastPollInterval()} */
+    public void setBroadcastPollInterval(Integer broadcastPollInterval) {
+        this.broadcastPollInterval = broadcastPollInterval;
+    }
+
+    /** @return with {@code sessionEvents=broadcast}: whether attribute events carry the attribute's value (default false: names only). */
+    public Boolean getBroadcastValues() {
+        return broadcastValues;
+    }
+
+    /** @param broadcastValues see {@link #getBroadcastValues()} */
+    public void setBroadcastValues(Boolean broadcastValues) {
+        this.broadcastValues = broadcastValues;
     }
 
     /** @return class of the {@code io.msm.tomcat.AttributeSerializer} (default {@code io.msm.tomcat.JavaSerializer}). */
