@@ -11,7 +11,8 @@ use common::{Memcached, eventually, manager, stat};
 use msm::runtime::block_on;
 use msm::{EventKind, SessionEvent, SessionId, SessionManager};
 
-const BROADCAST: [(&str, &str); 1] = [("sessionEvents", "broadcast")];
+/// Broadcast, with attribute values.
+const BROADCAST: [(&str, &str); 2] = [("sessionEvents", "broadcast"), ("broadcastValues", "true")];
 
 /// An attribute event of the session `id`.
 fn attribute(kind: EventKind, id: &SessionId, name: &str, value: &[u8]) -> SessionEvent {
@@ -127,6 +128,24 @@ fn a_manager_that_starts_later_hears_only_later_events() {
     assert_eq!(hear(&late, 1), vec![after]);
     std::thread::sleep(Duration::from_millis(50));
     assert!(block_on(late.broadcast_events()).unwrap().is_empty());
+}
+
+#[test]
+fn values_are_published_only_when_asked_for() {
+    let server = Memcached::start();
+    let names_only = manager(&[&server], &[("sessionEvents", "broadcast")]);
+    let listener = manager(&[&server], &BROADCAST);
+    let id = block_on(names_only.new_session_id(None)).unwrap();
+    let event = attribute(EventKind::AttributeAdded, &id, "cart", b"secret");
+    publish(&names_only, std::slice::from_ref(&event));
+    let heard = hear(&listener, 1);
+    assert_eq!(
+        heard,
+        vec![SessionEvent {
+            value: None,
+            ..event
+        }]
+    );
 }
 
 #[test]
