@@ -40,12 +40,17 @@ final class Broadcaster {
     private static final Log LOG = LogFactory.getLog(Broadcaster.class);
     /** Most events published in one round trip. */
     private static final int BATCH = 1000;
+    /**
+     * Most events waiting for publication (while memcached is slow): beyond, events are
+     * dropped and counted as unpublished.
+     */
+    private static final int QUEUED = 100_000;
 
     private final MemcachedSessionManager manager;
     private final long handle;
     private final long pollMillis;
     private final boolean values;
-    private final LinkedBlockingQueue<SessionEvent> queue = new LinkedBlockingQueue<>();
+    private final LinkedBlockingQueue<SessionEvent> queue = new LinkedBlockingQueue<>(QUEUED);
     private final Thread thread;
     private volatile boolean running = true;
 
@@ -76,9 +81,10 @@ final class Broadcaster {
      * Queues an event this Tomcat's listeners heard, for publication.
      *
      * @param event the event
+     * @return false when the queue is full: the event is dropped
      */
-    void heardHere(SessionEvent event) {
-        queue.add(event);
+    boolean heardHere(SessionEvent event) {
+        return queue.offer(event);
     }
 
     /** Publishes what is queued, stops polling and waits for the thread (at most a second). */

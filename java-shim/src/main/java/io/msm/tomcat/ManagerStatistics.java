@@ -20,6 +20,8 @@ public final class ManagerStatistics implements ManagerStatisticsMBean {
     final LongAdder deserializationFailures = new LongAdder();
     final LongAdder backupCallFailures = new LongAdder();
     final LongAdder tomcatFailovers = new LongAdder();
+    /** Broadcast events dropped before publication, their queue full. */
+    final LongAdder broadcastEventsDropped = new LongAdder();
     final Timing serialization = new Timing();
 
     private final MemcachedSessionManager manager;
@@ -86,7 +88,7 @@ public final class ManagerStatistics implements ManagerStatisticsMBean {
 
     @Override
     public long getBroadcastEventsUnpublished() {
-        return core("broadcast_events_unpublished");
+        return core("broadcast_events_unpublished") + broadcastEventsDropped.sum();
     }
 
     @Override

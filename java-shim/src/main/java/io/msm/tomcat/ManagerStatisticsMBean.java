@@ -27,7 +27,10 @@ public interface ManagerStatisticsMBean {
     /** @return broadcast session events this Tomcat published ({@code sessionEvents="broadcast"}) */
     long getBroadcastEventsPublished();
 
-    /** @return broadcast session events that could not be published (no node up, a failed write) */
+    /**
+     * @return broadcast session events that could not be published (no node up, a failed
+     *     write, too many waiting for a slow memcached)
+     */
     long getBroadcastEventsUnpublished();
 
     /** @return broadcast session events of the other Tomcats this Tomcat heard */

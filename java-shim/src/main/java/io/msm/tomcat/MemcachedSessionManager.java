@@ -835,7 +835,9 @@ public class MemcachedSessionManager extends ManagerBase {
                 LOG.debug("attribute " + name + " broadcast without value: " + e);
             }
         }
-        current.heardHere(new SessionEvent(kind, session.getIdInternal(), name, bytes));
+        if (!current.heardHere(new SessionEvent(kind, session.getIdInternal(), name, bytes))) {
+            statistics.broadcastEventsDropped.increment();
+        }
     }
 
     /**
