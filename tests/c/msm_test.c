@@ -889,7 +889,7 @@ static struct msm_manager *events_manager(const char *nodes)
     EXPECT(MSM_STATUS_OK, msm_config_set(config, "sessionEvents", "expiry", &err));
     EXPECT(MSM_STATUS_OK, msm_config_set(config, "eventSweepInterval", "1", &err));
     EXPECT_MSG(MSM_STATUS_INVALID_CONFIG,
-               msm_config_set(config, "sessionEvents", "broadcast", &err), "sessionEvents");
+               msm_config_set(config, "sessionEvents", "everything", &err), "sessionEvents");
     EXPECT(MSM_STATUS_OK, msm_manager_new(config, &m, &err));
     msm_config_free(config);
     return m;
