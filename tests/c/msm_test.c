@@ -946,6 +946,149 @@ static void test_expiry_events(const struct msm_manager *plain, const char *node
     msm_manager_free(hosts[1]);
 }
 
+/* A manager of `nodes` with broadcast events polled every 100 ms (non-sticky, prefix
+ * cbroadcast:). */
+static struct msm_manager *broadcast_manager(const char *nodes)
+{
+    char *err = NULL;
+    struct msm_config *config = msm_config_new();
+    struct msm_manager *m = NULL;
+
+    EXPECT(MSM_STATUS_OK, msm_config_set(config, "memcachedNodes", nodes, &err));
+    EXPECT(MSM_STATUS_OK, msm_config_set(config, "sticky", "false", &err));
+    EXPECT(MSM_STATUS_OK, msm_config_set(config, "storageKeyPrefix", "cbroadcast:", &err));
+    EXPECT(MSM_STATUS_OK, msm_config_set(config, "sessionEvents", "broadcast", &err));
+    EXPECT(MSM_STATUS_OK, msm_config_set(config, "broadcastPollInterval", "100", &err));
+    EXPECT(MSM_STATUS_OK, msm_manager_new(config, &m, &err));
+    msm_config_free(config);
+    return m;
+}
+
+/* The next broadcast event `m` hears within 10 s, or NULL. */
+static struct msm_event *next_event(const struct msm_manager *m)
+{
+    char *err = NULL;
+    struct msm_event *event = NULL;
+    double until = now_ms() + 10000;
+
+    for (;;) {
+        enum msm_status got = msm_manager_poll_event(m, &event, &err);
+        if (got == MSM_STATUS_OK) {
+            return event;
+        }
+        EXPECT(MSM_STATUS_NOT_FOUND, got);
+        CHECK(event == NULL);
+        if (now_ms() > until) {
+            return NULL;
+        }
+        sleep_ms((long)msm_manager_broadcast_poll_interval_ms(m));
+    }
+}
+
+/* True when `event` is of `kind`, for the session `id`, names `name` (NULL: none) and carries
+ * `len` bytes equal to `value` (NULL: none). */
+static int is_event(const struct msm_event *event, enum msm_event_kind kind, const char *id,
+                    const char *name, const void *value, size_t len)
+{
+    struct msm_event_info info;
+
+    if (event == NULL || msm_event_get_info(event, &info) != MSM_STATUS_OK) {
+        return 0;
+    }
+    return info.kind == kind && strcmp(info.id, id) == 0 &&
+           (name == NULL ? info.name == NULL : info.name != NULL && strcmp(info.name, name) == 0) &&
+           (value == NULL ? info.value == NULL && info.value_len == 0
+                          : info.value != NULL && info.value_len == len &&
+                                memcmp(info.value, value, len) == 0);
+}
+
+/* Broadcast events: what one host publishes (one event per call) the other hears once, in
+ * order, with names and values, the id without its route; the publisher hears nothing of its
+ * own. Arguments that do not fit the kind are refused and publish nothing. A manager without
+ * broadcast has nothing to poll. */
+static void test_broadcast_events(const struct msm_manager *plain, const char *nodes)
+{
+    char *err = NULL;
+    char *id = NULL;
+    char routed[128];
+    char *text = NULL;
+    char line[256];
+    struct msm_event *event = NULL;
+    struct msm_event_info info;
+    struct msm_manager *publisher = broadcast_manager(nodes);
+    struct msm_manager *listener = broadcast_manager(nodes);
+    const enum msm_event_kind kinds[] = {MSM_EVENT_KIND_CREATED, MSM_EVENT_KIND_ATTRIBUTE_ADDED,
+                                         MSM_EVENT_KIND_ATTRIBUTE_REPLACED,
+                                         MSM_EVENT_KIND_ATTRIBUTE_REMOVED,
+                                         MSM_EVENT_KIND_DESTROYED};
+
+    CHECK(msm_manager_broadcast_poll_interval_ms(plain) == 0);
+    CHECK(msm_manager_broadcast_poll_interval_ms(listener) == 100);
+    EXPECT(MSM_STATUS_NOT_FOUND, msm_manager_poll_event(plain, &event, &err));
+    CHECK(event == NULL);
+    EXPECT(MSM_STATUS_OK, msm_session_id_new(publisher, NULL, &id, &err));
+    CHECK(snprintf(routed, sizeof routed, "%s.r7", id) < (int)sizeof routed);
+
+    EXPECT_MSG(MSM_STATUS_INVALID_ARGUMENT,
+               msm_manager_publish(publisher, 5, id, NULL, NULL, 0, &err), "kind");
+    EXPECT_MSG(MSM_STATUS_INVALID_ARGUMENT,
+               msm_manager_publish(publisher, -1, id, NULL, NULL, 0, &err), "kind");
+    EXPECT_MSG(MSM_STATUS_INVALID_ARGUMENT,
+               msm_manager_publish(publisher, MSM_EVENT_KIND_ATTRIBUTE_ADDED, id, NULL, BLOB,
+                                   sizeof BLOB, &err),
+               "`name` is NULL");
+    EXPECT_MSG(MSM_STATUS_INVALID_ARGUMENT,
+               msm_manager_publish(publisher, MSM_EVENT_KIND_CREATED, id, "user", NULL, 0, &err),
+               "`name` is given");
+    EXPECT_MSG(MSM_STATUS_INVALID_ARGUMENT,
+               msm_manager_publish(publisher, MSM_EVENT_KIND_DESTROYED, id, NULL, BLOB,
+                                   sizeof BLOB, &err),
+               "`value` is given");
+    EXPECT(MSM_STATUS_INVALID_ID, msm_manager_publish(publisher, MSM_EVENT_KIND_CREATED,
+                                                      "../../etc/passwd", NULL, NULL, 0, &err));
+
+    EXPECT(MSM_STATUS_OK,
+           msm_manager_publish(publisher, kinds[0], routed, NULL, NULL, 0, &err));
+    EXPECT(MSM_STATUS_OK,
+           msm_manager_publish(publisher, kinds[1], id, "blob", BLOB, sizeof BLOB, &err));
+    EXPECT(MSM_STATUS_OK,
+           msm_manager_publish(publisher, kinds[2], id, "blob", (const uint8_t *)"", 0, &err));
+    EXPECT(MSM_STATUS_OK, msm_manager_publish(publisher, kinds[3], id, "blob", NULL, 0, &err));
+    EXPECT(MSM_STATUS_OK, msm_manager_publish(publisher, kinds[4], id, NULL, NULL, 0, &err));
+
+    event = next_event(listener);
+    CHECK(is_event(event, kinds[0], id, NULL, NULL, 0));
+    CHECK(msm_event_get_info(event, NULL) == MSM_STATUS_INVALID_ARGUMENT);
+    msm_event_free(event);
+    event = next_event(listener);
+    CHECK(is_event(event, kinds[1], id, "blob", BLOB, sizeof BLOB));
+    msm_event_free(event);
+    /* An empty value sent is not NULL, unlike a value not sent. */
+    event = next_event(listener);
+    CHECK(is_event(event, kinds[2], id, "blob", "", 0));
+    msm_event_free(event);
+    event = next_event(listener);
+    CHECK(is_event(event, kinds[3], id, "blob", NULL, 0));
+    msm_event_free(event);
+    event = next_event(listener);
+    CHECK(is_event(event, kinds[4], id, NULL, NULL, 0));
+    CHECK(msm_event_get_info(event, &info) == MSM_STATUS_OK && info.kind == 1);
+    msm_event_free(event);
+
+    sleep_ms(300);
+    EXPECT(MSM_STATUS_NOT_FOUND, msm_manager_poll_event(listener, &event, &err));
+    EXPECT(MSM_STATUS_NOT_FOUND, msm_manager_poll_event(publisher, &event, &err));
+    CHECK(event == NULL);
+    EXPECT(MSM_STATUS_OK, msm_stats(publisher, &text, &err));
+    CHECK(find_line(text, "broadcast_events_published ", line, sizeof line) &&
+          strcmp(line, "broadcast_events_published 5") == 0);
+    msm_string_free(text);
+
+    msm_string_free(id);
+    msm_manager_free(publisher);
+    msm_manager_free(listener);
+}
+
 /* The node list is replaced at runtime by n2 and n3 alone (n1 is dead by now): new ids never
  * name n1, and a bad list is refused with a message saying why. */
 static void test_set_nodes(const struct msm_manager *m, const char *n2, const char *n3)
@@ -1018,6 +1161,8 @@ static void test_null_arguments(const struct msm_manager *m, struct msm_config *
     const uint8_t *value = NULL;
     size_t len = 0;
     struct msm_session_info info;
+    struct msm_event *event = NULL;
+    struct msm_event_info event_info;
 
     EXPECT(MSM_STATUS_OK, msm_session_id_new(m, NULL, &id, &err));
 
@@ -1063,6 +1208,19 @@ static void test_null_arguments(const struct msm_manager *m, struct msm_config *
     EXPECT(MSM_STATUS_INVALID_ARGUMENT, msm_stats(NULL, &text, &err));
     CHECK(text == NULL);
 
+    EXPECT(MSM_STATUS_INVALID_ARGUMENT,
+           msm_manager_publish(NULL, MSM_EVENT_KIND_CREATED, id, NULL, NULL, 0, &err));
+    EXPECT_MSG(MSM_STATUS_INVALID_ARGUMENT,
+               msm_manager_publish(m, MSM_EVENT_KIND_CREATED, NULL, NULL, NULL, 0, &err), "id");
+    EXPECT_MSG(MSM_STATUS_INVALID_ARGUMENT,
+               msm_manager_publish(m, MSM_EVENT_KIND_ATTRIBUTE_ADDED, id, "a", NULL, 3, &err),
+               "value");
+    EXPECT(MSM_STATUS_INVALID_ARGUMENT, msm_manager_poll_event(NULL, &event, &err));
+    CHECK(event == NULL);
+    EXPECT(MSM_STATUS_INVALID_ARGUMENT, msm_manager_poll_event(m, NULL, &err));
+    CHECK(msm_event_get_info(NULL, &event_info) == MSM_STATUS_INVALID_ARGUMENT);
+    CHECK(msm_manager_broadcast_poll_interval_ms(NULL) == 0);
+
     /* A string that is not UTF-8 is an invalid argument, like NULL. */
     EXPECT_MSG(MSM_STATUS_INVALID_ARGUMENT, msm_load(m, "\xff\xfe", &loaded, NULL, &err),
                "UTF-8");
@@ -1071,6 +1229,7 @@ static void test_null_arguments(const struct msm_manager *m, struct msm_config *
     CHECK(msm_load(m, NULL, &loaded, NULL, NULL) == MSM_STATUS_INVALID_ARGUMENT);
     msm_string_free(NULL);
     msm_session_free(NULL);
+    msm_event_free(NULL);
     msm_manager_free(NULL);
     msm_config_free(NULL);
 
@@ -1232,6 +1391,7 @@ int main(int argc, char **argv)
     test_request_lifecycle(m);
     test_two_hosts(m, nodes);
     test_expiry_events(m, nodes);
+    test_broadcast_events(m, nodes);
     test_null_arguments(m, config);
     test_failover(m, argv[1], (pid_t)n1_pid);
     test_stats(m);
