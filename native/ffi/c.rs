@@ -1487,7 +1487,10 @@ pub unsafe extern "C" fn msm_manager_publish(
             // SAFETY: valid for `value_len` bytes per the caller's contract.
             (false, _) => Some(unsafe { std::slice::from_raw_parts(value, value_len) }.to_vec()),
         };
-        let id = manager.0.parse_id(raw)?;
+        let id = manager.0.parse_id(raw).map_err(|e| Failure {
+            message: format!("`id`: {e}: nothing published"),
+            ..Failure::from(e)
+        })?;
         let event = SessionEvent {
             kind,
             id: id.with_route(None).unwrap_or(id),
