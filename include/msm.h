@@ -87,6 +87,20 @@ typedef enum msm_outcome {
   MSM_OUTCOME_NOT_STORED = 3,
 } msm_outcome;
 
+// What happened to a session, in a broadcast event (the core's `EventKind`, same numbers).
+typedef enum msm_event_kind {
+  // The session was created.
+  MSM_EVENT_KIND_CREATED = 0,
+  // The session ended: invalidated, or expired.
+  MSM_EVENT_KIND_DESTROYED = 1,
+  // An attribute was added.
+  MSM_EVENT_KIND_ATTRIBUTE_ADDED = 2,
+  // An attribute was replaced.
+  MSM_EVENT_KIND_ATTRIBUTE_REPLACED = 3,
+  // An attribute was removed.
+  MSM_EVENT_KIND_ATTRIBUTE_REMOVED = 4,
+} msm_event_kind;
+
 // A configuration being assembled attribute by attribute.
 typedef struct msm_config msm_config;
 
@@ -102,6 +116,10 @@ typedef struct msm_request msm_request;
 
 // A session's content: metadata and attributes. Not thread-safe.
 typedef struct msm_session msm_session;
+
+// A broadcast session event another manager published, from `msm_manager_poll_event`;
+// released by `msm_event_free`. Read it with `msm_event_get_info`.
+typedef struct msm_event msm_event;
 
 // Metadata of a session.
 typedef struct msm_session_info {
@@ -128,6 +146,23 @@ typedef struct msm_request_info {
   // The core read the session already (it moved off a node that is down): look it up now.
   bool prefetched;
 } msm_request_info;
+
+// A broadcast event's content, from `msm_event_get_info`. The pointers are borrowed from the
+// event: valid until `msm_event_free`; do not free them.
+typedef struct msm_event_info {
+  // What happened.
+  enum msm_event_kind kind;
+  // The session's id, without route.
+  const char *id;
+  // The attribute's name for attribute events; NULL for `MSM_EVENT_KIND_CREATED` and
+  // `MSM_EVENT_KIND_DESTROYED`.
+  const char *name;
+  // The attribute's value as the publisher serialized it, when it sent one; NULL otherwise
+  // (an empty value sent is non-NULL with `value_len` 0).
+  const uint8_t *value;
+  // The value's length in bytes (0 when `value` is NULL).
+  size_t value_len;
+} msm_event_info;
 
 // Settings of a running manager that a host acts on.
 typedef struct msm_manager_info {
@@ -534,6 +569,64 @@ enum msm_status msm_manager_poll_expired(const struct msm_manager *manager,
                                          char **id,
                                          struct msm_session **session,
                                          char **error);
+
+// With `sessionEvents="broadcast"`: publishes one session event that happened on this host,
+// for the other managers of the context to hear (the contract is the core's
+// `SessionManager::publish`; one round trip). `kind` is an `msm_event_kind`; `id` the session's
+// id (a route is dropped); `name` the attribute's name, required for attribute events and NULL
+// for `MSM_EVENT_KIND_CREATED` and `MSM_EVENT_KIND_DESTROYED`; `value` the attribute's value as
+// the host serializes it, `value_len` bytes, or NULL when not sent (attribute events only).
+// Arguments that do not fit fail (`MSM_STATUS_INVALID_ARGUMENT`, or `MSM_STATUS_INVALID_ID`
+// for `id`) and nothing is published; otherwise `MSM_STATUS_OK`, even when the event could not
+// be published (counted in `broadcast_events_unpublished` and logged). Without broadcast it
+// sends nothing.
+//
+// # Safety
+// `manager` is a live manager; `id` is a NUL-terminated string; `name` is NULL or a
+// NUL-terminated string; `value` is NULL or valid for `value_len` bytes; `error` is NULL or
+// writable.
+enum msm_status msm_manager_publish(const struct msm_manager *manager,
+                                    int32_t kind,
+                                    const char *id,
+                                    const char *name,
+                                    const uint8_t *value,
+                                    size_t value_len,
+                                    char **error);
+
+// With `sessionEvents="broadcast"`: the next session event the other managers of the context
+// published (the contract is the core's `SessionManager::broadcast_events`: each heard once, in
+// order). `*event` receives it (read it with `msm_event_get_info`, release it with
+// `msm_event_free`); `MSM_STATUS_NOT_FOUND`, NULL, when there is none now. Call it until
+// `MSM_STATUS_NOT_FOUND` every `msm_manager_broadcast_poll_interval_ms` milliseconds, and fire
+// the host's listeners for each event. It asks memcached only when the events it heard before
+// are all handed out (one round trip per node); a node that cannot be read fails the call
+// (`MSM_STATUS_UNAVAILABLE`, say) when nothing was heard, and is read again at the next call.
+// Without broadcast it always answers `MSM_STATUS_NOT_FOUND` and sends nothing.
+//
+// # Safety
+// `manager` is a live manager; `event` is writable; `error` is NULL or writable.
+enum msm_status msm_manager_poll_event(const struct msm_manager *manager,
+                                       struct msm_event **event,
+                                       char **error);
+
+// The content of a broadcast event: `*info` receives it, its pointers borrowed from `event`.
+//
+// # Safety
+// `event` is a live event; `info` is writable.
+enum msm_status msm_event_get_info(const struct msm_event *event, struct msm_event_info *info);
+
+// Releases an event. NULL is ignored.
+//
+// # Safety
+// `event` is NULL or an event not freed before.
+void msm_event_free(struct msm_event *event);
+
+// How often, in milliseconds, a host calls `msm_manager_poll_event` (`broadcastPollInterval`);
+// 0 when `sessionEvents` is not `broadcast` (there is nothing to poll) or `manager` is NULL.
+//
+// # Safety
+// `manager` is NULL or a live manager.
+uint32_t msm_manager_broadcast_poll_interval_ms(const struct msm_manager *manager);
 
 // A session held in this host's memory (sticky) took a new id: its copies under `old_id` go
 // when its storage key changed.

@@ -7,11 +7,15 @@
 //! - Strings passed in are NUL-terminated UTF-8 and borrowed for the call only.
 //! - No panic crosses this boundary: it becomes `MSM_STATUS_PANIC`.
 
+use std::collections::VecDeque;
 use std::ffi::{CStr, CString, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr;
 use std::sync::Arc;
 
+use parking_lot::Mutex;
+
+use crate::broadcast::{EventKind, SessionEvent};
 use crate::config::ConfigBuilder;
 use crate::copies::Loaded;
 use crate::error::Error;
@@ -57,7 +61,11 @@ pub enum MsmStatus {
 pub struct MsmConfig(ConfigBuilder);
 
 /// A session manager: one context's sessions in one memcached cluster. Thread-safe.
-pub struct MsmManager(Arc<SessionManager>);
+pub struct MsmManager(
+    Arc<SessionManager>,
+    /// Broadcast events heard from the core and not yet handed out by `msm_manager_poll_event`.
+    Mutex<VecDeque<SessionEvent>>,
+);
 
 /// A session's content: metadata and attributes. Not thread-safe.
 pub struct MsmSession(SessionData);
@@ -139,6 +147,79 @@ pub struct MsmSessionInfo {
     pub version: u64,
 }
 
+// The broadcast types are named here as in C (`msm_event`...), which cbindgen.toml's renames do
+// for the older types.
+
+/// What happened to a session, in a broadcast event (the core's `EventKind`, same numbers).
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum msm_event_kind {
+    /// The session was created.
+    Created = 0,
+    /// The session ended: invalidated, or expired.
+    Destroyed = 1,
+    /// An attribute was added.
+    AttributeAdded = 2,
+    /// An attribute was replaced.
+    AttributeReplaced = 3,
+    /// An attribute was removed.
+    AttributeRemoved = 4,
+}
+
+impl msm_event_kind {
+    fn of(kind: EventKind) -> Self {
+        match kind {
+            EventKind::Created => msm_event_kind::Created,
+            EventKind::Destroyed => msm_event_kind::Destroyed,
+            EventKind::AttributeAdded => msm_event_kind::AttributeAdded,
+            EventKind::AttributeReplaced => msm_event_kind::AttributeReplaced,
+            EventKind::AttributeRemoved => msm_event_kind::AttributeRemoved,
+        }
+    }
+
+    /// Its name in C, for messages.
+    fn name(self) -> &'static str {
+        match self {
+            msm_event_kind::Created => "MSM_EVENT_KIND_CREATED",
+            msm_event_kind::Destroyed => "MSM_EVENT_KIND_DESTROYED",
+            msm_event_kind::AttributeAdded => "MSM_EVENT_KIND_ATTRIBUTE_ADDED",
+            msm_event_kind::AttributeReplaced => "MSM_EVENT_KIND_ATTRIBUTE_REPLACED",
+            msm_event_kind::AttributeRemoved => "MSM_EVENT_KIND_ATTRIBUTE_REMOVED",
+        }
+    }
+}
+
+/// A broadcast session event another manager published, from `msm_manager_poll_event`;
+/// released by `msm_event_free`. Read it with `msm_event_get_info`.
+#[allow(non_camel_case_types)]
+pub struct msm_event {
+    kind: msm_event_kind,
+    id: CString,
+    name: Option<CString>,
+    value: Option<Vec<u8>>,
+}
+
+/// A broadcast event's content, from `msm_event_get_info`. The pointers are borrowed from the
+/// event: valid until `msm_event_free`; do not free them.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone, Copy)]
+pub struct msm_event_info {
+    /// What happened.
+    pub kind: msm_event_kind,
+    /// The session's id, without route.
+    pub id: *const c_char,
+    /// The attribute's name for attribute events; NULL for `MSM_EVENT_KIND_CREATED` and
+    /// `MSM_EVENT_KIND_DESTROYED`.
+    pub name: *const c_char,
+    /// The attribute's value as the publisher serialized it, when it sent one; NULL otherwise
+    /// (an empty value sent is non-NULL with `value_len` 0).
+    pub value: *const u8,
+    /// The value's length in bytes (0 when `value` is NULL).
+    pub value_len: usize,
+}
+
 struct Failure {
     status: MsmStatus,
     message: String,
@@ -174,10 +255,13 @@ impl From<Error> for Failure {
     }
 }
 
+/// `s` as a C string, its NULs replaced (by U+FFFD).
+fn c_owned(s: &str) -> CString {
+    CString::new(s.replace('\0', "\u{FFFD}")).expect("NULs were replaced")
+}
+
 fn c_string(s: &str) -> *mut c_char {
-    CString::new(s.replace('\0', "\u{FFFD}"))
-        .expect("NULs were replaced")
-        .into_raw()
+    c_owned(s).into_raw()
 }
 
 /// Stores `value` (or NULL) in an optional out-parameter.
@@ -410,8 +494,9 @@ pub unsafe extern "C" fn msm_manager_new(
             return Err(Failure::argument("`out` is NULL"));
         }
         let manager = SessionManager::new(config.0.build()?)?;
+        let manager = MsmManager(manager, Mutex::default());
         // SAFETY: checked non-NULL; writable per the caller's contract.
-        unsafe { out.write(Box::into_raw(Box::new(MsmManager(manager)))) };
+        unsafe { out.write(Box::into_raw(Box::new(manager))) };
         Ok(MsmStatus::Ok)
     })
 }
@@ -1332,6 +1417,198 @@ pub unsafe extern "C" fn msm_manager_poll_expired(
         }
         Ok(MsmStatus::Ok)
     })
+}
+
+/// With `sessionEvents="broadcast"`: publishes one session event that happened on this host,
+/// for the other managers of the context to hear (the contract is the core's
+/// `SessionManager::publish`; one round trip). `kind` is an `msm_event_kind`; `id` the session's
+/// id (a route is dropped); `name` the attribute's name, required for attribute events and NULL
+/// for `MSM_EVENT_KIND_CREATED` and `MSM_EVENT_KIND_DESTROYED`; `value` the attribute's value as
+/// the host serializes it, `value_len` bytes, or NULL when not sent (attribute events only).
+/// Arguments that do not fit fail (`MSM_STATUS_INVALID_ARGUMENT`, or `MSM_STATUS_INVALID_ID`
+/// for `id`) and nothing is published; otherwise `MSM_STATUS_OK`, even when the event could not
+/// be published (counted in `broadcast_events_unpublished` and logged). Without broadcast it
+/// sends nothing.
+///
+/// # Safety
+/// `manager` is a live manager; `id` is a NUL-terminated string; `name` is NULL or a
+/// NUL-terminated string; `value` is NULL or valid for `value_len` bytes; `error` is NULL or
+/// writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_manager_publish(
+    manager: *const MsmManager,
+    kind: i32,
+    id: *const c_char,
+    name: *const c_char,
+    value: *const u8,
+    value_len: usize,
+    error: *mut *mut c_char,
+) -> MsmStatus {
+    guard(error, || {
+        // SAFETY: per the caller's contract.
+        let (manager, raw, name) = unsafe {
+            (
+                handle(manager, "manager")?,
+                text(id, "id")?,
+                optional_text(name, "name")?,
+            )
+        };
+        let kind = EventKind::from_number(kind).ok_or_else(|| {
+            Failure::argument(format!(
+                "`kind` {kind} is not an msm_event_kind (0 to 4): nothing published"
+            ))
+        })?;
+        let c_kind = msm_event_kind::of(kind).name();
+        match (kind.names_attribute(), name.is_some()) {
+            (true, false) => {
+                return Err(Failure::argument(format!(
+                    "`name` is NULL, but a {c_kind} event names its attribute: nothing published"
+                )));
+            }
+            (false, true) => {
+                return Err(Failure::argument(format!(
+                    "`name` is given, but a {c_kind} event names no attribute: nothing published"
+                )));
+            }
+            _ => {}
+        }
+        let value = match (value.is_null(), value_len) {
+            (true, 0) => None,
+            (true, _) => {
+                return Err(Failure::argument(format!(
+                    "`value` is NULL, but `value_len` is {value_len}: nothing published"
+                )));
+            }
+            (false, _) if !kind.names_attribute() => {
+                return Err(Failure::argument(format!(
+                    "`value` is given, but a {c_kind} event carries no value: nothing published"
+                )));
+            }
+            // SAFETY: valid for `value_len` bytes per the caller's contract.
+            (false, _) => Some(unsafe { std::slice::from_raw_parts(value, value_len) }.to_vec()),
+        };
+        let id = manager.0.parse_id(raw).map_err(|e| Failure {
+            message: format!("`id`: {e}: nothing published"),
+            ..Failure::from(e)
+        })?;
+        let event = SessionEvent {
+            kind,
+            id: id.with_route(None).unwrap_or(id),
+            name: name.map(str::to_owned),
+            value,
+        };
+        wait(manager.0.publish(std::slice::from_ref(&event)))?;
+        Ok(MsmStatus::Ok)
+    })
+}
+
+/// With `sessionEvents="broadcast"`: the next session event the other managers of the context
+/// published (the contract is the core's `SessionManager::broadcast_events`: each heard once, in
+/// order). `*event` receives it (read it with `msm_event_get_info`, release it with
+/// `msm_event_free`); `MSM_STATUS_NOT_FOUND`, NULL, when there is none now. Call it until
+/// `MSM_STATUS_NOT_FOUND` every `msm_manager_broadcast_poll_interval_ms` milliseconds, and fire
+/// the host's listeners for each event. It asks memcached only when the events it heard before
+/// are all handed out (one round trip per node); a node that cannot be read fails the call
+/// (`MSM_STATUS_UNAVAILABLE`, say) when nothing was heard, and is read again at the next call.
+/// Without broadcast it always answers `MSM_STATUS_NOT_FOUND` and sends nothing.
+///
+/// # Safety
+/// `manager` is a live manager; `event` is writable; `error` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_manager_poll_event(
+    manager: *const MsmManager,
+    event: *mut *mut msm_event,
+    error: *mut *mut c_char,
+) -> MsmStatus {
+    // SAFETY: per the caller's contract.
+    unsafe { put(event, ptr::null_mut()) };
+    guard(error, || {
+        // SAFETY: per the caller's contract.
+        let manager = unsafe { handle(manager, "manager")? };
+        if event.is_null() {
+            return Err(Failure::argument("`event` is NULL"));
+        }
+        // Held while the core is asked, so that concurrent calls hand events out in order.
+        let mut heard = manager.1.lock();
+        if heard.is_empty() {
+            heard.extend(block_on(manager.0.broadcast_events())?);
+        }
+        let Some(next) = heard.pop_front() else {
+            return Ok(MsmStatus::NotFound);
+        };
+        drop(heard);
+        let next = msm_event {
+            kind: msm_event_kind::of(next.kind),
+            id: c_owned(&next.id.to_string()),
+            name: next.name.as_deref().map(c_owned),
+            value: next.value,
+        };
+        // SAFETY: checked non-NULL; writable per the caller's contract.
+        unsafe { event.write(Box::into_raw(Box::new(next))) };
+        Ok(MsmStatus::Ok)
+    })
+}
+
+/// The content of a broadcast event: `*info` receives it, its pointers borrowed from `event`.
+///
+/// # Safety
+/// `event` is a live event; `info` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_event_get_info(
+    event: *const msm_event,
+    info: *mut msm_event_info,
+) -> MsmStatus {
+    guard(ptr::null_mut(), || {
+        // SAFETY: per the caller's contract.
+        let event = unsafe { handle(event, "event")? };
+        if info.is_null() {
+            return Err(Failure::argument("`info` is NULL"));
+        }
+        let (value, value_len) = match event.value.as_deref() {
+            None => (ptr::null(), 0),
+            // Not NULL: the publisher sent an empty value.
+            Some([]) => (c"".as_ptr().cast::<u8>(), 0),
+            Some(bytes) => (bytes.as_ptr(), bytes.len()),
+        };
+        let content = msm_event_info {
+            kind: event.kind,
+            id: event.id.as_ptr(),
+            name: event.name.as_deref().map_or(ptr::null(), CStr::as_ptr),
+            value,
+            value_len,
+        };
+        // SAFETY: checked non-NULL; writable per the caller's contract.
+        unsafe { info.write(content) };
+        Ok(MsmStatus::Ok)
+    })
+}
+
+/// Releases an event. NULL is ignored.
+///
+/// # Safety
+/// `event` is NULL or an event not freed before.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_event_free(event: *mut msm_event) {
+    // SAFETY: per the caller's contract.
+    unsafe { free(event) }
+}
+
+/// How often, in milliseconds, a host calls `msm_manager_poll_event` (`broadcastPollInterval`);
+/// 0 when `sessionEvents` is not `broadcast` (there is nothing to poll) or `manager` is NULL.
+///
+/// # Safety
+/// `manager` is NULL or a live manager.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msm_manager_broadcast_poll_interval_ms(manager: *const MsmManager) -> u32 {
+    // SAFETY: per the caller's contract.
+    let Some(manager) = (unsafe { manager.as_ref() }) else {
+        return 0;
+    };
+    let config = manager.0.config();
+    if !config.session_events.broadcast() {
+        return 0;
+    }
+    u32::try_from(config.broadcast_poll_interval.as_millis()).unwrap_or(u32::MAX)
 }
 
 /// A session held in this host's memory (sticky) took a new id: its copies under `old_id` go

@@ -3,10 +3,16 @@
  *
  * Usage: msm_test ADDR1 ADDR2 ADDR3 PID1
  *        msm_test poll-expired SECONDS NODES [NAME=VALUE ...]
+ *        msm_test broadcast-listen SECONDS NODES [NAME=VALUE ...]
+ *        msm_test broadcast-publish NODES [NAME=VALUE ...] < EVENTS
  *
- * The second form is a C host that only hears expiry events (see poll_expired_main): a manager
- * of NODES with `sessionEvents=expiry` and the given configuration attributes polls
- * msm_manager_poll_expired for SECONDS seconds and prints every expired session it is handed.
+ * The other forms are C hosts of one role each, with a manager of NODES and the given
+ * configuration attributes: poll-expired only hears expiry events (see poll_expired_main),
+ * polling msm_manager_poll_expired for SECONDS seconds and printing every expired session it is
+ * handed; broadcast-listen hears broadcast events (see broadcast_listen_main), polling
+ * msm_manager_poll_event for SECONDS seconds and printing every event it hears;
+ * broadcast-publish publishes the broadcast events read from its standard input, one per line
+ * (see broadcast_publish_main).
  *
  * ADDR1..3 are the `127.0.0.1:PORT` addresses of three memcached servers, which become the
  * nodes n1, n2 and n3; PID1 is the process id of the first one, which this program kills
@@ -889,7 +895,7 @@ static struct msm_manager *events_manager(const char *nodes)
     EXPECT(MSM_STATUS_OK, msm_config_set(config, "sessionEvents", "expiry", &err));
     EXPECT(MSM_STATUS_OK, msm_config_set(config, "eventSweepInterval", "1", &err));
     EXPECT_MSG(MSM_STATUS_INVALID_CONFIG,
-               msm_config_set(config, "sessionEvents", "broadcast", &err), "sessionEvents");
+               msm_config_set(config, "sessionEvents", "everything", &err), "sessionEvents");
     EXPECT(MSM_STATUS_OK, msm_manager_new(config, &m, &err));
     msm_config_free(config);
     return m;
@@ -944,6 +950,149 @@ static void test_expiry_events(const struct msm_manager *plain, const char *node
     msm_string_free(deleted_id);
     msm_manager_free(hosts[0]);
     msm_manager_free(hosts[1]);
+}
+
+/* A manager of `nodes` with broadcast events polled every 100 ms (non-sticky, prefix
+ * cbroadcast:). */
+static struct msm_manager *broadcast_manager(const char *nodes)
+{
+    char *err = NULL;
+    struct msm_config *config = msm_config_new();
+    struct msm_manager *m = NULL;
+
+    EXPECT(MSM_STATUS_OK, msm_config_set(config, "memcachedNodes", nodes, &err));
+    EXPECT(MSM_STATUS_OK, msm_config_set(config, "sticky", "false", &err));
+    EXPECT(MSM_STATUS_OK, msm_config_set(config, "storageKeyPrefix", "cbroadcast:", &err));
+    EXPECT(MSM_STATUS_OK, msm_config_set(config, "sessionEvents", "broadcast", &err));
+    EXPECT(MSM_STATUS_OK, msm_config_set(config, "broadcastPollInterval", "100", &err));
+    EXPECT(MSM_STATUS_OK, msm_manager_new(config, &m, &err));
+    msm_config_free(config);
+    return m;
+}
+
+/* The next broadcast event `m` hears within 10 s, or NULL. */
+static struct msm_event *next_event(const struct msm_manager *m)
+{
+    char *err = NULL;
+    struct msm_event *event = NULL;
+    double until = now_ms() + 10000;
+
+    for (;;) {
+        enum msm_status got = msm_manager_poll_event(m, &event, &err);
+        if (got == MSM_STATUS_OK) {
+            return event;
+        }
+        EXPECT(MSM_STATUS_NOT_FOUND, got);
+        CHECK(event == NULL);
+        if (now_ms() > until) {
+            return NULL;
+        }
+        sleep_ms((long)msm_manager_broadcast_poll_interval_ms(m));
+    }
+}
+
+/* True when `event` is of `kind`, for the session `id`, names `name` (NULL: none) and carries
+ * `len` bytes equal to `value` (NULL: none). */
+static int is_event(const struct msm_event *event, enum msm_event_kind kind, const char *id,
+                    const char *name, const void *value, size_t len)
+{
+    struct msm_event_info info;
+
+    if (event == NULL || msm_event_get_info(event, &info) != MSM_STATUS_OK) {
+        return 0;
+    }
+    return info.kind == kind && strcmp(info.id, id) == 0 &&
+           (name == NULL ? info.name == NULL : info.name != NULL && strcmp(info.name, name) == 0) &&
+           (value == NULL ? info.value == NULL && info.value_len == 0
+                          : info.value != NULL && info.value_len == len &&
+                                memcmp(info.value, value, len) == 0);
+}
+
+/* Broadcast events: what one host publishes (one event per call) the other hears once, in
+ * order, with names and values, the id without its route; the publisher hears nothing of its
+ * own. Arguments that do not fit the kind are refused and publish nothing. A manager without
+ * broadcast has nothing to poll. */
+static void test_broadcast_events(const struct msm_manager *plain, const char *nodes)
+{
+    char *err = NULL;
+    char *id = NULL;
+    char routed[128];
+    char *text = NULL;
+    char line[256];
+    struct msm_event *event = NULL;
+    struct msm_event_info info;
+    struct msm_manager *publisher = broadcast_manager(nodes);
+    struct msm_manager *listener = broadcast_manager(nodes);
+    const enum msm_event_kind kinds[] = {MSM_EVENT_KIND_CREATED, MSM_EVENT_KIND_ATTRIBUTE_ADDED,
+                                         MSM_EVENT_KIND_ATTRIBUTE_REPLACED,
+                                         MSM_EVENT_KIND_ATTRIBUTE_REMOVED,
+                                         MSM_EVENT_KIND_DESTROYED};
+
+    CHECK(msm_manager_broadcast_poll_interval_ms(plain) == 0);
+    CHECK(msm_manager_broadcast_poll_interval_ms(listener) == 100);
+    EXPECT(MSM_STATUS_NOT_FOUND, msm_manager_poll_event(plain, &event, &err));
+    CHECK(event == NULL);
+    EXPECT(MSM_STATUS_OK, msm_session_id_new(publisher, NULL, &id, &err));
+    CHECK(snprintf(routed, sizeof routed, "%s.r7", id) < (int)sizeof routed);
+
+    EXPECT_MSG(MSM_STATUS_INVALID_ARGUMENT,
+               msm_manager_publish(publisher, 5, id, NULL, NULL, 0, &err), "kind");
+    EXPECT_MSG(MSM_STATUS_INVALID_ARGUMENT,
+               msm_manager_publish(publisher, -1, id, NULL, NULL, 0, &err), "kind");
+    EXPECT_MSG(MSM_STATUS_INVALID_ARGUMENT,
+               msm_manager_publish(publisher, MSM_EVENT_KIND_ATTRIBUTE_ADDED, id, NULL, BLOB,
+                                   sizeof BLOB, &err),
+               "`name` is NULL");
+    EXPECT_MSG(MSM_STATUS_INVALID_ARGUMENT,
+               msm_manager_publish(publisher, MSM_EVENT_KIND_CREATED, id, "user", NULL, 0, &err),
+               "`name` is given");
+    EXPECT_MSG(MSM_STATUS_INVALID_ARGUMENT,
+               msm_manager_publish(publisher, MSM_EVENT_KIND_DESTROYED, id, NULL, BLOB,
+                                   sizeof BLOB, &err),
+               "`value` is given");
+    EXPECT(MSM_STATUS_INVALID_ID, msm_manager_publish(publisher, MSM_EVENT_KIND_CREATED,
+                                                      "../../etc/passwd", NULL, NULL, 0, &err));
+
+    EXPECT(MSM_STATUS_OK,
+           msm_manager_publish(publisher, kinds[0], routed, NULL, NULL, 0, &err));
+    EXPECT(MSM_STATUS_OK,
+           msm_manager_publish(publisher, kinds[1], id, "blob", BLOB, sizeof BLOB, &err));
+    EXPECT(MSM_STATUS_OK,
+           msm_manager_publish(publisher, kinds[2], id, "blob", (const uint8_t *)"", 0, &err));
+    EXPECT(MSM_STATUS_OK, msm_manager_publish(publisher, kinds[3], id, "blob", NULL, 0, &err));
+    EXPECT(MSM_STATUS_OK, msm_manager_publish(publisher, kinds[4], id, NULL, NULL, 0, &err));
+
+    event = next_event(listener);
+    CHECK(is_event(event, kinds[0], id, NULL, NULL, 0));
+    CHECK(msm_event_get_info(event, NULL) == MSM_STATUS_INVALID_ARGUMENT);
+    msm_event_free(event);
+    event = next_event(listener);
+    CHECK(is_event(event, kinds[1], id, "blob", BLOB, sizeof BLOB));
+    msm_event_free(event);
+    /* An empty value sent is not NULL, unlike a value not sent. */
+    event = next_event(listener);
+    CHECK(is_event(event, kinds[2], id, "blob", "", 0));
+    msm_event_free(event);
+    event = next_event(listener);
+    CHECK(is_event(event, kinds[3], id, "blob", NULL, 0));
+    msm_event_free(event);
+    event = next_event(listener);
+    CHECK(is_event(event, kinds[4], id, NULL, NULL, 0));
+    CHECK(msm_event_get_info(event, &info) == MSM_STATUS_OK && info.kind == 1);
+    msm_event_free(event);
+
+    sleep_ms(300);
+    EXPECT(MSM_STATUS_NOT_FOUND, msm_manager_poll_event(listener, &event, &err));
+    EXPECT(MSM_STATUS_NOT_FOUND, msm_manager_poll_event(publisher, &event, &err));
+    CHECK(event == NULL);
+    EXPECT(MSM_STATUS_OK, msm_stats(publisher, &text, &err));
+    CHECK(find_line(text, "broadcast_events_published ", line, sizeof line) &&
+          strcmp(line, "broadcast_events_published 5") == 0);
+    msm_string_free(text);
+
+    msm_string_free(id);
+    msm_manager_free(publisher);
+    msm_manager_free(listener);
 }
 
 /* The node list is replaced at runtime by n2 and n3 alone (n1 is dead by now): new ids never
@@ -1018,6 +1167,8 @@ static void test_null_arguments(const struct msm_manager *m, struct msm_config *
     const uint8_t *value = NULL;
     size_t len = 0;
     struct msm_session_info info;
+    struct msm_event *event = NULL;
+    struct msm_event_info event_info;
 
     EXPECT(MSM_STATUS_OK, msm_session_id_new(m, NULL, &id, &err));
 
@@ -1063,6 +1214,19 @@ static void test_null_arguments(const struct msm_manager *m, struct msm_config *
     EXPECT(MSM_STATUS_INVALID_ARGUMENT, msm_stats(NULL, &text, &err));
     CHECK(text == NULL);
 
+    EXPECT(MSM_STATUS_INVALID_ARGUMENT,
+           msm_manager_publish(NULL, MSM_EVENT_KIND_CREATED, id, NULL, NULL, 0, &err));
+    EXPECT_MSG(MSM_STATUS_INVALID_ARGUMENT,
+               msm_manager_publish(m, MSM_EVENT_KIND_CREATED, NULL, NULL, NULL, 0, &err), "id");
+    EXPECT_MSG(MSM_STATUS_INVALID_ARGUMENT,
+               msm_manager_publish(m, MSM_EVENT_KIND_ATTRIBUTE_ADDED, id, "a", NULL, 3, &err),
+               "value");
+    EXPECT(MSM_STATUS_INVALID_ARGUMENT, msm_manager_poll_event(NULL, &event, &err));
+    CHECK(event == NULL);
+    EXPECT(MSM_STATUS_INVALID_ARGUMENT, msm_manager_poll_event(m, NULL, &err));
+    CHECK(msm_event_get_info(NULL, &event_info) == MSM_STATUS_INVALID_ARGUMENT);
+    CHECK(msm_manager_broadcast_poll_interval_ms(NULL) == 0);
+
     /* A string that is not UTF-8 is an invalid argument, like NULL. */
     EXPECT_MSG(MSM_STATUS_INVALID_ARGUMENT, msm_load(m, "\xff\xfe", &loaded, NULL, &err),
                "UTF-8");
@@ -1071,6 +1235,7 @@ static void test_null_arguments(const struct msm_manager *m, struct msm_config *
     CHECK(msm_load(m, NULL, &loaded, NULL, NULL) == MSM_STATUS_INVALID_ARGUMENT);
     msm_string_free(NULL);
     msm_session_free(NULL);
+    msm_event_free(NULL);
     msm_manager_free(NULL);
     msm_config_free(NULL);
 
@@ -1085,6 +1250,52 @@ static void test_null_arguments(const struct msm_manager *m, struct msm_config *
 /* ------------------------------------------------------------------------------------------ */
 /* A host that hears expiry events                                                            */
 /* ------------------------------------------------------------------------------------------ */
+
+/*
+ * The manager of a C host started in one of the modes below: `memcachedNodes=NODES`,
+ * `sessionEvents=EVENTS`, then the `count` attributes `NAME=VALUE` at `attributes`. NULL, after
+ * printing `ERROR ...`, when the configuration is refused.
+ */
+static struct msm_manager *host_manager(const char *nodes, const char *events, int count,
+                                        char **attributes)
+{
+    char *err = NULL;
+    struct msm_config *config = msm_config_new();
+    struct msm_manager *m = NULL;
+    enum msm_status got;
+
+    if (config == NULL) {
+        printf("ERROR no configuration\n");
+        return NULL;
+    }
+    got = msm_config_set(config, "memcachedNodes", nodes, &err);
+    if (got == MSM_STATUS_OK) {
+        got = msm_config_set(config, "sessionEvents", events, &err);
+    }
+    for (int i = 0; i < count && got == MSM_STATUS_OK; i++) {
+        char name[128];
+        const char *equals = strchr(attributes[i], '=');
+        size_t len = equals != NULL ? (size_t)(equals - attributes[i]) : 0;
+        if (len == 0 || len >= sizeof name) {
+            printf("ERROR not NAME=VALUE: %s\n", attributes[i]);
+            msm_config_free(config);
+            return NULL;
+        }
+        memcpy(name, attributes[i], len);
+        name[len] = '\0';
+        got = msm_config_set(config, name, equals + 1, &err);
+    }
+    if (got == MSM_STATUS_OK) {
+        got = msm_manager_new(config, &m, &err);
+    }
+    msm_config_free(config);
+    if (got != MSM_STATUS_OK) {
+        printf("ERROR configuration: %s: %s\n", msm_status_name(got), err != NULL ? err : "?");
+        msm_string_free(err);
+        return NULL;
+    }
+    return m;
+}
 
 /* Prints `bytes` as lowercase hex, without a separator. */
 static void print_hex(const uint8_t *bytes, size_t len)
@@ -1137,40 +1348,18 @@ static int poll_expired_main(int argc, char **argv)
     char *err = NULL;
     char *id = NULL;
     struct msm_session *session = NULL;
-    struct msm_config *config = msm_config_new();
     struct msm_manager *m = NULL;
     long seconds = argc >= 4 ? strtol(argv[2], NULL, 10) : 0;
     long delivered = 0;
     enum msm_status got;
     double until;
 
-    if (argc < 4 || seconds <= 0 || config == NULL) {
+    if (argc < 4 || seconds <= 0) {
         fprintf(stderr, "usage: %s poll-expired SECONDS NODES [NAME=VALUE ...]\n", argv[0]);
         return 2;
     }
-    got = msm_config_set(config, "memcachedNodes", argv[3], &err);
-    if (got == MSM_STATUS_OK) {
-        got = msm_config_set(config, "sessionEvents", "expiry", &err);
-    }
-    for (int i = 4; i < argc && got == MSM_STATUS_OK; i++) {
-        char name[128];
-        const char *equals = strchr(argv[i], '=');
-        size_t len = equals != NULL ? (size_t)(equals - argv[i]) : 0;
-        if (len == 0 || len >= sizeof name) {
-            printf("ERROR not NAME=VALUE: %s\n", argv[i]);
-            return 1;
-        }
-        memcpy(name, argv[i], len);
-        name[len] = '\0';
-        got = msm_config_set(config, name, equals + 1, &err);
-    }
-    if (got == MSM_STATUS_OK) {
-        got = msm_manager_new(config, &m, &err);
-    }
-    msm_config_free(config);
-    if (got != MSM_STATUS_OK) {
-        printf("ERROR configuration: %s: %s\n", msm_status_name(got), err != NULL ? err : "?");
-        msm_string_free(err);
+    m = host_manager(argv[3], "expiry", argc - 4, argv + 4);
+    if (m == NULL) {
         return 1;
     }
     printf("READY\n");
@@ -1199,6 +1388,186 @@ static int poll_expired_main(int argc, char **argv)
     return 0;
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Hosts that broadcast events                                                                */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Prints a broadcast event: `EVENT <kind number> <id> <name> <value>`, the name `-` when there
+ * is none, the value `-` when none was sent, else `0x` and its bytes in hex (`0x` alone: an
+ * empty value). */
+static int print_event(const struct msm_event *event)
+{
+    struct msm_event_info info;
+
+    if (msm_event_get_info(event, &info) != MSM_STATUS_OK || info.id == NULL) {
+        return 0;
+    }
+    printf("EVENT %d %s %s ", (int)info.kind, info.id, info.name != NULL ? info.name : "-");
+    if (info.value == NULL) {
+        printf("-");
+    } else {
+        printf("0x");
+        print_hex(info.value, info.value_len);
+    }
+    printf("\n");
+    return 1;
+}
+
+/*
+ * `msm_test broadcast-listen SECONDS NODES [NAME=VALUE ...]`: a C host configured with
+ * `memcachedNodes=NODES`, `sessionEvents=broadcast` and the attributes given (the same storage
+ * key prefix as the other hosts of the context), which calls msm_manager_poll_event until
+ * MSM_STATUS_NOT_FOUND every msm_manager_broadcast_poll_interval_ms for SECONDS seconds.
+ * Prints `READY <poll interval ms>` once the manager is made, each event heard as print_event
+ * does, and `LISTENED <events>` at the end; exits 0. Any other status prints `ERROR ...` and
+ * exits 1.
+ */
+static int broadcast_listen_main(int argc, char **argv)
+{
+    char *err = NULL;
+    struct msm_event *event = NULL;
+    struct msm_manager *m = NULL;
+    long seconds = argc >= 4 ? strtol(argv[2], NULL, 10) : 0;
+    long heard = 0;
+    uint32_t interval;
+    enum msm_status got;
+    double until;
+
+    if (argc < 4 || seconds <= 0) {
+        fprintf(stderr, "usage: %s broadcast-listen SECONDS NODES [NAME=VALUE ...]\n", argv[0]);
+        return 2;
+    }
+    m = host_manager(argv[3], "broadcast", argc - 4, argv + 4);
+    if (m == NULL) {
+        return 1;
+    }
+    interval = msm_manager_broadcast_poll_interval_ms(m);
+    if (interval == 0) {
+        printf("ERROR a manager with broadcast events has no poll interval\n");
+        return 1;
+    }
+    printf("READY %u\n", (unsigned)interval);
+    until = now_ms() + 1000.0 * (double)seconds;
+    while (now_ms() < until) {
+        while ((got = msm_manager_poll_event(m, &event, &err)) == MSM_STATUS_OK) {
+            int printed = event != NULL && print_event(event);
+            msm_event_free(event);
+            if (!printed) {
+                printf("ERROR an event without content\n");
+                return 1;
+            }
+            heard++;
+        }
+        if (got != MSM_STATUS_NOT_FOUND || event != NULL) {
+            printf("ERROR msm_manager_poll_event: %s: %s\n", msm_status_name(got),
+                   err != NULL ? err : "?");
+            msm_string_free(err);
+            return 1;
+        }
+        sleep_ms((long)interval);
+    }
+    msm_manager_free(m);
+    printf("LISTENED %ld\n", heard);
+    return 0;
+}
+
+/* Parses `0x` followed by hex digits into `out` (at most `size` bytes); -1 when malformed. */
+static long parse_hex(const char *text, uint8_t *out, size_t size)
+{
+    size_t digits;
+
+    if (strncmp(text, "0x", 2) != 0) {
+        return -1;
+    }
+    text += 2;
+    digits = strlen(text);
+    if (digits % 2 != 0 || digits / 2 > size) {
+        return -1;
+    }
+    for (size_t i = 0; i < digits / 2; i++) {
+        unsigned int byte;
+        if (sscanf(text + 2 * i, "%2x", &byte) != 1) {
+            return -1;
+        }
+        out[i] = (uint8_t)byte;
+    }
+    return (long)(digits / 2);
+}
+
+/*
+ * `msm_test broadcast-publish NODES [NAME=VALUE ...] < EVENTS`: a C host configured as
+ * broadcast-listen is, which publishes with msm_manager_publish each event its standard input
+ * holds, one per line: `<kind number> <id> <name> <value>`, `-` standing for NULL (id, name or
+ * value), the value otherwise `0x` and its bytes in hex. Prints `READY` once the manager is made,
+ * then for each line `OK`, or `ERROR <status> <message>` when the call failed, and at the end of
+ * its input `PUBLISHED <broadcast_events_published>`; exits 0. A malformed line prints
+ * `ERROR line ...` and exits 1.
+ */
+static int broadcast_publish_main(int argc, char **argv)
+{
+    char *err = NULL;
+    char *text = NULL;
+    char line[4096];
+    char counter[256];
+    struct msm_manager *m = NULL;
+    enum msm_status got;
+
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s broadcast-publish NODES [NAME=VALUE ...] < EVENTS\n", argv[0]);
+        return 2;
+    }
+    m = host_manager(argv[2], "broadcast", argc - 3, argv + 3);
+    if (m == NULL) {
+        return 1;
+    }
+    printf("READY\n");
+    while (fgets(line, sizeof line, stdin) != NULL) {
+        static uint8_t value[2048];
+        char *fields[4];
+        char *rest = line;
+        char *end = NULL;
+        long kind;
+        long len = 0;
+        int count = 0;
+
+        line[strcspn(line, "\n")] = '\0';
+        for (char *field = strtok(rest, " "); field != NULL && count < 5;
+             field = strtok(NULL, " ")) {
+            if (count < 4) {
+                fields[count] = field;
+            }
+            count++;
+        }
+        kind = count == 4 ? strtol(fields[0], &end, 10) : 0;
+        if (count != 4 || end == fields[0] || *end != '\0' ||
+            (strcmp(fields[3], "-") != 0 &&
+             (len = parse_hex(fields[3], value, sizeof value)) < 0)) {
+            printf("ERROR line not `<kind> <id> <name> <value>`: %s\n", line);
+            return 1;
+        }
+        got = msm_manager_publish(m, (int32_t)kind, strcmp(fields[1], "-") == 0 ? NULL : fields[1],
+                                  strcmp(fields[2], "-") == 0 ? NULL : fields[2],
+                                  strcmp(fields[3], "-") == 0 ? NULL : value, (size_t)len, &err);
+        if (got == MSM_STATUS_OK) {
+            printf("OK\n");
+        } else {
+            printf("ERROR %s %s\n", msm_status_name(got), err != NULL ? err : "(no message)");
+            msm_string_free(err);
+            err = NULL;
+        }
+    }
+    got = msm_stats(m, &text, &err);
+    if (got != MSM_STATUS_OK || !find_line(text, "broadcast_events_published ", counter,
+                                           sizeof counter)) {
+        printf("ERROR msm_stats: %s: %s\n", msm_status_name(got), err != NULL ? err : "?");
+        return 1;
+    }
+    printf("PUBLISHED %s\n", counter + strlen("broadcast_events_published "));
+    msm_string_free(text);
+    msm_manager_free(m);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     char *err = NULL;
@@ -1210,6 +1579,12 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc >= 2 && strcmp(argv[1], "poll-expired") == 0) {
         return poll_expired_main(argc, argv);
+    }
+    if (argc >= 2 && strcmp(argv[1], "broadcast-listen") == 0) {
+        return broadcast_listen_main(argc, argv);
+    }
+    if (argc >= 2 && strcmp(argv[1], "broadcast-publish") == 0) {
+        return broadcast_publish_main(argc, argv);
     }
     if (argc != 5) {
         fprintf(stderr, "usage: %s ADDR1 ADDR2 ADDR3 PID1\n", argv[0]);
@@ -1232,6 +1607,7 @@ int main(int argc, char **argv)
     test_request_lifecycle(m);
     test_two_hosts(m, nodes);
     test_expiry_events(m, nodes);
+    test_broadcast_events(m, nodes);
     test_null_arguments(m, config);
     test_failover(m, argv[1], (pid_t)n1_pid);
     test_stats(m);
