@@ -153,7 +153,12 @@ fn listener(program: &Path, nodes: &str, dir: &TempDir) -> Host {
 /// Runs a C host publishing `lines` (`<kind> <id> <name> <value>`); what it printed for each
 /// line (`OK` or `ERROR ...`), and the count of events it published.
 fn publish(program: &Path, nodes: &str, lines: &[String], dir: &TempDir) -> (Vec<String>, u64) {
-    let mut host = Host::spawn(program, &["broadcast-publish", nodes], dir, "publisher");
+    let mut host = Host::spawn(
+        program,
+        &["broadcast-publish", nodes, "broadcastValues=true"],
+        dir,
+        "publisher",
+    );
     let mut stdin = host.child.stdin.take().unwrap();
     for line in lines {
         writeln!(stdin, "{line}").unwrap();
@@ -225,6 +230,7 @@ fn rust_manager(server: &Memcached) -> std::sync::Arc<SessionManager> {
             ("sessionEvents", "broadcast"),
             ("storageKeyPrefix", PREFIX),
             ("broadcastPollInterval", "100"),
+            ("broadcastValues", "true"),
         ],
     )
 }

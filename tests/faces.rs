@@ -40,6 +40,19 @@ const OPERATIONS: &[(&str, &[&str])] = &[
     ("stats", &["msm_stats"]),
     ("setMemcachedNodes", &["msm_manager_set_nodes"]),
     ("selftestPanic", &["msm_selftest_panic"]),
+    (
+        "broadcastPollInterval",
+        &["msm_manager_broadcast_poll_interval_ms"],
+    ),
+    ("publish", &["msm_manager_publish"]),
+    (
+        "broadcastEvents",
+        &[
+            "msm_manager_poll_event",
+            "msm_event_get_info",
+            "msm_event_free",
+        ],
+    ),
 ];
 
 /// JNI operations with no C counterpart, and why.
@@ -49,6 +62,10 @@ const JAVA_ONLY: &[(&str, &str)] = &[
         "forwards the core's records into the JVM's logging; C hosts read msm_stats",
     ),
     ("drainLogs", "the Java side of installLogging"),
+    (
+        "broadcastValues",
+        "tells the shim whether to serialize values; a C host set the attribute itself, and the core drops values without it",
+    ),
 ];
 
 /// C functions whose operation the JNI face does not offer yet, and why: each moves into

@@ -965,6 +965,7 @@ static struct msm_manager *broadcast_manager(const char *nodes)
     EXPECT(MSM_STATUS_OK, msm_config_set(config, "storageKeyPrefix", "cbroadcast:", &err));
     EXPECT(MSM_STATUS_OK, msm_config_set(config, "sessionEvents", "broadcast", &err));
     EXPECT(MSM_STATUS_OK, msm_config_set(config, "broadcastPollInterval", "100", &err));
+    EXPECT(MSM_STATUS_OK, msm_config_set(config, "broadcastValues", "true", &err));
     EXPECT(MSM_STATUS_OK, msm_manager_new(config, &m, &err));
     msm_config_free(config);
     return m;
