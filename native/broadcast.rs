@@ -114,8 +114,8 @@ pub struct SessionEvent {
 
 impl SessionEvent {
     /// The event numbered `kind` (an [`EventKind`]'s number, as the faces pass it) of the
-    /// session `id`; refuses an unknown kind, and a name given to a session event or missing
-    /// from an attribute event, saying which.
+    /// session `id`; refuses an unknown kind, a name or value given to a session event, and a
+    /// name missing from an attribute event, saying which.
     pub fn new(
         kind: i32,
         id: SessionId,
@@ -127,6 +127,7 @@ impl SessionEvent {
         match (kind.names_attribute(), &name) {
             (true, None) => Err(format!("a {kind:?} event names its attribute")),
             (false, Some(_)) => Err(format!("a {kind:?} event names no attribute")),
+            (false, None) if value.is_some() => Err(format!("a {kind:?} event carries no value")),
             _ => Ok(SessionEvent {
                 kind,
                 id,
