@@ -438,8 +438,10 @@ fn a_host_announces_a_timed_out_session_only_when_no_sweep_delivered_it() {
     let long_ago = now.saturating_sub(5_000);
     assert!(run(managers[0].ending(&first, long_ago, 1)));
     block_on(managers[0].ended(&first, long_ago, 1)).unwrap();
-    // The second is left to the sweep, and then times out on a host that held it.
-    let delivered = poll_all(&managers, Duration::from_secs(6));
+    // The second is left to the sweep, and then times out on a host that held it. Its validity
+    // record may outlive its second by one more (memcached's clock), and a sweep that finds it
+    // still there lists it under a later bucket: up to about 7 s.
+    let delivered = poll_all(&managers, Duration::from_secs(9));
     let expected = BTreeSet::from([second.storage_part()]);
     assert_each_once(&delivered, &expected);
     for m in &managers {
