@@ -12,34 +12,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Memcached, TempDir, eventually, manager, node_list, stat, static_library};
+use common::{Memcached, TempDir, compile_c, eventually, manager, node_list, stat};
 use msm::runtime::block_on;
 use msm::{EventKind, SessionEvent, SessionId, SessionManager};
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 /// The context's storage key prefix, which the C hosts and the Rust manager share.
 const PREFIX: &str = "broadcast-c:";
 /// Seconds a C host listens: the events arrive within the first; the rest shows that nothing
 /// is heard twice.
 const LISTEN_SECONDS: u64 = 5;
 
-/// Compiles `tests/c/msm_test.c` into `dir`; a compiler error fails the test with its messages.
+/// Compiles `tests/c/msm_test.c` into `dir`.
 fn compile(dir: &TempDir) -> PathBuf {
     let output = dir.path.join("msm_test");
-    let compiled = Command::new("cc")
-        .current_dir(ROOT)
-        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-g"])
-        .args(["-I", "include", "tests/c/msm_test.c"])
-        .arg(static_library())
-        .args(["-lpthread", "-ldl", "-lm", "-o"])
-        .arg(&output)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run `cc` ({e}): run `apt-get install -y gcc`"));
-    assert!(
-        compiled.status.success(),
-        "tests/c/msm_test.c did not compile:\n{}",
-        String::from_utf8_lossy(&compiled.stderr)
-    );
+    compile_c("tests/c/msm_test.c", &[], &output);
     output
 }
 

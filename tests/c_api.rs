@@ -10,12 +10,11 @@
 mod common;
 
 use std::fs::File;
-use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Memcached, TempDir, static_library};
+use common::{Memcached, TempDir, compile_c};
 
 /// The package root: `include/` and `tests/c/` are found from here.
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -23,31 +22,9 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 /// How long the C program may run before it is considered hung.
 const RUN_LIMIT: Duration = Duration::from_secs(120);
 
-/// Compiles the C test program to `output`; a compiler error fails the test with its messages.
+/// Compiles the C test program to `output`.
 fn compile(output: &Path) {
-    let library = static_library();
-    let result = Command::new("cc")
-        .current_dir(ROOT)
-        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-g"])
-        .args(["-I", "include", "tests/c/msm_test.c"])
-        .arg(&library)
-        .args(["-lpthread", "-ldl", "-lm", "-o"])
-        .arg(output)
-        .output();
-    let compiled = match result {
-        Ok(compiled) => compiled,
-        Err(e) if e.kind() == ErrorKind::NotFound => panic!(
-            "the C compiler `cc` is not installed: run `apt-get install -y gcc` (or the README's test command, which does)"
-        ),
-        Err(e) => panic!("cannot run `cc`: {e}"),
-    };
-    assert!(
-        compiled.status.success(),
-        "tests/c/msm_test.c did not compile against include/msm.h and {}:\n{}{}",
-        library.display(),
-        String::from_utf8_lossy(&compiled.stdout),
-        String::from_utf8_lossy(&compiled.stderr),
-    );
+    compile_c("tests/c/msm_test.c", &[], output);
 }
 
 /// Runs `command` with `args`, its output going to files in `dir`; returns its exit status (or

@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::tls::{TestCa, secure_memcached};
 use common::tomcat::{Response, http_get};
-use common::{Memcached, TempDir, free_port, node_list, static_library};
-
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+use common::{Memcached, TempDir, compile_c, free_port, node_list};
 
 /// One running instance of the example, killed when dropped.
 struct Host {
@@ -28,29 +26,10 @@ impl Drop for Host {
     }
 }
 
+/// Compiles `examples/c-host/counter.c` into `dir`.
 fn compile(dir: &TempDir) -> std::path::PathBuf {
     let output = dir.path.join("counter");
-    let compiled = Command::new("cc")
-        .current_dir(ROOT)
-        .args([
-            "-std=c11",
-            "-D_DEFAULT_SOURCE",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-pedantic",
-        ])
-        .args(["-I", "include", "examples/c-host/counter.c"])
-        .arg(static_library())
-        .args(["-lpthread", "-ldl", "-lm", "-o"])
-        .arg(&output)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run `cc` ({e}): run `apt-get install -y gcc`"));
-    assert!(
-        compiled.status.success(),
-        "examples/c-host/counter.c did not compile:\n{}",
-        String::from_utf8_lossy(&compiled.stderr)
-    );
+    compile_c("examples/c-host/counter.c", &["-D_DEFAULT_SOURCE"], &output);
     output
 }
 

@@ -14,32 +14,18 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::tomcat::{Browser, Options, Tomcat, sticky_attributes, storage};
-use common::{Memcached, TempDir, node_list, static_library};
+use common::{Memcached, TempDir, compile_c, node_list};
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 /// The context's storage key prefix, which the Tomcat and the C hosts share.
 const PREFIX: &str = "events-c:";
 /// Seconds each C host polls: the session lives 3 s (its sticky copy a quarter more), and its
 /// bucket of 1 s is swept 2 s after it ends; the rest shows that nothing is delivered again.
 const POLL_SECONDS: u64 = 16;
 
-/// Compiles `tests/c/msm_test.c` into `dir`; a compiler error fails the test with its messages.
+/// Compiles `tests/c/msm_test.c` into `dir`.
 fn compile(dir: &TempDir) -> PathBuf {
     let output = dir.path.join("msm_test");
-    let compiled = Command::new("cc")
-        .current_dir(ROOT)
-        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-g"])
-        .args(["-I", "include", "tests/c/msm_test.c"])
-        .arg(static_library())
-        .args(["-lpthread", "-ldl", "-lm", "-o"])
-        .arg(&output)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run `cc` ({e}): run `apt-get install -y gcc`"));
-    assert!(
-        compiled.status.success(),
-        "tests/c/msm_test.c did not compile:\n{}",
-        String::from_utf8_lossy(&compiled.stderr)
-    );
+    compile_c("tests/c/msm_test.c", &[], &output);
     output
 }
 

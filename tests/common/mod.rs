@@ -516,6 +516,35 @@ pub fn static_library() -> PathBuf {
         })
 }
 
+/// Compiles the C program `source` (relative to the project's root) against `include/msm.h`
+/// and this build's static library into `output`, with `defines` (`-D...`); a compiler error
+/// fails the test with its messages, a missing compiler with the command that installs it.
+pub fn compile_c(source: &str, defines: &[&str], output: &std::path::Path) {
+    let library = static_library();
+    let compiled = Command::new("cc")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-g"])
+        .args(defines)
+        .args(["-I", "include", source])
+        .arg(&library)
+        .args(["-lpthread", "-ldl", "-lm", "-o"])
+        .arg(output)
+        .output()
+        .unwrap_or_else(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => panic!(
+                "the C compiler `cc` is not installed: run `apt-get install -y gcc` (or the README's test command, which does)"
+            ),
+            _ => panic!("cannot run `cc`: {e}"),
+        });
+    assert!(
+        compiled.status.success(),
+        "{source} did not compile against include/msm.h and {}:\n{}{}",
+        library.display(),
+        String::from_utf8_lossy(&compiled.stdout),
+        String::from_utf8_lossy(&compiled.stderr),
+    );
+}
+
 /// `STAT <name> <number>` lines of a `stats` reply.
 fn parse_stats(text: &str) -> HashMap<String, u64> {
     text.lines()
