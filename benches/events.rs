@@ -21,22 +21,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Memcached, command_totals, manager, stat};
+use common::{Memcached, command_totals, create_session, env_or, manager, stat, touch_session};
 use msm::runtime::block_on;
-use msm::{HostCopy, Lookup, Outcome, RequestStart, SessionData, SessionId, SessionManager};
+use msm::{SessionId, SessionManager};
 
 /// `[keys read, storage commands, touches, deletes]`.
 type Counts = [u64; 4];
-
-fn env_or(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(value) => match value.trim().parse() {
-            Ok(n) if n > 0 => n,
-            _ => panic!("{name}={value:?}: expected a positive integer"),
-        },
-        Err(_) => default,
-    }
-}
 
 /// The commands the nodes received while `work` ran.
 fn counted<T>(nodes: &[&Memcached], work: impl FnOnce() -> T) -> (T, Counts) {
@@ -70,64 +60,6 @@ fn times(counts: [f64; 4], n: u64) -> Counts {
     counts.map(|c| (c * n as f64).round() as u64)
 }
 
-/// A request on `m` that creates a session of `max_inactive` seconds with one attribute.
-fn create(m: &SessionManager, max_inactive: i32) -> SessionId {
-    let id = block_on(m.new_session_id(None)).unwrap();
-    let start = RequestStart {
-        session_id: None,
-        uri: "/",
-        route: None,
-    };
-    let mut request = block_on(m.begin(start)).unwrap();
-    let mut session = SessionData::new(max_inactive);
-    session.attributes.insert("user".into(), b"alice".to_vec());
-    let outcome = Outcome::Used {
-        id: &id.to_string(),
-        session,
-        previous: None,
-    };
-    block_on(m.end(&mut request, outcome)).unwrap();
-    id
-}
-
-/// A request on `m` that uses the session `id` (read from memcached unless `held`) with a
-/// lifetime of `max_inactive` seconds, setting the attribute `n` to `value`.
-fn touch(
-    m: &SessionManager,
-    id: &SessionId,
-    held: Option<SessionData>,
-    max_inactive: i32,
-    value: &[u8],
-) {
-    let raw = id.to_string();
-    let start = RequestStart {
-        session_id: Some(&raw),
-        uri: "/",
-        route: None,
-    };
-    let mut request = block_on(m.begin(start)).unwrap();
-    let mut session = match held {
-        Some(session) => session,
-        None => {
-            let found =
-                msm::runtime::handle().block_on(m.lookup(&mut request, &raw, HostCopy::None));
-            let Lookup::Found(loaded) = found else {
-                panic!("session not found: {found:?}");
-            };
-            loaded.session
-        }
-    };
-    session.max_inactive = max_inactive;
-    session.last_accessed = msm::session::now_millis();
-    session.attributes.insert("n".into(), value.to_vec());
-    let outcome = Outcome::Used {
-        id: &raw,
-        session,
-        previous: None,
-    };
-    block_on(m.end(&mut request, outcome)).unwrap();
-}
-
 /// The attributes of a mode: non-sticky, or sticky with synchronous backups; with events on.
 fn attributes(sticky: bool, events: bool) -> Vec<(&'static str, &'static str)> {
     let mut pairs = vec![
@@ -147,14 +79,14 @@ fn per_request(sticky: bool) {
         let (n1, n2) = (Memcached::start(), Memcached::start());
         let nodes = [&n1, &n2];
         let m = manager(&nodes, &attributes(sticky, events));
-        let (id, creating) = counted(&nodes, || create(&m, 1800));
+        let (id, creating) = counted(&nodes, || create_session(&m, 1800));
         let mut held = sticky.then(|| block_on(m.load(&id)).unwrap().unwrap().session);
         let mut run = |change: bool| {
             counted(&nodes, || {
                 for i in 0..50u32 {
                     // A reading request sends the session's attributes back as they were.
                     let value = if change { format!("c{i}") } else { "0".into() };
-                    touch(&m, &id, held.clone(), 1800, value.as_bytes());
+                    touch_session(&m, &id, held.clone(), Some(1800), value.as_bytes());
                     if let Some(held) = &mut held {
                         held.attributes.insert("n".into(), value.into_bytes());
                     }
@@ -212,7 +144,7 @@ fn per_sweep(sticky: bool, sessions: u64) {
 
     // Expired sessions: created on `host`, which never polls, and left to expire.
     for _ in 0..sessions {
-        create(&host, 1);
+        create_session(&host, 1);
     }
     assert_eq!(host.flush(Duration::from_secs(5)), 0);
     std::thread::sleep(Duration::from_secs(6));
@@ -228,10 +160,10 @@ fn per_sweep(sticky: bool, sessions: u64) {
     // Renewed sessions: indexed under the bucket of a 2 s lifetime, then used with a lifetime
     // of a minute (which indexes nothing: the old bucket comes first): its sweep lists them
     // again under their later bucket.
-    let ids: Vec<SessionId> = (0..sessions).map(|_| create(&host, 2)).collect();
+    let ids: Vec<SessionId> = (0..sessions).map(|_| create_session(&host, 2)).collect();
     for id in &ids {
         let held = sticky.then(|| block_on(host.load(id)).unwrap().unwrap().session);
-        touch(&host, id, held, 60, b"renewed");
+        touch_session(&host, id, held, Some(60), b"renewed");
     }
     assert_eq!(host.flush(Duration::from_secs(5)), 0);
     std::thread::sleep(Duration::from_secs(7));
@@ -249,7 +181,7 @@ fn per_sweep(sticky: bool, sessions: u64) {
         // end) then `ended` (its copies deleted), with events off and on.
         for events in [false, true] {
             let m = manager(&nodes, &attributes(true, events));
-            let ids: Vec<SessionId> = (0..sessions).map(|_| create(&m, 60)).collect();
+            let ids: Vec<SessionId> = (0..sessions).map(|_| create_session(&m, 60)).collect();
             let long_ago = msm::session::now_millis() - 120_000;
             let (_, counts) = counted(&nodes, || {
                 for id in &ids {

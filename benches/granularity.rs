@@ -26,22 +26,12 @@ mod common;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use common::{Memcached, command_totals, manager};
+use common::{Memcached, command_totals, env_or, manager};
 use msm::runtime::block_on;
 use msm::{HostCopy, Lookup, Outcome, RequestStart, SessionData, SessionId, SessionManager};
 
 const ATTRIBUTE_SIZE: usize = 1024;
 const MODES: [&str; 2] = ["session", "attribute"];
-
-fn env_or(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(value) => match value.trim().parse() {
-            Ok(n) if n > 0 => n,
-            _ => panic!("{name}={value:?}: expected a positive integer"),
-        },
-        Err(_) => default,
-    }
-}
 
 /// One request that changes the attribute `a0` of the session `id` to `value`.
 fn request(m: &SessionManager, id: &str, value: u64) -> msm::Result<()> {

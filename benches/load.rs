@@ -37,6 +37,7 @@ use std::net::TcpStream;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
+use common::env_or;
 use msm::envelope::Codec;
 use msm::ids::{OsRandom, RandomSource};
 use msm::keys::KeyKind;
@@ -45,16 +46,6 @@ use msm::{SessionData, SessionId, SessionManager, runtime};
 const ATTRIBUTES: usize = 10;
 const ATTRIBUTE_SIZE: usize = 100;
 const WARM_UP: Duration = Duration::from_millis(500);
-
-fn env_or(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(value) => match value.trim().parse() {
-            Ok(n) if n > 0 => n,
-            _ => panic!("{name}={value:?}: expected a positive integer"),
-        },
-        Err(_) => default,
-    }
-}
 
 /// The benchmark session: 10 attributes of 100 bytes, a logged-in user.
 fn payload() -> SessionData {

@@ -10,9 +10,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Memcached, command_totals, manager, stat};
+use common::{Memcached, command_totals, create_session, manager, stat, touch_session};
 use msm::runtime::block_on;
-use msm::{HostCopy, Lookup, Outcome, RequestStart, SessionData, SessionId, SessionManager};
+use msm::{SessionData, SessionId, SessionManager};
 
 /// Events on, swept every second.
 const EVENTS: [(&str, &str); 2] = [("sessionEvents", "expiry"), ("eventSweepInterval", "1")];
@@ -21,59 +21,6 @@ fn with_events<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     let mut pairs = EVENTS.to_vec();
     pairs.extend_from_slice(extra);
     pairs
-}
-
-/// A request on `m` that creates a session of `max_inactive` seconds holding its own id as the
-/// attribute `id`, through the lifecycle a host runs; returns its id.
-fn create(m: &SessionManager, max_inactive: i32) -> SessionId {
-    let id = block_on(m.new_session_id(None)).unwrap();
-    let start = RequestStart {
-        session_id: None,
-        uri: "/",
-        route: None,
-    };
-    let mut request = block_on(m.begin(start)).unwrap();
-    let mut session = SessionData::new(max_inactive);
-    session
-        .attributes
-        .insert("id".into(), id.to_string().into_bytes());
-    let outcome = Outcome::Used {
-        id: &id.to_string(),
-        session,
-        previous: None,
-    };
-    block_on(m.end(&mut request, outcome)).unwrap();
-    id
-}
-
-/// A request on `m` that uses the session `id` (read from memcached unless `held`), setting
-/// the attribute `n` to `value`.
-fn touch(m: &SessionManager, id: &SessionId, held: Option<SessionData>, value: &[u8]) {
-    let raw = id.to_string();
-    let start = RequestStart {
-        session_id: Some(&raw),
-        uri: "/",
-        route: None,
-    };
-    let mut request = block_on(m.begin(start)).unwrap();
-    let mut session = match held {
-        Some(session) => session,
-        None => {
-            let found =
-                msm::runtime::handle().block_on(m.lookup(&mut request, &raw, HostCopy::None));
-            let Lookup::Found(loaded) = found else {
-                panic!("session not found: {found:?}");
-            };
-            loaded.session
-        }
-    };
-    session.attributes.insert("n".into(), value.to_vec());
-    let outcome = Outcome::Used {
-        id: &raw,
-        session,
-        previous: None,
-    };
-    block_on(m.end(&mut request, outcome)).unwrap();
 }
 
 /// What the managers delivered: for each session id, the managers that delivered it and the
@@ -137,9 +84,9 @@ fn non_sticky_sessions_used_on_three_managers_are_each_delivered_once_at_expiry(
         .collect();
     let mut expected = BTreeSet::new();
     for i in 0..30 {
-        let id = create(&managers[i % 3], 1);
+        let id = create_session(&managers[i % 3], 1);
         // Used again on another manager, which indexes it too.
-        touch(&managers[(i + 1) % 3], &id, None, b"again");
+        touch_session(&managers[(i + 1) % 3], &id, None, None, b"again");
         expected.insert(id.storage_part());
     }
     let delivered = poll_all(&managers, Duration::from_secs(9));
@@ -167,9 +114,9 @@ fn renewed_sessions_wait_for_their_expiry_and_invalidated_ones_are_never_deliver
     let managers: Vec<_> = (0..2)
         .map(|_| manager(&[&server], &with_events(&[("sticky", "false")])))
         .collect();
-    let renewed = create(&managers[0], 2);
-    let left = create(&managers[0], 2);
-    let invalidated = create(&managers[1], 2);
+    let renewed = create_session(&managers[0], 2);
+    let left = create_session(&managers[0], 2);
+    let invalidated = create_session(&managers[1], 2);
     block_on(managers[1].ended(&invalidated, msm::session::now_millis(), 2)).unwrap();
 
     // For 7 s (three lifetimes) `renewed` is used every half second, on either manager, while
@@ -181,7 +128,13 @@ fn renewed_sessions_wait_for_their_expiry_and_invalidated_ones_are_never_deliver
     let started = Instant::now();
     let mut i = 0;
     while started.elapsed() < Duration::from_secs(7) {
-        touch(&managers[i % 2], &renewed, None, format!("{i}").as_bytes());
+        touch_session(
+            &managers[i % 2],
+            &renewed,
+            None,
+            None,
+            format!("{i}").as_bytes(),
+        );
         i += 1;
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -222,7 +175,7 @@ fn a_sweeper_that_dies_mid_way_is_finished_by_another_without_duplicates() {
     let managers: Vec<_> = (0..2)
         .map(|_| manager(&[&server], &with_events(&[("sticky", "false")])))
         .collect();
-    let ids: Vec<SessionId> = (0..10).map(|_| create(&managers[0], 1)).collect();
+    let ids: Vec<SessionId> = (0..10).map(|_| create_session(&managers[0], 1)).collect();
     let buckets = listed_buckets(&server);
     assert!(!buckets.is_empty(), "the sessions are indexed");
     let listed: usize = buckets.values().map(|l| l.split_whitespace().count()).sum();
@@ -267,9 +220,11 @@ fn sticky_sessions_of_a_host_that_is_gone_are_delivered_by_another() {
     let nodes = [&n1, &n2];
     let holder = manager(&nodes, &with_events(&[]));
     let survivor = manager(&nodes, &with_events(&[]));
-    let orphans: BTreeSet<String> = (0..5).map(|_| create(&holder, 2).storage_part()).collect();
+    let orphans: BTreeSet<String> = (0..5)
+        .map(|_| create_session(&holder, 2).storage_part())
+        .collect();
     // The holder expires one session itself (and fires its listeners): not delivered again.
-    let expired_by_holder = create(&holder, 2);
+    let expired_by_holder = create_session(&holder, 2);
     assert_eq!(holder.flush(Duration::from_secs(5)), 0);
     std::thread::sleep(Duration::from_millis(2100));
     let last_access = msm::session::now_millis() - 2100;
@@ -278,7 +233,7 @@ fn sticky_sessions_of_a_host_that_is_gone_are_delivered_by_another() {
 
     // The host alone keeps renewing this one, which the survivor must not deliver.
     let alive = manager(&nodes, &with_events(&[]));
-    let kept = create(&alive, 2);
+    let kept = create_session(&alive, 2);
     assert_eq!(alive.flush(Duration::from_secs(5)), 0);
     let mut session = block_on(alive.load(&kept)).unwrap().unwrap().session;
     let polling = {
@@ -288,7 +243,7 @@ fn sticky_sessions_of_a_host_that_is_gone_are_delivered_by_another() {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(10) {
         session.last_accessed = msm::session::now_millis();
-        touch(&alive, &kept, Some(session.clone()), b"kept");
+        touch_session(&alive, &kept, Some(session.clone()), None, b"kept");
         std::thread::sleep(Duration::from_millis(400));
     }
     let delivered = polling.join().unwrap();
@@ -307,7 +262,9 @@ fn a_node_that_hangs_during_the_sweep_has_its_sessions_delivered_once_it_answers
     let managers: Vec<_> = (0..2)
         .map(|_| manager(&[&n1, &n2], &with_events(&[("sticky", "false")])))
         .collect();
-    let ids: Vec<SessionId> = (0..10).map(|i| create(&managers[i % 2], 1)).collect();
+    let ids: Vec<SessionId> = (0..10)
+        .map(|i| create_session(&managers[i % 2], 1))
+        .collect();
     assert!(
         ids.iter().any(|id| id.node() == "n2"),
         "some sessions are on n2"
@@ -341,13 +298,13 @@ fn requests_cost(extra: &[(&str, &str)]) -> [u64; 4] {
     let nodes = [&n1, &n2];
     let m = manager(&nodes, extra);
     let before = command_totals(&nodes);
-    let id = create(&m, 1800);
+    let id = create_session(&m, 1800);
     let sticky = m.sticky().is_some();
     let mut held = sticky.then(|| block_on(m.load(&id)).unwrap().unwrap().session);
     for i in 0..10u8 {
         // Even requests change the session, odd ones leave it as it was.
         let value = [b'0' + (i / 2) * 2 % 10];
-        touch(&m, &id, held.clone(), &value);
+        touch_session(&m, &id, held.clone(), None, &value);
         if let Some(held) = &mut held {
             held.attributes.insert("n".into(), value.to_vec());
         }
@@ -394,7 +351,7 @@ fn with_events_off_nothing_is_sent_for_them() {
             &[&node],
             &[("sticky", sticky), ("sessionBackupAsync", "false")],
         );
-        let id = create(&m, 1);
+        let id = create_session(&m, 1);
         let long_ago = msm::session::now_millis().saturating_sub(5_000);
         let before = command_totals(&[&node]);
         assert!(block_on(m.expired_sessions()).unwrap().is_empty());
@@ -433,8 +390,8 @@ fn a_host_announces_a_timed_out_session_only_when_no_sweep_delivered_it() {
         .collect();
     let now = msm::session::now_millis();
     // Timed out on manager 0 first: announced there, never delivered.
-    let first = create(&managers[0], 1);
-    let second = create(&managers[0], 1);
+    let first = create_session(&managers[0], 1);
+    let second = create_session(&managers[0], 1);
     let long_ago = now.saturating_sub(5_000);
     assert!(run(managers[0].ending(&first, long_ago, 1)));
     block_on(managers[0].ended(&first, long_ago, 1)).unwrap();
@@ -449,7 +406,7 @@ fn a_host_announces_a_timed_out_session_only_when_no_sweep_delivered_it() {
     }
     assert_eq!(total(&managers, "expiry_events_ended_elsewhere"), 2);
     // An invalidation (not timed out) is the host's to announce, without a command.
-    let third = create(&managers[1], 60);
+    let third = create_session(&managers[1], 60);
     let before = command_totals(&[&node]);
     assert!(run(managers[1].ending(
         &third,

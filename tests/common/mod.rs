@@ -483,6 +483,81 @@ pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     panic!("never happened: {what}");
 }
 
+/// A benchmark's setting: the environment variable `name`, a positive integer, or `default`.
+pub fn env_or(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(value) => match value.trim().parse() {
+            Ok(n) if n > 0 => n,
+            _ => panic!("{name}={value:?}: expected a positive integer"),
+        },
+        Err(_) => default,
+    }
+}
+
+/// A request on `m` that creates a session of `max_inactive` seconds holding its own id as the
+/// attribute `id`, through the lifecycle a host runs; returns its id.
+pub fn create_session(m: &SessionManager, max_inactive: i32) -> msm::SessionId {
+    let id = msm::runtime::block_on(m.new_session_id(None)).unwrap();
+    let start = msm::RequestStart {
+        session_id: None,
+        uri: "/",
+        route: None,
+    };
+    let mut request = msm::runtime::block_on(m.begin(start)).unwrap();
+    let mut session = msm::SessionData::new(max_inactive);
+    session
+        .attributes
+        .insert("id".into(), id.to_string().into_bytes());
+    let outcome = msm::Outcome::Used {
+        id: &id.to_string(),
+        session,
+        previous: None,
+    };
+    msm::runtime::block_on(m.end(&mut request, outcome)).unwrap();
+    id
+}
+
+/// A request on `m` that uses the session `id` (read from memcached unless `held`), setting
+/// the attribute `n` to `value`; with `max_inactive`, it also accesses the session now and sets
+/// its lifetime.
+pub fn touch_session(
+    m: &SessionManager,
+    id: &msm::SessionId,
+    held: Option<msm::SessionData>,
+    max_inactive: Option<i32>,
+    value: &[u8],
+) {
+    let raw = id.to_string();
+    let start = msm::RequestStart {
+        session_id: Some(&raw),
+        uri: "/",
+        route: None,
+    };
+    let mut request = msm::runtime::block_on(m.begin(start)).unwrap();
+    let mut session = match held {
+        Some(session) => session,
+        None => {
+            let found =
+                msm::runtime::handle().block_on(m.lookup(&mut request, &raw, msm::HostCopy::None));
+            let msm::Lookup::Found(loaded) = found else {
+                panic!("session not found: {found:?}");
+            };
+            loaded.session
+        }
+    };
+    if let Some(max_inactive) = max_inactive {
+        session.max_inactive = max_inactive;
+        session.last_accessed = msm::session::now_millis();
+    }
+    session.attributes.insert("n".into(), value.to_vec());
+    let outcome = msm::Outcome::Used {
+        id: &raw,
+        session,
+        previous: None,
+    };
+    msm::runtime::block_on(m.end(&mut request, outcome)).unwrap();
+}
+
 /// The value of one counter in a manager's statistics text.
 pub fn stat(manager: &SessionManager, name: &str) -> u64 {
     manager
