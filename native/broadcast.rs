@@ -9,22 +9,26 @@
 //! (`P` the context's key prefix, `s` a Unix second):
 //!
 //! - `broadcast:P<s>`: the records of the events published during second `s` (by the
-//!   publisher's clock), each a 4-byte length and the record, written with `add` (an empty
-//!   item) and `append` in one round trip per publication, and expiring after [`RETAIN`]
-//!   seconds. Memcached appends atomically, so a reader never sees half a record, and sees the
+//!   publisher's clock), each a 4-byte length and the record, written with `add` (an item
+//!   holding only a random 8-byte number, which tells a reader when the item was written anew,
+//!   its node restarted or memcached evicted it) and `append` in one round trip per
+//!   publication, and expiring after [`RETAIN`] seconds. Memcached appends atomically, so a reader never sees half a record, and sees the
 //!   records of one item in the order they were appended.
 //! - The log lives on the first node of the ring that is up; when that node fails, publishers
 //!   move to the next, and readers read every node that is up.
 //!
 //! A reader reads, in one round trip per node, the items of the seconds from [`LAG`] before its
-//! previous poll to [`LAG`] after now, and remembers how far it read each: it hears each record
-//! once. It skips its own records, and those published before it started (a host that starts
+//! previous poll of that node to [`LAG`] after now, and remembers how far it read each: it
+//! hears each record once. A node it finds down, or fails to read, is read from there when it
+//! answers again (within [`RETAIN`]). It skips its own records, and those published before it started (a host that starts
 //! later hears only what happens after its start). Each record carries its publisher's number
 //! (random per manager) and a count per publisher: a record appended twice (a write retried
 //! after its reply was lost) is heard once. Each record is sealed by the context's codec
-//! (integrity tag, or encryption) and bound to its log item, so one written by anything but a
-//! manager of the context, or copied from another item, is refused (counted in
-//! `broadcast_records_refused`).
+//! (integrity tag with `integrityKey`, or encryption; only a checksum without keys, which
+//! catches garbage but not a forger with access to memcached) and bound to its log item, so one
+//! copied from another item or context, or (with keys) written by anything but a manager of the
+//! context, is refused (counted in `broadcast_records_refused`). Readers read log items of up
+//! to 1 MiB (or `maxSessionSize`, when larger): memcached's default item size.
 //!
 //! Guarantee and limits: a published event is heard once by each manager that polls at least
 //! every [`RETAIN`] − 2 × [`LAG`] seconds, in the order of publication per publisher, and per
@@ -60,6 +64,8 @@ const RETAIN: u64 = 60;
 /// Seconds of clock skew between hosts (and of memcached's one-second clock) that a reader
 /// allows: it reads the items of this many seconds before its previous poll and after now.
 const LAG: u64 = 2;
+/// Bytes of the random number a log item starts with.
+const ITEM_HEADER: usize = 8;
 
 /// What happened to a session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,10 +171,11 @@ struct Heard {
 /// What a reader remembers between polls.
 #[derive(Default)]
 struct Reader {
-    /// The second of the previous poll.
-    polled: u64,
-    /// Bytes of each log item (by node and second) read so far.
-    read: HashMap<(String, u64), usize>,
+    /// The second of the previous poll of each node that answered it (by node id); a node not
+    /// yet read is read from this manager's start.
+    polled: HashMap<String, u64>,
+    /// Each log item (by node and second) read so far: its number, and the bytes read.
+    read: HashMap<(String, u64), ([u8; ITEM_HEADER], usize)>,
     /// The records heard (publisher and count) that may still be read again, with their time:
     /// a record appended twice (a retried write whose first reply was lost) is heard once.
     heard: HashMap<(u64, u64), u64>,
@@ -183,6 +190,9 @@ pub(crate) struct Broadcast {
     publisher: u64,
     /// Its count of records published.
     published: AtomicU64,
+    /// The time of its latest publication, Unix milliseconds: publications never go back in
+    /// time, even when the clock does.
+    latest: AtomicU64,
     /// When it started, Unix milliseconds: earlier events are not its to hear.
     started: u64,
     reader: Mutex<Reader>,
@@ -207,11 +217,9 @@ impl Broadcast {
             stats,
             publisher: u64::from_le_bytes(publisher),
             published: AtomicU64::new(0),
+            latest: AtomicU64::new(0),
             started,
-            reader: Mutex::new(Reader {
-                polled: started / 1000,
-                ..Reader::default()
-            }),
+            reader: Mutex::new(Reader::default()),
         }
     }
 
@@ -230,6 +238,7 @@ impl Broadcast {
             return;
         }
         let now = now_millis();
+        let now = self.latest.fetch_max(now, Relaxed).max(now);
         let key = self
             .copies()
             .config
@@ -270,12 +279,14 @@ impl Broadcast {
         if framed == 0 {
             return;
         }
+        let mut header = [0u8; ITEM_HEADER];
+        getrandom::fill(&mut header).expect("the operating system's random generator failed");
         let stored = match self.log_node() {
             Some(node) => {
                 let commands = [
                     Command::Add {
                         key: &key,
-                        value: b"",
+                        value: &header,
                         exptime: expiry(RETAIN),
                     },
                     Command::Append {
@@ -325,20 +336,26 @@ impl Broadcast {
             return Ok(Vec::new());
         }
         let now = now_millis() / 1000;
-        let previous = self.reader.lock().polled;
-        let first = previous
-            .saturating_sub(LAG)
-            .max(now.saturating_sub(RETAIN - LAG));
-        let seconds: Vec<u64> = (first..=now + LAG).collect();
-        let keys: Vec<String> = seconds
-            .iter()
-            .map(|s| self.copies().config.keys.bucket_key(KeyKind::Broadcast, *s))
-            .collect();
-        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let oldest = now.saturating_sub(RETAIN - LAG);
         let nodes = self.copies().cluster.nodes();
         let mut heard = Vec::new();
         let mut failure = None;
-        for node in nodes.iter().filter(|n| n.is_up()) {
+        for node in nodes.iter().filter(|n| !n.is_retired()) {
+            if !node.is_up() {
+                // Its window waits for it.
+                continue;
+            }
+            let previous = self.reader.lock().polled.get(node.id()).copied();
+            let first = previous
+                .unwrap_or(self.started / 1000)
+                .saturating_sub(LAG)
+                .max(oldest);
+            let seconds: Vec<u64> = (first..=now + LAG).collect();
+            let keys: Vec<String> = seconds
+                .iter()
+                .map(|s| self.copies().config.keys.bucket_key(KeyKind::Broadcast, *s))
+                .collect();
+            let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
             let items = match self
                 .copies()
                 .cluster
@@ -358,11 +375,10 @@ impl Broadcast {
                     self.read_item(&mut reader, node.id(), *second, key, item, &mut heard);
                 }
             }
+            reader.polled.insert(node.id().to_owned(), now);
         }
         let mut reader = self.reader.lock();
-        if failure.is_none() {
-            reader.polled = now;
-        }
+        let first = oldest.saturating_sub(LAG);
         reader.read.retain(|(_, second), _| *second >= first);
         // Records older than their items are never read again.
         let forgotten = (now.saturating_sub(RETAIN + 2 * LAG)) * 1000;
@@ -387,9 +403,20 @@ impl Broadcast {
         item: &[u8],
         heard: &mut Vec<Heard>,
     ) {
-        let offset = reader.read.entry((node.to_owned(), second)).or_insert(0);
-        let mut rest = item.get(*offset..).unwrap_or_default();
-        *offset = item.len();
+        let Some((header, _)) = item.split_first_chunk::<ITEM_HEADER>() else {
+            self.refused(key, "an item without its header");
+            return;
+        };
+        let read = reader
+            .read
+            .entry((node.to_owned(), second))
+            .or_insert((*header, ITEM_HEADER));
+        if read.0 != *header || read.1 > item.len() {
+            // Written anew since it was read: read it all (records heard are not heard again).
+            *read = (*header, ITEM_HEADER);
+        }
+        let mut rest = &item[read.1..];
+        read.1 = item.len();
         while !rest.is_empty() {
             let Some((len, after)) = rest.split_first_chunk::<4>() else {
                 self.refused(key, "a truncated record length");

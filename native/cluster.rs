@@ -195,8 +195,13 @@ impl Cluster {
             timeout: config.operation_timeout,
             retries: config.operation_retries,
             retry_backoff: config.operation_retry_backoff,
-            // Room for the largest session plus the protocol's framing.
-            max_value: config.max_session_size + 1024,
+            // Room for the largest session (or broadcast log item: see `crate::broadcast`)
+            // plus the protocol's framing.
+            max_value: if config.session_events.broadcast() {
+                config.max_session_size.max(1 << 20)
+            } else {
+                config.max_session_size
+            } + 1024,
             security: Security::load(config.tls.as_ref(), config.credentials.as_ref())?,
             probe_interval: config.node_probe_interval,
             stats: Arc::clone(&stats),

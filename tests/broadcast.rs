@@ -234,3 +234,23 @@ fn the_log_moves_to_the_next_node_when_its_node_dies() {
     });
     assert_eq!(hear(&b, 1), vec![after]);
 }
+
+#[test]
+fn a_log_item_written_anew_after_a_restart_is_read_from_its_start() {
+    let mut server = Memcached::start();
+    let a = manager(&[&server], &BROADCAST);
+    let b = manager(&[&server], &BROADCAST);
+    let id = block_on(a.new_session_id(None)).unwrap();
+    // Records of the same size, so the new item is as long as the one `b` read.
+    let before = attribute(EventKind::AttributeReplaced, &id, "n", b"1");
+    publish(&a, std::slice::from_ref(&before));
+    assert_eq!(hear(&b, 1), vec![before]);
+
+    server.restart();
+    let after = attribute(EventKind::AttributeReplaced, &id, "n", b"2");
+    eventually("published on the restarted node", || {
+        publish(&a, std::slice::from_ref(&after));
+        stat(&a, "broadcast_events_published") == 2
+    });
+    assert_eq!(hear(&b, 1), vec![after]);
+}

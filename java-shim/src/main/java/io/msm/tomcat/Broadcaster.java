@@ -4,6 +4,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.LongAdder;
 
 import jakarta.servlet.http.HttpSession;
 import jakarta.servlet.http.HttpSessionAttributeListener;
@@ -51,6 +52,8 @@ final class Broadcaster {
     private final long pollMillis;
     private final boolean values;
     private final LinkedBlockingQueue<SessionEvent> queue = new LinkedBlockingQueue<>(QUEUED);
+    /** Events dropped here: their queue full, or their publication refused. */
+    private final LongAdder dropped;
     private final Thread thread;
     private volatile boolean running = true;
 
@@ -60,15 +63,20 @@ final class Broadcaster {
      * @param manager the manager, started
      * @param handle its native handle
      * @param pollMillis {@code broadcastPollInterval}
+     * @param dropped counts the events dropped before the core had them
      */
-    Broadcaster(MemcachedSessionManager manager, long handle, long pollMillis) {
+    Broadcaster(MemcachedSessionManager manager, long handle, long pollMillis, LongAdder dropped) {
         this.manager = manager;
         this.handle = handle;
         this.pollMillis = pollMillis;
+        this.dropped = dropped;
         this.values = Native.broadcastValues(handle);
         this.thread = new Thread(this::run,
                 "msm-broadcast" + manager.getContext().getName().replace('/', '-'));
         thread.setDaemon(true);
+        // Not the web application's loader, which a stopped context must be able to let go;
+        // listeners run with it bound (see fire).
+        thread.setContextClassLoader(Broadcaster.class.getClassLoader());
         thread.start();
     }
 
@@ -78,21 +86,26 @@ final class Broadcaster {
     }
 
     /**
-     * Queues an event this Tomcat's listeners heard, for publication.
+     * Queues an event this Tomcat's listeners heard, for publication; drops it (counted) when
+     * the queue is full.
      *
      * @param event the event
-     * @return false when the queue is full: the event is dropped
      */
-    boolean heardHere(SessionEvent event) {
-        return queue.offer(event);
+    void heardHere(SessionEvent event) {
+        if (!queue.offer(event)) {
+            dropped.increment();
+        }
     }
 
-    /** Publishes what is queued, stops polling and waits for the thread (at most a second). */
+    /**
+     * Stops polling, waits for the thread (its native calls end within their timeouts), then
+     * publishes what is still queued.
+     */
     void stop() {
         running = false;
         thread.interrupt();
         try {
-            thread.join(1000);
+            thread.join();
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }
@@ -108,7 +121,7 @@ final class Broadcaster {
                 if (first != null) {
                     publishQueued(first);
                 }
-                if (System.nanoTime() - nextPoll >= 0) {
+                if (running && System.nanoTime() - nextPoll >= 0) {
                     nextPoll = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(pollMillis);
                     fire(poll());
                 }
@@ -154,6 +167,7 @@ final class Broadcaster {
             Native.publish(handle, kinds, ids, names, bytes, done);
             done.await();
         } catch (MsmException | IllegalArgumentException e) {
+            dropped.add(n);
             LOG.warn(n + " session events not broadcast: " + e.getMessage());
         }
     }
@@ -171,7 +185,7 @@ final class Broadcaster {
 
     /** Fires the context's listeners for events heard from the other Tomcats, in order. */
     private void fire(SessionEvent[] heard) {
-        if (heard.length == 0) {
+        if (heard.length == 0 || !running) {
             return;
         }
         Context context = manager.getContext();

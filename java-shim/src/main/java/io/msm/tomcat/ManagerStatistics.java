@@ -20,7 +20,7 @@ public final class ManagerStatistics implements ManagerStatisticsMBean {
     final LongAdder deserializationFailures = new LongAdder();
     final LongAdder backupCallFailures = new LongAdder();
     final LongAdder tomcatFailovers = new LongAdder();
-    /** Broadcast events dropped before publication, their queue full. */
+    /** Broadcast events dropped before the core had them: their queue full, or refused. */
     final LongAdder broadcastEventsDropped = new LongAdder();
     final Timing serialization = new Timing();
 

@@ -285,7 +285,8 @@ public class MemcachedSessionManager extends ManagerBase {
         }
         long pollMillis = Native.broadcastPollInterval(handle);
         if (enabled && pollMillis > 0) {
-            broadcaster = new Broadcaster(this, handle, pollMillis);
+            broadcaster = new Broadcaster(this, handle, pollMillis,
+                    statistics.broadcastEventsDropped);
         }
         LOG.info("memcached session manager of context [" + context.getName() + "] started"
                 + (enabled ? "" : " (disabled: sessions stay in memory)"));
@@ -824,7 +825,7 @@ public class MemcachedSessionManager extends ManagerBase {
      */
     void heardHere(SessionEvent.Kind kind, MsmSession session, String name, Object value) {
         Broadcaster current = broadcaster;
-        if (current == null || !distributing() || session.isLocal()) {
+        if (current == null || !distributing()) {
             return;
         }
         byte[] bytes = null;
@@ -835,9 +836,7 @@ public class MemcachedSessionManager extends ManagerBase {
                 LOG.debug("attribute " + name + " broadcast without value: " + e);
             }
         }
-        if (!current.heardHere(new SessionEvent(kind, session.getIdInternal(), name, bytes))) {
-            statistics.broadcastEventsDropped.increment();
-        }
+        current.heardHere(new SessionEvent(kind, session.getIdInternal(), name, bytes));
     }
 
     /**

@@ -95,11 +95,14 @@ public class MsmSession extends StandardSession {
         }
     }
 
-    /** Tomcat's {@code sessionCreated}, then its broadcast ({@code sessionEvents="broadcast"}). */
+    /**
+     * Tomcat's {@code sessionCreated}, queued for broadcast ({@code sessionEvents="broadcast"})
+     * first: what its listeners do to the session follows it.
+     */
     @Override
     public void tellNew() {
-        super.tellNew();
         heardHere(SessionEvent.Kind.CREATED, null, null);
+        super.tellNew();
     }
 
     /** Hands an event of this session, which its listeners heard, to the broadcast. */
