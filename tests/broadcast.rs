@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{Memcached, eventually, manager, stat};
+use common::{Memcached, eventually, hear, manager, stat};
 use msm::runtime::block_on;
 use msm::{EventKind, SessionEvent, SessionId, SessionManager};
 
@@ -37,16 +37,6 @@ fn session(kind: EventKind, id: &SessionId) -> SessionEvent {
 /// Publishes `events` from `m`, as a host does at the end of a request.
 fn publish(m: &SessionManager, events: &[SessionEvent]) {
     msm::runtime::handle().block_on(m.publish(events));
-}
-
-/// Everything `m` hears until it has heard `count` events (or 10 s have passed).
-fn hear(m: &SessionManager, count: usize) -> Vec<SessionEvent> {
-    let mut heard = Vec::new();
-    eventually(&format!("{count} events heard"), || {
-        heard.extend(block_on(m.broadcast_events()).unwrap());
-        heard.len() >= count
-    });
-    heard
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Memcached, TempDir, compile_c, eventually, manager, node_list, stat};
+use common::{Memcached, TempDir, compile_c, hear, manager, node_list, stat};
 use msm::runtime::block_on;
 use msm::{EventKind, SessionEvent, SessionId, SessionManager};
 
@@ -219,16 +219,6 @@ fn rust_manager(server: &Memcached) -> std::sync::Arc<SessionManager> {
             ("broadcastValues", "true"),
         ],
     )
-}
-
-/// Everything `m` hears until it has heard `count` events (or 10 s have passed).
-fn hear(m: &SessionManager, count: usize) -> Vec<SessionEvent> {
-    let mut heard = Vec::new();
-    eventually(&format!("{count} events heard"), || {
-        heard.extend(block_on(m.broadcast_events()).unwrap());
-        heard.len() >= count
-    });
-    heard
 }
 
 fn event(

@@ -558,6 +558,16 @@ pub fn touch_session(
     msm::runtime::block_on(m.end(&mut request, outcome)).unwrap();
 }
 
+/// Every broadcast event `m` hears until it has heard `count` (or 10 s have passed).
+pub fn hear(m: &SessionManager, count: usize) -> Vec<msm::SessionEvent> {
+    let mut heard = Vec::new();
+    eventually(&format!("{count} events heard"), || {
+        heard.extend(msm::runtime::block_on(m.broadcast_events()).unwrap());
+        heard.len() >= count
+    });
+    heard
+}
+
 /// The value of one counter in a manager's statistics text.
 pub fn stat(manager: &SessionManager, name: &str) -> u64 {
     manager
