@@ -106,13 +106,14 @@ impl KeyScheme {
         format!("{}{}{}", kind.tag(), self.prefix, id.storage_part())
     }
 
-    /// The key of the item of the attribute `name` of a session stored attribute by attribute,
-    /// beside the session's own copy (`copy`: [`KeyKind::Session`] or
-    /// [`KeyKind::SecondCopy`]). The name is hashed, so any name makes a valid key.
-    pub fn attribute_key(&self, copy: KeyKind, id: &SessionId, name: &str) -> String {
+    /// The key of the item holding the version `version` of the attribute `name` of a session
+    /// stored attribute by attribute, beside the session's own copy (`copy`:
+    /// [`KeyKind::Session`] or [`KeyKind::SecondCopy`]). The name is hashed, so any name makes
+    /// a valid key; each version has a key of its own (see [`crate::envelope::Index`]).
+    pub fn attribute_key(&self, copy: KeyKind, id: &SessionId, name: &str, version: u64) -> String {
         let digest = Sha256::digest(name.as_bytes());
         format!(
-            "{}attr:{}{}:{}",
+            "{}attr:{}{}:{}:{version:016X}",
             copy.tag(),
             self.prefix,
             id.storage_part(),
@@ -190,7 +191,8 @@ mod tests {
         let keys = KeyScheme::with_prefix(&"p".repeat(MAX_PREFIX_LEN));
         let longest = id(&format!("{}-{}", "A".repeat(64), "n".repeat(32)));
         assert!(keys.key(KeyKind::Validity, &longest).len() <= 250);
-        let attribute = keys.attribute_key(KeyKind::SecondCopy, &longest, &"x".repeat(10_000));
+        let attribute =
+            keys.attribute_key(KeyKind::SecondCopy, &longest, &"x".repeat(10_000), u64::MAX);
         assert!(attribute.len() <= 250, "{}", attribute.len());
     }
 
@@ -198,17 +200,19 @@ mod tests {
     fn attribute_keys_hash_any_name_per_copy() {
         let keys = KeyScheme::with_prefix("shop:");
         let a = id("602F7397FBE4D9932E59A9D0E52FE178-n1.tomcat1");
-        let cart = keys.attribute_key(KeyKind::Session, &a, "cart");
+        let cart = keys.attribute_key(KeyKind::Session, &a, "cart", 7);
         assert!(cart.starts_with("attr:shop:602F7397FBE4D9932E59A9D0E52FE178-n1:"));
+        assert!(cart.ends_with(":0000000000000007"), "{cart}");
         assert!(!cart.contains(char::is_whitespace));
-        assert_ne!(cart, keys.attribute_key(KeyKind::Session, &a, "user"));
+        assert_ne!(cart, keys.attribute_key(KeyKind::Session, &a, "user", 7));
+        assert_ne!(cart, keys.attribute_key(KeyKind::Session, &a, "cart", 8));
         assert_eq!(
-            keys.attribute_key(KeyKind::SecondCopy, &a, "cart"),
+            keys.attribute_key(KeyKind::SecondCopy, &a, "cart", 7),
             format!("bak:{cart}")
         );
         assert!(
             !keys
-                .attribute_key(KeyKind::Session, &a, "a b\r\n")
+                .attribute_key(KeyKind::Session, &a, "a b\r\n", 0)
                 .contains(' ')
         );
     }

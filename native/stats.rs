@@ -152,6 +152,12 @@ counters! {
     /// `updateGranularity="attribute"`: attribute items an index named that memcached no longer
     /// held (left out of their session).
     attribute_items_missing,
+    /// `updateGranularity="attribute"`: items of attribute versions no index names any more
+    /// (replaced or removed), deleted once the index that replaced them was stored.
+    attribute_items_deleted,
+    /// `updateGranularity="attribute"`: reads that found an item their index named gone and
+    /// read the index again (a writer had stored a newer one in between).
+    attribute_index_rereads,
     /// `updateGranularity="attribute"`: indexes merged with another writer's.
     attribute_index_merges,
     /// `updateGranularity="attribute"`: writes of sessions with more attributes than are stored

@@ -1,20 +1,25 @@
 //! Sessions stored attribute by attribute (`updateGranularity="attribute"`).
 //!
-//! A session's own item holds its metadata and the names of its attributes (its index, see
-//! [`Index`]); each attribute is an item of its own beside it, its tag binding the session and
-//! the name. A changed session writes only the attributes whose value changed, deletes those it
-//! removed, and writes its index, in one pipelined round trip (a second copy's index, merged, one
-//! more); a read fetches the index, then its attributes in one multi-get.
+//! A session's own item holds its metadata and its index: the names of its attributes, each
+//! with a version (see [`Index`]). Each version of an attribute is an item of its own beside it,
+//! its tag binding the session and the name, and is never written over with other content. A
+//! changed session stores new versions of the attributes whose value changed, then its index,
+//! in one pipelined round trip (a second copy's index, merged, one more); once that index is
+//! stored, the versions it no longer names (replaced or removed) are deleted in the background. A
+//! read fetches the index, then the versions it names in one multi-get.
 //!
-//! Consistency: per attribute, the last writer wins. A writer that read the index writes it with
-//! `cas` over what it read; when another writer came in between, the two are merged (the names
-//! both have, plus those this writer added, minus those it removed) and written again, so
-//! concurrent requests that change different attributes never lose each other's change, locked or
-//! not. The second copy's index (non-sticky) has the same writers and is merged the same way: it
-//! is read with `gets` in the round trip that writes the attributes' items, then written with
-//! `cas` over what was there. An attribute item the index does not name is never read (left over
-//! by a removal or by a crash between two writes) and expires on its own; an item the index names
-//! that memcached lost is missing from the session, counted.
+//! Consistency: the index is the commit point. A reader gets the attributes of one stored index,
+//! never a version a writer stored without (yet) storing its index: a crash between the two
+//! leaves items no index names, which expire on their own. Per attribute, the last writer of
+//! the index wins. A writer that read the index writes it with `cas` over what it read; when
+//! another writer came in between, the two are merged (the other's attributes, with this
+//! writer's versions of those it changed or added, less those it removed) and written again, so
+//! concurrent requests that change different attributes never lose each other's change, locked
+//! or not. The second copy's index (non-sticky) has the same writers and is merged the same way:
+//! it is read with `gets` in the round trip that writes the attributes' items, then written with
+//! `cas` over what was there. A reader that finds a named version gone (deleted after a newer
+//! index was stored) reads the index again, once; a version still missing then was lost by
+//! memcached (evicted): it is left out of the session, counted.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -23,7 +28,7 @@ use parking_lot::Mutex;
 
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::Copies;
+use super::{Copies, Outgoing};
 use crate::client::{Answer, Command};
 use crate::cluster::Node;
 use crate::envelope::{Index, Stored};
@@ -31,6 +36,7 @@ use crate::error::{Error, Result};
 use crate::ids::SessionId;
 use crate::keys::KeyKind;
 use crate::locking::SessionLock;
+use crate::runtime;
 use crate::session::SessionData;
 use crate::stats::bump;
 use crate::validity::Validity;
@@ -47,24 +53,35 @@ const MAX_MERGES: u32 = 32;
 /// The longest pause between two attempts at merging an index.
 const MAX_MERGE_PAUSE: std::time::Duration = std::time::Duration::from_millis(16);
 
-/// What a writer knows memcached holds of a session stored attribute by attribute: a hash of
-/// each attribute's value, and the CAS unique of the index it read (none: the index is written
-/// over, as a whole-session write would).
+/// What a writer knows memcached holds of a session stored attribute by attribute: each
+/// attribute's version and a hash of its value, and the CAS unique of the index it read (none:
+/// the index is written over, as a whole-session write would).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Base {
-    hashes: BTreeMap<String, u64>,
+    entries: BTreeMap<String, Entry>,
     cas: Option<u64>,
 }
 
+/// One attribute as memcached holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Entry {
+    version: u64,
+    hash: u64,
+}
+
 impl Base {
-    /// What memcached holds once `session` was read, its index with the CAS unique `cas`, or
-    /// written.
-    pub(crate) fn of(session: &SessionData, cas: Option<u64>) -> Self {
+    /// What memcached holds once `session` was read from an index naming `versions` (its CAS
+    /// unique `cas`), or written with them.
+    fn of(session: &SessionData, versions: &BTreeMap<String, u64>, cas: Option<u64>) -> Self {
         Base {
-            hashes: session
+            entries: session
                 .attributes
                 .iter()
-                .map(|(name, value)| (name.clone(), xxh3_64(value)))
+                .filter_map(|(name, value)| {
+                    let version = *versions.get(name)?;
+                    let hash = xxh3_64(value);
+                    Some((name.clone(), Entry { version, hash }))
+                })
                 .collect(),
             cas,
         }
@@ -74,7 +91,7 @@ impl Base {
     /// there (`cas`, when given, over the whole session read).
     pub(crate) fn unknown(cas: Option<u64>) -> Self {
         Base {
-            hashes: BTreeMap::new(),
+            entries: BTreeMap::new(),
             cas,
         }
     }
@@ -83,14 +100,16 @@ impl Base {
     /// backup, which has one writer: the Tomcat holding the session).
     pub(crate) fn written_over(&self) -> Self {
         Base {
-            hashes: self.hashes.clone(),
+            entries: self.entries.clone(),
             cas: None,
         }
     }
 
-    /// The names of the attributes memcached holds.
-    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
-        self.hashes.keys().map(String::as_str)
+    /// The attributes memcached holds: each name, with the version of its item.
+    pub(crate) fn versions(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.entries
+            .iter()
+            .map(|(name, entry)| (name.as_str(), entry.version))
     }
 }
 
@@ -157,25 +176,26 @@ impl Copies {
         }
     }
 
-    /// The keys of the items of the attributes `names` of the session `id`, beside its copy
-    /// `kind` ([`KeyKind::Session`] or [`KeyKind::SecondCopy`]).
+    /// The keys of the items of the attributes `versions` (each name with its version) of the
+    /// session `id`, beside its copy `kind` ([`KeyKind::Session`] or [`KeyKind::SecondCopy`]).
     pub(crate) fn attribute_keys<'n>(
         &self,
         kind: KeyKind,
         id: &SessionId,
-        names: impl IntoIterator<Item = &'n str>,
+        versions: impl IntoIterator<Item = (&'n str, u64)>,
     ) -> Vec<String> {
-        names
+        versions
             .into_iter()
-            .map(|name| self.config.keys.attribute_key(kind, id, name))
+            .map(|(name, version)| self.config.keys.attribute_key(kind, id, name, version))
             .collect()
     }
 
-    /// Writes the session `id` attribute by attribute as its copy `kind` on `node`: the
-    /// attributes that differ from `base` (all of them without one), deletions of those `base`
-    /// has and the session no longer does, the index, and with `validity` its record, in one
-    /// round trip that also releases `lock` when it can; returns what memcached holds then.
-    /// Writers of one session on this host take turns.
+    /// Writes the session `out` as `id`, attribute by attribute, as its copy `kind` on `node`:
+    /// the attributes that differ from `out.base` (all of them without one) as new versions
+    /// (`out.version`), the index, and with `validity` its record, in one round trip that also
+    /// releases `lock` when it can; returns what memcached holds then. Once the index is stored,
+    /// the versions it no longer names are deleted in the background. Writers of one session on
+    /// this host take turns.
     ///
     /// The index goes with `cas` over the base's when the base has its CAS unique (merged with
     /// another writer's when one came in between), else with `set`. A second copy's index is
@@ -188,29 +208,56 @@ impl Copies {
         node: &Node,
         kind: KeyKind,
         id: &SessionId,
-        session: &SessionData,
-        base: Option<&Base>,
+        out: Outgoing<'_>,
         exptime: u64,
         validity: Option<&Validity>,
         lock: &mut Option<SessionLock>,
     ) -> Result<Base> {
-        let unchanged = |name: &str, value: &[u8]| {
-            base.and_then(|b| b.hashes.get(name)) == Some(&xxh3_64(value))
-        };
+        let old = |name: &str| out.base.and_then(|b| b.entries.get(name));
+        let mut entries = BTreeMap::new();
         let mut items = Vec::new();
-        for (name, value) in &session.attributes {
-            if !unchanged(name, value) {
-                let key = self.config.keys.attribute_key(kind, id, name);
-                items.push((key, self.encode_attribute(id, name, value)?));
-            }
+        for (name, value) in &out.session.attributes {
+            let hash = xxh3_64(value);
+            let version = match old(name) {
+                Some(entry) if entry.hash == hash => entry.version,
+                _ => {
+                    let key = self.config.keys.attribute_key(kind, id, name, out.version);
+                    items.push((key, self.encode_attribute(id, name, value)?));
+                    out.version
+                }
+            };
+            entries.insert(name.clone(), Entry { version, hash });
         }
-        let removed: Vec<&str> = base
-            .into_iter()
-            .flat_map(Base::names)
-            .filter(|name| !session.attributes.contains_key(*name))
+        // What this write changes in the index: the versions it wrote, the names it removed,
+        // and the versions of the base it replaces (or removes).
+        let written: BTreeMap<&str, u64> = out
+            .session
+            .attributes
+            .keys()
+            .filter(|name| entries[*name].version == out.version)
+            .map(|name| (name.as_str(), out.version))
             .collect();
-        let removed = self.attribute_keys(kind, id, removed.iter().copied());
-        let index = index_of(session);
+        let base_entries = out.base.into_iter().flat_map(|b| &b.entries);
+        let gone: BTreeSet<&str> = base_entries
+            .clone()
+            .filter(|(name, _)| !entries.contains_key(*name))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        let replaced: Vec<(String, u64)> = base_entries
+            .filter(|(name, entry)| {
+                entries
+                    .get(*name)
+                    .is_none_or(|e| e.version != entry.version)
+            })
+            .map(|(name, entry)| (name.clone(), entry.version))
+            .collect();
+        let index = Index {
+            session: metadata(out.session),
+            names: entries
+                .iter()
+                .map(|(name, entry)| (name.clone(), entry.version))
+                .collect(),
+        };
         let key = self.key(kind, id);
         let value = self.encode_index(id, &index)?;
         let record = validity.map(|v| self.validity_item(id, v));
@@ -222,9 +269,7 @@ impl Copies {
                 exptime,
             })
             .collect();
-        commands.extend(removed.iter().map(|key| Command::Delete(key)));
-        let at_index = commands.len();
-        let index_cas = base.and_then(|b| b.cas);
+        let index_cas = out.base.and_then(|b| b.cas);
         let read_first = kind == KeyKind::SecondCopy && index_cas.is_some();
         let index_key = [key.as_str()];
         commands.push(match index_cas {
@@ -255,11 +300,14 @@ impl Copies {
             });
         }
         bump_by(&self.stats.attribute_items_written, items.len());
-        let stored = Base::of(session, None);
+        let stored = Base { entries, cas: None };
         // What the second copy's node holds as index, read in this round trip; none when the
         // index was written with `cas` or `set` (then `cas` found another writer's index).
-        let read = match answers.into_iter().nth(at_index) {
-            Some(Answer::Stored) => return Ok(stored),
+        let read = match answers.into_iter().nth(items.len()) {
+            Some(Answer::Stored) => {
+                self.delete_versions(node, kind, id, replaced);
+                return Ok(stored);
+            }
             Some(Answer::Items(found)) if read_first => {
                 let found = found.into_iter().find(|item| item.key == key);
                 Some(match found {
@@ -275,24 +323,21 @@ impl Copies {
             }
             _ => None,
         };
-        let added: BTreeSet<&str> = items_names(session, base);
-        let gone: BTreeSet<&str> = base
-            .into_iter()
-            .flat_map(Base::names)
-            .filter(|name| !session.attributes.contains_key(*name))
-            .collect();
-        self.merge_index(node, kind, id, &index, &added, &gone, exptime, read)
+        let theirs = self
+            .merge_index(node, kind, id, &index, &written, &gone, exptime, read)
             .await?;
+        self.delete_versions(node, kind, id, replaced.into_iter().chain(theirs).collect());
         Ok(stored)
     }
 
-    /// Writes `ours` over another writer's index of the session `id` (its copy `kind`): the
-    /// names that index has, plus those this writer `added`, minus those it removed (`gone`),
-    /// with this writer's metadata; retried with `cas`, after a short random pause, until no
-    /// third writer comes in between (at most [`MAX_MERGES`] times, then the write fails: nothing
-    /// is written over). `read` is the index as already read, with no writer known to have come
-    /// in between (a second copy's, read in the write's round trip): it is merged with first,
-    /// and only merges after a conflict are counted.
+    /// Writes `ours` over another writer's index of the session `id` (its copy `kind`): that
+    /// index's attributes, with the versions this writer `written`, less those it removed
+    /// (`gone`), with this writer's metadata; retried with `cas`, after a short random pause,
+    /// until no third writer comes in between (at most [`MAX_MERGES`] times, then the write
+    /// fails: nothing is written over). `read` is the index as already read, with no writer
+    /// known to have come in between (a second copy's, read in the write's round trip): it is
+    /// merged with first, and only merges after a conflict are counted. Returns the versions of
+    /// the other writer's index that this one replaced or removed.
     #[allow(clippy::too_many_arguments)]
     async fn merge_index(
         &self,
@@ -300,11 +345,11 @@ impl Copies {
         kind: KeyKind,
         id: &SessionId,
         ours: &Index,
-        added: &BTreeSet<&str>,
+        written: &BTreeMap<&str, u64>,
         gone: &BTreeSet<&str>,
         exptime: u64,
         mut read: Option<IndexRead>,
-    ) -> Result<()> {
+    ) -> Result<Vec<(String, u64)>> {
         let key = self.key(kind, id);
         let mut merges = 0;
         loop {
@@ -331,16 +376,21 @@ impl Copies {
                 }
             };
             let mut merged = ours.clone();
+            let mut replaced = Vec::new();
             let cas = match &theirs {
                 Some((value, cas)) => {
                     if let Ok(Stored::Index(theirs)) = self.codec.decode_stored(id.random(), value)
                     {
-                        merged.names = theirs
+                        let (kept, lost): (Vec<_>, Vec<_>) =
+                            theirs.names.into_iter().partition(|(name, _)| {
+                                !gone.contains(name.as_str())
+                                    && !written.contains_key(name.as_str())
+                            });
+                        merged.names = kept.into_iter().collect();
+                        merged
                             .names
-                            .into_iter()
-                            .filter(|name| !gone.contains(name.as_str()))
-                            .chain(added.iter().map(|name| (*name).to_owned()))
-                            .collect();
+                            .extend(written.iter().map(|(name, v)| ((*name).to_owned(), *v)));
+                        replaced = lost;
                     }
                     Some(*cas)
                 }
@@ -362,34 +412,87 @@ impl Copies {
                 }
             };
             if stored {
-                return Ok(());
+                return Ok(replaced);
             }
         }
     }
 
-    /// The session an index read from `node` as its copy `kind` describes: its metadata and the
-    /// attributes whose items memcached still holds (one missing or corrupt is counted and
-    /// left out).
+    /// Deletes, in the background, the items of the attribute versions `versions` of the
+    /// session `id` (its copy `kind`) on `node`, which no stored index names any more. One that
+    /// is not deleted expires with the session.
+    fn delete_versions(
+        &self,
+        node: &Node,
+        kind: KeyKind,
+        id: &SessionId,
+        versions: Vec<(String, u64)>,
+    ) {
+        let Some(node) = self
+            .cluster
+            .node(node.id())
+            .filter(|_| !versions.is_empty())
+        else {
+            return;
+        };
+        let keys = self.attribute_keys(kind, id, versions.iter().map(|(n, v)| (n.as_str(), *v)));
+        let cluster = Arc::clone(&self.cluster);
+        let stats = Arc::clone(&self.stats);
+        runtime::handle().spawn(async move {
+            let commands: Vec<Command<'_>> = keys.iter().map(|key| Command::Delete(key)).collect();
+            let answers = cluster.call(&node, |c| c.pipeline(&commands)).await;
+            let deleted = answers
+                .iter()
+                .flatten()
+                .filter(|a| **a == Answer::Found(true));
+            bump_by(&stats.attribute_items_deleted, deleted.count());
+        });
+    }
+
+    /// The session an index read from `node` as its copy `kind` (with the CAS unique `cas`)
+    /// describes, and what memcached holds of it: its metadata and the attribute versions the
+    /// index names. When a version is gone the index is read once more: a writer that stored a
+    /// newer index deletes the versions it replaced. A version still missing then, or corrupt,
+    /// is counted and left out.
     pub(crate) async fn assemble(
         &self,
         node: &Node,
         kind: KeyKind,
         id: &SessionId,
-        index: Index,
-    ) -> Result<SessionData> {
-        let keys = self.attribute_keys(kind, id, index.names.iter().map(String::as_str));
-        let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-        let mut found = self.cluster.call(node, |c| c.get_multi(&key_refs)).await?;
+        mut index: Index,
+        mut cas: Option<u64>,
+    ) -> Result<(SessionData, Base)> {
+        let mut reread = false;
+        let (index, cas, mut found) = loop {
+            let keys = self.attribute_keys(kind, id, versions(&index));
+            let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let found = self.cluster.call(node, |c| c.get_multi(&key_refs)).await?;
+            if reread || keys.iter().all(|key| found.contains_key(key)) {
+                break (index, cas, found);
+            }
+            reread = true;
+            bump(&self.stats.attribute_index_rereads);
+            let key = self.key(kind, id);
+            if let Some((value, newer_cas)) = self.cluster.call(node, |c| c.gets(&key)).await?
+                && let Ok(Stored::Index(newer)) = self.codec.decode_stored(id.random(), &value)
+                && newer.names != index.names
+            {
+                index = newer;
+                cas = cas.map(|_| newer_cas);
+                continue;
+            }
+            break (index, cas, found);
+        };
         let mut session = index.session;
-        for (name, key) in index.names.into_iter().zip(keys) {
+        for (name, version) in &index.names {
+            let key = self.config.keys.attribute_key(kind, id, name, *version);
             let Some(value) = found.remove(&key) else {
                 bump(&self.stats.attribute_items_missing);
                 tracing::warn!(session = %id.redacted(), attribute = %name, "attribute's item missing: left out of the session");
                 continue;
             };
-            match self.codec.decode_attribute(id.random(), &name, &value) {
+            match self.codec.decode_attribute(id.random(), name, &value) {
                 Ok(value) => {
-                    session.attributes.insert(name, value);
+                    session.attributes.insert(name.clone(), value);
                 }
                 Err(e) => {
                     self.stats.count_corrupt(e.kind);
@@ -397,17 +500,18 @@ impl Copies {
                 }
             }
         }
-        Ok(session)
+        let base = Base::of(&session, &index.names, cas);
+        Ok((session, base))
     }
 
-    /// The names of the attributes the index of the session `id` on `node` (its copy `kind`)
-    /// names; none when there is no index (or a whole session, or a corrupt value).
-    pub(crate) async fn indexed_names(
+    /// The attributes the index of the session `id` on `node` (its copy `kind`) names, each
+    /// with its version; none when there is no index (or a whole session, or a corrupt value).
+    pub(crate) async fn indexed_versions(
         &self,
         node: &Node,
         kind: KeyKind,
         id: &SessionId,
-    ) -> Result<Vec<String>> {
+    ) -> Result<Vec<(String, u64)>> {
         let key = self.key(kind, id);
         let value = self.cluster.call(node, |c| c.get(&key)).await?;
         Ok(
@@ -431,31 +535,34 @@ impl Copies {
     }
 }
 
-/// The index of `session`: its metadata and its attributes' names.
-fn index_of(session: &SessionData) -> Index {
-    Index {
-        session: SessionData {
-            creation_time: session.creation_time,
-            last_accessed: session.last_accessed,
-            max_inactive: session.max_inactive,
-            version: session.version,
-            auth_type: session.auth_type.clone(),
-            principal: session.principal.clone(),
-            attributes: BTreeMap::new(),
-            read: None,
-        },
-        names: session.attributes.keys().cloned().collect(),
+/// A new version for the attributes a write changes: random, so that no two writes (of any
+/// host) store different values under one key.
+pub(crate) fn new_version() -> u64 {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("the operating system's random generator failed");
+    u64::from_le_bytes(bytes)
+}
+
+/// The metadata of `session`, without its attributes.
+fn metadata(session: &SessionData) -> SessionData {
+    SessionData {
+        creation_time: session.creation_time,
+        last_accessed: session.last_accessed,
+        max_inactive: session.max_inactive,
+        version: session.version,
+        auth_type: session.auth_type.clone(),
+        principal: session.principal.clone(),
+        attributes: BTreeMap::new(),
+        read: None,
     }
 }
 
-/// The names of the attributes of `session` that `base` does not have.
-fn items_names<'a>(session: &'a SessionData, base: Option<&Base>) -> BTreeSet<&'a str> {
-    session
-        .attributes
-        .keys()
-        .map(String::as_str)
-        .filter(|name| base.is_none_or(|b| !b.hashes.contains_key(*name)))
-        .collect()
+/// The attributes an index names, each with its version.
+fn versions(index: &Index) -> impl Iterator<Item = (&str, u64)> {
+    index
+        .names
+        .iter()
+        .map(|(name, version)| (name.as_str(), *version))
 }
 
 /// A random number in [0, 1), from the operating system's generator.

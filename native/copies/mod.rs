@@ -60,6 +60,21 @@ pub(crate) struct Outgoing<'a> {
     /// Stored attribute by attribute: what memcached holds of it (none: unknown, everything is
     /// written).
     pub(crate) base: Option<&'a Base>,
+    /// Stored attribute by attribute: the version the attributes it changes get, one for all
+    /// of its copies.
+    pub(crate) version: u64,
+}
+
+impl<'a> Outgoing<'a> {
+    /// The session `session`, encoded whole as `whole`, over `base`, with a new version.
+    pub(crate) fn new(session: &'a SessionData, whole: &'a [u8], base: Option<&'a Base>) -> Self {
+        Outgoing {
+            session,
+            whole,
+            base,
+            version: attributes::new_version(),
+        }
+    }
 }
 
 /// One copy of a session as read.
@@ -359,17 +374,7 @@ impl Copies {
         lock: &mut Option<SessionLock>,
     ) -> Result<Option<Base>> {
         if self.splits(out.session) {
-            let kind = KeyKind::Session;
-            let split = self.write_split(
-                node,
-                kind,
-                id,
-                out.session,
-                out.base,
-                exptime,
-                validity,
-                lock,
-            );
+            let split = self.write_split(node, KeyKind::Session, id, out, exptime, validity, lock);
             return Ok(Some(split.await?));
         }
         self.count_whole(out.session);
@@ -428,8 +433,7 @@ impl Copies {
                 &node,
                 KeyKind::SecondCopy,
                 id,
-                out.session,
-                out.base,
+                out,
                 exptime,
                 None,
                 &mut None,
@@ -467,8 +471,7 @@ impl Copies {
                 &node,
                 KeyKind::Session,
                 id,
-                out.session,
-                out.base,
+                out,
                 exptime,
                 None,
                 &mut no_lock,
@@ -513,11 +516,11 @@ impl Copies {
             }
             return Ok(found);
         }
-        let names = match base {
-            Some(base) => base.names().map(str::to_owned).collect(),
-            None => self.indexed_names(&node, KeyKind::Session, id).await?,
+        let versions = match base {
+            Some(base) => owned(base.versions()),
+            None => self.indexed_versions(&node, KeyKind::Session, id).await?,
         };
-        let items = self.attribute_keys(KeyKind::Session, id, names.iter().map(String::as_str));
+        let items = self.attribute_keys(KeyKind::Session, id, borrowed(&versions));
         let touches: Vec<Command<'_>> = std::iter::once(&key)
             .chain(&items)
             .map(|key| Command::Touch { key, exptime })
@@ -569,9 +572,9 @@ impl Copies {
                 whole: value,
             },
             Stored::Index(index) => {
-                let session = self.assemble(node, kind, id, index).await?;
+                let (session, base) = self.assemble(node, kind, id, index, cas).await?;
                 Copy {
-                    base: self.split().then(|| Base::of(&session, cas)),
+                    base: self.split().then_some(base),
                     whole: self.encode(id, &session)?,
                     session,
                 }
@@ -718,11 +721,7 @@ impl Copies {
         };
         bump(&self.stats.second_copies_loaded);
         let exptime = self.copies_exptime(copy.session.max_inactive);
-        let everything = Outgoing {
-            session: &copy.session,
-            whole: &copy.whole,
-            base: None,
-        };
+        let everything = Outgoing::new(&copy.session, &copy.whole, None);
         if primary.is_up() {
             // The primary answered but lacked a good copy: restore it there.
             let restored = self
@@ -786,17 +785,16 @@ impl Copies {
         let (validity_key, record, lifetime) = self.validity_item(id, &validity);
         let key = self.key(KeyKind::Session, id);
         let copies_ttl = self.copies_exptime(max_inactive);
-        let names = match (renew_copies && self.split(), base) {
+        let versions = match (renew_copies && self.split(), base) {
             (false, _) => Vec::new(),
-            (true, Some(base)) => base.names().map(str::to_owned).collect(),
+            (true, Some(base)) => owned(base.versions()),
             (true, None) => self
-                .indexed_names(&node, KeyKind::Session, id)
+                .indexed_versions(&node, KeyKind::Session, id)
                 .await
                 .unwrap_or_default(),
         };
-        let names = || names.iter().map(String::as_str);
-        let items = self.attribute_keys(KeyKind::Session, id, names());
-        let second_items = self.attribute_keys(KeyKind::SecondCopy, id, names());
+        let items = self.attribute_keys(KeyKind::Session, id, borrowed(&versions));
+        let second_items = self.attribute_keys(KeyKind::SecondCopy, id, borrowed(&versions));
         let mut commands = vec![Command::Set {
             key: &validity_key,
             value: &record,
@@ -920,14 +918,13 @@ impl Copies {
         };
         let primary = self.cluster.node(id.node());
         // Stored attribute by attribute: the items its index names go after it.
-        let names = match &primary {
+        let versions = match &primary {
             Some(primary) if self.split() => self
-                .indexed_names(primary, KeyKind::Session, id)
+                .indexed_versions(primary, KeyKind::Session, id)
                 .await
                 .unwrap_or_default(),
             _ => Vec::new(),
         };
-        let names = || names.iter().map(String::as_str);
         // With distributed events, the mark that the session ended comes first, so that no sweep
         // finds it gone unmarked (and counts its end undeliverable); then the record, so that no
         // host reads a live record without its session; the lock last, so that no request it
@@ -952,13 +949,13 @@ impl Copies {
             }
             let key = self.key(KeyKind::Session, id);
             note(self.cluster.call(primary, |c| c.delete(&key)).await);
-            let items = self.attribute_keys(KeyKind::Session, id, names());
+            let items = self.attribute_keys(KeyKind::Session, id, borrowed(&versions));
             note(self.delete_all(primary, &items).await);
         }
         if let Some(second) = self.cluster.next_available(id.node()) {
             let key = self.key(KeyKind::SecondCopy, id);
             note(self.cluster.call(&second, |c| c.delete(&key)).await);
-            let items = self.attribute_keys(KeyKind::SecondCopy, id, names());
+            let items = self.attribute_keys(KeyKind::SecondCopy, id, borrowed(&versions));
             note(self.delete_all(&second, &items).await);
         }
         if let Some(primary) = &primary {
@@ -1014,23 +1011,11 @@ impl Copies {
         // Stored attribute by attribute, everything is written, and the index over what was
         // read: merged with whatever was written since (the second copy's too).
         let base = self.splits(ours).then(|| Base::unknown(token));
-        let out = Outgoing {
-            session: ours,
-            whole: value,
-            base: base.as_ref(),
-        };
-        let stored = if let Some(base) = &base {
+        let out = Outgoing::new(ours, value, base.as_ref());
+        let stored = if base.is_some() {
             let mut no_lock = None;
-            let split = self.write_split(
-                node,
-                KeyKind::Session,
-                id,
-                ours,
-                Some(base),
-                exptime,
-                None,
-                &mut no_lock,
-            );
+            let split =
+                self.write_split(node, KeyKind::Session, id, out, exptime, None, &mut no_lock);
             // Merged with whatever was written since: attributes written in between by
             // requests are kept, though this copy's values win.
             split.await.map(|_| true)?
@@ -1064,6 +1049,20 @@ impl Copies {
         }
         Ok(WrittenOver::Written)
     }
+}
+
+/// Attribute versions, owned.
+fn owned<'a>(versions: impl Iterator<Item = (&'a str, u64)>) -> Vec<(String, u64)> {
+    versions
+        .map(|(name, version)| (name.to_owned(), version))
+        .collect()
+}
+
+/// Attribute versions, borrowed.
+fn borrowed(versions: &[(String, u64)]) -> impl Iterator<Item = (&str, u64)> {
+    versions
+        .iter()
+        .map(|(name, version)| (name.as_str(), *version))
 }
 
 /// Whether `theirs` is newer than `ours`: accessed later, or as late with a newer version.

@@ -317,11 +317,7 @@ impl NearCached {
         session.version += 1;
         let value = self.copies.encode(id, session)?;
         let deadline = started + self.copies.budget();
-        let out = Outgoing {
-            session,
-            whole: &value,
-            base,
-        };
+        let out = Outgoing::new(session, &value, base);
         let target = match self
             .copies
             .until(deadline, self.copies.write(id, out, lock))

@@ -142,12 +142,18 @@ fn malformed(detail: impl Into<String>) -> Corruption {
 
 /// A session stored as an index of its attributes, each attribute in an item of its own
 /// (`updateGranularity="attribute"`).
+///
+/// Each attribute's item is named by the attribute and a version (see
+/// [`crate::keys::KeyScheme::attribute_key`]), and an item is never written over with other
+/// content: a write of an attribute stores a new version beside the old one and then the index
+/// naming it. The index is the commit point, so a reader gets exactly the attributes of one
+/// stored index, never an item a writer stored without (yet) storing its index.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Index {
     /// The session's metadata; its attributes are empty (they live in their own items).
     pub session: SessionData,
-    /// The names of the session's attributes.
-    pub names: std::collections::BTreeSet<String>,
+    /// The session's attributes: each name, with the version of its item.
+    pub names: std::collections::BTreeMap<String, u64>,
 }
 
 /// What a session's own item holds.
@@ -267,10 +273,14 @@ impl Codec {
 
     /// Encodes the index of a session stored attribute by attribute (see [`Index`]).
     pub fn encode_index(&self, id: &str, index: &Index) -> Result<Vec<u8>> {
-        let attributes = index
+        let versions: Vec<(&str, [u8; 8])> = index
             .names
             .iter()
-            .map(|name| (name.as_str(), Bytes::new(&[])))
+            .map(|(name, version)| (name.as_str(), version.to_le_bytes()))
+            .collect();
+        let attributes = versions
+            .iter()
+            .map(|(name, version)| (*name, Bytes::new(version)))
             .collect();
         let body = body(&self.context, id, &index.session, attributes);
         self.seal(id, &body, FLAG_INDEX)
@@ -452,12 +462,12 @@ impl Codec {
             return Ok(Stored::Session(session));
         }
         let mut session = session;
-        let mut names = std::collections::BTreeSet::new();
-        for (name, value) in std::mem::take(&mut session.attributes) {
-            if !value.is_empty() {
-                return Err(malformed(format!("index entry `{name}` holds a value")));
-            }
-            names.insert(name);
+        let mut names = std::collections::BTreeMap::new();
+        for (name, version) in std::mem::take(&mut session.attributes) {
+            let Ok(version) = <[u8; 8]>::try_from(version.as_slice()) else {
+                return Err(malformed(format!("index entry `{name}` holds no version")));
+            };
+            names.insert(name, u64::from_le_bytes(version));
         }
         Ok(Stored::Index(Index { session, names }))
     }

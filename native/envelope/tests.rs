@@ -348,7 +348,7 @@ fn attribute_count_limit_applies_both_ways() {
         MAX_ATTRIBUTES
     );
     let index = Index {
-        names: session.attributes.keys().cloned().collect(),
+        names: session.attributes.keys().map(|n| (n.clone(), 1)).collect(),
         session: SessionData::default(),
     };
     assert!(codec.encode_index(ID, &index).is_ok());
@@ -360,7 +360,7 @@ fn attribute_count_limit_applies_both_ways() {
         "{refused:?}"
     );
     let index = Index {
-        names: session.attributes.keys().cloned().collect(),
+        names: session.attributes.keys().map(|n| (n.clone(), 1)).collect(),
         session: SessionData::default(),
     };
     assert!(matches!(
@@ -458,7 +458,7 @@ fn an_index_and_its_attribute_items_round_trip_and_stay_apart() {
                 attributes: Default::default(),
                 ..session.clone()
             },
-            names: ["cart".to_owned(), "user".to_owned()].into(),
+            names: [("cart".to_owned(), 1), ("user".to_owned(), u64::MAX)].into(),
         };
         let stored = codec.encode_index(ID, &index).unwrap();
         assert_eq!(

@@ -263,6 +263,15 @@ impl Memcached {
         }
     }
 
+    /// The keys the server holds (`lru_crawler metadump`, keys decoded).
+    pub fn keys(&self) -> Vec<String> {
+        let dump = self.raw(b"lru_crawler metadump all\r\n", &["END"]);
+        dump.lines()
+            .filter_map(|line| line.strip_prefix("key=")?.split(' ').next())
+            .map(percent_decoded)
+            .collect()
+    }
+
     /// Seconds until `key` expires (-1: never), or `None` when absent.
     pub fn ttl(&self, key: &str) -> Option<i64> {
         let reply = self.raw(format!("mg {key} t\r\n").as_bytes(), &[]);
@@ -641,4 +650,28 @@ fn parse_stats(text: &str) -> HashMap<String, u64> {
             Some((name, value))
         })
         .collect()
+}
+
+/// `text` with its `%XX` escapes decoded (as memcached's metadump writes keys).
+fn percent_decoded(text: &str) -> String {
+    let mut out = Vec::with_capacity(text.len());
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| text.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

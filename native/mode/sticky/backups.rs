@@ -303,11 +303,7 @@ impl Backups {
             Work::Delete | Work::Expire(_) => unreachable!("deletions are run by run"),
         };
         let base = base.filter(|_| matches!(job.work, Work::Write { .. }));
-        let out = Outgoing {
-            session,
-            whole,
-            base: base.as_ref(),
-        };
+        let out = Outgoing::new(session, whole, base.as_ref());
         if let Some(base) = self.store.store_in_place(&job.id, out, job.exptime).await? {
             self.written.lock().insert(job.key.clone(), base);
         }
