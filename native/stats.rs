@@ -155,6 +155,9 @@ counters! {
     /// `updateGranularity="attribute"`: items of attribute versions no index names any more
     /// (replaced or removed), deleted once the index that replaced them was stored.
     attribute_items_deleted,
+    /// `updateGranularity="attribute"`: attribute versions a read took from this host's earlier
+    /// copy of the session (the near cache's) instead of fetching them.
+    attribute_items_reused,
     /// `updateGranularity="attribute"`: reads that found an item their index named gone and
     /// read the index again (a writer had stored a newer one in between).
     attribute_index_rereads,

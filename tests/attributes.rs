@@ -165,6 +165,57 @@ fn concurrent_requests_changing_different_attributes_lose_nothing_without_a_lock
     println!("index rereads: {rereads}");
 }
 
+/// A host that read a session before fetches only the attributes changed since: the versions
+/// its index names that this host's copy holds are taken from the copy.
+#[test]
+fn a_host_fetches_only_the_attributes_changed_since_its_last_read() {
+    let (m1, m2) = (Memcached::start(), Memcached::start());
+    let nodes = [&m1, &m2];
+    let (a, b) = (manager(&nodes, ATTRIBUTE), manager(&nodes, ATTRIBUTE));
+    let id = stored_session(&a, 10, 1024);
+    assert_eq!(load(&b, &id).attributes.len(), 10);
+    assert_eq!(
+        stat(&b, "attribute_items_reused"),
+        0,
+        "a first read fetches everything"
+    );
+
+    let before = command_totals(&nodes);
+    let session = load(&b, &id);
+    let keys_read = command_totals(&nodes)[0] - before[0];
+    assert_eq!(session.attributes["a4"], vec![4; 1024]);
+    assert_eq!(stat(&b, "attribute_items_reused"), 10);
+    assert_eq!(
+        keys_read, 2,
+        "the index and the validity record, in one round trip"
+    );
+
+    block_on(request(Arc::clone(&a), id.to_string(), |s| {
+        s.attributes.insert("a3".into(), vec![7; 1024]);
+        s.attributes.remove("a5");
+    }))
+    .unwrap();
+    let before = command_totals(&nodes);
+    let session = load(&b, &id);
+    let keys_read = command_totals(&nodes)[0] - before[0];
+    assert_eq!(
+        session.attributes["a3"],
+        vec![7; 1024],
+        "the changed one fetched"
+    );
+    assert!(
+        !session.attributes.contains_key("a5"),
+        "the removed one gone"
+    );
+    assert_eq!(session.attributes["a4"], vec![4; 1024]);
+    assert_eq!(session.attributes.len(), 9);
+    assert_eq!(stat(&b, "attribute_items_reused"), 10 + 8);
+    assert_eq!(
+        keys_read, 3,
+        "the index, the validity record and the changed attribute"
+    );
+}
+
 /// A writer that stored a new version of an attribute and died before storing the index that
 /// names it (here: memcached put back as it was between the two, the new version left): its
 /// readers get the attribute as the index says, never the version no index names, which
@@ -344,6 +395,8 @@ fn items_from_another_session_or_name_are_refused_and_missing_ones_counted() {
     let m = manager(&[&m1], ATTRIBUTE);
     let a = stored_session(&m, 2, 8);
     let b = stored_session(&m, 2, 8);
+    // Another host: none of the items is in its near cache, each is read.
+    let m = manager(&[&m1], ATTRIBUTE);
     let item = |id: &SessionId, name: &str| item(&m1, id, name);
     // Session a's item for a0 copied under b's a0, and a's own a1 under a's a0.
     m1.set(&item(&b, "a0"), &m1.get(&item(&a, "a0")).unwrap());
@@ -365,6 +418,7 @@ fn items_from_another_session_or_name_are_refused_and_missing_ones_counted() {
         format!("delete {}\r\n", item(&b, "a1")).as_bytes(),
         &["DELETED"],
     );
+    let m = manager(&[&m1], ATTRIBUTE);
     assert!(load(&m, &b).attributes.is_empty());
     assert_eq!(stat(&m, "attribute_items_missing"), 1);
 }

@@ -111,6 +111,22 @@ impl Base {
             .iter()
             .map(|(name, entry)| (name.as_str(), entry.version))
     }
+
+    /// Whether memcached held the attribute `name` at `version`.
+    fn holds(&self, name: &str, version: u64) -> bool {
+        self.entries.get(name).is_some_and(|e| e.version == version)
+    }
+}
+
+/// A copy of a session this host kept from an earlier read or write (the near cache's), with
+/// what memcached held of it then. A version is written once, so an attribute whose version the
+/// index still names is taken from here rather than fetched.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Earlier<'a> {
+    /// The session, encoded whole.
+    pub(crate) value: &'a [u8],
+    /// The versions of its attributes.
+    pub(crate) base: &'a Base,
 }
 
 /// An index as read with `gets`: its stored value and CAS unique (none: no index there).
@@ -450,9 +466,10 @@ impl Copies {
 
     /// The session an index read from `node` as its copy `kind` (with the CAS unique `cas`)
     /// describes, and what memcached holds of it: its metadata and the attribute versions the
-    /// index names. When a version is gone the index is read once more: a writer that stored a
-    /// newer index deletes the versions it replaced. A version still missing then, or corrupt,
-    /// is counted and left out.
+    /// index names, those `earlier` holds taken from it, the others fetched in one multi-get
+    /// (none: no round trip). When a version is gone the index is read once more: a writer
+    /// that stored a newer index deletes the versions it replaced. A version still missing
+    /// then, or corrupt, is counted and left out.
     pub(crate) async fn assemble(
         &self,
         node: &Node,
@@ -460,12 +477,26 @@ impl Copies {
         id: &SessionId,
         mut index: Index,
         mut cas: Option<u64>,
+        earlier: Option<Earlier<'_>>,
     ) -> Result<(SessionData, Base)> {
+        let earlier = earlier
+            .filter(|e| versions(&index).any(|(name, v)| e.base.holds(name, v)))
+            .and_then(|e| Some((self.codec.decode(id.random(), e.value).ok()?, e.base)));
+        let reused = |name: &str, version: u64| -> Option<&Vec<u8>> {
+            let (session, base) = earlier.as_ref()?;
+            base.holds(name, version)
+                .then(|| session.attributes.get(name))
+                .flatten()
+        };
         let mut reread = false;
         let (index, cas, mut found) = loop {
-            let keys = self.attribute_keys(kind, id, versions(&index));
+            let wanted = versions(&index).filter(|(name, v)| reused(name, *v).is_none());
+            let keys = self.attribute_keys(kind, id, wanted);
             let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-            let found = self.cluster.call(node, |c| c.get_multi(&key_refs)).await?;
+            let found = match key_refs.is_empty() {
+                true => HashMap::new(),
+                false => self.cluster.call(node, |c| c.get_multi(&key_refs)).await?,
+            };
             if reread || keys.iter().all(|key| found.contains_key(key)) {
                 break (index, cas, found);
             }
@@ -484,6 +515,11 @@ impl Copies {
         };
         let mut session = index.session;
         for (name, version) in &index.names {
+            if let Some(value) = reused(name, *version) {
+                session.attributes.insert(name.clone(), value.clone());
+                bump(&self.stats.attribute_items_reused);
+                continue;
+            }
             let key = self.config.keys.attribute_key(kind, id, name, *version);
             let Some(value) = found.remove(&key) else {
                 bump(&self.stats.attribute_items_missing);

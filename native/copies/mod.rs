@@ -11,7 +11,7 @@ pub mod near;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use attributes::{Base, IndexTurns};
+use attributes::{Base, Earlier, IndexTurns};
 
 use crate::client::{Answer, CasOutcome, Command, expiry};
 use crate::cluster::{Cluster, Node};
@@ -546,12 +546,13 @@ impl Copies {
         let key = self.key(kind, id);
         match self.cluster.call(node, |c| c.get(&key)).await? {
             None => Ok(None),
-            Some(value) => Ok(Some(self.open(node, kind, id, value, None).await?)),
+            Some(value) => Ok(Some(self.open(node, kind, id, value, None, None).await?)),
         }
     }
 
     /// What a stored value of the session `id`, read from `node` as its copy `kind` with the
-    /// CAS unique `cas`, holds: the whole session, or its index and then its attributes.
+    /// CAS unique `cas`, holds: the whole session, or its index and then its attributes (those
+    /// of `earlier` whose versions it names taken from there).
     async fn open(
         &self,
         node: &Node,
@@ -559,6 +560,7 @@ impl Copies {
         id: &SessionId,
         value: Vec<u8>,
         cas: Option<u64>,
+        earlier: Option<Earlier<'_>>,
     ) -> Result<Copy> {
         let stored = self.codec.decode_stored(id.random(), &value).map_err(|e| {
             self.stats.count_corrupt(e.kind);
@@ -572,7 +574,7 @@ impl Copies {
                 whole: value,
             },
             Stored::Index(index) => {
-                let (session, base) = self.assemble(node, kind, id, index, cas).await?;
+                let (session, base) = self.assemble(node, kind, id, index, cas, earlier).await?;
                 Copy {
                     base: self.split().then_some(base),
                     whole: self.encode(id, &session)?,
@@ -589,6 +591,7 @@ impl Copies {
         &self,
         node: &Node,
         id: &SessionId,
+        earlier: Option<Earlier<'_>>,
     ) -> Result<Option<(Copy, Option<Validity>)>> {
         if self.layout == Layout::Single {
             let found = self.read_copy(node, KeyKind::Session, id).await?;
@@ -620,7 +623,9 @@ impl Copies {
         let Some((value, cas)) = found.remove(&key) else {
             return Ok(None);
         };
-        let copy = self.open(node, KeyKind::Session, id, value, cas).await?;
+        let copy = self
+            .open(node, KeyKind::Session, id, value, cas, earlier)
+            .await?;
         Ok(Some((copy, validity)))
     }
 
@@ -689,8 +694,14 @@ impl Copies {
     /// Reads a session's copy, with its validity record when one was read alongside. Non-sticky:
     /// a session whose node is down, or whose copy there is missing or corrupt, is read from its
     /// second copy; when its node is down it moves to the second copy's node, which becomes its
-    /// primary, and [`Loaded::relocated`] carries the new id.
-    pub(crate) async fn read(&self, id: &SessionId) -> Result<Option<Found>> {
+    /// primary, and [`Loaded::relocated`] carries the new id. Stored attribute by attribute,
+    /// the attributes of `earlier` (this host's copy) whose versions the index names are not
+    /// fetched.
+    pub(crate) async fn read(
+        &self,
+        id: &SessionId,
+        earlier: Option<Earlier<'_>>,
+    ) -> Result<Option<Found>> {
         let Some(primary) = self.membership.node(id.node()).await else {
             tracing::debug!(node = id.node(), "session id names an unknown node");
             return Ok(None);
@@ -705,7 +716,7 @@ impl Copies {
             from_near: false,
             base: copy.base,
         };
-        let primary_failure = match self.read_primary(&primary, id).await {
+        let primary_failure = match self.read_primary(&primary, id, earlier).await {
             Ok(Some((copy, validity))) => return Ok(Some(found(copy, None, validity))),
             Ok(None) => None,
             Err(e) => Some(e),
@@ -870,7 +881,7 @@ impl Copies {
             None => {
                 // No record (lost with an evicted item, or the session predates non-sticky
                 // mode): the session's copy tells; rare, so read it.
-                match self.read(id).await? {
+                match self.read(id, None).await? {
                     Some(found) if found.loaded.relocated.is_none() => {
                         let max_inactive = found.loaded.session.max_inactive;
                         self.renew(id, max_inactive, 0, found.base.as_ref(), lock)

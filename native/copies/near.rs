@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 
-use super::attributes::Base;
+use super::attributes::{Base, Earlier};
 use super::{Copies, Found, Layout, Loaded, Outgoing, WrittenOver};
 use crate::error::{Error, Result};
 use crate::ids::SessionId;
@@ -42,6 +42,9 @@ pub struct SessionCopy {
     pub generation: u64,
     /// When the session was last used here, milliseconds since the Unix epoch.
     pub accessed: u64,
+    /// Clean, stored attribute by attribute: what memcached held of it (its attributes'
+    /// versions), so that a read fetches only the attributes changed since.
+    pub(crate) base: Option<Base>,
 }
 
 #[derive(Debug, Default)]
@@ -75,9 +78,10 @@ impl NearCache {
     }
 
     /// Keeps a copy of the session stored as `id`, replacing the one kept before, whatever its
-    /// id; `dirty` when the cluster does not hold it. A copy larger than the whole byte bound is
-    /// not kept.
-    pub fn put(&self, id: &SessionId, value: Vec<u8>, dirty: bool) {
+    /// id; `dirty` when the cluster does not hold it, else with what the cluster holds of it
+    /// (`base`, stored attribute by attribute). A copy larger than the whole byte bound is not
+    /// kept.
+    pub(crate) fn put(&self, id: &SessionId, value: Vec<u8>, base: Option<Base>, dirty: bool) {
         if self.max_sessions == 0 || value.len() > self.max_bytes {
             return;
         }
@@ -92,6 +96,7 @@ impl NearCache {
             dirty,
             generation,
             accessed: now_millis(),
+            base: base.filter(|_| !dirty),
         };
         if let Some((old, _)) = inner.copies.insert(id.random().to_owned(), (copy, tick)) {
             inner.bytes -= old.value.len();
@@ -288,7 +293,21 @@ impl NearCached {
     pub(crate) async fn load(&self, id: &SessionId) -> Result<Option<Found>> {
         let started = Instant::now();
         let deadline = started + self.copies.budget();
-        let found = self.copies.until(deadline, self.copies.read(id)).await;
+        // Stored attribute by attribute, this host's clean copy spares fetching what it holds.
+        let kept = self
+            .copies
+            .split()
+            .then(|| self.cache.get(id))
+            .flatten()
+            .filter(|copy| !copy.dirty);
+        let earlier = kept.as_ref().and_then(|copy| {
+            Some(Earlier {
+                value: &copy.value,
+                base: copy.base.as_ref()?,
+            })
+        });
+        let found = self.copies.read(id, earlier);
+        let found = self.copies.until(deadline, found).await;
         let Some(mut found) = self.or_near_copy(id, found, deadline).await? else {
             bump(&self.stats.sessions_missing);
             return Ok(None);
@@ -318,12 +337,12 @@ impl NearCached {
         let value = self.copies.encode(id, session)?;
         let deadline = started + self.copies.budget();
         let out = Outgoing::new(session, &value, base);
-        let target = match self
+        let written = match self
             .copies
             .until(deadline, self.copies.write(id, out, lock))
             .await
         {
-            Ok(written) => written.id,
+            Ok(written) => written,
             Err(e) if e.is_cluster_failure() && self.cache.enabled() => {
                 self.keep_dirty(id, value);
                 tracing::debug!(session = %id.redacted(), error = %e, "session kept in the near cache");
@@ -333,8 +352,9 @@ impl NearCached {
         };
         bump(&self.stats.sessions_stored);
         self.stats.store_time.record(started.elapsed());
+        let target = written.id;
         if self.keeps_clean {
-            self.cache.put(&target, value, false);
+            self.cache.put(&target, value, written.base, false);
         } else {
             self.cache.remove(&target);
         }
@@ -378,7 +398,7 @@ impl NearCached {
 
     /// Keeps a copy the cluster could not take, to write back when it answers again.
     fn keep_dirty(&self, id: &SessionId, value: Vec<u8>) {
-        self.cache.put(id, value, true);
+        self.cache.put(id, value, None, true);
         bump(&self.stats.near_cache_stored);
     }
 
@@ -437,7 +457,7 @@ impl NearCached {
             return Ok(Recheck::Ended);
         }
         if record.is_some() {
-            if let Some(found) = self.copies.read(id).await? {
+            if let Some(found) = self.copies.read(id, None).await? {
                 return Ok(Recheck::Found(Box::new(found)));
             }
         }
@@ -449,7 +469,8 @@ impl NearCached {
     fn keep_clean(&self, id: &SessionId, found: Found) -> Found {
         if self.keeps_clean {
             let current = found.loaded.relocated.as_ref().unwrap_or(id);
-            self.cache.put(current, found.value.clone(), false);
+            self.cache
+                .put(current, found.value.clone(), found.base.clone(), false);
         }
         found
     }
@@ -562,27 +583,27 @@ mod tests {
     #[test]
     fn keeps_within_its_bounds_dropping_clean_copies_first() {
         let cache = NearCache::new(2, 1000, Arc::default());
-        cache.put(&id(1), vec![0; 10], true);
-        cache.put(&id(2), vec![0; 10], false);
-        cache.put(&id(3), vec![0; 10], false);
+        cache.put(&id(1), vec![0; 10], None, true);
+        cache.put(&id(2), vec![0; 10], None, false);
+        cache.put(&id(3), vec![0; 10], None, false);
         assert!(cache.get(&id(1)).is_some(), "dirty copies go last");
         assert!(
             cache.get(&id(2)).is_none(),
             "least recently used clean copy went"
         );
         assert_eq!(cache.size(), (2, 20));
-        cache.put(&id(4), vec![0; 995], false);
+        cache.put(&id(4), vec![0; 995], None, false);
         assert_eq!(cache.size(), (1, 995), "the byte bound holds");
-        cache.put(&id(5), vec![0; 1001], true);
+        cache.put(&id(5), vec![0; 1001], None, true);
         assert!(cache.get(&id(5)).is_none(), "larger than the whole cache");
     }
 
     #[test]
     fn write_back_marks_clean_only_what_it_wrote() {
         let cache = NearCache::new(10, 1000, Arc::default());
-        cache.put(&id(1), vec![1], true);
+        cache.put(&id(1), vec![1], None, true);
         let written = cache.dirty().pop().unwrap();
-        cache.put(&id(1), vec![2], true);
+        cache.put(&id(1), vec![2], None, true);
         cache.written_back(&written, true);
         assert_eq!(cache.dirty().len(), 1, "a newer copy came meanwhile");
         let newer = cache.dirty().pop().unwrap();
@@ -596,7 +617,7 @@ mod tests {
     #[test]
     fn a_session_is_found_on_any_node_and_forgotten_only_under_its_id() {
         let cache = NearCache::new(10, 1000, Arc::default());
-        cache.put(&on(1, "n1"), vec![1], false);
+        cache.put(&on(1, "n1"), vec![1], None, false);
         let moved = on(1, "n2");
         assert_eq!(cache.get(&moved).unwrap().id, on(1, "n1"));
         cache.accessed(&moved);
@@ -614,7 +635,7 @@ mod tests {
     #[test]
     fn disabled_keeps_nothing() {
         let cache = NearCache::new(0, 1000, Arc::default());
-        cache.put(&id(1), vec![1], true);
+        cache.put(&id(1), vec![1], None, true);
         assert!(cache.get(&id(1)).is_none());
     }
 }
