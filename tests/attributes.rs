@@ -7,7 +7,10 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Memcached, command_totals, eventually, manager, stat};
+use common::{
+    Memcached, TempDir, command_totals, create_session, eventually, key_file, manager, stat,
+    touch_session,
+};
 use msm::keys::KeyKind;
 use msm::runtime::{block_on, handle};
 use msm::{HostCopy, Lookup, Outcome, RequestStart, SessionData, SessionId, SessionManager};
@@ -677,4 +680,124 @@ fn sessions_with_thousands_of_attributes_are_written_whole() {
         other => panic!("stored: {other:?}"),
     }
     assert!(block_on(m.load(&too_many)).unwrap().is_none());
+}
+
+/// Encrypted and compressed: every item (index and attribute) is an AES-256-GCM envelope that
+/// hides names and values, large values are compressed, and an item moved to another name is
+/// refused.
+#[test]
+fn encrypted_compressed_attribute_items_round_trip_and_hide_their_content() {
+    let m1 = Memcached::start();
+    let dir = TempDir::new("attribute-encryption");
+    let keys = key_file(&dir, &["attribute-items-key-of-the-test-0001"]);
+    let secure = [
+        ATTRIBUTE,
+        &[
+            ("integrityKey", keys.as_str()),
+            ("encryption", "aes-256-gcm"),
+            ("compressionThreshold", "256"),
+        ],
+    ]
+    .concat();
+    let m = manager(&[&m1], &secure);
+    let id = block_on(m.new_session_id(None)).unwrap();
+    let mut session = SessionData::new(1800);
+    let cart = b"alice-buys-books;".repeat(64);
+    session.attributes.insert("cart".into(), cart.clone());
+    session.attributes.insert("user".into(), b"alice".to_vec());
+    block_on(m.store(&id, &mut session)).unwrap();
+
+    let reader = manager(&[&m1], &secure);
+    let loaded = load(&reader, &id);
+    assert_eq!(loaded.attributes["cart"], cart);
+    assert_eq!(loaded.attributes["user"], b"alice");
+
+    let index_key = msm::keys::KeyScheme::with_prefix("test:").key(KeyKind::Session, &id);
+    let index = m1.get(&index_key).unwrap();
+    let (cart_item, user_item) = (
+        m1.get(&item(&m1, &id, "cart")).unwrap(),
+        m1.get(&item(&m1, &id, "user")).unwrap(),
+    );
+    for value in [&index, &cart_item, &user_item] {
+        assert_eq!(&value[..6], b"MSMS\x02\x03", "format 2, AES-256-GCM");
+        assert!(!value.windows(5).any(|w| w == b"alice" || w == b"books"));
+        assert!(!value.windows(4).any(|w| w == b"cart" || w == b"user"));
+    }
+    assert_eq!(cart_item[6] & 1, 1, "the large attribute is compressed");
+    assert!(
+        cart_item.len() < cart.len() / 4,
+        "{} bytes",
+        cart_item.len()
+    );
+
+    // The user's item under the cart's key: refused, counted, left out.
+    m1.set(&item(&m1, &id, "cart"), &user_item);
+    let other = manager(&[&m1], &secure);
+    let loaded = load(&other, &id);
+    assert!(!loaded.attributes.contains_key("cart"));
+    assert_eq!(loaded.attributes["user"], b"alice");
+    assert_eq!(stat(&other, "corrupt_tag_mismatch"), 1);
+}
+
+/// With every node down, a session stored attribute by attribute is changed in the near cache,
+/// then written back attribute by attribute when the nodes come back empty.
+#[test]
+fn a_session_changed_during_an_outage_is_written_back_attribute_by_attribute() {
+    let (mut m1, mut m2) = (Memcached::start(), Memcached::start());
+    let host = manager(&[&m1, &m2], ATTRIBUTE);
+    let id = stored_session(&host, 3, 8);
+    m1.kill();
+    m2.kill();
+    let mut session = load(&host, &id);
+    session.attributes.insert("a1".into(), b"during".to_vec());
+    session.attributes.remove("a2");
+    assert_eq!(block_on(host.store(&id, &mut session)).unwrap(), None);
+    assert_eq!(stat(&host, "near_cache_stored"), 1);
+
+    m1.restart();
+    m2.restart();
+    eventually("the near cache is written back", || {
+        stat(&host, "near_cache_written_back") >= 1
+    });
+    let primary = if id.node() == "n1" { &m1 } else { &m2 };
+    assert_eq!(items(primary, &id, "a1").len(), 1, "an item per attribute");
+    let other = manager(&[&m1, &m2], ATTRIBUTE);
+    let loaded = load(&other, &id);
+    assert_eq!(loaded.attributes["a0"], vec![0; 8]);
+    assert_eq!(loaded.attributes["a1"], b"during");
+    assert!(!loaded.attributes.contains_key("a2"));
+}
+
+/// Distributed expiry events: a session stored attribute by attribute and changed on another
+/// host is handed, at its expiry, to exactly one host with its last attributes, and its items
+/// go with it.
+#[test]
+fn an_expired_session_stored_attribute_by_attribute_is_delivered_once_with_its_attributes() {
+    let (m1, m2) = (Memcached::start(), Memcached::start());
+    let nodes = [&m1, &m2];
+    let events = [
+        ATTRIBUTE,
+        &[("sessionEvents", "expiry"), ("eventSweepInterval", "1")],
+    ]
+    .concat();
+    let hosts = [manager(&nodes, &events), manager(&nodes, &events)];
+    let id = create_session(&hosts[0], 1);
+    touch_session(&hosts[1], &id, None, None, b"changed on the other host");
+    let mut delivered = Vec::new();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(9);
+    while std::time::Instant::now() < until {
+        for host in &hosts {
+            delivered.extend(block_on(host.expired_sessions()).unwrap());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    let session = &delivered[0].session;
+    assert_eq!(session.attributes["id"], id.to_string().into_bytes());
+    assert_eq!(session.attributes["n"], b"changed on the other host");
+    for node in nodes {
+        for name in ["id", "n"] {
+            assert!(items(node, &id, name).is_empty(), "{name} left on a node");
+        }
+    }
 }

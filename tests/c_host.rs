@@ -1,7 +1,8 @@
 //! A real C host (`examples/c-host/counter.c`: an HTTP server on plain sockets keeping a counter
 //! in each session through the C face, non-sticky with locking), two instances of it against
 //! two memcached nodes: concurrent increments sent alternately to both are all kept, a killed
-//! node loses nothing, and a forged cookie gets a new session. The same over TLS with
+//! node loses nothing, and a forged cookie gets a new session; the same with sessions stored
+//! attribute by attribute (`updateGranularity=attribute`). The same over TLS with
 //! authentication, configured through `msm_config_set` as a C host does.
 
 mod common;
@@ -31,10 +32,6 @@ fn compile(dir: &TempDir) -> std::path::PathBuf {
     let output = dir.path.join("counter");
     compile_c("examples/c-host/counter.c", &["-D_DEFAULT_SOURCE"], &output);
     output
-}
-
-fn start(program: &std::path::Path, nodes: &str, dir: &TempDir) -> Host {
-    start_with(program, nodes, &[], &[], dir)
 }
 
 /// Starts the example with more attributes (`name=value` arguments) and environment variables.
@@ -77,11 +74,25 @@ fn counter(response: &Response) -> u64 {
 
 #[test]
 fn two_c_hosts_share_sessions_through_the_c_face() {
+    share_sessions(&[]);
+}
+
+#[test]
+fn two_c_hosts_share_sessions_stored_attribute_by_attribute() {
+    share_sessions(&["updateGranularity=attribute".to_owned()]);
+}
+
+/// Two C hosts configured with `attributes` share a session: 200 concurrent increments kept,
+/// the session moved off its node when that node dies, a forged cookie refused.
+fn share_sessions(attributes: &[String]) {
     let dir = TempDir::new("c-host");
     let program = compile(&dir);
     let (mut m1, mut m2) = (Memcached::start(), Memcached::start());
     let nodes = node_list(&[&m1, &m2]);
-    let hosts = [start(&program, &nodes, &dir), start(&program, &nodes, &dir)];
+    let hosts = [
+        start_with(&program, &nodes, attributes, &[], &dir),
+        start_with(&program, &nodes, attributes, &[], &dir),
+    ];
 
     let first = http_get(hosts[0].port, "/", None);
     assert_eq!(counter(&first), 1);
