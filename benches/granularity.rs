@@ -5,17 +5,20 @@
 //! cargo bench --bench granularity
 //! ```
 //!
-//! Two memcached nodes of its own (the test harness) and two managers over them, one writing
-//! whole sessions (`updateGranularity="session"`), one attribute by attribute. N worker threads
-//! each own a session and loop one request through the lifecycle a host runs (begin, lookup,
-//! end) that changes one attribute of its session. Two session shapes: 10 attributes of 1 KiB
-//! (one changes), and 1 attribute of 1 KiB (the overhead case). Modes alternate over rounds, the
+//! Two memcached nodes of its own (the test harness) and, per mode, two managers over them (two
+//! non-sticky Tomcats behind a round-robin balancer), writing whole sessions
+//! (`updateGranularity="session"`) or attribute by attribute. N worker threads each own a
+//! session and loop one request through the lifecycle a host runs (begin, lookup, end) that
+//! changes one attribute of its session, sending its requests to the two managers in turn: each
+//! request reads what the other manager wrote. Two session shapes: 10 attributes of 1 KiB (one
+//! changes), and 1 attribute of 1 KiB (the overhead case). Modes alternate over rounds, the
 //! first mode rotating, so noise spreads over both.
 //!
-//! Printed per shape and mode: requests/s, bytes the servers received per request, memcached
-//! operations per request (keys read, stores, touches, deletes), and this process's CPU time per
-//! request (user + system); then each figure of `attribute` divided by that of `session` (the
-//! ratio row), which holds better than the figures themselves on a shared machine.
+//! Printed per shape and mode: requests/s, bytes the servers received and sent per request,
+//! memcached operations per request (keys read, stores, touches, deletes), and this process's
+//! CPU time per request (user + system); then each figure of `attribute` divided by that of
+//! `session` (the ratio row), which holds better than the figures themselves on a shared
+//! machine.
 //!
 //! Environment: `MSM_BENCH_TASKS` (worker threads, default 8), `MSM_BENCH_SECS` (seconds per
 //! mode per round, default 5), `MSM_BENCH_ROUNDS` (default 3).
@@ -91,6 +94,7 @@ struct Tally {
     elapsed: Duration,
     cpu: Duration,
     bytes: u64,
+    bytes_out: u64,
     commands: u64,
 }
 
@@ -101,33 +105,37 @@ impl std::ops::AddAssign for Tally {
         self.elapsed += o.elapsed;
         self.cpu += o.cpu;
         self.bytes += o.bytes;
+        self.bytes_out += o.bytes_out;
         self.commands += o.commands;
     }
 }
 
-/// Every worker runs requests on its own session for `duration`.
+/// Every worker runs requests on its own session for `duration`, to the managers `hosts` in
+/// turn.
 fn run(
-    m: &Arc<SessionManager>,
+    hosts: &[Arc<SessionManager>; 2],
     ids: &[SessionId],
     nodes: &[&Memcached],
     duration: Duration,
 ) -> Tally {
-    let bytes = || nodes.iter().map(|n| n.stat("bytes_read")).sum::<u64>();
+    let stat = |name: &str| nodes.iter().map(|n| n.stat(name)).sum::<u64>();
     let commands = || command_totals(nodes).iter().sum::<u64>();
-    let (bytes_before, commands_before, cpu_before) = (bytes(), commands(), cpu());
+    let (bytes_before, bytes_out_before) = (stat("bytes_read"), stat("bytes_written"));
+    let (commands_before, cpu_before) = (commands(), cpu());
     let barrier = Barrier::new(ids.len());
     let started = Instant::now();
     let tallies: Vec<(u64, u64)> = std::thread::scope(|scope| {
         let workers: Vec<_> = ids
             .iter()
             .map(|id| {
-                let (m, barrier, id) = (Arc::clone(m), &barrier, id.to_string());
+                let (barrier, id) = (&barrier, id.to_string());
                 scope.spawn(move || {
                     barrier.wait();
                     let (mut done, mut errors) = (0, 0);
                     let until = Instant::now() + duration;
                     while Instant::now() < until {
-                        match request(&m, &id, done) {
+                        let host = &hosts[(done + errors) as usize % 2];
+                        match request(host, &id, done) {
                             Ok(()) => done += 1,
                             Err(_) => errors += 1,
                         }
@@ -143,7 +151,8 @@ fn run(
         errors: tallies.iter().map(|t| t.1).sum(),
         elapsed: started.elapsed(),
         cpu: cpu() - cpu_before,
-        bytes: bytes() - bytes_before,
+        bytes: stat("bytes_read") - bytes_before,
+        bytes_out: stat("bytes_written") - bytes_out_before,
         commands: commands() - commands_before,
     }
 }
@@ -154,19 +163,17 @@ fn main() {
     let rounds = env_or("MSM_BENCH_ROUNDS", 3);
     let (m1, m2) = (Memcached::start(), Memcached::start());
     let nodes = [&m1, &m2];
-    let managers: Vec<Arc<SessionManager>> = MODES
+    let managers: Vec<[Arc<SessionManager>; 2]> = MODES
         .iter()
         .map(|granularity| {
-            manager(
-                &nodes,
-                &[
-                    ("sticky", "false"),
-                    ("lockingMode", "none"),
-                    ("updateGranularity", granularity),
-                    ("operationTimeout", "5000"),
-                    ("nodeProbeInterval", "1000"),
-                ],
-            )
+            let attributes = [
+                ("sticky", "false"),
+                ("lockingMode", "none"),
+                ("updateGranularity", granularity),
+                ("operationTimeout", "5000"),
+                ("nodeProbeInterval", "1000"),
+            ];
+            [manager(&nodes, &attributes), manager(&nodes, &attributes)]
         })
         .collect();
     println!(
@@ -176,10 +183,10 @@ fn main() {
     for attributes in [10, 1] {
         let ids: Vec<Vec<SessionId>> = managers
             .iter()
-            .map(|m| (0..tasks).map(|_| session(m, attributes)).collect())
+            .map(|hosts| (0..tasks).map(|_| session(&hosts[0], attributes)).collect())
             .collect();
-        for (m, ids) in managers.iter().zip(&ids) {
-            run(m, ids, &nodes, Duration::from_millis(500));
+        for (hosts, ids) in managers.iter().zip(&ids) {
+            run(hosts, ids, &nodes, Duration::from_millis(500));
         }
         let mut totals = [Tally::default(); MODES.len()];
         for round in 0..rounds {
@@ -197,33 +204,41 @@ fn main() {
         }
         println!("\nsession of {attributes} x {ATTRIBUTE_SIZE} B:");
         println!(
-            "{:<10} {:>10} {:>14} {:>14} {:>14} {:>7}",
-            "mode", "requests/s", "bytes/request", "ops/request", "cpu µs/req", "errors"
+            "{:<10} {:>10} {:>14} {:>14} {:>14} {:>14} {:>7}",
+            "mode",
+            "requests/s",
+            "bytes in/req",
+            "bytes out/req",
+            "ops/request",
+            "cpu µs/req",
+            "errors"
         );
         let figures = totals.map(|t| {
             let per = |x: f64| x / t.requests.max(1) as f64;
             [
                 t.requests as f64 / t.elapsed.as_secs_f64(),
                 per(t.bytes as f64),
+                per(t.bytes_out as f64),
                 per(t.commands as f64),
                 per(t.cpu.as_secs_f64() * 1e6),
             ]
         });
         for ((mode, t), f) in MODES.iter().zip(totals).zip(figures) {
             println!(
-                "{:<10} {:>10.0} {:>14.0} {:>14.2} {:>14.1} {:>7}",
-                mode, f[0], f[1], f[2], f[3], t.errors
+                "{:<10} {:>10.0} {:>14.0} {:>14.0} {:>14.2} {:>14.1} {:>7}",
+                mode, f[0], f[1], f[2], f[3], f[4], t.errors
             );
         }
         // The figures of one run side by side: on a shared machine the ratios are what holds.
         let [whole, split] = figures;
         println!(
-            "{:<10} {:>10.2} {:>14.2} {:>14.2} {:>14.2}",
+            "{:<10} {:>10.2} {:>14.2} {:>14.2} {:>14.2} {:>14.2}",
             "ratio",
             split[0] / whole[0],
             split[1] / whole[1],
             split[2] / whole[2],
-            split[3] / whole[3]
+            split[3] / whole[3],
+            split[4] / whole[4]
         );
     }
 }
