@@ -158,6 +158,10 @@ counters! {
     /// `updateGranularity="attribute"`: attribute versions a read took from this host's earlier
     /// copy of the session (the near cache's) instead of fetching them.
     attribute_items_reused,
+    /// `updateGranularity="attribute"`: items of attribute versions no index names any more
+    /// that were left to expire with their session instead of deleted (their node failed, or
+    /// too many deletions were waiting).
+    attribute_items_left,
     /// `updateGranularity="attribute"`: reads that found an item their index named gone and
     /// read the index again (a writer had stored a newer one in between).
     attribute_index_rereads,
@@ -253,6 +257,11 @@ impl Stats {
 /// Adds one to a counter.
 pub(crate) fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Relaxed);
+}
+
+/// Adds `n` to a counter.
+pub(crate) fn bump_by(counter: &AtomicU64, n: usize) {
+    counter.fetch_add(n as u64, Relaxed);
 }
 
 #[cfg(test)]

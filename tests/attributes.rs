@@ -5,13 +5,15 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock};
 
 use common::{
     Memcached, TempDir, command_totals, create_session, eventually, key_file, manager, stat,
     touch_session,
 };
-use msm::keys::KeyKind;
+use msm::envelope::{Codec, Stored};
+use msm::keys::{KeyKind, KeyScheme};
 use msm::runtime::{block_on, handle};
 use msm::{HostCopy, Lookup, Outcome, RequestStart, SessionData, SessionId, SessionManager};
 
@@ -21,6 +23,9 @@ const ATTRIBUTE: &[(&str, &str)] = &[
     ("updateGranularity", "attribute"),
 ];
 const WHOLE: &[(&str, &str)] = &[("sticky", "false"), ("lockingMode", "none")];
+
+/// The keys of the tests' managers (`common::config`).
+static KEYS: LazyLock<KeyScheme> = LazyLock::new(|| KeyScheme::with_prefix("test:"));
 
 /// One request that uses the session `id` and changes it with `change`, through the lifecycle
 /// a host runs.
@@ -66,23 +71,39 @@ fn load(m: &SessionManager, id: &SessionId) -> SessionData {
     block_on(m.load(id)).unwrap().expect("session").session
 }
 
-/// The keys of the items of the attribute `name` of the session `id` (its own copy) on `node`,
-/// any version.
-fn items(node: &Memcached, id: &SessionId, name: &str) -> Vec<String> {
-    let keys = msm::keys::KeyScheme::with_prefix("test:");
-    let any_version = keys.attribute_key(KeyKind::Session, id, name, 0);
-    let prefix = &any_version[..any_version.len() - 16];
-    node.keys()
-        .into_iter()
-        .filter(|key| key.starts_with(prefix))
-        .collect()
+/// The keys of the attributes' items that the index of the session `id` on `node` (its copy
+/// `kind`) names, by attribute name, read with `m`'s keys; none when `node` holds no index (a
+/// whole session, or nothing).
+fn indexed(
+    m: &SessionManager,
+    node: &Memcached,
+    kind: KeyKind,
+    id: &SessionId,
+) -> BTreeMap<String, String> {
+    let codec = Codec::from_config(m.config()).unwrap();
+    let Some(value) = node.get(&KEYS.key(kind, id)) else {
+        return BTreeMap::new();
+    };
+    match codec.decode_stored(id.random(), &value).unwrap() {
+        Stored::Index(index) => index
+            .names
+            .into_iter()
+            .map(|(name, version)| {
+                let key = KEYS.attribute_key(kind, id, &name, version);
+                (name, key)
+            })
+            .collect(),
+        Stored::Session(_) => BTreeMap::new(),
+    }
 }
 
-/// The key of the one item of the attribute `name` of the session `id` on `node`.
-fn item(node: &Memcached, id: &SessionId, name: &str) -> String {
-    let mut found = items(node, id, name);
-    assert_eq!(found.len(), 1, "items of {name}: {found:?}");
-    found.remove(0)
+/// The key of the item of the attribute `name` of the session `id` that its index on `node`
+/// names.
+fn item(m: &SessionManager, node: &Memcached, id: &SessionId, name: &str) -> String {
+    let mut names = indexed(m, node, KeyKind::Session, id);
+    names
+        .remove(name)
+        .unwrap_or_else(|| panic!("no item of {name} indexed: {names:?}"))
 }
 
 /// Bytes the servers received, in total.
@@ -228,19 +249,22 @@ fn a_version_stored_without_its_index_is_never_read() {
     let m1 = Memcached::start();
     let m = manager(&[&m1], ATTRIBUTE);
     let id = stored_session(&m, 2, 8);
-    let index_key = msm::keys::KeyScheme::with_prefix("test:").key(KeyKind::Session, &id);
+    let index_key = KEYS.key(KeyKind::Session, &id);
     let index = m1.get(&index_key).unwrap();
-    let old_key = item(&m1, &id, "a0");
+    let old_key = item(&m, &m1, &id, "a0");
     let old_value = m1.get(&old_key).unwrap();
     block_on(request(Arc::clone(&m), id.to_string(), |s| {
         s.attributes.insert("a0".into(), b"never indexed".to_vec());
     }))
     .unwrap();
-    eventually("the replaced version deleted", || !m1.has(&old_key));
-    assert_eq!(stat(&m, "attribute_items_deleted"), 1);
+    eventually("the replaced version deleted", || {
+        stat(&m, "attribute_items_deleted") == 1
+    });
+    assert!(!m1.has(&old_key));
+    let new_key = item(&m, &m1, &id, "a0");
     m1.set(&index_key, &index);
     m1.set(&old_key, &old_value);
-    assert_eq!(items(&m1, &id, "a0").len(), 2, "both versions are there");
+    assert!(m1.has(&new_key), "the new version is there too");
     let session = load(&m, &id);
     assert_eq!(session.attributes["a0"], vec![0; 8]);
     assert_eq!(session.attributes["a1"], vec![1; 8]);
@@ -255,9 +279,9 @@ fn a_reader_that_finds_a_version_deleted_reads_the_newer_index() {
     let m1 = Memcached::start();
     let writer = manager(&[&m1], ATTRIBUTE);
     let id = stored_session(&writer, 2, 8);
-    let index_key = msm::keys::KeyScheme::with_prefix("test:").key(KeyKind::Session, &id);
+    let index_key = KEYS.key(KeyKind::Session, &id);
     let old_index = m1.get(&index_key).unwrap();
-    let old_key = item(&m1, &id, "a0");
+    let old_key = item(&writer, &m1, &id, "a0");
     block_on(request(Arc::clone(&writer), id.to_string(), |s| {
         s.attributes.insert("a0".into(), b"newer".to_vec());
     }))
@@ -400,7 +424,7 @@ fn items_from_another_session_or_name_are_refused_and_missing_ones_counted() {
     let b = stored_session(&m, 2, 8);
     // Another host: none of the items is in its near cache, each is read.
     let m = manager(&[&m1], ATTRIBUTE);
-    let item = |id: &SessionId, name: &str| item(&m1, id, name);
+    let item = |id: &SessionId, name: &str| item(&m, &m1, id, name);
     // Session a's item for a0 copied under b's a0, and a's own a1 under a's a0.
     m1.set(&item(&b, "a0"), &m1.get(&item(&a, "a0")).unwrap());
     m1.set(&item(&a, "a0"), &m1.get(&item(&a, "a1")).unwrap());
@@ -431,13 +455,12 @@ fn a_removed_attribute_stays_removed_and_its_item_goes() {
     let m1 = Memcached::start();
     let m = manager(&[&m1], ATTRIBUTE);
     let id = stored_session(&m, 3, 8);
+    let removed = item(&m, &m1, &id, "a1");
     block_on(request(Arc::clone(&m), id.to_string(), |s| {
         s.attributes.remove("a1");
     }))
     .unwrap();
-    eventually("the removed attribute's item deleted", || {
-        items(&m1, &id, "a1").is_empty()
-    });
+    eventually("the removed attribute's item deleted", || !m1.has(&removed));
     let session = load(&m, &id);
     assert_eq!(
         session.attributes.keys().collect::<Vec<_>>(),
@@ -636,7 +659,10 @@ fn sessions_with_thousands_of_attributes_are_written_whole() {
             .insert(format!("a{i}"), vec![(i % 251) as u8; 32]);
     }
     block_on(m.store(&id, &mut session)).unwrap();
-    assert!(items(&m1, &id, "a0").is_empty(), "no item per attribute");
+    assert!(
+        indexed(&m, &m1, KeyKind::Session, &id).is_empty(),
+        "no item per attribute"
+    );
     assert_eq!(stat(&m, "attribute_sessions_written_whole"), 1);
 
     // A request that changes one attribute reads the session and its record, and writes the
@@ -660,7 +686,7 @@ fn sessions_with_thousands_of_attributes_are_written_whole() {
     }))
     .unwrap();
     assert!(
-        !items(&m1, &id, "a0").is_empty(),
+        m1.has(&item(&m, &m1, &id, "a0")),
         "attribute by attribute again"
     );
     assert_eq!(stat(&m, "attribute_sessions_written_whole"), 2);
@@ -712,11 +738,11 @@ fn encrypted_compressed_attribute_items_round_trip_and_hide_their_content() {
     assert_eq!(loaded.attributes["cart"], cart);
     assert_eq!(loaded.attributes["user"], b"alice");
 
-    let index_key = msm::keys::KeyScheme::with_prefix("test:").key(KeyKind::Session, &id);
+    let index_key = KEYS.key(KeyKind::Session, &id);
     let index = m1.get(&index_key).unwrap();
     let (cart_item, user_item) = (
-        m1.get(&item(&m1, &id, "cart")).unwrap(),
-        m1.get(&item(&m1, &id, "user")).unwrap(),
+        m1.get(&item(&m, &m1, &id, "cart")).unwrap(),
+        m1.get(&item(&m, &m1, &id, "user")).unwrap(),
     );
     for value in [&index, &cart_item, &user_item] {
         assert_eq!(&value[..6], b"MSMS\x02\x03", "format 2, AES-256-GCM");
@@ -731,7 +757,7 @@ fn encrypted_compressed_attribute_items_round_trip_and_hide_their_content() {
     );
 
     // The user's item under the cart's key: refused, counted, left out.
-    m1.set(&item(&m1, &id, "cart"), &user_item);
+    m1.set(&item(&m, &m1, &id, "cart"), &user_item);
     let other = manager(&[&m1], &secure);
     let loaded = load(&other, &id);
     assert!(!loaded.attributes.contains_key("cart"));
@@ -760,7 +786,10 @@ fn a_session_changed_during_an_outage_is_written_back_attribute_by_attribute() {
         stat(&host, "near_cache_written_back") >= 1
     });
     let primary = if id.node() == "n1" { &m1 } else { &m2 };
-    assert_eq!(items(primary, &id, "a1").len(), 1, "an item per attribute");
+    assert!(
+        primary.has(&item(&host, primary, &id, "a1")),
+        "an item per attribute"
+    );
     let other = manager(&[&m1, &m2], ATTRIBUTE);
     let loaded = load(&other, &id);
     assert_eq!(loaded.attributes["a0"], vec![0; 8]);
@@ -783,6 +812,17 @@ fn an_expired_session_stored_attribute_by_attribute_is_delivered_once_with_its_a
     let hosts = [manager(&nodes, &events), manager(&nodes, &events)];
     let id = create_session(&hosts[0], 1);
     touch_session(&hosts[1], &id, None, None, b"changed on the other host");
+    let second = if id.node() == "n1" { &m2 } else { &m1 };
+    let primary = if id.node() == "n1" { &m1 } else { &m2 };
+    let items: Vec<(&Memcached, String)> =
+        [(primary, KeyKind::Session), (second, KeyKind::SecondCopy)]
+            .into_iter()
+            .flat_map(|(node, kind)| {
+                let keys = indexed(&hosts[0], node, kind, &id).into_values();
+                keys.map(move |key| (node, key))
+            })
+            .collect();
+    assert_eq!(items.len(), 4, "two attributes, two copies");
     let mut delivered = Vec::new();
     let until = std::time::Instant::now() + std::time::Duration::from_secs(9);
     while std::time::Instant::now() < until {
@@ -795,9 +835,7 @@ fn an_expired_session_stored_attribute_by_attribute_is_delivered_once_with_its_a
     let session = &delivered[0].session;
     assert_eq!(session.attributes["id"], id.to_string().into_bytes());
     assert_eq!(session.attributes["n"], b"changed on the other host");
-    for node in nodes {
-        for name in ["id", "n"] {
-            assert!(items(node, &id, name).is_empty(), "{name} left on a node");
-        }
+    for (node, key) in items {
+        assert!(!node.has(&key), "{key} left");
     }
 }

@@ -36,9 +36,8 @@ use crate::error::{Error, Result};
 use crate::ids::SessionId;
 use crate::keys::KeyKind;
 use crate::locking::SessionLock;
-use crate::runtime;
 use crate::session::SessionData;
-use crate::stats::bump;
+use crate::stats::{bump, bump_by};
 use crate::validity::Validity;
 
 /// Most attributes of a session written attribute by attribute; a session with more is written
@@ -433,9 +432,9 @@ impl Copies {
         }
     }
 
-    /// Deletes, in the background, the items of the attribute versions `versions` of the
-    /// session `id` (its copy `kind`) on `node`, which no stored index names any more. One that
-    /// is not deleted expires with the session.
+    /// Deletes, in the background (see [`super::deletions`]), the items of the attribute
+    /// versions `versions` of the session `id` (its copy `kind`) on `node`, which no stored
+    /// index names any more.
     fn delete_versions(
         &self,
         node: &Node,
@@ -443,25 +442,8 @@ impl Copies {
         id: &SessionId,
         versions: Vec<(String, u64)>,
     ) {
-        let Some(node) = self
-            .cluster
-            .node(node.id())
-            .filter(|_| !versions.is_empty())
-        else {
-            return;
-        };
         let keys = self.attribute_keys(kind, id, versions.iter().map(|(n, v)| (n.as_str(), *v)));
-        let cluster = Arc::clone(&self.cluster);
-        let stats = Arc::clone(&self.stats);
-        runtime::handle().spawn(async move {
-            let commands: Vec<Command<'_>> = keys.iter().map(|key| Command::Delete(key)).collect();
-            let answers = cluster.call(&node, |c| c.pipeline(&commands)).await;
-            let deleted = answers
-                .iter()
-                .flatten()
-                .filter(|a| **a == Answer::Found(true));
-            bump_by(&stats.attribute_items_deleted, deleted.count());
-        });
+        self.deletions.delete(node.id(), keys);
     }
 
     /// The session an index read from `node` as its copy `kind` (with the CAS unique `cas`)
@@ -606,9 +588,4 @@ fn random_fraction() -> f64 {
     let mut bytes = [0u8; 4];
     getrandom::fill(&mut bytes).expect("the operating system's random generator failed");
     f64::from(u32::from_le_bytes(bytes)) / (f64::from(u32::MAX) + 1.0)
-}
-
-/// Adds `n` to a counter.
-fn bump_by(counter: &std::sync::atomic::AtomicU64, n: usize) {
-    counter.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
 }

@@ -6,6 +6,7 @@
 //! near cache ([`near`]) wraps it, standing in when the cluster cannot serve.
 
 pub mod attributes;
+mod deletions;
 pub mod near;
 
 use std::sync::Arc;
@@ -126,6 +127,8 @@ pub(crate) struct Copies {
     layout: Layout,
     /// Stored attribute by attribute: this host's writers of each session's index.
     index_turns: IndexTurns,
+    /// Stored attribute by attribute: deletions of versions no index names any more.
+    deletions: deletions::Deletions,
 }
 
 impl Copies {
@@ -141,7 +144,9 @@ impl Copies {
         } else {
             Layout::Replicated
         };
+        let deletions = deletions::Deletions::new(Arc::clone(&cluster), Arc::clone(&stats));
         Copies {
+            deletions,
             config,
             cluster,
             membership,

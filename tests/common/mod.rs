@@ -263,9 +263,19 @@ impl Memcached {
         }
     }
 
-    /// The keys the server holds (`lru_crawler metadump`, keys decoded).
+    /// The keys the server holds (`lru_crawler metadump`, keys decoded); waits while the
+    /// crawler is busy with an earlier dump.
     pub fn keys(&self) -> Vec<String> {
-        let dump = self.raw(b"lru_crawler metadump all\r\n", &["END"]);
+        const BUSY: &str = "BUSY currently processing crawler request";
+        let started = Instant::now();
+        let dump = loop {
+            let dump = self.raw(b"lru_crawler metadump all\r\n", &["END", BUSY]);
+            if !dump.starts_with("BUSY") {
+                break dump;
+            }
+            assert!(started.elapsed() < Duration::from_secs(5), "crawler busy");
+            std::thread::sleep(Duration::from_millis(10));
+        };
         dump.lines()
             .filter_map(|line| line.strip_prefix("key=")?.split(' ').next())
             .map(percent_decoded)
