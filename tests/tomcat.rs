@@ -65,6 +65,32 @@ fn a_session_survives_its_tomcat_and_takes_the_new_route() {
     );
 }
 
+/// The same with sessions stored attribute by attribute: the Tomcat taking over reads every
+/// attribute, and its own changes go on from there.
+#[test]
+fn a_session_stored_attribute_by_attribute_survives_its_tomcat() {
+    let (m1, m2) = (Memcached::start(), Memcached::start());
+    let nodes = node_list(&[&m1, &m2]);
+    let split = [("updateGranularity", "attribute")];
+    let mut a = tomcat("a", &nodes, &split);
+    let b = tomcat("b", &nodes, &split);
+
+    let id = a.get("/", None).new_session.expect("session created on a");
+    a.get("/", Some(&id));
+    a.get("/set?name=user&value=alice", Some(&id));
+    a.kill();
+
+    let response = b.get("/", Some(&id));
+    assert_eq!(response.field("counter"), Some("3"), "{response:?}");
+    let taken_over = response.new_session.expect("a new cookie with b's route");
+    b.get("/set?name=cart&value=books", Some(&taken_over));
+    let response = b.get("/get?name=user", Some(&taken_over));
+    assert_eq!(response.field("user"), Some("alice"));
+    assert_eq!(response.field("counter"), Some("3"));
+    let response = b.get("/get?name=cart", Some(&taken_over));
+    assert_eq!(response.field("cart"), Some("books"));
+}
+
 #[test]
 fn only_modified_sessions_are_written() {
     let server = Memcached::start();
