@@ -839,3 +839,45 @@ fn an_expired_session_stored_attribute_by_attribute_is_delivered_once_with_its_a
         assert!(!node.has(&key), "{key} left");
     }
 }
+
+/// Live membership: a node removed from the list moves its sessions as a failure does; a session
+/// stored attribute by attribute moves whole, its second copy's attributes written anew on the
+/// node that becomes its primary.
+#[test]
+fn removing_a_node_moves_a_session_stored_attribute_by_attribute() {
+    let (m1, m2, m3) = (Memcached::start(), Memcached::start(), Memcached::start());
+    let all = [&m1, &m2, &m3];
+    // Managers started with n2 in their configuration, before it is removed (a manager's start
+    // adds the nodes of its configuration to the shared list).
+    let [remover, follower, reader] = [0, 1, 2].map(|_| manager(&all, ATTRIBUTE));
+    let id = common::id_on(&remover, "n2");
+    let mut session = SessionData::new(1800);
+    session.attributes.insert("user".into(), b"alice".to_vec());
+    session.attributes.insert("cart".into(), b"books".to_vec());
+    block_on(remover.store(&id, &mut session)).unwrap();
+    block_on(request(Arc::clone(&remover), id.to_string(), |s| {
+        s.attributes.insert("cart".into(), b"books, pens".to_vec());
+    }))
+    .unwrap();
+
+    let without_n2 = format!("n1:{} n3:{}", m1.address(), m3.address());
+    block_on(remover.set_nodes(&without_n2)).unwrap();
+    msm::runtime::wait(follower.refresh_nodes()).unwrap();
+    let loaded = block_on(follower.load(&id))
+        .unwrap()
+        .expect("read from its second copy");
+    let moved = loaded.relocated.expect("a new id");
+    assert_eq!(moved.node(), "n3");
+    assert_eq!(loaded.session.attributes["user"], b"alice");
+    assert_eq!(loaded.session.attributes["cart"], b"books, pens");
+
+    block_on(request(Arc::clone(&follower), moved.to_string(), |s| {
+        s.attributes.insert("user".into(), b"bob".to_vec());
+    }))
+    .unwrap();
+    msm::runtime::wait(reader.refresh_nodes()).unwrap();
+    let session = load(&reader, &moved);
+    assert_eq!(session.attributes["user"], b"bob");
+    assert_eq!(session.attributes["cart"], b"books, pens");
+    assert_eq!(indexed(&reader, &m3, KeyKind::Session, &moved).len(), 2);
+}
