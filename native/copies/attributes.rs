@@ -22,7 +22,8 @@
 //! memcached (evicted): it is left out of the session, counted.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 
 use parking_lot::Mutex;
 
@@ -341,7 +342,8 @@ impl Copies {
         let theirs = self
             .merge_index(node, kind, id, &index, &written, &gone, exptime, read)
             .await?;
-        self.delete_versions(node, kind, id, replaced.into_iter().chain(theirs).collect());
+        let replaced = replaced.into_iter().chain(theirs).collect::<BTreeSet<_>>();
+        self.delete_versions(node, kind, id, replaced.into_iter().collect());
         Ok(stored)
     }
 
@@ -553,12 +555,21 @@ impl Copies {
     }
 }
 
-/// A new version for the attributes a write changes: random, so that no two writes (of any
-/// host) store different values under one key.
+/// A new version for the attributes a write changes, so that no two writes (of any host) store
+/// different values under one key: a counter of this process, started at a random number from
+/// the operating system's generator, scattered by a bijection (SplitMix64's finalizer). Distinct
+/// within a process; two processes meet only if their counters do, which 64 random bits make
+/// vanishingly unlikely. No system call per write.
 pub(crate) fn new_version() -> u64 {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes).expect("the operating system's random generator failed");
-    u64::from_le_bytes(bytes)
+    static NEXT: LazyLock<AtomicU64> = LazyLock::new(|| {
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes).expect("the operating system's random generator failed");
+        AtomicU64::new(u64::from_le_bytes(bytes))
+    });
+    let mut x = NEXT.fetch_add(1, Ordering::Relaxed);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
 }
 
 /// The metadata of `session`, without its attributes.
@@ -588,4 +599,18 @@ fn random_fraction() -> f64 {
     let mut bytes = [0u8; 4];
     getrandom::fill(&mut bytes).expect("the operating system's random generator failed");
     f64::from(u32::from_le_bytes(bytes)) / (f64::from(u32::MAX) + 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::new_version;
+
+    #[test]
+    fn versions_are_distinct_and_scattered() {
+        let versions: Vec<u64> = (0..10_000).map(|_| new_version()).collect();
+        let distinct: std::collections::BTreeSet<_> = versions.iter().collect();
+        assert_eq!(distinct.len(), versions.len());
+        let high_bits_differ = versions.windows(2).filter(|w| (w[0] ^ w[1]) >> 32 != 0);
+        assert!(high_bits_differ.count() > 9_900, "consecutive versions look alike");
+    }
 }
