@@ -19,11 +19,13 @@
 //!   `GET /read`;
 //! - `JVM_OPTS` [`-Xms512m -Xmx512m -XX:+UseParallelGC`]: flags of every Tomcat JVM;
 //! - `MODES` [`standard sticky-async sticky-sync`]: the Tomcats, the first the baseline of the
-//!   ratios; also `nonsticky` and `nonsticky-locked` (`lockingMode=all`), and
+//!   ratios; also `nonsticky` and `nonsticky-locked` (`lockingMode=all`),
 //!   `sticky-async-events` and `nonsticky-events` (`sticky-async` and `nonsticky` with expiry
-//!   events, `sessionEvents=expiry`, `eventSweepInterval=60`); a mode is a manager
-//!   configuration and a jar: suffixed `@baseline` (`nonsticky@baseline`), its Tomcat runs the
-//!   same configuration from `BASELINE_JAR`;
+//!   events, `sessionEvents=expiry`, `eventSweepInterval=60`), and `sticky-async-attribute` and
+//!   `nonsticky-attribute` (`sticky-async` and `nonsticky` writing only the attributes that
+//!   changed, `updateGranularity=attribute`, where the others write whole sessions); a mode is a
+//!   manager configuration and a jar: suffixed `@baseline` (`nonsticky@baseline`), its Tomcat
+//!   runs the same configuration from `BASELINE_JAR`;
 //! - `BASELINE_JAR` [none]: the manager's jar for the `@baseline` modes, e.g. another build's
 //!   `msm-tomcat10.jar` (`scripts/build-jar.sh` in a worktree of an older commit); the others run
 //!   this build's, and every Tomcat this build's demo application;
