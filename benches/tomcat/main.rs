@@ -17,6 +17,11 @@
 //! - `CONNECTIONS` [8]: wrk connections, and as many wrk threads (one session each);
 //! - `WRITE_PERCENT` [20]: share of requests that modify the session (`GET /`); the rest are
 //!   `GET /read`;
+//! - `ATTRIBUTES` [0]: attributes of 1 KiB each session holds (at most 4096), besides its small
+//!   counter; each modifying request replaces one of them (`GET /?attributes=N`, everywhere the
+//!   benchmark sends `GET /`), so that per-attribute updates (`nonsticky-attribute`,
+//!   `sticky-async-attribute`) can be measured against whole sessions: e.g. `ATTRIBUTES=10
+//!   MODES="nonsticky nonsticky-attribute"`; 0 is the session of the counter alone;
 //! - `JVM_OPTS` [`-Xms512m -Xmx512m -XX:+UseParallelGC`]: flags of every Tomcat JVM;
 //! - `MODES` [`standard sticky-async sticky-sync`]: the Tomcats, the first the baseline of the
 //!   ratios; also `nonsticky` and `nonsticky-locked` (`lockingMode=all`),
@@ -96,7 +101,7 @@ fn run(settings: &Settings) -> bool {
     let samples = measure::rounds(&fleet, settings);
     summary::print(&samples, settings);
     let passed = checks::run(&fleet, &samples, settings);
-    ops::print(&fleet, &settings.modes, settings.ops_requests);
+    ops::print(&fleet, settings);
     progress.say("done");
     passed
 }
