@@ -48,8 +48,8 @@
 //! Output: a row per mode per round; a table of requests/s (mean), CPU per request, p99 (median)
 //! and ratios to the first mode; the checks (every wrk connection kept its session and saw the
 //! counters it expected, memcached's stores and reads per request, a browser's requests after
-//! the load); memcached commands per reading and per modifying request. Exits non-zero when a
-//! check fails.
+//! the load); memcached's commands and the bytes it received per new session, per reading and
+//! per modifying request. Exits non-zero when a check fails.
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
