@@ -48,7 +48,7 @@ pub fn run(fleet: &Fleet, samples: &[Sample], settings: &Settings) -> bool {
         memcached_under_load(&mut verdict, mode, &runs);
     }
     for &mode in &settings.modes {
-        browser(&mut verdict, fleet, mode);
+        browser(&mut verdict, fleet, mode, &settings.modifying_path());
     }
     let stats = fleet.memcached.stats();
     let shown: Vec<String> = SHOWN_STATS
@@ -113,20 +113,21 @@ fn memcached_under_load(verdict: &mut Verdict, mode: Mode, runs: &[&Sample]) {
     );
 }
 
-/// A browser's two `GET /` and a `GET /read` after the load: counter 1, 2, 2 in one session, and
-/// for msm a store reaching memcached (none for StandardManager).
-fn browser(verdict: &mut Verdict, fleet: &Fleet, mode: Mode) {
+/// A browser's two `GET /` (at `modifying`, the path of the load's) and a `GET /read` after the
+/// load: counter 1, 2, 2 in one session, and for msm a store reaching memcached (none for
+/// StandardManager).
+fn browser(verdict: &mut Verdict, fleet: &Fleet, mode: Mode, modifying: &str) {
     let sets_before = fleet.memcached.stat("cmd_set");
-    let answers = browse(fleet.tomcat(mode));
+    let answers = browse(fleet.tomcat(mode), modifying);
     let sets = sets_after(fleet, mode, sets_before) - sets_before;
     counted_in_one_session(verdict, mode, &answers);
     stored(verdict, mode, sets);
 }
 
-/// `GET /`, `GET /` and `GET /read` in a new session.
-fn browse(tomcat: &Tomcat) -> [Response; 3] {
+/// `GET /`, `GET /` (both at `modifying`) and `GET /read` in a new session.
+fn browse(tomcat: &Tomcat, modifying: &str) -> [Response; 3] {
     let mut browser = Browser::default();
-    ["/", "/", "/read"].map(|path| browser.get(tomcat, path))
+    [modifying, modifying, "/read"].map(|path| browser.get(tomcat, path))
 }
 
 /// The browser's answers show counter 1, 2, 2 in one session.

@@ -17,13 +17,20 @@
 //! - `CONNECTIONS` [8]: wrk connections, and as many wrk threads (one session each);
 //! - `WRITE_PERCENT` [20]: share of requests that modify the session (`GET /`); the rest are
 //!   `GET /read`;
+//! - `ATTRIBUTES` [0]: attributes of 1 KiB each session holds (at most 4096), besides its small
+//!   counter; each modifying request replaces one of them (`GET /?attributes=N`, everywhere the
+//!   benchmark sends `GET /`), so that per-attribute updates (`nonsticky-attribute`,
+//!   `sticky-async-attribute`) can be measured against whole sessions: e.g. `ATTRIBUTES=10
+//!   MODES="nonsticky nonsticky-attribute"`; 0 is the session of the counter alone;
 //! - `JVM_OPTS` [`-Xms512m -Xmx512m -XX:+UseParallelGC`]: flags of every Tomcat JVM;
 //! - `MODES` [`standard sticky-async sticky-sync`]: the Tomcats, the first the baseline of the
-//!   ratios; also `nonsticky` and `nonsticky-locked` (`lockingMode=all`), and
+//!   ratios; also `nonsticky` and `nonsticky-locked` (`lockingMode=all`),
 //!   `sticky-async-events` and `nonsticky-events` (`sticky-async` and `nonsticky` with expiry
-//!   events, `sessionEvents=expiry`, `eventSweepInterval=60`); a mode is a manager
-//!   configuration and a jar: suffixed `@baseline` (`nonsticky@baseline`), its Tomcat runs the
-//!   same configuration from `BASELINE_JAR`;
+//!   events, `sessionEvents=expiry`, `eventSweepInterval=60`), and `sticky-async-attribute` and
+//!   `nonsticky-attribute` (`sticky-async` and `nonsticky` writing only the attributes that
+//!   changed, `updateGranularity=attribute`, where the others write whole sessions); a mode is a
+//!   manager configuration and a jar: suffixed `@baseline` (`nonsticky@baseline`), its Tomcat
+//!   runs the same configuration from `BASELINE_JAR`;
 //! - `BASELINE_JAR` [none]: the manager's jar for the `@baseline` modes, e.g. another build's
 //!   `msm-tomcat10.jar` (`scripts/build-jar.sh` in a worktree of an older commit); the others run
 //!   this build's, and every Tomcat this build's demo application;
@@ -41,8 +48,8 @@
 //! Output: a row per mode per round; a table of requests/s (mean), CPU per request, p99 (median)
 //! and ratios to the first mode; the checks (every wrk connection kept its session and saw the
 //! counters it expected, memcached's stores and reads per request, a browser's requests after
-//! the load); memcached commands per reading and per modifying request. Exits non-zero when a
-//! check fails.
+//! the load); memcached's commands and the bytes it received per new session, per reading and
+//! per modifying request. Exits non-zero when a check fails.
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
@@ -94,7 +101,7 @@ fn run(settings: &Settings) -> bool {
     let samples = measure::rounds(&fleet, settings);
     summary::print(&samples, settings);
     let passed = checks::run(&fleet, &samples, settings);
-    ops::print(&fleet, &settings.modes, settings.ops_requests);
+    ops::print(&fleet, settings);
     progress.say("done");
     passed
 }

@@ -5,8 +5,23 @@ use std::path::Path;
 
 use crate::common::tomcat::Options;
 
-/// Width of the mode column in the output: the longest name, `sticky-async-events@baseline`.
-pub const NAME_WIDTH: usize = 28;
+/// What a mode's name ends with when its Tomcat runs `BASELINE_JAR`.
+const BASELINE_SUFFIX: &str = "@baseline";
+
+/// Width of the mode column in the output: the longest manager name with [`BASELINE_SUFFIX`]
+/// (`sticky-async-attribute@baseline`), computed so that a new mode cannot break the columns.
+pub const NAME_WIDTH: usize = {
+    let mut longest = 0;
+    let mut i = 0;
+    while i < Manager::ALL.len() {
+        let length = Manager::ALL[i].name().len();
+        if length > longest {
+            longest = length;
+        }
+        i += 1;
+    }
+    longest + BASELINE_SUFFIX.len()
+};
 
 /// `eventSweepInterval` of the modes with expiry events: the default, a minute, which is also
 /// how often Tomcat's background processing polls by default.
@@ -39,6 +54,12 @@ pub enum Manager {
     StickyAsyncEvents,
     /// [`Manager::NonSticky`] with expiry events (`sessionEvents=expiry`).
     NonStickyEvents,
+    /// [`Manager::NonSticky`] writing only the attributes that changed
+    /// (`updateGranularity=attribute`).
+    NonStickyAttribute,
+    /// [`Manager::StickyAsync`] backing up only the attributes that changed
+    /// (`updateGranularity=attribute`).
+    StickyAsyncAttribute,
 }
 
 /// Where the manager's classes and native library come from.
@@ -53,7 +74,7 @@ pub enum Jar {
 
 impl Manager {
     /// Every manager configuration, in the order of the README.
-    pub const ALL: [Manager; 7] = [
+    pub const ALL: [Manager; 9] = [
         Manager::Standard,
         Manager::StickyAsync,
         Manager::StickySync,
@@ -61,10 +82,12 @@ impl Manager {
         Manager::NonStickyLocked,
         Manager::StickyAsyncEvents,
         Manager::NonStickyEvents,
+        Manager::NonStickyAttribute,
+        Manager::StickyAsyncAttribute,
     ];
 
     /// The name used in `MODES` and in the output.
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Manager::Standard => "standard",
             Manager::StickyAsync => "sticky-async",
@@ -73,6 +96,8 @@ impl Manager {
             Manager::NonStickyLocked => "nonsticky-locked",
             Manager::StickyAsyncEvents => "sticky-async-events",
             Manager::NonStickyEvents => "nonsticky-events",
+            Manager::NonStickyAttribute => "nonsticky-attribute",
+            Manager::StickyAsyncAttribute => "sticky-async-attribute",
         }
     }
 
@@ -86,6 +111,8 @@ impl Manager {
             Manager::NonStickyLocked => "nsl",
             Manager::StickyAsyncEvents => "asyncev",
             Manager::NonStickyEvents => "nsev",
+            Manager::NonStickyAttribute => "nsattr",
+            Manager::StickyAsyncAttribute => "asyncattr",
         }
     }
 
@@ -110,6 +137,13 @@ impl Manager {
                 ("sessionEvents", "expiry"),
                 ("eventSweepInterval", EVENT_SWEEP_INTERVAL),
             ]),
+            Manager::NonStickyAttribute => {
+                Some(&[("sticky", "false"), ("updateGranularity", "attribute")])
+            }
+            Manager::StickyAsyncAttribute => Some(&[
+                ("sessionBackupAsync", "true"),
+                ("updateGranularity", "attribute"),
+            ]),
         }
     }
 }
@@ -117,10 +151,10 @@ impl Manager {
 impl Mode {
     /// The mode called `name`: a manager's name, with `@baseline` for `BASELINE_JAR`.
     pub fn parse(name: &str) -> Option<Mode> {
-        let (manager, jar) = match name.split_once('@') {
+        let (manager, jar) = match name.strip_suffix(BASELINE_SUFFIX) {
+            Some(manager) => (manager, Jar::Baseline),
+            None if name.contains('@') => return None,
             None => (name, Jar::Built),
-            Some((manager, "baseline")) => (manager, Jar::Baseline),
-            Some(_) => return None,
         };
         let manager = Manager::ALL.into_iter().find(|m| m.name() == manager)?;
         Some(Mode { manager, jar })
@@ -130,7 +164,7 @@ impl Mode {
     pub fn name(self) -> String {
         match self.jar {
             Jar::Built => self.manager.name().to_owned(),
-            Jar::Baseline => format!("{}@baseline", self.manager.name()),
+            Jar::Baseline => format!("{}{BASELINE_SUFFIX}", self.manager.name()),
         }
     }
 

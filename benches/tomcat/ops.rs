@@ -1,16 +1,19 @@
-//! memcached commands per request: every command memcached counts (`cmd_get` counts each key of a
-//! get, `cmd_set` each store), for the request that creates a session (over [`NEW_SESSIONS`]
-//! sessions), and over a number of requests of one session for a reading request and a modifying
-//! one. One memcached node, so no second copies. Modes with expiry events index a session on its
-//! first request; their background sweeps (one a minute) may land in a count, and add a few
-//! commands to it.
+//! memcached's work per request: every command memcached counts (`cmd_get` counts each key of a
+//! get, `cmd_set` each store) and every byte it received (`bytes_read`: commands, keys and the
+//! values stored), for the request that creates a session (over [`NEW_SESSIONS`] sessions), and
+//! over a number of requests of one session for a reading request and a modifying one. One
+//! memcached node, so no second copies. Modes with expiry events index a session on its first
+//! request; their background sweeps (one a minute) may land in a count, and add a few commands to
+//! it.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::common::command_counters;
 use crate::common::tomcat::Browser;
 use crate::fleet::Fleet;
 use crate::mode::{Mode, NAME_WIDTH};
+use crate::settings::Settings;
 
 /// Time given to the asynchronous backups of the last requests to land before counting.
 const SETTLE: Duration = Duration::from_millis(500);
@@ -18,48 +21,129 @@ const SETTLE: Duration = Duration::from_millis(500);
 /// Sessions created to count what creating one costs.
 const NEW_SESSIONS: u32 = 10;
 
-/// Prints a row per mode: commands per `GET /` creating a session (over [`NEW_SESSIONS`]), and
-/// per `GET /read` and per `GET /` of one session, over `requests` each.
-pub fn print(fleet: &Fleet, modes: &[Mode], requests: u32) {
+/// What `Memcached::stats` sends: memcached counts it in `bytes_read` before it answers, so each
+/// count takes it off again.
+const STATS_REQUEST: &str = "stats\r\n";
+
+/// Width of a commands column.
+const COMMANDS_WIDTH: usize = 8;
+
+/// Width of a bytes column.
+const BYTES_WIDTH: usize = 10;
+
+/// Width of the heading over a commands and a bytes column.
+const GROUP_WIDTH: usize = COMMANDS_WIDTH + 2 + BYTES_WIDTH;
+
+/// What memcached did for requests, per request.
+#[derive(Clone, Copy, Debug)]
+struct Cost {
+    /// Commands counted (keys read, stores, touches, deletes, ...).
+    commands: f64,
+    /// Bytes received (`bytes_read`).
+    bytes: f64,
+}
+
+/// memcached's counters at one moment: the sum of every command counter, and `bytes_read`.
+#[derive(Clone, Copy, Debug)]
+struct Totals {
+    commands: u64,
+    bytes: u64,
+}
+
+impl Totals {
+    /// memcached's totals now.
+    fn now(fleet: &Fleet) -> Totals {
+        Totals::of(&fleet.memcached.stats())
+    }
+
+    /// The totals of a `stats` snapshot.
+    fn of(stats: &HashMap<String, u64>) -> Totals {
+        Totals {
+            commands: command_counters(stats).iter().map(|(_, count)| count).sum(),
+            bytes: stats["bytes_read"],
+        }
+    }
+
+    /// What memcached did since `before`, per request over `requests`: the `stats` request that
+    /// read these totals is not counted.
+    fn since(self, before: Totals, requests: u32) -> Cost {
+        let bytes = self.bytes - before.bytes - STATS_REQUEST.len() as u64;
+        Cost {
+            commands: (self.commands - before.commands) as f64 / f64::from(requests),
+            bytes: bytes as f64 / f64::from(requests),
+        }
+    }
+}
+
+/// Prints a row per mode of `settings`: commands and bytes memcached received per `GET /`
+/// creating a session (over [`NEW_SESSIONS`]), and per `GET /read` and per `GET /` of one
+/// session, over `OPS_REQUESTS` each; `GET /` at the load's path, so that the sessions hold the
+/// load's attributes.
+pub fn print(fleet: &Fleet, settings: &Settings) {
+    let requests = settings.ops_requests;
+    let modifying = settings.modifying_path();
     println!();
     println!(
-        "== memcached operations per request ({NEW_SESSIONS} new sessions; {requests} requests \
-         each, one session)"
+        "== memcached per request: commands, and bytes it received ({NEW_SESSIONS} new sessions; \
+         {requests} requests each, one session; GET / is GET {modifying})"
     );
     println!(
-        "{:<NAME_WIDTH$}  {:>14}  {:>14}  {:>16}",
-        "mode", "new session", "GET /read", "GET / (changes)"
+        "{:<NAME_WIDTH$}  {:>GROUP_WIDTH$}    {:>GROUP_WIDTH$}    {:>GROUP_WIDTH$}",
+        "", "new session", "GET /read", "GET / (changes)"
     );
-    for &mode in modes {
-        let creating = per_new_session(fleet, mode);
-        let [reading, modifying] = per_request(fleet, mode, requests);
+    let columns = format!("{:>COMMANDS_WIDTH$}  {:>BYTES_WIDTH$}", "commands", "bytes");
+    println!(
+        "{:<NAME_WIDTH$}  {columns}    {columns}    {columns}",
+        "mode"
+    );
+    for &mode in &settings.modes {
+        let creating = per_new_session(fleet, mode, &modifying);
+        let [reading, changing] = per_request(fleet, mode, &modifying, requests);
         println!(
-            "{:<NAME_WIDTH$}  {creating:>14.2}  {reading:>14.2}  {modifying:>16.2}",
-            mode.name()
+            "{:<NAME_WIDTH$}  {}    {}    {}",
+            mode.name(),
+            cells(creating),
+            cells(reading),
+            cells(changing)
         );
     }
 }
 
-/// Commands per `GET /` that creates a session of `mode`.
-fn per_new_session(fleet: &Fleet, mode: Mode) -> f64 {
-    let tomcat = fleet.tomcat(mode);
-    let before = commands(fleet);
-    for _ in 0..NEW_SESSIONS {
-        let answer = Browser::default().get(tomcat, "/");
-        assert_eq!(answer.status, 200, "/ of {}: {}", mode.name(), answer.body);
-    }
-    std::thread::sleep(SETTLE);
-    (commands(fleet) - before) as f64 / f64::from(NEW_SESSIONS)
+/// A cost's two columns.
+fn cells(cost: Cost) -> String {
+    format!(
+        "{:>COMMANDS_WIDTH$.2}  {:>BYTES_WIDTH$.0}",
+        cost.commands, cost.bytes
+    )
 }
 
-/// Commands per `GET /read` and per `GET /` of one new session of `mode`.
-fn per_request(fleet: &Fleet, mode: Mode, requests: u32) -> [f64; 2] {
+/// What a `GET` of `modifying` that creates a session of `mode` costs memcached.
+fn per_new_session(fleet: &Fleet, mode: Mode, modifying: &str) -> Cost {
+    let tomcat = fleet.tomcat(mode);
+    let before = Totals::now(fleet);
+    for _ in 0..NEW_SESSIONS {
+        let answer = Browser::default().get(tomcat, modifying);
+        assert_eq!(
+            answer.status,
+            200,
+            "{modifying} of {}: {}",
+            mode.name(),
+            answer.body
+        );
+    }
+    std::thread::sleep(SETTLE);
+    Totals::now(fleet).since(before, NEW_SESSIONS)
+}
+
+/// What a `GET /read` and a `GET` of `modifying` of one new session of `mode`, created by
+/// `modifying` too, cost memcached.
+fn per_request(fleet: &Fleet, mode: Mode, modifying: &str, requests: u32) -> [Cost; 2] {
     let tomcat = fleet.tomcat(mode);
     let mut browser = Browser::default();
-    browser.get(tomcat, "/");
+    browser.get(tomcat, modifying);
     std::thread::sleep(SETTLE);
-    ["/read", "/"].map(|path| {
-        let before = commands(fleet);
+    ["/read", modifying].map(|path| {
+        let before = Totals::now(fleet);
         for _ in 0..requests {
             let answer = browser.get(tomcat, path);
             assert_eq!(
@@ -71,14 +155,6 @@ fn per_request(fleet: &Fleet, mode: Mode, requests: u32) -> [f64; 2] {
             );
         }
         std::thread::sleep(SETTLE);
-        (commands(fleet) - before) as f64 / f64::from(requests)
+        Totals::now(fleet).since(before, requests)
     })
-}
-
-/// Every command memcached has counted so far.
-fn commands(fleet: &Fleet) -> u64 {
-    command_counters(&fleet.memcached.stats())
-        .iter()
-        .map(|(_, count)| count)
-        .sum()
 }

@@ -1,5 +1,7 @@
 -- wrk script of the Tomcat benchmark (benches/tomcat): each connection keeps one session and
--- checks every answer. Arguments: the share of modifying requests in percent (default 20).
+-- checks every answer. Arguments: the share of modifying requests in percent (default 20), and
+-- the number of 1 KiB attributes each session holds (default 0): with N > 0 every modifying
+-- request is GET /?attributes=N, which keeps N such attributes in the session and replaces one.
 --
 -- The first request is GET / (it creates the session); the JSESSIONID of the response's
 -- Set-Cookie is sent from then on. The mix is deterministic, not random, so every mode sees the
@@ -21,6 +23,7 @@ end
 writes, reads, sessions, changed, lost, mismatches, failures, counter = 0, 0, 0, 0, 0, 0, 0, 0
 
 local write_percent = 20
+local modify_path = "/"
 local credit = 0
 local cookie = nil
 local session = nil
@@ -28,6 +31,10 @@ local expect = nil -- "write" or "read": what the request in flight was
 
 function init(args)
   write_percent = tonumber(args[1]) or 20
+  local attributes = tonumber(args[2]) or 0
+  if attributes > 0 then
+    modify_path = "/?attributes=" .. attributes
+  end
 end
 
 function request()
@@ -38,9 +45,9 @@ function request()
     if credit >= 100 then credit = credit - 100 end
     expect = "write"
     if cookie == nil then
-      return wrk.format("GET", "/")
+      return wrk.format("GET", modify_path)
     end
-    return wrk.format("GET", "/", { ["Cookie"] = "JSESSIONID=" .. cookie })
+    return wrk.format("GET", modify_path, { ["Cookie"] = "JSESSIONID=" .. cookie })
   end
   expect = "read"
   return wrk.format("GET", "/read", { ["Cookie"] = "JSESSIONID=" .. cookie })

@@ -12,6 +12,9 @@ const DEFAULT_JVM_OPTS: &str = "-Xms512m -Xmx512m -XX:+UseParallelGC";
 /// Modes run unless `MODES` says otherwise.
 const DEFAULT_MODES: &str = "standard sticky-async sticky-sync";
 
+/// The most 1 KiB attributes `ATTRIBUTES` may ask for: the demo application's limit.
+const MAX_ATTRIBUTES: u32 = 4096;
+
 /// What to run and for how long.
 #[derive(Debug)]
 pub struct Settings {
@@ -25,6 +28,9 @@ pub struct Settings {
     pub connections: u32,
     /// Share of requests that modify the session (`GET /`), in percent.
     pub write_percent: u32,
+    /// Attributes of 1 KiB each benchmark session holds, one of which each modifying request
+    /// replaces; 0 for the small session of the counter alone.
+    pub attributes: u32,
     /// Flags of every Tomcat JVM, as given.
     pub jvm_opts: String,
     /// The Tomcats to run; the first is the baseline of the ratios.
@@ -36,13 +42,19 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Reads `WARMUP`, `DURATION`, `ROUNDS`, `CONNECTIONS`, `WRITE_PERCENT`, `JVM_OPTS`, `MODES`,
-    /// `BASELINE_JAR` and `OPS_REQUESTS`; an error says which one is wrong.
+    /// Reads `WARMUP`, `DURATION`, `ROUNDS`, `CONNECTIONS`, `WRITE_PERCENT`, `ATTRIBUTES`,
+    /// `JVM_OPTS`, `MODES`, `BASELINE_JAR` and `OPS_REQUESTS`; an error says which one is wrong.
     pub fn from_env() -> Result<Self, String> {
         let write_percent = number("WRITE_PERCENT", 20, 0)?;
         if write_percent > 100 {
             return Err(format!(
                 "WRITE_PERCENT must be at most 100, not {write_percent}"
+            ));
+        }
+        let attributes = number("ATTRIBUTES", 0, 0)?;
+        if attributes > MAX_ATTRIBUTES {
+            return Err(format!(
+                "ATTRIBUTES must be at most {MAX_ATTRIBUTES}, not {attributes}"
             ));
         }
         let modes = modes(&text("MODES", DEFAULT_MODES))?;
@@ -53,6 +65,7 @@ impl Settings {
             rounds: number("ROUNDS", 3, 1)?,
             connections: number("CONNECTIONS", 8, 1)?,
             write_percent,
+            attributes,
             jvm_opts: text("JVM_OPTS", DEFAULT_JVM_OPTS),
             modes,
             baseline_jar,
@@ -65,6 +78,18 @@ impl Settings {
         Load {
             connections: self.connections,
             write_percent: self.write_percent,
+            attributes: self.attributes,
+        }
+    }
+
+    /// The path of a modifying request: `/`, or `/?attributes=N` for sessions of N 1 KiB
+    /// attributes (the demo application's parameter). Every `GET /` of the benchmark uses it,
+    /// `session.lua` builds the same, so that every session measured holds them.
+    pub fn modifying_path(&self) -> String {
+        if self.attributes == 0 {
+            "/".to_owned()
+        } else {
+            format!("/?attributes={}", self.attributes)
         }
     }
 

@@ -42,13 +42,18 @@ impl Figures {
 /// Prints the settings of the run and a row per mode.
 pub fn print(samples: &[Sample], settings: &Settings) {
     println!();
+    let session = match settings.attributes {
+        0 => "holding a counter".to_owned(),
+        n => format!("holding a counter and {n} attributes of 1 KiB, one replaced per GET"),
+    };
     println!(
         "== summary: {} round(s) of {}s per mode after {}s warm-up each; wrk -t{c} -c{c}, one \
-         session per connection, {}% GET / (modifying), {}% GET /read; JVM: {}",
+         session per connection ({session}), {}% GET {} (modifying), {}% GET /read; JVM: {}",
         settings.rounds,
         settings.duration.as_secs(),
         settings.warmup.as_secs(),
         settings.write_percent,
+        settings.modifying_path(),
         100 - settings.write_percent,
         settings.jvm_opts,
         c = settings.connections,

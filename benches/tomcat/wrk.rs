@@ -17,6 +17,8 @@ pub struct Load {
     pub connections: u32,
     /// Share of requests that modify the session, in percent.
     pub write_percent: u32,
+    /// Attributes of 1 KiB in each session (`/?attributes=N`); 0 for none.
+    pub attributes: u32,
 }
 
 /// What one wrk run measured.
@@ -72,7 +74,11 @@ pub fn run(port: u16, length: Duration, load: Load) -> Outcome {
         .arg(format!("-d{}s", length.as_secs()))
         .args(["--timeout", "10s", "--latency", "-s", SCRIPT])
         .arg(format!("http://127.0.0.1:{port}/"))
-        .args(["--", &load.write_percent.to_string()])
+        .args([
+            "--",
+            &load.write_percent.to_string(),
+            &load.attributes.to_string(),
+        ])
         .output()
         .unwrap_or_else(|e| panic!("cannot run {PROGRAM}: {e}"));
     let text = format!(

@@ -4,6 +4,7 @@ import java.io.IOException;
 import java.io.PrintWriter;
 import java.io.UncheckedIOException;
 import java.lang.management.ManagementFactory;
+import java.util.Arrays;
 import java.util.Collections;
 import java.util.Set;
 
@@ -22,7 +23,12 @@ import jakarta.servlet.http.HttpSession;
  * The demo and test web application. Every answer is one line of {@code key=value} pairs.
  *
  * <ul>
- * <li>{@code /} or {@code /counter}: increments the session's counter (creating the session);</li>
+ * <li>{@code /} or {@code /counter}: increments the session's counter (creating the session);
+ * with {@code ?attributes=N} (0 to {@value #MAX_KIB_ATTRIBUTES}) the session also holds N
+ * attributes of 1 KiB ({@code byte[1024]}), {@code kib0} to {@code kib<N-1>}: {@code kib1} and
+ * up are created when absent and left alone, {@code kib0} is replaced by one filled with the new
+ * counter's low byte, so that exactly one 1 KiB attribute changes per request (the Tomcat
+ * benchmark's {@code ATTRIBUTES});</li>
  * <li>{@code /read}: shows the counter without changing anything;</li>
  * <li>{@code /set?name=N&value=V}: stores a string attribute;</li>
  * <li>{@code /get?name=N}: shows one attribute;</li>
@@ -55,6 +61,12 @@ import jakarta.servlet.http.HttpSession;
  */
 public final class DemoServlet extends HttpServlet {
     private static final long serialVersionUID = 1L;
+
+    /** The most 1 KiB attributes {@code /?attributes=N} keeps in a session: 4 MiB. */
+    static final int MAX_KIB_ATTRIBUTES = 4096;
+
+    /** Size of each attribute {@code /?attributes=N} keeps. */
+    private static final int KIB = 1024;
 
     /** The class of {@code /extra}'s attribute, in {@code msm-demo-extra.jar}. */
     private static final String EXTRA_CLASS = "io.msm.demo.extra.ExtraValue";
@@ -175,9 +187,18 @@ public final class DemoServlet extends HttpServlet {
                 session = request.getSession();
                 break;
             default:
+                int kibAttributes;
+                try {
+                    kibAttributes = kibAttributes(request.getParameter("attributes"));
+                } catch (IllegalArgumentException e) {
+                    response.sendError(HttpServletResponse.SC_BAD_REQUEST, e.getMessage());
+                    return;
+                }
                 session = request.getSession();
                 Integer counter = (Integer) session.getAttribute("counter");
-                session.setAttribute("counter", counter == null ? 1 : counter + 1);
+                int next = counter == null ? 1 : counter + 1;
+                session.setAttribute("counter", next);
+                keepKibAttributes(session, kibAttributes, next);
                 break;
         }
         StringBuilder line = new StringBuilder();
@@ -193,6 +214,45 @@ public final class DemoServlet extends HttpServlet {
                     String.join(",", Collections.list(session.getAttributeNames())));
         }
         reply(response, line.toString());
+    }
+
+    /**
+     * The N of {@code attributes=N}, 0 when absent.
+     *
+     * @throws IllegalArgumentException unless it is a whole number from 0 to
+     *     {@link #MAX_KIB_ATTRIBUTES} (so that a request cannot make the session huge)
+     */
+    private static int kibAttributes(String value) {
+        if (value == null) {
+            return 0;
+        }
+        int count = Integer.parseInt(value);
+        if (count < 0 || count > MAX_KIB_ATTRIBUTES) {
+            throw new IllegalArgumentException(
+                    "attributes must be from 0 to " + MAX_KIB_ATTRIBUTES + ", not " + value);
+        }
+        return count;
+    }
+
+    /**
+     * Makes {@code session} hold {@code count} attributes of 1 KiB, {@code kib0} to
+     * {@code kib<count-1>}: the others are created once when absent and then left alone, and
+     * {@code kib0} is replaced by a new array filled with the low byte of {@code counter}, so that
+     * each request changes exactly one of them (what per-attribute updates are for).
+     */
+    private static void keepKibAttributes(HttpSession session, int count, int counter) {
+        if (count == 0) {
+            return;
+        }
+        byte[] changed = new byte[KIB];
+        Arrays.fill(changed, (byte) counter);
+        session.setAttribute("kib0", changed);
+        for (int i = 1; i < count; i++) {
+            String name = "kib" + i;
+            if (session.getAttribute(name) == null) {
+                session.setAttribute(name, new byte[KIB]);
+            }
+        }
     }
 
     /** An instance of {@link #EXTRA_CLASS}, through the web application's class loader. */
