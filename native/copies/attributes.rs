@@ -611,6 +611,9 @@ mod tests {
         let distinct: std::collections::BTreeSet<_> = versions.iter().collect();
         assert_eq!(distinct.len(), versions.len());
         let high_bits_differ = versions.windows(2).filter(|w| (w[0] ^ w[1]) >> 32 != 0);
-        assert!(high_bits_differ.count() > 9_900, "consecutive versions look alike");
+        assert!(
+            high_bits_differ.count() > 9_900,
+            "consecutive versions look alike"
+        );
     }
 }
