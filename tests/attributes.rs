@@ -881,3 +881,25 @@ fn removing_a_node_moves_a_session_stored_attribute_by_attribute() {
     assert_eq!(session.attributes["cart"], b"books, pens");
     assert_eq!(indexed(&reader, &m3, KeyKind::Session, &moved).len(), 2);
 }
+
+/// An attribute memcached refuses (larger than its item size limit) leaves the session as it
+/// was: the index written in the same round trip names the attribute's previous version again.
+#[test]
+fn an_attribute_memcached_refuses_leaves_its_previous_value() {
+    let m1 = Memcached::start_with(&["-I", "512k"]);
+    let m = manager(&[&m1], ATTRIBUTE);
+    let id = stored_session(&m, 2, 8);
+    let stored = block_on(request(Arc::clone(&m), id.to_string(), |s| {
+        s.attributes
+            .insert("a1".into(), common::random_bytes(768 * 1024));
+        s.attributes
+            .insert("new".into(), common::random_bytes(768 * 1024));
+    }));
+    println!("the request's end: {stored:?}");
+    let other = manager(&[&m1], ATTRIBUTE);
+    let session = load(&other, &id);
+    assert_eq!(session.attributes["a0"], vec![0; 8]);
+    assert_eq!(session.attributes["a1"], vec![1; 8], "the previous value");
+    assert!(!session.attributes.contains_key("new"));
+    assert_eq!(stat(&other, "attribute_items_missing"), 0);
+}

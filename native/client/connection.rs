@@ -186,8 +186,22 @@ impl Connection {
     ) -> Result<Vec<Reply>, Failure> {
         self.stream.write_all(requests).await.map_err(tls_refusal)?;
         let mut replies = Vec::with_capacity(expects.len());
+        let mut refused = None;
         for expect in expects {
-            replies.push(self.read_reply(*expect, max_value).await?);
+            match self.read_reply(*expect, max_value).await {
+                Ok(reply) => replies.push(reply),
+                // A value refused for its size, or for want of memory, leaves the connection in
+                // step: the later requests' replies are read too, so that when the exchange
+                // fails every request of it has been carried out (a caller can take back what
+                // went through).
+                Err(Failure::Refused(message)) if is_storage_refusal(&message) => {
+                    refused.get_or_insert(message);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(message) = refused {
+            return Err(Failure::Refused(message));
         }
         if !self.buffer.is_empty() {
             return Err(Failure::Protocol(format!(
@@ -248,6 +262,12 @@ impl Connection {
             }
         }
     }
+}
+
+/// Whether `message` is memcached's refusal of one value it could not store (too large, out of
+/// memory), after which it goes on with the next request.
+fn is_storage_refusal(message: &str) -> bool {
+    message == "object too large for cache" || message == "out of memory storing object"
 }
 
 /// A failed TLS handshake, said plainly: a certificate refused, or a server that does not speak

@@ -19,7 +19,9 @@
 //! it is read with `gets` in the round trip that writes the attributes' items, then written with
 //! `cas` over what was there. A reader that finds a named version gone (deleted after a newer
 //! index was stored) reads the index again, once; a version still missing then was lost by
-//! memcached (evicted): it is left out of the session, counted.
+//! memcached (evicted), or replaced again while it was read: it is left out of the session,
+//! counted. A write whose items memcached refuses (too large) is taken back from the index it
+//! stored in the same round trip: its attributes are named at their earlier versions again.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,7 +31,7 @@ use parking_lot::Mutex;
 
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::{Copies, Outgoing};
+use super::{Copies, Layout, Outgoing};
 use crate::client::{Answer, Command};
 use crate::cluster::Node;
 use crate::envelope::{Index, Stored};
@@ -133,8 +135,8 @@ pub(crate) struct Earlier<'a> {
 type IndexRead = Option<(Vec<u8>, u64)>;
 
 /// This host's writers of sessions' indexes, one at a time per session: requests of one session
-/// on one host then never race each other for its index, and merges are only ever needed with
-/// other hosts' writers.
+/// on one host never send their index writes at once (one whose read predates another's write
+/// still finds the index changed, and merges with it as with another host's).
 #[derive(Debug, Default)]
 pub(crate) struct IndexTurns {
     slots: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
@@ -213,8 +215,9 @@ impl Copies {
     /// the versions it no longer names are deleted in the background. Writers of one session on
     /// this host take turns.
     ///
-    /// The index goes with `cas` over the base's when the base has its CAS unique (merged with
-    /// another writer's when one came in between), else with `set`. A second copy's index is
+    /// The index goes with `cas` over the base's when the base has its CAS unique, else with
+    /// `add` (non-sticky) or `set` (sticky: one writer); merged with another writer's when one
+    /// came in between. A second copy's index is
     /// merged whenever the primary's is: the base's CAS unique is the primary's and says nothing
     /// of it, so it is read with `gets` in that round trip and written with `cas` after it
     /// (merged with what was there; another writer's since is merged in again).
@@ -238,7 +241,7 @@ impl Copies {
                 Some(entry) if entry.hash == hash => entry.version,
                 _ => {
                     let key = self.config.keys.attribute_key(kind, id, name, out.version);
-                    items.push((key, self.encode_attribute(id, name, value)?));
+                    items.push((name, key, self.encode_attribute(id, name, value)?));
                     out.version
                 }
             };
@@ -279,14 +282,20 @@ impl Copies {
         let record = validity.map(|v| self.validity_item(id, v));
         let mut commands: Vec<Command<'_>> = items
             .iter()
-            .map(|(key, value)| Command::Set {
+            .map(|(_, key, value)| Command::Set {
                 key,
                 value,
                 exptime,
             })
             .collect();
         let index_cas = out.base.and_then(|b| b.cas);
-        let read_first = kind == KeyKind::SecondCopy && index_cas.is_some();
+        // Non-sticky, other hosts write the index too, and writing over theirs would name
+        // versions they deleted: it goes with `cas` over the one read, or with `add` when none
+        // was (a session moved or restored here), merged with theirs when they came first. A
+        // second copy's index is read with `gets` in this round trip (the base's CAS unique is
+        // the primary's), then merged and written with `cas`. Sticky, the one writer sets it.
+        let shared = self.layout() == Layout::Replicated;
+        let read_first = shared && kind == KeyKind::SecondCopy;
         let index_key = [key.as_str()];
         commands.push(match index_cas {
             _ if read_first => Command::Gets(&index_key),
@@ -296,6 +305,11 @@ impl Copies {
                 exptime,
                 cas,
             },
+            None if shared => Command::Add {
+                key: &key,
+                value: &value,
+                exptime,
+            },
             None => Command::Set {
                 key: &key,
                 value: &value,
@@ -303,16 +317,27 @@ impl Copies {
             },
         });
         let _turn = self.index_turns.take(&key).await;
-        let answers = self
+        let answers = match self
             .send_releasing(node, commands, record.as_ref(), lock)
-            .await?;
-        if let Some(refused) = answers[..items.len()]
-            .iter()
-            .find(|a| **a != Answer::Stored)
+            .await
         {
+            Ok(answers) => answers,
+            Err(e) if e.is_node_failure() => return Err(e),
+            Err(e) => {
+                // Refused by memcached (too large, out of memory) after the index may have gone.
+                self.undo(node, kind, id, out, exptime).await.ok();
+                return Err(e);
+            }
+        };
+        let refused = items
+            .iter()
+            .zip(&answers)
+            .find(|(_, answer)| **answer != Answer::Stored);
+        if let Some(((name, ..), answer)) = refused {
+            self.undo(node, kind, id, out, exptime).await.ok();
             return Err(Error::Server {
                 node: node.id().to_owned(),
-                message: format!("an attribute's item was not stored: {refused:?}"),
+                message: format!("the item of the attribute `{name}` was not stored: {answer:?}"),
             });
         }
         bump_by(&self.stats.attribute_items_written, items.len());
@@ -432,6 +457,57 @@ impl Copies {
                 return Ok(replaced);
             }
         }
+    }
+
+    /// Takes back what the write `out` of the session `id` (its copy `kind`) on `node` put in
+    /// the index, after memcached refused some of its items: each attribute the index names at
+    /// `out.version` is named at its base version again (still there: nothing is deleted before
+    /// a write succeeds), or no more. An index naming none (its write never went, or another
+    /// writer replaced them since) is left alone.
+    async fn undo(
+        &self,
+        node: &Node,
+        kind: KeyKind,
+        id: &SessionId,
+        out: Outgoing<'_>,
+        exptime: u64,
+    ) -> Result<()> {
+        let key = self.key(kind, id);
+        for _ in 0..MAX_MERGES {
+            let Some((value, cas)) = self.cluster.call(node, |c| c.gets(&key)).await? else {
+                return Ok(());
+            };
+            let Ok(Stored::Index(mut index)) = self.codec.decode_stored(id.random(), &value) else {
+                return Ok(());
+            };
+            let ours: Vec<String> = index
+                .names
+                .iter()
+                .filter(|(_, version)| **version == out.version)
+                .map(|(name, _)| name.clone())
+                .collect();
+            if ours.is_empty() {
+                return Ok(());
+            }
+            for name in ours {
+                match out.base.and_then(|b| b.entries.get(&name)) {
+                    Some(entry) => index.names.insert(name, entry.version),
+                    None => index.names.remove(&name),
+                };
+            }
+            let value = self.encode_index(id, &index)?;
+            let outcome = self
+                .cluster
+                .call(node, |c| c.cas(&key, &value, exptime, cas));
+            if outcome.await? == crate::client::CasOutcome::Stored {
+                return Ok(());
+            }
+        }
+        Err(Error::Server {
+            node: node.id().to_owned(),
+            message: "the index of a session changed under every attempt at undoing a write"
+                .to_owned(),
+        })
     }
 
     /// Deletes, in the background (see [`super::deletions`]), the items of the attribute

@@ -810,7 +810,6 @@ impl Copies {
                 .unwrap_or_default(),
         };
         let items = self.attribute_keys(KeyKind::Session, id, borrowed(&versions));
-        let second_items = self.attribute_keys(KeyKind::SecondCopy, id, borrowed(&versions));
         let mut commands = vec![Command::Set {
             key: &validity_key,
             value: &record,
@@ -833,7 +832,17 @@ impl Copies {
                 .next_available(id.node())
                 .filter(|_| renew_copies);
             if let Some(second) = second {
-                // A missing second copy is written again by the next change.
+                // A missing second copy is written again by the next change. Its attributes
+                // are those its own index names: concurrent writers may have left it other
+                // versions than the primary's.
+                let second_items = match self.split() {
+                    true => {
+                        let versions = self.indexed_versions(&second, KeyKind::SecondCopy, id);
+                        let versions = versions.await.unwrap_or_default();
+                        self.attribute_keys(KeyKind::SecondCopy, id, borrowed(&versions))
+                    }
+                    false => Vec::new(),
+                };
                 let touches: Vec<Command<'_>> = std::iter::once(&second_key)
                     .chain(&second_items)
                     .map(|key| Command::Touch {
@@ -969,6 +978,15 @@ impl Copies {
             note(self.delete_all(primary, &items).await);
         }
         if let Some(second) = self.cluster.next_available(id.node()) {
+            // Its own index names its attributes (it may hold other versions than the primary).
+            let versions = match self.split() {
+                true => {
+                    self.indexed_versions(&second, KeyKind::SecondCopy, id)
+                        .await
+                }
+                false => Ok(Vec::new()),
+            }
+            .unwrap_or_default();
             let key = self.key(KeyKind::SecondCopy, id);
             note(self.cluster.call(&second, |c| c.delete(&key)).await);
             let items = self.attribute_keys(KeyKind::SecondCopy, id, borrowed(&versions));
@@ -992,8 +1010,10 @@ impl Copies {
 
     /// Writes `value` (the session `ours`, stored as `id`) to `node` over what the cluster
     /// holds: only over what was read (`add` where there was none, `cas` over an older copy),
-    /// so that a request's write in between is never replaced. Non-sticky: not over a record
-    /// saying the session ended, and with a new validity record and second copy.
+    /// so that a request's write in between is never replaced. Stored attribute by attribute,
+    /// a request's write in between is merged with instead (its attributes kept, this copy's
+    /// values winning for the attributes both have). Non-sticky: not over a record saying the
+    /// session ended, and with a new validity record and second copy.
     pub(crate) async fn write_over(
         &self,
         node: &Node,

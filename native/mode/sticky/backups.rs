@@ -304,9 +304,12 @@ impl Backups {
         };
         let base = base.filter(|_| matches!(job.work, Work::Write { .. }));
         let out = Outgoing::new(session, whole, base.as_ref());
-        if let Some(base) = self.store.store_in_place(&job.id, out, job.exptime).await? {
-            self.written.lock().insert(job.key.clone(), base);
-        }
+        // Written whole (past the attribute limit), no attribute's item is renewed: the next
+        // write attribute by attribute must write them all.
+        match self.store.store_in_place(&job.id, out, job.exptime).await? {
+            Some(base) => self.written.lock().insert(job.key.clone(), base),
+            None => self.written.lock().remove(&job.key),
+        };
         self.tracker.refreshed(&job.key);
         Ok(BackupOutcome::Written)
     }
