@@ -390,8 +390,43 @@ impl Copies {
         written: &BTreeMap<&str, u64>,
         gone: &BTreeSet<&str>,
         exptime: u64,
-        mut read: Option<IndexRead>,
+        read: Option<IndexRead>,
     ) -> Result<Vec<(String, u64)>> {
+        let merged = self.rewrite_index(node, kind, id, exptime, read, |theirs| {
+            let mut merged = ours.clone();
+            let mut replaced = Vec::new();
+            if let Some(theirs) = theirs {
+                let (kept, lost): (Vec<_>, Vec<_>) =
+                    theirs.names.into_iter().partition(|(name, _)| {
+                        !gone.contains(name.as_str()) && !written.contains_key(name.as_str())
+                    });
+                merged.names = kept.into_iter().collect();
+                merged
+                    .names
+                    .extend(written.iter().map(|(name, v)| ((*name).to_owned(), *v)));
+                replaced = lost;
+            }
+            Some((merged, replaced))
+        });
+        Ok(merged.await?.unwrap_or_default())
+    }
+
+    /// Rewrites the index of the session `id` (its copy `kind`) on `node`: `rewrite` is given
+    /// the index there (none: no index, or a value that is not one) and says what to write
+    /// instead, or nothing. Written with `cas` over what was read (`add` where nothing was);
+    /// when another writer came in between, read and rewritten again after a short random
+    /// pause, at most [`MAX_MERGES`] times (then the write fails: nothing is written over).
+    /// `read` is the index as already read, if it was; each read after a conflict counts as a
+    /// merge. Returns what `rewrite` gave with the index it wrote; none when it wrote nothing.
+    async fn rewrite_index<T>(
+        &self,
+        node: &Node,
+        kind: KeyKind,
+        id: &SessionId,
+        exptime: u64,
+        mut read: Option<IndexRead>,
+        mut rewrite: impl FnMut(Option<Index>) -> Option<(Index, T)>,
+    ) -> Result<Option<T>> {
         let key = self.key(kind, id);
         let mut merges = 0;
         loop {
@@ -417,30 +452,18 @@ impl Copies {
                     self.cluster.call(node, |c| c.gets(&key)).await?
                 }
             };
-            let mut merged = ours.clone();
-            let mut replaced = Vec::new();
-            let cas = match &theirs {
-                Some((value, cas)) => {
-                    if let Ok(Stored::Index(theirs)) = self.codec.decode_stored(id.random(), value)
-                    {
-                        let (kept, lost): (Vec<_>, Vec<_>) =
-                            theirs.names.into_iter().partition(|(name, _)| {
-                                !gone.contains(name.as_str())
-                                    && !written.contains_key(name.as_str())
-                            });
-                        merged.names = kept.into_iter().collect();
-                        merged
-                            .names
-                            .extend(written.iter().map(|(name, v)| ((*name).to_owned(), *v)));
-                        replaced = lost;
-                    }
-                    Some(*cas)
+            let index = theirs.as_ref().and_then(|(value, _)| {
+                match self.codec.decode_stored(id.random(), value) {
+                    Ok(Stored::Index(index)) => Some(index),
+                    _ => None,
                 }
-                None => None,
+            });
+            let Some((ours, result)) = rewrite(index) else {
+                return Ok(None);
             };
-            let value = self.encode_index(id, &merged)?;
-            let stored = match cas {
-                Some(cas) => {
+            let value = self.encode_index(id, &ours)?;
+            let stored = match theirs {
+                Some((_, cas)) => {
                     let outcome = self
                         .cluster
                         .call(node, |c| c.cas(&key, &value, exptime, cas))
@@ -454,7 +477,7 @@ impl Copies {
                 }
             };
             if stored {
-                return Ok(replaced);
+                return Ok(Some(result));
             }
         }
     }
@@ -473,13 +496,9 @@ impl Copies {
         exptime: u64,
     ) -> Result<()> {
         let key = self.key(kind, id);
-        for _ in 0..MAX_MERGES {
-            let Some((value, cas)) = self.cluster.call(node, |c| c.gets(&key)).await? else {
-                return Ok(());
-            };
-            let Ok(Stored::Index(mut index)) = self.codec.decode_stored(id.random(), &value) else {
-                return Ok(());
-            };
+        let read = self.cluster.call(node, |c| c.gets(&key)).await?;
+        let undone = self.rewrite_index(node, kind, id, exptime, Some(read), |theirs| {
+            let mut index = theirs?;
             let ours: Vec<String> = index
                 .names
                 .iter()
@@ -487,7 +506,7 @@ impl Copies {
                 .map(|(name, _)| name.clone())
                 .collect();
             if ours.is_empty() {
-                return Ok(());
+                return None;
             }
             for name in ours {
                 match out.base.and_then(|b| b.entries.get(&name)) {
@@ -495,19 +514,9 @@ impl Copies {
                     None => index.names.remove(&name),
                 };
             }
-            let value = self.encode_index(id, &index)?;
-            let outcome = self
-                .cluster
-                .call(node, |c| c.cas(&key, &value, exptime, cas));
-            if outcome.await? == crate::client::CasOutcome::Stored {
-                return Ok(());
-            }
-        }
-        Err(Error::Server {
-            node: node.id().to_owned(),
-            message: "the index of a session changed under every attempt at undoing a write"
-                .to_owned(),
-        })
+            Some((index, ()))
+        });
+        undone.await.map(drop)
     }
 
     /// Deletes, in the background (see [`super::deletions`]), the items of the attribute

@@ -198,6 +198,20 @@ fn optional_string(env: &Env<'_>, s: &JString<'_>) -> Result<Option<String>> {
     }
 }
 
+/// Sets element `i` of `array` to `value`, left null when absent.
+fn set_optional_string(
+    env: &mut Env<'_>,
+    array: &JObjectArray<'_, JString<'_>>,
+    i: usize,
+    value: Option<&str>,
+) -> jni::errors::Result<()> {
+    if let Some(value) = value {
+        let value = env.new_string(value)?;
+        array.set_element(env, i, &value)?;
+    }
+    Ok(())
+}
+
 fn strings(
     env: &mut Env<'_>,
     array: &JObjectArray<'_, JString<'_>>,
@@ -864,15 +878,8 @@ impl Deliver for ExpiredSessions {
                 |env| -> jni::errors::Result<()> {
                     let id = env.new_string(expired.id.to_string())?;
                     ids.set_element(env, i, &id)?;
-                    // Left null when absent.
-                    if let Some(auth_type) = &s.auth_type {
-                        let auth_type = env.new_string(auth_type)?;
-                        auth_types.set_element(env, i, &auth_type)?;
-                    }
-                    if let Some(principal) = &s.principal {
-                        let principal = env.new_string(principal)?;
-                        principals.set_element(env, i, &principal)?;
-                    }
+                    set_optional_string(env, &auth_types, i, s.auth_type.as_deref())?;
+                    set_optional_string(env, &principals, i, s.principal.as_deref())?;
                     let (its_names, its_values) = attribute_arrays(env, &s.attributes)?;
                     names.set_element(env, i, &its_names)?;
                     values.set_element(env, i, &its_values)
@@ -1015,11 +1022,7 @@ impl Deliver for HeardEvents {
             env.with_local_frame(4, |env| -> jni::errors::Result<()> {
                 let id = env.new_string(event.id.to_string())?;
                 ids.set_element(env, i, &id)?;
-                // Left null when absent.
-                if let Some(name) = &event.name {
-                    let name = env.new_string(name)?;
-                    names.set_element(env, i, &name)?;
-                }
+                set_optional_string(env, &names, i, event.name.as_deref())?;
                 if let Some(value) = &event.value {
                     let value = env.byte_array_from_slice(value)?;
                     values.set_element(env, i, &value)?;
