@@ -57,6 +57,30 @@ fn a_session_alternates_between_tomcats_with_a_backup_on_the_next_node() {
     assert_eq!(browser.get(&a, "/read").field("counter"), Some("4"));
 }
 
+/// A context reloaded in the middle of a session's requests: its manager is stopped and started
+/// again, and the session goes on from memcached, changes included (the request listener that
+/// writes them is installed again).
+#[test]
+fn a_reloaded_context_goes_on_with_its_sessions() {
+    let (m1, m2) = (Memcached::start(), Memcached::start());
+    let mut a = tomcat("a", &node_list(&[&m1, &m2]), &[]);
+    let mut browser = Browser::default();
+    let mut expected = 0;
+    for _ in 0..3 {
+        for _ in 0..2 {
+            expected += 1;
+            let response = browser.get(&a, "/");
+            assert_eq!(
+                response.field("counter"),
+                Some(expected.to_string().as_str()),
+                "{response:?}"
+            );
+        }
+        a.reload();
+    }
+    assert_eq!(browser.get(&a, "/read").field("counter"), Some("6"));
+}
+
 #[test]
 fn locked_concurrent_requests_on_two_tomcats_lose_no_update() {
     concurrent_requests_lose_no_update(&[("lockingMode", "all")]);

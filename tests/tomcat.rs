@@ -91,6 +91,47 @@ fn a_session_stored_attribute_by_attribute_survives_its_tomcat() {
     assert_eq!(response.field("cart"), Some("books"));
 }
 
+/// A redeployment in place (the context reloaded: its manager stopped and started again in the
+/// same JVM, the native library already loaded) logs nobody out: at stop the sessions are
+/// written to memcached (asynchronous backups flushed), and after it they are read back under
+/// the same id, again and again.
+#[test]
+fn a_reloaded_context_keeps_every_session() {
+    let server = Memcached::start();
+    let mut a = tomcat(
+        "a",
+        &node_list(&[&server]),
+        &[("sessionBackupAsync", "true")],
+    );
+    // Each session with the counter it has reached.
+    let mut sessions: Vec<(String, u32)> = (0..20)
+        .map(|_| (a.get("/", None).new_session.expect("a new session"), 1))
+        .collect();
+    let alice = sessions[0].0.clone();
+    a.get("/set?name=user&value=alice", Some(&alice));
+    for reload in 1..=3 {
+        a.reload();
+        for (id, counter) in &mut sessions {
+            let response = a.get("/", Some(id));
+            *counter += 1;
+            assert_eq!(
+                response.field("counter"),
+                Some(counter.to_string().as_str()),
+                "reload {reload}: {response:?}"
+            );
+            assert!(response.new_session.is_none(), "the same id: {response:?}");
+        }
+        assert_eq!(
+            a.get("/get?name=user", Some(&alice)).field("user"),
+            Some("alice")
+        );
+        // The statistics are registered again, with the new native manager's counts.
+        assert!(a.statistic("RequestsWithSession") >= 20);
+        sessions.push((a.get("/", None).new_session.expect("a new session"), 1));
+    }
+    assert!(!a.log().contains("SEVERE"), "{}", a.log());
+}
+
 #[test]
 fn only_modified_sessions_are_written() {
     let server = Memcached::start();

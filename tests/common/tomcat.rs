@@ -255,7 +255,7 @@ impl Tomcat {
             command.args(["--form-login", login]);
         }
         let child = command
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(std::fs::File::create(dir.path.join("stdout")).unwrap())
             .stderr(std::fs::File::create(dir.path.join("stderr")).unwrap())
             .spawn()
@@ -324,6 +324,27 @@ impl Tomcat {
             "Tomcat did not stop within 30 s of SIGTERM (killed):\n{}",
             self.log()
         );
+    }
+
+    /// Reloads the web application's context (`EmbeddedTomcat`'s `reload` command: its manager
+    /// stopped and started again in the same JVM, as a redeployment does) and waits until it
+    /// serves again; panics when it did not start again within 60 s.
+    pub fn reload(&mut self) {
+        let done = self.stdout().matches("RELOADED").count() + 1;
+        let child = self.child.as_mut().expect("not running");
+        let stdin = child.stdin.as_mut().expect("stdin is piped");
+        stdin.write_all(b"reload\n").expect("Tomcat's stdin");
+        stdin.flush().expect("Tomcat's stdin");
+        let start = Instant::now();
+        while self.stdout().matches("RELOADED").count() < done {
+            let stdout = self.stdout();
+            assert!(
+                !stdout.contains("RELOAD FAILED") && start.elapsed() < Duration::from_secs(60),
+                "the context did not start again:\n{stdout}{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
     }
 
     /// What the JVM printed to standard output (the demo's `SessionEvents` lines among it),

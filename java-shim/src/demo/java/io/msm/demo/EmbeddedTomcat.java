@@ -1,13 +1,16 @@
 package io.msm.demo;
 
+import java.io.BufferedReader;
 import java.io.File;
 import java.io.IOException;
+import java.io.InputStreamReader;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.util.ArrayList;
 import java.util.List;
 
 import org.apache.catalina.Context;
+import org.apache.catalina.Lifecycle;
 import org.apache.catalina.LifecycleException;
 import org.apache.catalina.LifecycleState;
 import org.apache.catalina.WebResourceRoot;
@@ -45,7 +48,8 @@ import io.msm.tomcat.MemcachedSessionManager;
  * {@code /secure/*} with Tomcat's FORM authentication against a {@code MemoryRealm} holding that
  * one user, added as Tomcat adds an authenticator when a context starts: after the manager. The
  * context has the {@link SessionEvents} listener. Prints
- * {@code READY <port>} when serving; exits with status 2 when the context failed to start. A
+ * {@code READY <port>} when serving; exits with status 2 when the context failed to start. The
+ * line {@code reload} on standard input reloads the context, as JMX or the manager application does. A
  * SIGTERM stops Tomcat gracefully (its contexts and their managers stop, as a Tomcat shutdown
  * does); a SIGKILL is a crash.
  */
@@ -111,11 +115,13 @@ public final class EmbeddedTomcat {
             System.setProperty("msm.demo.route", route);
         }
         Context context = tomcat.addContext("", base.getAbsolutePath());
-        // Prints every end of a session it hears (the tests of session events read it).
-        context.addApplicationListener(SessionEvents.class.getName());
-        Wrapper demo = Tomcat.addServlet(context, "demo", new DemoServlet());
-        demo.addMapping("/*");
-        demo.setAsyncSupported(true);
+        // What a web.xml declares, declared again at each start, as ContextConfig reads web.xml
+        // again: a reload removes the servlets and listeners (StandardContext.resetContext).
+        context.addLifecycleListener(event -> {
+            if (event.getType().equals(Lifecycle.CONFIGURE_START_EVENT)) {
+                declareApplication(context);
+            }
+        });
         ErrorPage notFound = new ErrorPage();
         notFound.setErrorCode(404);
         notFound.setLocation("/error-page");
@@ -163,7 +169,47 @@ public final class EmbeddedTomcat {
         }, "graceful-stop"));
         System.out.println("READY " + port);
         System.out.flush();
+        Thread commands = new Thread(() -> obey(context), "commands");
+        commands.setDaemon(true);
+        commands.start();
         tomcat.getServer().await();
+    }
+
+    /** The demo servlet at {@code /*} and the {@link SessionEvents} listener. */
+    private static void declareApplication(Context context) {
+        // Prints every end of a session it hears (the tests of session events read it).
+        context.addApplicationListener(SessionEvents.class.getName());
+        Wrapper demo = Tomcat.addServlet(context, "demo", new DemoServlet());
+        demo.addMapping("/*");
+        demo.setAsyncSupported(true);
+    }
+
+    /**
+     * Carries out the commands read from standard input, one per line, until it ends:
+     * {@code reload} reloads the context as Tomcat's manager application or JMX does (its
+     * manager stopped and started again), then prints {@code RELOADED <count>}, or
+     * {@code RELOAD FAILED} with the reason when the context did not start again.
+     */
+    private static void obey(Context context) {
+        BufferedReader input = new BufferedReader(
+                new InputStreamReader(System.in, StandardCharsets.UTF_8));
+        int reloads = 0;
+        try {
+            for (String line = input.readLine(); line != null; line = input.readLine()) {
+                if (!line.trim().equals("reload")) {
+                    System.out.println("UNKNOWN COMMAND " + line);
+                } else {
+                    context.reload();
+                    reloads++;
+                    System.out.println(context.getState() == LifecycleState.STARTED
+                            ? "RELOADED " + reloads
+                            : "RELOAD FAILED: context " + context.getState());
+                }
+                System.out.flush();
+            }
+        } catch (IOException e) {
+            System.err.println("standard input unreadable: " + e);
+        }
     }
 
     /** {@code /secure/*} behind FORM login, for the one user {@code login} (name, password, role). */
