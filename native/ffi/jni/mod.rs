@@ -184,18 +184,17 @@ fn session_data(
 }
 
 fn string(env: &Env<'_>, s: &JString<'_>, name: &str) -> Result<String> {
-    if s.is_null() {
-        return Err(Failure::Argument(format!("`{name}` is null")));
-    }
-    Ok(s.try_to_string(env)?)
+    optional_string(env, s)?.ok_or_else(|| Failure::Argument(format!("`{name}` is null")))
 }
 
+/// The Java string's content, decoded from JNI's modified UTF-8 at once (`try_to_string` goes
+/// through `Display` and grows its string piece by piece, a cost every request paid for its
+/// session id, URI and route).
 fn optional_string(env: &Env<'_>, s: &JString<'_>) -> Result<Option<String>> {
     if s.is_null() {
-        Ok(None)
-    } else {
-        Ok(Some(s.try_to_string(env)?))
+        return Ok(None);
     }
+    Ok(Some(String::from(s.mutf8_chars(env)?)))
 }
 
 /// Sets element `i` of `array` to `value`, left null when absent.
