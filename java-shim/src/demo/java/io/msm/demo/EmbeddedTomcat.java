@@ -47,8 +47,8 @@ import io.msm.tomcat.MemcachedSessionManager;
  * its class name ({@code class:NAME}, with a public no-argument constructor, as
  * {@code <Manager className="NAME">} in {@code context.xml}): the benchmark compares this manager
  * with the original memcached-session-manager that way.
- * {@code --attr} sets an attribute of the manager (an error when the manager has no such
- * attribute), {@code --context} one of the context, the way
+ * {@code --attr} sets an attribute of the manager (an error when the manager does not take it),
+ * {@code --context} one of the context, the way
  * {@code context.xml} sets them on {@code <Manager>} and {@code <Context>}; {@code --connector}
  * one of the HTTP connector, as {@code server.xml} does (e.g. {@code useVirtualThreads=true});
  * {@code --webapp-jar}
@@ -183,8 +183,9 @@ public final class EmbeddedTomcat {
      * The manager {@code --manager} names, with the {@code --attr} attributes set as
      * {@code context.xml}'s digester sets them: a setter, else {@code setProperty(name, value)}.
      *
-     * @throws IllegalArgumentException when the name is unknown or the manager has no such
-     *     attribute (the digester would only log it, and a mistyped attribute go unnoticed)
+     * @throws IllegalArgumentException when the name is unknown, or the manager has no such
+     *     attribute or its setter refused the value (the digester would only log it, and a
+     *     mistyped attribute go unnoticed)
      * @throws ReflectiveOperationException when a {@code class:} manager cannot be created
      */
     private static Manager newManager(String name, List<String[]> attributes)
@@ -205,7 +206,8 @@ public final class EmbeddedTomcat {
             if (!IntrospectionUtils.setProperty(manager, attribute[0],
                     attribute.length > 1 ? attribute[1] : "", true)) {
                 throw new IllegalArgumentException(manager.getClass().getName()
-                        + " has no attribute " + attribute[0]);
+                        + " did not take " + String.join("=", attribute)
+                        + ": no such attribute, or a value its setter refused (see the log)");
             }
         }
         return manager;
