@@ -24,11 +24,12 @@ pub const MSM_232_DIR: &str = "target/java/msm-2.3.2";
 pub const MSM_232_FETCH: &str =
     "mvn -q -B -f benches/tomcat/msm-2.3.2/pom.xml dependency:copy-dependencies";
 
-/// The jars of msm 2.3.2 its README lists for memcached, by the start of their names.
+/// The jars of msm 2.3.2 its README lists for memcached (spymemcached in the release msm 2.3.2
+/// depends on).
 pub const MSM_232_JARS: [&str; 3] = [
     "memcached-session-manager-2.3.2.jar",
     "memcached-session-manager-tc9-2.3.2.jar",
-    "spymemcached-",
+    "spymemcached-2.12.0.jar",
 ];
 
 /// The original msm's manager class, as its README puts it in `<Manager className=...>`.
@@ -288,7 +289,8 @@ impl Mode {
             if mode.line != Variant::Tomcat9 {
                 return Err(format!(
                     "mode {name}: memcached-session-manager 2.3.2 exists for Tomcat 9 at the \
-                     latest, not Tomcat {} (TOMCAT=9, or no @tomcat suffix)",
+                     latest, not Tomcat {}: run it on Tomcat 9 (TOMCAT=9, or the suffix \
+                     @tomcat9)",
                     line_name(mode.line)
                 ));
             }

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::mode::{MSM_232_DIR, MSM_232_FETCH, MSM_232_JARS, msm_232_jars};
+use crate::mode::{MSM_232_DIR, MSM_232_FETCH, MSM_232_JARS};
 use crate::settings::Settings;
 use crate::wrk;
 
@@ -65,15 +65,10 @@ pub fn check(settings: &Settings) -> Result<(), String> {
         ));
     }
     if needs_msm_232 {
-        let jars = msm_232_jars();
+        let dir = root.join(MSM_232_DIR);
         let absent: Vec<&str> = MSM_232_JARS
             .into_iter()
-            .filter(|start| {
-                !jars.iter().any(|jar| {
-                    jar.file_name()
-                        .is_some_and(|name| name.to_string_lossy().starts_with(start))
-                })
-            })
+            .filter(|jar| !dir.join(jar).is_file())
             .collect();
         if !absent.is_empty() {
             missing.push(format!(
