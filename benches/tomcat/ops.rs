@@ -1,18 +1,17 @@
 //! memcached's work per request: every command memcached counts (`cmd_get` counts each key of a
 //! get, `cmd_set` each store) and every byte it received (`bytes_read`: commands, keys and the
-//! values stored), for the request that creates a session (over [`NEW_SESSIONS`] sessions), and
-//! over a number of requests of one session for a reading request and a modifying one. One
-//! memcached node, so no second copies. Modes with expiry events index a session on its first
-//! request; their background sweeps (one a minute) may land in a count, and add a few commands to
-//! it.
+//! values stored), over all nodes (a non-sticky mode's second copies included), for the request
+//! that creates a session (over [`NEW_SESSIONS`] sessions), and over a number of requests of one
+//! session for a reading request and a modifying one. Modes with expiry events index a session on
+//! its first request; their background sweeps (one a minute) may land in a count, and add a few
+//! commands to it.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::common::command_counters;
 use crate::common::tomcat::Browser;
+use crate::counters::Counters;
 use crate::fleet::Fleet;
-use crate::mode::{Mode, NAME_WIDTH};
+use crate::mode::Mode;
 use crate::settings::Settings;
 
 /// Time given to the asynchronous backups of the last requests to land before counting.
@@ -20,10 +19,6 @@ const SETTLE: Duration = Duration::from_millis(500);
 
 /// Sessions created to count what creating one costs.
 const NEW_SESSIONS: u32 = 10;
-
-/// What `Memcached::stats` sends: memcached counts it in `bytes_read` before it answers, so each
-/// count takes it off again.
-const STATS_REQUEST: &str = "stats\r\n";
 
 /// Width of a commands column.
 const COMMANDS_WIDTH: usize = 8;
@@ -43,34 +38,13 @@ struct Cost {
     bytes: f64,
 }
 
-/// memcached's counters at one moment: the sum of every command counter, and `bytes_read`.
-#[derive(Clone, Copy, Debug)]
-struct Totals {
-    commands: u64,
-    bytes: u64,
-}
-
-impl Totals {
-    /// memcached's totals now.
-    fn now(fleet: &Fleet) -> Totals {
-        Totals::of(&fleet.memcached.stats())
-    }
-
-    /// The totals of a `stats` snapshot.
-    fn of(stats: &HashMap<String, u64>) -> Totals {
-        Totals {
-            commands: command_counters(stats).iter().map(|(_, count)| count).sum(),
-            bytes: stats["bytes_read"],
-        }
-    }
-
-    /// What memcached did since `before`, per request over `requests`: the `stats` request that
-    /// read these totals is not counted.
-    fn since(self, before: Totals, requests: u32) -> Cost {
-        let bytes = self.bytes - before.bytes - STATS_REQUEST.len() as u64;
+impl Cost {
+    /// What memcached did since `before`, per request over `requests`.
+    fn since(before: &Counters, fleet: &Fleet, requests: u32) -> Cost {
+        let growth = fleet.counters().since(before);
         Cost {
-            commands: (self.commands - before.commands) as f64 / f64::from(requests),
-            bytes: bytes as f64 / f64::from(requests),
+            commands: growth.commands() as f64 / f64::from(requests),
+            bytes: growth.received as f64 / f64::from(requests),
         }
     }
 }
@@ -81,6 +55,7 @@ impl Totals {
 /// load's attributes.
 pub fn print(fleet: &Fleet, settings: &Settings) {
     let requests = settings.ops_requests;
+    let width = settings.name_width();
     let modifying = settings.modifying_path();
     println!();
     println!(
@@ -88,19 +63,16 @@ pub fn print(fleet: &Fleet, settings: &Settings) {
          {requests} requests each, one session; GET / is GET {modifying})"
     );
     println!(
-        "{:<NAME_WIDTH$}  {:>GROUP_WIDTH$}    {:>GROUP_WIDTH$}    {:>GROUP_WIDTH$}",
+        "{:<width$}  {:>GROUP_WIDTH$}    {:>GROUP_WIDTH$}    {:>GROUP_WIDTH$}",
         "", "new session", "GET /read", "GET / (changes)"
     );
     let columns = format!("{:>COMMANDS_WIDTH$}  {:>BYTES_WIDTH$}", "commands", "bytes");
-    println!(
-        "{:<NAME_WIDTH$}  {columns}    {columns}    {columns}",
-        "mode"
-    );
+    println!("{:<width$}  {columns}    {columns}    {columns}", "mode");
     for &mode in &settings.modes {
         let creating = per_new_session(fleet, mode, &modifying);
         let [reading, changing] = per_request(fleet, mode, &modifying, requests);
         println!(
-            "{:<NAME_WIDTH$}  {}    {}    {}",
+            "{:<width$}  {}    {}    {}",
             mode.name(),
             cells(creating),
             cells(reading),
@@ -120,7 +92,7 @@ fn cells(cost: Cost) -> String {
 /// What a `GET` of `modifying` that creates a session of `mode` costs memcached.
 fn per_new_session(fleet: &Fleet, mode: Mode, modifying: &str) -> Cost {
     let tomcat = fleet.tomcat(mode);
-    let before = Totals::now(fleet);
+    let before = fleet.counters();
     for _ in 0..NEW_SESSIONS {
         let answer = Browser::default().get(tomcat, modifying);
         assert_eq!(
@@ -132,7 +104,7 @@ fn per_new_session(fleet: &Fleet, mode: Mode, modifying: &str) -> Cost {
         );
     }
     std::thread::sleep(SETTLE);
-    Totals::now(fleet).since(before, NEW_SESSIONS)
+    Cost::since(&before, fleet, NEW_SESSIONS)
 }
 
 /// What a `GET /read` and a `GET` of `modifying` of one new session of `mode`, created by
@@ -143,7 +115,7 @@ fn per_request(fleet: &Fleet, mode: Mode, modifying: &str, requests: u32) -> [Co
     browser.get(tomcat, modifying);
     std::thread::sleep(SETTLE);
     ["/read", modifying].map(|path| {
-        let before = Totals::now(fleet);
+        let before = fleet.counters();
         for _ in 0..requests {
             let answer = browser.get(tomcat, path);
             assert_eq!(
@@ -155,6 +127,6 @@ fn per_request(fleet: &Fleet, mode: Mode, modifying: &str, requests: u32) -> [Co
             );
         }
         std::thread::sleep(SETTLE);
-        Totals::now(fleet).since(before, requests)
+        Cost::since(&before, fleet, requests)
     })
 }

@@ -3,14 +3,19 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::mode::{Jar, Manager, Mode};
+use crate::common::tomcat::Variant;
+use crate::mode::{Jar, Mode, line_names, parse_line};
 use crate::wrk::Load;
 
 /// JVM flags of every Tomcat unless `JVM_OPTS` says otherwise.
 const DEFAULT_JVM_OPTS: &str = "-Xms512m -Xmx512m -XX:+UseParallelGC";
 
 /// Modes run unless `MODES` says otherwise.
-const DEFAULT_MODES: &str = "standard sticky-async sticky-sync";
+const DEFAULT_MODES: &str = "standard msm-sticky-async sticky-async";
+
+/// Mixes run unless `WRITE_PERCENT` says otherwise: read-only, one modifying request in five,
+/// every request modifying.
+const DEFAULT_MIXES: &str = "0 20 100";
 
 /// The most 1 KiB attributes `ATTRIBUTES` may ask for: the demo application's limit.
 const MAX_ATTRIBUTES: u32 = 4096;
@@ -18,19 +23,28 @@ const MAX_ATTRIBUTES: u32 = 4096;
 /// What to run and for how long.
 #[derive(Debug)]
 pub struct Settings {
-    /// Load on each Tomcat before measuring (its JIT needs 100-200 s); zero skips it.
+    /// Load on each Tomcat before measuring (its JIT needs 100-200 s), shared among the mixes;
+    /// zero skips it.
     pub warmup: Duration,
     /// Length of each measured wrk run.
     pub duration: Duration,
-    /// Rounds; each runs every mode once.
+    /// Rounds per mix; each runs every mode once.
     pub rounds: u32,
-    /// wrk connections, and as many wrk threads: one connection, one session each.
+    /// wrk threads.
+    pub threads: u32,
+    /// wrk connections, a multiple of `threads`.
     pub connections: u32,
-    /// Share of requests that modify the session (`GET /`), in percent.
-    pub write_percent: u32,
+    /// Sessions per connection.
+    pub sessions: u32,
+    /// The mixes: each a share of requests that modify the session (`GET /`), in percent.
+    pub mixes: Vec<u32>,
     /// Attributes of 1 KiB each benchmark session holds, one of which each modifying request
     /// replaces; 0 for the small session of the counter alone.
     pub attributes: u32,
+    /// memcached nodes.
+    pub nodes: u32,
+    /// The Tomcat line of the modes without an `@tomcat` suffix.
+    pub line: Variant,
     /// Flags of every Tomcat JVM, as given.
     pub jvm_opts: String,
     /// The Tomcats to run; the first is the baseline of the ratios.
@@ -42,30 +56,45 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Reads `WARMUP`, `DURATION`, `ROUNDS`, `CONNECTIONS`, `WRITE_PERCENT`, `ATTRIBUTES`,
-    /// `JVM_OPTS`, `MODES`, `BASELINE_JAR` and `OPS_REQUESTS`; an error says which one is wrong.
+    /// Reads `WARMUP`, `DURATION`, `ROUNDS`, `THREADS`, `CONNECTIONS`, `SESSIONS`,
+    /// `WRITE_PERCENT`, `ATTRIBUTES`, `NODES`, `TOMCAT`, `JVM_OPTS`, `MODES`, `BASELINE_JAR` and
+    /// `OPS_REQUESTS`; an error says which one is wrong.
     pub fn from_env() -> Result<Self, String> {
-        let write_percent = number("WRITE_PERCENT", 20, 0)?;
-        if write_percent > 100 {
-            return Err(format!(
-                "WRITE_PERCENT must be at most 100, not {write_percent}"
-            ));
-        }
-        let attributes = number("ATTRIBUTES", 0, 0)?;
+        let mixes = mixes(&text("WRITE_PERCENT", DEFAULT_MIXES))?;
+        let attributes = number("ATTRIBUTES", 1, 0)?;
         if attributes > MAX_ATTRIBUTES {
             return Err(format!(
                 "ATTRIBUTES must be at most {MAX_ATTRIBUTES}, not {attributes}"
             ));
         }
-        let modes = modes(&text("MODES", DEFAULT_MODES))?;
+        let threads = number("THREADS", 2, 1)?;
+        let connections = number("CONNECTIONS", 16, 1)?;
+        if connections % threads != 0 {
+            return Err(format!(
+                "CONNECTIONS ({connections}) must be a multiple of THREADS ({threads}): wrk gives \
+                 each thread the same number of connections"
+            ));
+        }
+        let line_text = text("TOMCAT", "9");
+        let line = parse_line(line_text.trim()).ok_or_else(|| {
+            format!(
+                "TOMCAT must be a Tomcat line ({}), not '{line_text}'",
+                line_names()
+            )
+        })?;
+        let modes = modes(&text("MODES", DEFAULT_MODES), line)?;
         let baseline_jar = baseline_jar(&modes)?;
         Ok(Settings {
             warmup: Duration::from_secs(number("WARMUP", 120, 0)?.into()),
-            duration: Duration::from_secs(number("DURATION", 30, 1)?.into()),
+            duration: Duration::from_secs(number("DURATION", 20, 1)?.into()),
             rounds: number("ROUNDS", 3, 1)?,
-            connections: number("CONNECTIONS", 8, 1)?,
-            write_percent,
+            threads,
+            connections,
+            sessions: number("SESSIONS", 64, 1)?,
+            mixes,
             attributes,
+            nodes: number("NODES", 2, 1)?,
+            line,
             jvm_opts: text("JVM_OPTS", DEFAULT_JVM_OPTS),
             modes,
             baseline_jar,
@@ -73,13 +102,20 @@ impl Settings {
         })
     }
 
-    /// The load of every wrk run.
-    pub fn load(&self) -> Load {
+    /// The load of every wrk run of the mix `write_percent`.
+    pub fn load(&self, write_percent: u32) -> Load {
         Load {
+            threads: self.threads,
             connections: self.connections,
-            write_percent: self.write_percent,
+            sessions: self.sessions,
+            write_percent,
             attributes: self.attributes,
         }
+    }
+
+    /// Sessions a wrk run holds: `SESSIONS` per connection.
+    pub fn total_sessions(&self) -> u64 {
+        u64::from(self.connections) * u64::from(self.sessions)
     }
 
     /// The path of a modifying request: `/`, or `/?attributes=N` for sessions of N 1 KiB
@@ -99,6 +135,16 @@ impl Settings {
             .split_whitespace()
             .map(str::to_owned)
             .collect()
+    }
+
+    /// Width of the mode column: the longest name of a mode run.
+    pub fn name_width(&self) -> usize {
+        self.modes
+            .iter()
+            .map(|mode| mode.name().len())
+            .max()
+            .unwrap_or_default()
+            .max("mode".len())
     }
 }
 
@@ -121,17 +167,35 @@ fn number(name: &str, default: u32, min: u32) -> Result<u32, String> {
     }
 }
 
-/// The modes named in `list`, separated by spaces, each at most once.
-fn modes(list: &str) -> Result<Vec<Mode>, String> {
+/// The mixes of `WRITE_PERCENT`: percentages from 0 to 100, separated by spaces, each at most
+/// once.
+fn mixes(list: &str) -> Result<Vec<u32>, String> {
+    let mut mixes = Vec::new();
+    for word in list.split_whitespace() {
+        let percent = word
+            .parse()
+            .ok()
+            .filter(|percent| *percent <= 100)
+            .ok_or_else(|| {
+                format!("WRITE_PERCENT must list percentages from 0 to 100, not '{word}'")
+            })?;
+        if mixes.contains(&percent) {
+            return Err(format!("WRITE_PERCENT names {percent} twice"));
+        }
+        mixes.push(percent);
+    }
+    if mixes.is_empty() {
+        return Err("WRITE_PERCENT names no mix".to_owned());
+    }
+    Ok(mixes)
+}
+
+/// The modes named in `list`, separated by spaces, each at most once; those without an
+/// `@tomcat` suffix on `line`.
+fn modes(list: &str, line: Variant) -> Result<Vec<Mode>, String> {
     let mut modes = Vec::new();
     for name in list.split_whitespace() {
-        let mode = Mode::parse(name).ok_or_else(|| {
-            let known: Vec<_> = Manager::ALL.iter().map(|m| m.name()).collect();
-            format!(
-                "unknown mode {name} ({}, each also with @baseline)",
-                known.join(" ")
-            )
-        })?;
+        let mode = Mode::parse(name, line)?;
         if modes.contains(&mode) {
             return Err(format!("mode {name} is named twice in MODES"));
         }

@@ -6,15 +6,19 @@ use std::time::Duration;
 /// Where Debian's `wrk` package installs it.
 pub const PROGRAM: &str = "/usr/bin/wrk";
 
-/// The wrk script: one session per connection, every answer checked.
+/// The wrk script: sessions in turn on every connection, every answer checked.
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/tomcat/session.lua");
 
 /// The load wrk puts on a Tomcat.
 #[derive(Clone, Copy, Debug)]
 pub struct Load {
-    /// Connections, and as many threads: wrk keeps one Lua state per thread, so one session
-    /// per connection needs one thread per connection.
+    /// Threads; wrk keeps one Lua state per thread, which holds the sessions of the thread's
+    /// connections.
+    pub threads: u32,
+    /// Connections, a multiple of `threads`.
     pub connections: u32,
+    /// Sessions per connection.
+    pub sessions: u32,
     /// Share of requests that modify the session, in percent.
     pub write_percent: u32,
     /// Attributes of 1 KiB in each session (`/?attributes=N`); 0 for none.
@@ -36,29 +40,31 @@ pub struct Outcome {
     pub sessions: Sessions,
 }
 
-/// The script's totals over all connections (its `SESSIONCHECK` line).
+/// The script's totals over all threads (its `SESSIONCHECK` line).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Sessions {
-    /// Sessions created (first cookie of a connection).
+    /// Sessions created: the first of each the run holds, and one for each lost.
     pub created: u64,
-    /// Times a connection was handed another session id.
+    /// Sessions whose id changed with their content kept (a new cookie, the counter going on).
     pub changed: u64,
     /// Modifying requests answered.
     pub writes: u64,
     /// Reading requests answered.
     pub reads: u64,
-    /// Answers without the connection's session.
+    /// Sessions lost: an answer without the session, or with a new one in its place.
     pub lost: u64,
-    /// Answers whose counter was not the one expected.
+    /// Answers of the session whose counter was not the one expected (a write lost, or an old
+    /// copy read).
     pub mismatches: u64,
-    /// Answers with a status other than 200.
+    /// Answers with a status other than 200, or for no session the script holds.
     pub failures: u64,
 }
 
 impl Sessions {
-    /// Whether each of `connections` kept its one session and every counter was right.
-    pub fn kept(&self, connections: u32) -> bool {
-        self.created == u64::from(connections)
+    /// Whether the run created its `sessions` once each, kept them all, and every counter was
+    /// right.
+    pub fn kept(&self, sessions: u64) -> bool {
+        self.created == sessions
             && self.changed == 0
             && self.lost == 0
             && self.mismatches == 0
@@ -68,9 +74,10 @@ impl Sessions {
 
 /// Runs wrk against `127.0.0.1:port` for `length`; panics with wrk's output when it fails.
 pub fn run(port: u16, length: Duration, load: Load) -> Outcome {
-    let threads = load.connections.to_string();
+    let per_thread = load.connections / load.threads * load.sessions;
     let output = Command::new(PROGRAM)
-        .args(["-t", &threads, "-c", &threads])
+        .args(["-t", &load.threads.to_string()])
+        .args(["-c", &load.connections.to_string()])
         .arg(format!("-d{}s", length.as_secs()))
         .args(["--timeout", "10s", "--latency", "-s", SCRIPT])
         .arg(format!("http://127.0.0.1:{port}/"))
@@ -78,6 +85,7 @@ pub fn run(port: u16, length: Duration, load: Load) -> Outcome {
             "--",
             &load.write_percent.to_string(),
             &load.attributes.to_string(),
+            &per_thread.to_string(),
         ])
         .output()
         .unwrap_or_else(|e| panic!("cannot run {PROGRAM}: {e}"));

@@ -650,7 +650,7 @@ pub fn compile_c(source: &str, defines: &[&str], output: &std::path::Path) {
 }
 
 /// `STAT <name> <number>` lines of a `stats` reply.
-fn parse_stats(text: &str) -> HashMap<String, u64> {
+pub fn parse_stats(text: &str) -> HashMap<String, u64> {
     text.lines()
         .filter_map(|l| {
             let mut parts = l.split(' ');

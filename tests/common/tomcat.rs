@@ -107,7 +107,8 @@ pub struct Options {
     pub variant: Variant,
     /// The manager's jar, when not the one built for `variant` (a user's mistake).
     pub jar: Option<&'static str>,
-    /// `msm` or `standard` (Tomcat's StandardManager).
+    /// `msm`, `standard` (Tomcat's StandardManager) or `class:NAME` (another manager, from
+    /// [`Options::lib_jars`]), as `EmbeddedTomcat --manager` takes it.
     pub manager: &'static str,
     /// The engine's jvmRoute.
     pub route: Option<String>,
@@ -122,6 +123,9 @@ pub struct Options {
     pub jvm: Vec<String>,
     /// Jars added to the web application, as if in its `WEB-INF/lib`.
     pub webapp_jars: Vec<PathBuf>,
+    /// Jars added to Tomcat's own class path, as if in `$CATALINA_BASE/lib`: another session
+    /// manager and its dependencies (the benchmark's original memcached-session-manager).
+    pub lib_jars: Vec<PathBuf>,
     /// Attributes of the HTTP connector, as in `server.xml` (`useVirtualThreads`, ...).
     pub connector: Vec<(String, String)>,
     /// The JVM to run; the default one when `None`.
@@ -153,6 +157,7 @@ impl Options {
                 .to_vec(),
             jvm: Vec::new(),
             webapp_jars: Vec::new(),
+            lib_jars: Vec::new(),
             connector: Vec::new(),
             java: None,
             manager_jar: None,
@@ -220,12 +225,15 @@ impl Tomcat {
             .manager_jar
             .clone()
             .unwrap_or_else(|| built_jar(&format!("msm-{}.jar", options.jar.unwrap_or(demo))));
-        let classpath = format!(
+        let mut classpath = format!(
             "{}:{}:{}",
             manager_jar.display(),
             built_jar(&format!("msm-demo-{demo}.jar")).display(),
             options.variant.classpath()
         );
+        for jar in &options.lib_jars {
+            classpath = format!("{classpath}:{}", jar.display());
+        }
         let mut command = Command::new(options.java.clone().unwrap_or_else(java));
         // cargo puts its build directories on LD_LIBRARY_PATH, which the JVM searches for
         // libmsm before the jar: Tomcat must load the library the jar carries.

@@ -20,7 +20,10 @@ import jakarta.servlet.http.HttpServletResponse;
 import jakarta.servlet.http.HttpSession;
 
 /**
- * The demo and test web application. Every answer is one line of {@code key=value} pairs.
+ * The demo and test web application. Every answer is one line of {@code key=value} pairs; those
+ * that show the session start with {@code session=<id or none> tomcat=<route>
+ * requested=<the id the request sent, or none>}, so that a client holding many sessions (the
+ * Tomcat benchmark's wrk script) knows which one an answer is for, even when it was lost.
  *
  * <ul>
  * <li>{@code /} or {@code /counter}: increments the session's counter (creating the session);
@@ -204,6 +207,8 @@ public final class DemoServlet extends HttpServlet {
         StringBuilder line = new StringBuilder();
         line.append("session=").append(session == null ? "none" : session.getId());
         line.append(" tomcat=").append(System.getProperty("msm.demo.route", "-"));
+        String requested = request.getRequestedSessionId();
+        line.append(" requested=").append(requested == null ? "none" : requested);
         if (session != null) {
             line.append(" counter=").append(session.getAttribute("counter"));
             String name = request.getParameter("name");

@@ -13,6 +13,9 @@ import org.apache.catalina.Context;
 import org.apache.catalina.Lifecycle;
 import org.apache.catalina.LifecycleException;
 import org.apache.catalina.LifecycleState;
+import org.apache.catalina.Manager;
+import org.apache.catalina.Pipeline;
+import org.apache.catalina.Valve;
 import org.apache.catalina.WebResourceRoot;
 import org.apache.catalina.Wrapper;
 import org.apache.catalina.authenticator.FormAuthenticator;
@@ -34,12 +37,18 @@ import io.msm.tomcat.MemcachedSessionManager;
  * and the benchmarks.
  *
  * <pre>
- * java io.msm.demo.EmbeddedTomcat --port 8080 [--route a] [--manager msm|standard]
+ * java io.msm.demo.EmbeddedTomcat --port 8080 [--route a] [--manager msm|standard|class:NAME]
  *      [--attr name=value]... [--context name=value]... [--connector name=value]...
  *      [--webapp-jar path]... [--form-login user:password:role]
  * </pre>
  *
- * {@code --attr} sets an attribute of the manager, {@code --context} one of the context, the way
+ * {@code --manager} chooses this project's manager ({@code msm}, the default), Tomcat's
+ * {@code StandardManager} ({@code standard}), or any other {@link Manager} on the class path by
+ * its class name ({@code class:NAME}, with a public no-argument constructor, as
+ * {@code <Manager className="NAME">} in {@code context.xml}): the benchmark compares this manager
+ * with the original memcached-session-manager that way.
+ * {@code --attr} sets an attribute of the manager (an error when the manager does not take it),
+ * {@code --context} one of the context, the way
  * {@code context.xml} sets them on {@code <Manager>} and {@code <Context>}; {@code --connector}
  * one of the HTTP connector, as {@code server.xml} does (e.g. {@code useVirtualThreads=true});
  * {@code --webapp-jar}
@@ -47,8 +56,10 @@ import io.msm.tomcat.MemcachedSessionManager;
  * the web application's class loader, not Tomcat's); {@code --form-login} protects
  * {@code /secure/*} with Tomcat's FORM authentication against a {@code MemoryRealm} holding that
  * one user, added as Tomcat adds an authenticator when a context starts: after the manager. The
- * context has the {@link SessionEvents} listener. Prints
- * {@code READY <port>} when serving; exits with status 2 when the context failed to start. The
+ * context has the {@link SessionEvents} listener. Once started, prints
+ * {@code MANAGER <class>} and {@code VALVES host=<classes> context=<classes>} (the valves of the
+ * host's and the context's pipelines, comma-separated, e.g. those a manager added at its start),
+ * then {@code READY <port>} when serving; exits with status 2 when the context failed to start. The
  * line {@code reload} on standard input reloads the context, as JMX or the manager application does. A
  * SIGTERM stops Tomcat gracefully (its contexts and their managers stop, as a Tomcat shutdown
  * does); a SIGKILL is a crash.
@@ -139,17 +150,7 @@ public final class EmbeddedTomcat {
             IntrospectionUtils.setProperty(context, attribute[0],
                     attribute.length > 1 ? attribute[1] : "", true);
         }
-        if (manager.equals("msm")) {
-            MemcachedSessionManager msm = new MemcachedSessionManager();
-            for (String[] attribute : attributes) {
-                // As context.xml's digester does: a setter, else setProperty(name, value).
-                IntrospectionUtils.setProperty(msm, attribute[0],
-                        attribute.length > 1 ? attribute[1] : "", true);
-            }
-            context.setManager(msm);
-        } else {
-            context.setManager(new StandardManager());
-        }
+        context.setManager(newManager(manager, attributes));
         if (formLogin != null) {
             protect(context, base, formLogin.split(":", 3));
         }
@@ -167,12 +168,58 @@ public final class EmbeddedTomcat {
                 System.err.println("Tomcat did not stop: " + e);
             }
         }, "graceful-stop"));
+        System.out.println("MANAGER " + context.getManager().getClass().getName());
+        System.out.println("VALVES host=" + valves(context.getParent().getPipeline())
+                + " context=" + valves(context.getPipeline()));
         System.out.println("READY " + port);
         System.out.flush();
         Thread commands = new Thread(() -> obey(context), "commands");
         commands.setDaemon(true);
         commands.start();
         tomcat.getServer().await();
+    }
+
+    /**
+     * The manager {@code --manager} names, with the {@code --attr} attributes set as
+     * {@code context.xml}'s digester sets them: a setter, else {@code setProperty(name, value)}.
+     *
+     * @throws IllegalArgumentException when the name is unknown, or the manager has no such
+     *     attribute or its setter refused the value (the digester would only log it, and a
+     *     mistyped attribute go unnoticed)
+     * @throws ReflectiveOperationException when a {@code class:} manager cannot be created
+     */
+    private static Manager newManager(String name, List<String[]> attributes)
+            throws ReflectiveOperationException {
+        Manager manager;
+        if (name.equals("msm")) {
+            manager = new MemcachedSessionManager();
+        } else if (name.equals("standard")) {
+            manager = new StandardManager();
+        } else if (name.startsWith("class:")) {
+            manager = Class.forName(name.substring("class:".length()))
+                    .asSubclass(Manager.class).getConstructor().newInstance();
+        } else {
+            throw new IllegalArgumentException("unknown manager " + name
+                    + " (msm, standard or class:NAME)");
+        }
+        for (String[] attribute : attributes) {
+            if (!IntrospectionUtils.setProperty(manager, attribute[0],
+                    attribute.length > 1 ? attribute[1] : "", true)) {
+                throw new IllegalArgumentException(manager.getClass().getName()
+                        + " did not take " + String.join("=", attribute)
+                        + ": no such attribute, or a value its setter refused (see the log)");
+            }
+        }
+        return manager;
+    }
+
+    /** The class names of a pipeline's valves, basic valve last, comma-separated. */
+    private static String valves(Pipeline pipeline) {
+        List<String> names = new ArrayList<>();
+        for (Valve valve : pipeline.getValves()) {
+            names.add(valve.getClass().getName());
+        }
+        return String.join(",", names);
     }
 
     /** The demo servlet at {@code /*} and the {@link SessionEvents} listener. */
