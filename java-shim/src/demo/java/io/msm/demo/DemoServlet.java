@@ -14,6 +14,7 @@ import javax.management.MBeanServer;
 import javax.management.ObjectName;
 
 import jakarta.servlet.AsyncContext;
+import jakarta.servlet.http.Cookie;
 import jakarta.servlet.http.HttpServlet;
 import jakarta.servlet.http.HttpServletRequest;
 import jakarta.servlet.http.HttpServletResponse;
@@ -23,7 +24,8 @@ import jakarta.servlet.http.HttpSession;
  * The demo and test web application. Every answer is one line of {@code key=value} pairs; those
  * that show the session start with {@code session=<id or none> tomcat=<route>
  * requested=<the id the request sent, or none>}, so that a client holding many sessions (the
- * Tomcat benchmark's wrk script) knows which one an answer is for, even when it was lost.
+ * Tomcat benchmark's wrk script) knows which one an answer is for, even when it was lost or
+ * took a new id (the request's session id is then the new one: the cookie sent is shown).
  *
  * <ul>
  * <li>{@code /} or {@code /counter}: increments the session's counter (creating the session);
@@ -207,7 +209,7 @@ public final class DemoServlet extends HttpServlet {
         StringBuilder line = new StringBuilder();
         line.append("session=").append(session == null ? "none" : session.getId());
         line.append(" tomcat=").append(System.getProperty("msm.demo.route", "-"));
-        String requested = request.getRequestedSessionId();
+        String requested = sentSessionCookie(request);
         line.append(" requested=").append(requested == null ? "none" : requested);
         if (session != null) {
             line.append(" counter=").append(session.getAttribute("counter"));
@@ -219,6 +221,22 @@ public final class DemoServlet extends HttpServlet {
                     String.join(",", Collections.list(session.getAttributeNames())));
         }
         reply(response, line.toString());
+    }
+
+    /** The session cookie's value as the request sent it, or null. */
+    private static String sentSessionCookie(HttpServletRequest request) {
+        String name = request.getServletContext().getSessionCookieConfig().getName();
+        String cookieName = name == null ? "JSESSIONID" : name;
+        Cookie[] cookies = request.getCookies();
+        if (cookies == null) {
+            return null;
+        }
+        for (Cookie cookie : cookies) {
+            if (cookie.getName().equals(cookieName)) {
+                return cookie.getValue();
+            }
+        }
+        return null;
     }
 
     /**
