@@ -115,9 +115,17 @@ local function forget(slot)
   slot.counter = 0
 end
 
+-- Answers other than 200 by status, and as text ("503:2 404:1") for done() to read.
+local failed = {}
+statuses = ""
+
 function response(status, headers, body)
   if status ~= 200 then
     failures = failures + 1
+    failed[status] = (failed[status] or 0) + 1
+    local parts = {}
+    for code, count in pairs(failed) do table.insert(parts, code .. ":" .. count) end
+    statuses = table.concat(parts, " ")
     return
   end
   local requested = body:match(" requested=(%S+)")
@@ -169,8 +177,17 @@ function done(summary, latency, requests)
   for _, thread in ipairs(threads) do
     for _, name in ipairs(names) do total[name] = total[name] + (thread:get(name) or 0) end
   end
+  local by_status = {}
+  for _, thread in ipairs(threads) do
+    for code, count in string.gmatch(thread:get("statuses") or "", "(%d+):(%d+)") do
+      by_status[code] = (by_status[code] or 0) + tonumber(count)
+    end
+  end
+  local parts = {}
+  for code, count in pairs(by_status) do table.insert(parts, code .. ":" .. count) end
+  table.sort(parts)
   io.write(string.format(
-    "SESSIONCHECK threads=%d sessions=%d changed=%d writes=%d reads=%d lost=%d mismatches=%d failures=%d\n",
+    "SESSIONCHECK threads=%d sessions=%d changed=%d writes=%d reads=%d lost=%d mismatches=%d failures=%d statuses=%s\n",
     #threads, total.sessions, total.changed, total.writes, total.reads, total.lost,
-    total.mismatches, total.failures))
+    total.mismatches, total.failures, #parts > 0 and table.concat(parts, ",") or "none"))
 end
