@@ -219,6 +219,38 @@ fn a_dead_memcached_node_moves_the_session_and_reissues_the_cookie() {
     );
 }
 
+/// A reload, then the death of the node holding a session (the soak's order): the session,
+/// read back from memcached after the reload, moves with the very next request, a reading one,
+/// which sends the new cookie; nothing is lost.
+#[test]
+fn after_a_reload_a_dead_node_still_moves_the_session_with_the_next_request() {
+    let (mut m1, m2) = (Memcached::start(), Memcached::start());
+    let nodes = node_list(&[&m1, &m2]);
+    let mut tomcat = tomcat("a", &nodes, &[("sessionBackupAsync", "true")]);
+    let old = session_on(&tomcat, "n1");
+    let mut browser = Browser::with_cookie(&old);
+    browser.get(&tomcat, "/");
+    tomcat.reload();
+    assert_eq!(browser.get(&tomcat, "/read").field("counter"), Some("2"));
+    browser.get(&tomcat, "/");
+    m1.kill();
+
+    let first = browser.get(&tomcat, "/read");
+    assert_eq!(first.field("counter"), Some("3"), "{first:?}");
+    let moved = first.new_session.clone().unwrap_or_else(|| {
+        panic!("the first response after the kill moves the session: {first:?}")
+    });
+    assert_eq!(node_of(&moved), "n2");
+    for expected in 4..=5 {
+        let response = browser.get(&tomcat, "/");
+        assert_eq!(
+            response.field("counter"),
+            Some(expected.to_string().as_str()),
+            "{response:?}"
+        );
+    }
+}
+
 /// With every memcached node down, a sticky Tomcat serves its sessions from memory and still
 /// creates new ones; when the nodes come back empty it writes them back by itself, so both the
 /// old session (with the changes made during the outage) and the one created during it survive
