@@ -30,20 +30,11 @@ PERF=${PERF:-1}
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-needed=(memcached:memcached wrk:wrk jcmd:default-jdk-headless java:default-jdk-headless)
+source scripts/runs.sh
+needed=(memcached:memcached wrk:wrk jcmd:default-jdk-headless java:default-jdk-headless python3:python3)
 [ "$PERF" = 1 ] && needed+=(perf:linux-perf)
-for entry in "${needed[@]}"; do
-    command -v "${entry%%:*}" >/dev/null || {
-        echo "profile: ${entry%%:*} is missing: apt-get install -y ${entry#*:}" >&2
-        exit 1
-    }
-done
-for jar in msm-tomcat10.jar msm-demo-tomcat10.jar; do
-    [ -f "target/java/$jar" ] || {
-        echo "profile: target/java/$jar is missing: run bash scripts/build-jar.sh" >&2
-        exit 1
-    }
-done
+require_programs profile "${needed[@]}"
+require_jars profile
 OUT=${OUT:-$(mktemp -d /tmp/msm-profile.XXXXXX)}
 mkdir -p "$OUT"
 
@@ -58,9 +49,6 @@ if [ "$PERF" = 1 ] && [ "$MANAGER" = msm ]; then
     library=(-Dmsm.native.library="$root/target/frame-pointers/release/libmsm.so")
 fi
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 port=$(free_port)
 memcached_port=$(free_port)
 user=()

@@ -21,18 +21,10 @@ CONNECTIONS=${CONNECTIONS:-4}
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-for program in memcached wrk jcmd javac java; do
-    command -v "$program" >/dev/null || {
-        echo "soak: $program is missing: run bash scripts/setup.sh test" >&2
-        exit 1
-    }
-done
-for jar in msm-tomcat10.jar msm-demo-tomcat10.jar; do
-    [ -f "target/java/$jar" ] || {
-        echo "soak: target/java/$jar is missing: run bash scripts/build-jar.sh" >&2
-        exit 1
-    }
-done
+source scripts/runs.sh
+require_programs soak memcached:memcached wrk:wrk jcmd:default-jdk-headless \
+    javac:default-jdk-headless java:default-jdk-headless python3:python3
+require_jars soak
 
 work=$(mktemp -d /tmp/msm-soak.XXXXXX)
 pids=()
@@ -44,10 +36,6 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 declare -a mc_ports mc_pids
 start_memcached() { # index
