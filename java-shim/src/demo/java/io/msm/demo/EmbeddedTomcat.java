@@ -205,8 +205,9 @@ public final class EmbeddedTomcat {
         for (String[] attribute : attributes) {
             if (!IntrospectionUtils.setProperty(manager, attribute[0],
                     attribute.length > 1 ? attribute[1] : "", true)) {
+                // The name only: a value may be a secret.
                 throw new IllegalArgumentException(manager.getClass().getName()
-                        + " did not take " + String.join("=", attribute)
+                        + " did not take the attribute " + attribute[0]
                         + ": no such attribute, or a value its setter refused (see the log)");
             }
         }
