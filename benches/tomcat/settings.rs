@@ -170,41 +170,42 @@ fn number(name: &str, default: u32, min: u32) -> Result<u32, String> {
 /// The mixes of `WRITE_PERCENT`: percentages from 0 to 100, separated by spaces, each at most
 /// once.
 fn mixes(list: &str) -> Result<Vec<u32>, String> {
-    let mut mixes = Vec::new();
-    for word in list.split_whitespace() {
-        let percent = word
-            .parse()
+    distinct("WRITE_PERCENT", list, "mix", |word| {
+        word.parse()
             .ok()
             .filter(|percent| *percent <= 100)
             .ok_or_else(|| {
                 format!("WRITE_PERCENT must list percentages from 0 to 100, not '{word}'")
-            })?;
-        if mixes.contains(&percent) {
-            return Err(format!("WRITE_PERCENT names {percent} twice"));
-        }
-        mixes.push(percent);
-    }
-    if mixes.is_empty() {
-        return Err("WRITE_PERCENT names no mix".to_owned());
-    }
-    Ok(mixes)
+            })
+    })
 }
 
 /// The modes named in `list`, separated by spaces, each at most once; those without an
 /// `@tomcat` suffix on `line`.
 fn modes(list: &str, line: Variant) -> Result<Vec<Mode>, String> {
-    let mut modes = Vec::new();
-    for name in list.split_whitespace() {
-        let mode = Mode::parse(name, line)?;
-        if modes.contains(&mode) {
-            return Err(format!("mode {name} is named twice in MODES"));
+    distinct("MODES", list, "mode", |name| Mode::parse(name, line))
+}
+
+/// The words of `list`, the value of `variable`, each read by `parse`: at least one (`what`
+/// names one in the error), none twice.
+fn distinct<T: PartialEq>(
+    variable: &str,
+    list: &str,
+    what: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>, String> {
+    let mut all = Vec::new();
+    for word in list.split_whitespace() {
+        let item = parse(word)?;
+        if all.contains(&item) {
+            return Err(format!("{variable} names {word} twice"));
         }
-        modes.push(mode);
+        all.push(item);
     }
-    if modes.is_empty() {
-        return Err("MODES names no mode".to_owned());
+    if all.is_empty() {
+        return Err(format!("{variable} names no {what}"));
     }
-    Ok(modes)
+    Ok(all)
 }
 
 /// `BASELINE_JAR` made absolute, which must name a file when a mode of `modes` runs it; `None`
