@@ -154,6 +154,63 @@ fn only_modified_sessions_are_written() {
     );
 }
 
+/// The manager's `SerializationTimeCount`: how many times it serialized a session.
+fn serializations(tomcat: &Tomcat) -> u64 {
+    let stats = tomcat.get("/stats", None);
+    stats
+        .field("SerializationTimeCount")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("SerializationTimeCount in {stats:?}"))
+}
+
+/// A value changed in place (a list the application appends to without `setAttribute`) is
+/// backed up by the request that changed it, and another Tomcat takes it over; a request that
+/// is handed no such value serializes nothing, and one that is handed it unchanged writes
+/// nothing.
+#[test]
+fn a_value_changed_in_place_is_backed_up_and_reads_serialize_nothing() {
+    let server = Memcached::start();
+    let nodes = node_list(&[&server]);
+    let mut a = tomcat("a", &nodes, &[]);
+    let b = tomcat("b", &nodes, &[]);
+    let id = a.get("/append?value=x", None).new_session.unwrap();
+    let sets = server.stat("cmd_set");
+    a.get("/append?value=y", Some(&id));
+    assert_eq!(server.stat("cmd_set"), sets + 1, "the change in place was written");
+
+    let serialized = serializations(&a);
+    for _ in 0..5 {
+        assert_eq!(a.get("/read", Some(&id)).field("counter"), Some("null"));
+    }
+    assert_eq!(
+        serializations(&a),
+        serialized,
+        "reads handed no list serialized the session"
+    );
+    let response = a.get("/get?name=list", Some(&id));
+    assert!(response.body.contains("list=[x, y]"), "{response:?}");
+    assert_eq!(serializations(&a), serialized + 1, "the list was handed out");
+    assert_eq!(server.stat("cmd_set"), sets + 1, "it was not changed");
+
+    a.get("/append?value=z", Some(&id));
+    assert_eq!(server.stat("cmd_set"), sets + 2);
+
+    // A request ends while another holds the list it appends to later: the later end still
+    // backs the change up.
+    std::thread::scope(|scope| {
+        let late = scope.spawn(|| a.get("/append?value=late&ms=1500", Some(&id)));
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        a.get("/read", Some(&id));
+        assert_eq!(late.join().unwrap().status, 200);
+    });
+    a.kill();
+    let response = b.get("/get?name=list", Some(&id));
+    assert!(
+        response.body.contains("list=[x, y, z, late]"),
+        "{response:?}"
+    );
+}
+
 #[test]
 fn asynchronous_backups_reach_memcached() {
     let server = Memcached::start();

@@ -4,8 +4,10 @@ import java.io.IOException;
 import java.io.PrintWriter;
 import java.io.UncheckedIOException;
 import java.lang.management.ManagementFactory;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
+import java.util.List;
 import java.util.Set;
 
 import javax.management.JMException;
@@ -37,6 +39,9 @@ import jakarta.servlet.http.HttpSession;
  * <li>{@code /read}: shows the counter without changing anything;</li>
  * <li>{@code /set?name=N&value=V}: stores a string attribute;</li>
  * <li>{@code /get?name=N}: shows one attribute;</li>
+ * <li>{@code /append?value=V}: appends V to the session's {@code list} (an {@code ArrayList}) in
+ * place: {@code setAttribute} only when the list is created; with {@code &ms=N}, N ms after
+ * taking the list (so that another request of the session ends meanwhile);</li>
  * <li>{@code /tag?value=V}: stores a {@link SessionEvents.Tag}, whose end, activation and
  * passivation {@link SessionEvents} prints;</li>
  * <li>{@code /nonserializable}: stores an attribute that cannot be serialized; with
@@ -102,6 +107,20 @@ public final class DemoServlet extends HttpServlet {
                 session = request.getSession();
                 session.setAttribute(request.getParameter("name"), request.getParameter("value"));
                 break;
+            case "/append":
+                session = request.getSession();
+                @SuppressWarnings("unchecked")
+                List<String> list = (List<String>) session.getAttribute("list");
+                if (list == null) {
+                    list = new ArrayList<>();
+                    session.setAttribute("list", list);
+                }
+                String ms = request.getParameter("ms");
+                if (ms != null) {
+                    sleep(Long.parseLong(ms));
+                }
+                list.add(request.getParameter("value"));
+                break;
             case "/tag":
                 session = request.getSession();
                 session.setAttribute(SessionEvents.TAG,
@@ -121,11 +140,7 @@ public final class DemoServlet extends HttpServlet {
             case "/slow":
                 session = request.getSession(false);
                 long started = System.currentTimeMillis();
-                try {
-                    Thread.sleep(Long.parseLong(request.getParameter("ms")));
-                } catch (InterruptedException e) {
-                    Thread.currentThread().interrupt();
-                }
+                sleep(Long.parseLong(request.getParameter("ms")));
                 reply(response, "started=" + started + " ended=" + System.currentTimeMillis()
                         + " counter=" + (session == null ? null : session.getAttribute("counter")));
                 return;
@@ -133,11 +148,7 @@ public final class DemoServlet extends HttpServlet {
                 session = request.getSession();
                 Integer held = (Integer) session.getAttribute("counter");
                 session.setAttribute("counter", held == null ? 1 : held + 1);
-                try {
-                    Thread.sleep(Long.parseLong(request.getParameter("ms")));
-                } catch (InterruptedException e) {
-                    Thread.currentThread().interrupt();
-                }
+                sleep(Long.parseLong(request.getParameter("ms")));
                 break;
             case "/missing":
                 response.sendError(HttpServletResponse.SC_NOT_FOUND);
@@ -319,6 +330,15 @@ public final class DemoServlet extends HttpServlet {
             return line.toString();
         } catch (JMException e) {
             return "error=" + e;
+        }
+    }
+
+    /** Holds the request {@code ms} milliseconds, as a slow backend call would. */
+    private static void sleep(long ms) {
+        try {
+            Thread.sleep(ms);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
         }
     }
 

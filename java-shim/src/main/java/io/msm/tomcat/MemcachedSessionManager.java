@@ -342,7 +342,7 @@ public class MemcachedSessionManager extends ManagerBase {
                 continue;
             }
             session.passivate();
-            if (session.takeChanged()) {
+            if (session.takeChangedAtStop()) {
                 storeAtStop(session);
             }
         }

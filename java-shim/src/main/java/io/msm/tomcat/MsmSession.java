@@ -1,5 +1,6 @@
 package io.msm.tomcat;
 
+import java.security.Principal;
 import java.util.Map;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.locks.ReentrantLock;
@@ -19,9 +20,24 @@ public class MsmSession extends StandardSession {
 
     /**
      * Set by every change through the session's API since the last backup; a session that was
-     * not changed and holds only immutable values cannot differ from what was backed up.
+     * not changed, and none of whose values that could change in place was handed out, cannot
+     * differ from what was backed up.
      */
     private volatile boolean changed = true;
+
+    /**
+     * A value that could change in place (not a string, boxed number, boolean or character)
+     * was handed out by {@link #getAttribute} since the last backup: the next backup serializes
+     * the session to find out.
+     */
+    private volatile boolean handedOut;
+
+    /**
+     * Sticky mode: requests of this Tomcat using the session now (Tomcat's {@link #access} and
+     * {@link #endAccess}). While another request uses it, a backup keeps {@link #handedOut}: that
+     * request may still change a value it was handed.
+     */
+    private final AtomicInteger users = new AtomicInteger();
 
     /**
      * Non-sticky mode: requests of this Tomcat using the session now, the last of which hands it
@@ -75,6 +91,27 @@ public class MsmSession extends StandardSession {
     }
 
     @Override
+    public Object getAttribute(String name) {
+        Object value = super.getAttribute(name);
+        if (value != null && !handedOut && !isImmutable(value)) {
+            handedOut = true;
+        }
+        return value;
+    }
+
+    @Override
+    public void access() {
+        users.incrementAndGet();
+        super.access();
+    }
+
+    @Override
+    public void endAccess() {
+        super.endAccess();
+        users.decrementAndGet();
+    }
+
+    @Override
     public void setAttribute(String name, Object value, boolean notify) {
         changed = true;
         boolean replaces = value != null && attributes.containsKey(name);
@@ -112,6 +149,20 @@ public class MsmSession extends StandardSession {
         }
     }
 
+    /** A container login is stored with the session ({@code persistAuthentication}). */
+    @Override
+    public void setAuthType(String authType) {
+        changed = true;
+        super.setAuthType(authType);
+    }
+
+    /** A container login is stored with the session ({@code persistAuthentication}). */
+    @Override
+    public void setPrincipal(Principal principal) {
+        changed = true;
+        super.setPrincipal(principal);
+    }
+
     @Override
     public void setMaxInactiveInterval(int interval) {
         changed = true;
@@ -119,15 +170,31 @@ public class MsmSession extends StandardSession {
     }
 
     /**
-     * Starts a backup: from now on changes count towards the next one.
+     * Starts a backup at the end of a request: from now on changes count towards the next one.
+     * A value handed out still counts when another request uses the session now.
      *
      * @return whether the session may differ from its last backup: it was changed through its
-     *     API, or it holds a value that could have been changed in place
+     *     API, or a value that could change in place was handed out
      */
     boolean takeChanged() {
         boolean result = changed;
         changed = false;
-        return result || !immutableValuesOnly();
+        boolean valueHandedOut = handedOut;
+        if (valueHandedOut && users.get() <= 1) {
+            handedOut = false;
+        }
+        return result || valueHandedOut;
+    }
+
+    /**
+     * Starts a backup outside any request (the manager stops, after the attributes heard of
+     * their passivation, which may change them): as {@link #takeChanged}, and a session holding
+     * a value that could change in place counts as changed.
+     *
+     * @return whether the session may differ from its last backup
+     */
+    boolean takeChangedAtStop() {
+        return takeChanged() || !immutableValuesOnly();
     }
 
     /**
@@ -164,14 +231,19 @@ public class MsmSession extends StandardSession {
 
     private boolean immutableValuesOnly() {
         for (Object value : attributes.values()) {
-            Class<?> type = value.getClass();
-            if (type != String.class && type != Integer.class && type != Long.class
-                    && type != Boolean.class && type != Double.class && type != Float.class
-                    && type != Short.class && type != Byte.class && type != Character.class) {
+            if (!isImmutable(value)) {
                 return false;
             }
         }
         return true;
+    }
+
+    /** Whether {@code value} cannot change in place: a string, boxed number, boolean or character. */
+    private static boolean isImmutable(Object value) {
+        Class<?> type = value.getClass();
+        return type == String.class || type == Integer.class || type == Long.class
+                || type == Boolean.class || type == Double.class || type == Float.class
+                || type == Short.class || type == Byte.class || type == Character.class;
     }
 
     /**
