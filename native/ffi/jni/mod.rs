@@ -1,16 +1,15 @@
 //! The JNI face: the static native methods of `io.msm.Native`, for the Tomcat shim.
 //!
-//! Each method converts its arguments, calls the core and converts the result. Managers are
-//! handed to Java as numeric handles into a registry of `Arc`s, so a stale or forged handle is an
-//! exception, never a dangling pointer. Core errors become `io.msm.*Exception`s (mapped in one
+//! Each method converts its arguments, calls the core and converts the result. Managers and
+//! requests are handed to Java as numeric handles ([`handles`]), so a stale or forged handle is
+//! an exception, never a dangling pointer. Core errors become `io.msm.*Exception`s (mapped in one
 //! place, `pending::error_code`); a panic becomes an `io.msm.MsmException` and never unwinds into
 //! the JVM.
 
+mod handles;
 mod pending;
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use jni::errors::ErrorPolicy;
@@ -18,7 +17,6 @@ use jni::objects::{JByteArray, JClass, JIntArray, JObject, JObjectArray, JString
 use jni::strings::JNIString;
 use jni::sys::{jboolean, jint, jlong};
 use jni::{Env, EnvUnowned, JValue, jni_sig, jni_str};
-use parking_lot::Mutex;
 use tracing::Level;
 
 use crate::broadcast::SessionEvent;
@@ -130,18 +128,8 @@ fn run<'local, T: Default>(
     env.with_env(body).resolve::<ThrowMsm>()
 }
 
-/// Managers handed to Java, by handle.
-fn registry() -> &'static Mutex<HashMap<jlong, Arc<SessionManager>>> {
-    static REGISTRY: std::sync::OnceLock<Mutex<HashMap<jlong, Arc<SessionManager>>>> =
-        std::sync::OnceLock::new();
-    REGISTRY.get_or_init(Default::default)
-}
-
 fn manager(handle: jlong) -> Result<Arc<SessionManager>> {
-    registry()
-        .lock()
-        .get(&handle)
-        .cloned()
+    handles::manager(handle)
         .ok_or_else(|| Failure::Argument(format!("no live manager has handle {handle}")))
 }
 
@@ -258,10 +246,7 @@ pub extern "system" fn Java_io_msm_Native_create<'local>(
         let manager = SessionManager::new(builder.build()?)?;
         // The Tomcat shim backs sessions up after each request.
         manager.track_backups();
-        static NEXT: AtomicI64 = AtomicI64::new(1);
-        let handle = NEXT.fetch_add(1, Ordering::Relaxed);
-        registry().lock().insert(handle, manager);
-        Ok(handle)
+        Ok(handles::add_manager(manager))
     })
 }
 
@@ -273,7 +258,7 @@ pub extern "system" fn Java_io_msm_Native_destroy<'local>(
     handle: jlong,
 ) {
     run(&mut env, |_| {
-        registry().lock().remove(&handle);
+        handles::remove_manager(handle);
         Ok(())
     })
 }
@@ -420,26 +405,10 @@ pub extern "system" fn Java_io_msm_Native_selftestPanic<'local>(
     })
 }
 
-/// Requests between `begin` and `end`, by handle.
-fn requests() -> &'static Mutex<HashMap<jlong, Request>> {
-    static REQUESTS: std::sync::OnceLock<Mutex<HashMap<jlong, Request>>> =
-        std::sync::OnceLock::new();
-    REQUESTS.get_or_init(Default::default)
-}
-
 /// Takes a request out of the registry for a call that hands it back (or ends it).
 fn take_request(handle: jlong) -> Result<Request> {
-    requests()
-        .lock()
-        .remove(&handle)
+    handles::take_request(handle)
         .ok_or_else(|| Failure::Argument(format!("no request in progress has handle {handle}")))
-}
-
-fn put_request(request: Request) -> jlong {
-    static NEXT: AtomicI64 = AtomicI64::new(1);
-    let handle = NEXT.fetch_add(1, Ordering::Relaxed);
-    requests().lock().insert(handle, request);
-    handle
 }
 
 /// A request begun: its handle, the id of its session here, and what the host must know.
@@ -582,7 +551,7 @@ pub extern "system" fn Java_io_msm_Native_begin<'local>(
             let handle = if request.ignored() {
                 0
             } else {
-                put_request(request)
+                handles::put_request(request)
             };
             Ok(Begun(handle, id, flags))
         };
@@ -616,7 +585,7 @@ pub extern "system" fn Java_io_msm_Native_lookup<'local>(
         let mut taken = take_request(request)?;
         let work = async move {
             let found = manager.lookup(&mut taken, &id, host).await;
-            requests().lock().insert(request, taken);
+            handles::put_back(request, taken);
             Ok(found)
         };
         Ok(pending::start(env, &pending, work)?)
@@ -708,7 +677,7 @@ pub extern "system" fn Java_io_msm_Native_end<'local>(
             };
             let ended = manager.end(&mut taken, outcome).await;
             if matches!(ended, Ok(Ended::NeedsContent)) {
-                requests().lock().insert(request, taken);
+                handles::put_back(request, taken);
             }
             ended
         };
@@ -733,9 +702,7 @@ pub extern "system" fn Java_io_msm_Native_newSessionId<'local>(
         let route = optional_string(env, &route)?;
         let work = async move {
             let id = manager.new_session_id(route.as_deref()).await?;
-            if let Some(request) = requests().lock().get_mut(&request) {
-                request.remember(&id);
-            }
+            handles::with_request(request, |request| request.remember(&id));
             Ok(Some(id.to_string()))
         };
         Ok(pending::start(env, &pending, work)?)
