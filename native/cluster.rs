@@ -229,6 +229,16 @@ impl Cluster {
         self.nodes.read().iter().find(|n| n.id() == id).cloned()
     }
 
+    /// Whether the node with this id is up; `None` when it is not known or retired. Clones
+    /// nothing: every request asks it.
+    pub fn is_up(&self, id: &str) -> Option<bool> {
+        self.nodes
+            .read()
+            .iter()
+            .find(|n| n.id() == id && !n.is_retired())
+            .map(|n| n.is_up())
+    }
+
     /// All nodes in ring order, retired ones included.
     pub fn nodes(&self) -> Nodes {
         Arc::clone(&self.nodes.read())

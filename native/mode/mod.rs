@@ -175,11 +175,7 @@ pub(crate) async fn route(
     id: &SessionId,
     route: Option<&str>,
 ) -> Option<SessionId> {
-    let node_up = copies
-        .membership
-        .node(id.node())
-        .await
-        .is_some_and(|n| n.is_up());
+    let node_up = copies.membership.is_up(id.node()).await;
     let replacement = (!node_up)
         .then(|| copies.cluster.next_available(id.node()))
         .flatten();
