@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use xxhash_rust::xxh3::xxh3_64;
 
 use crate::fingerprint::Fingerprint;
 
@@ -46,13 +47,27 @@ impl Tracked {
     }
 }
 
+/// Shards of the tracker, each on cache lines of its own: every request of every thread looks
+/// its session up, and one lock made them contend.
+const SHARDS: usize = 16;
+
+#[repr(align(128))]
+#[derive(Debug, Default)]
+struct Shard(Mutex<HashMap<String, Tracked>>);
+
 /// What this host last sent to memcached for each session it wrote or loaded, by storage key.
 #[derive(Debug, Default)]
 pub struct Tracker {
-    sessions: Mutex<HashMap<String, Tracked>>,
+    shards: [Shard; SHARDS],
 }
 
 impl Tracker {
+    /// The sessions of the shard `key` falls in.
+    fn sessions(&self, key: &str) -> &Mutex<HashMap<String, Tracked>> {
+        let hash = xxh3_64(key.as_bytes());
+        &self.shards[(hash % SHARDS as u64) as usize].0
+    }
+
     /// Decides what a backup of this content under `key` must do, and the version it carries.
     /// A change is claimed at once (the next caller with the same content finds it unchanged),
     /// so versions grow with every change even while writes are still queued.
@@ -62,7 +77,7 @@ impl Tracker {
         fingerprint: &Fingerprint,
         max_inactive: i32,
     ) -> (Change, u64) {
-        let mut sessions = self.sessions.lock();
+        let mut sessions = self.sessions(key).lock();
         let tracked = sessions.entry(key.to_owned()).or_insert_with(|| Tracked {
             latest: None,
             version: 0,
@@ -80,7 +95,7 @@ impl Tracker {
     /// and its version. `None` when nothing confirmed is known of it (never written, or the last
     /// write failed): the host must then hand over its content.
     pub fn unchanged(&self, key: &str, max_inactive: i32) -> Option<(Change, u64)> {
-        let sessions = self.sessions.lock();
+        let sessions = self.sessions(key).lock();
         let tracked = sessions.get(key).filter(|t| t.latest.is_some())?;
         Some((tracked.expiry(max_inactive), tracked.version))
     }
@@ -88,7 +103,7 @@ impl Tracker {
     /// Records a session taken over from memcached at `version`: the next backup writes it
     /// with a newer version, whatever its content.
     pub fn taken_over(&self, key: &str, version: u64) {
-        self.sessions.lock().insert(
+        self.sessions(key).lock().insert(
             key.to_owned(),
             Tracked {
                 latest: None,
@@ -100,7 +115,7 @@ impl Tracker {
 
     /// Records that memcached's expiry of `key` was just set (by a write or a touch).
     pub fn refreshed(&self, key: &str) {
-        if let Some(tracked) = self.sessions.lock().get_mut(key) {
+        if let Some(tracked) = self.sessions(key).lock().get_mut(key) {
             tracked.refreshed = Instant::now();
         }
     }
@@ -108,19 +123,19 @@ impl Tracker {
     /// Records that a write of `key` failed: memcached's content is unknown, so the next backup
     /// writes again (with a newer version).
     pub fn failed(&self, key: &str) {
-        if let Some(tracked) = self.sessions.lock().get_mut(key) {
+        if let Some(tracked) = self.sessions(key).lock().get_mut(key) {
             tracked.latest = None;
         }
     }
 
     /// The newest version written or loaded under `key`.
     pub fn version(&self, key: &str) -> Option<u64> {
-        self.sessions.lock().get(key).map(|t| t.version)
+        self.sessions(key).lock().get(key).map(|t| t.version)
     }
 
     /// Forgets `key`: the session left this host.
     pub fn forget(&self, key: &str) {
-        self.sessions.lock().remove(key);
+        self.sessions(key).lock().remove(key);
     }
 }
 
