@@ -176,7 +176,11 @@ fn a_value_changed_in_place_is_backed_up_and_reads_serialize_nothing() {
     let id = a.get("/append?value=x", None).new_session.unwrap();
     let sets = server.stat("cmd_set");
     a.get("/append?value=y", Some(&id));
-    assert_eq!(server.stat("cmd_set"), sets + 1, "the change in place was written");
+    assert_eq!(
+        server.stat("cmd_set"),
+        sets + 1,
+        "the change in place was written"
+    );
 
     let serialized = serializations(&a);
     for _ in 0..5 {
@@ -189,7 +193,11 @@ fn a_value_changed_in_place_is_backed_up_and_reads_serialize_nothing() {
     );
     let response = a.get("/get?name=list", Some(&id));
     assert!(response.body.contains("list=[x, y]"), "{response:?}");
-    assert_eq!(serializations(&a), serialized + 1, "the list was handed out");
+    assert_eq!(
+        serializations(&a),
+        serialized + 1,
+        "the list was handed out"
+    );
     assert_eq!(server.stat("cmd_set"), sets + 1, "it was not changed");
 
     a.get("/append?value=z", Some(&id));
