@@ -412,15 +412,22 @@ fn take_request(handle: jlong) -> Result<Request> {
 }
 
 /// A request begun: its handle, the id of its session here, and what the host must know.
-struct Begun(jlong, Option<String>, jint);
+struct Begun {
+    handle: jlong,
+    id: Option<String>,
+    flags: jint,
+    /// No flag is set and the id is the one the request carried: the host knows it all but the
+    /// handle.
+    plain: bool,
+}
 
 impl Deliver for Begun {
     fn deliver(self, env: &mut Env<'_>, pending: &JObject<'_>) -> jni::errors::Result<()> {
-        let id = pending::java_string(env, self.1.as_deref())?;
+        let id = pending::java_string(env, self.id.as_deref())?;
         let args = [
-            JValue::Long(self.0),
+            JValue::Long(self.handle),
             JValue::Object(&id),
-            JValue::Int(self.2),
+            JValue::Int(self.flags),
         ];
         pending::call(env, pending, |m| m.begun, args)
     }
@@ -520,9 +527,10 @@ impl Deliver for Ended {
     }
 }
 
-/// `Native.begin(long handle, String sessionId, String uri, String route, Pending pending)`:
-/// a request starts (see [`SessionManager::begin`]); completes `pending` with an
-/// `io.msm.MsmRequest`.
+/// `long Native.begin(long handle, String sessionId, String uri, String route, Pending
+/// pending)`: a request starts (see [`SessionManager::begin`]). Returns the request's handle
+/// when it began at once with no flag set and the id it carried; else 0, and `pending` is
+/// completed with an `io.msm.MsmRequest`.
 #[unsafe(no_mangle)]
 pub extern "system" fn Java_io_msm_Native_begin<'local>(
     mut env: EnvUnowned<'local>,
@@ -532,7 +540,7 @@ pub extern "system" fn Java_io_msm_Native_begin<'local>(
     uri: JString<'local>,
     route: JString<'local>,
     pending: JObject<'local>,
-) {
+) -> jlong {
     run(&mut env, |env| {
         let manager = manager(handle)?;
         let session_id = optional_string(env, &session_id)?;
@@ -546,16 +554,31 @@ pub extern "system" fn Java_io_msm_Native_begin<'local>(
             };
             let request = manager.begin(start).await?;
             let flags = request_flags(&request);
-            let id = request.session_id().map(ToString::to_string);
+            let carried = match (request.session_id(), session_id.as_deref()) {
+                (Some(id), Some(raw)) => id.matches(raw),
+                (None, None) => true,
+                _ => false,
+            };
+            let id = if carried {
+                session_id
+            } else {
+                request.session_id().map(ToString::to_string)
+            };
             // An ignored request has no end.
             let handle = if request.ignored() {
                 0
             } else {
                 handles::put_request(request)
             };
-            Ok(Begun(handle, id, flags))
+            Ok(Begun {
+                handle,
+                id,
+                flags,
+                plain: flags == 0 && carried,
+            })
         };
-        Ok(pending::start(env, &pending, work)?)
+        let direct = |begun: &Begun| begun.plain.then_some(begun.handle);
+        Ok(pending::start_direct(env, &pending, work, direct)?.unwrap_or(0))
     })
 }
 
@@ -614,13 +637,18 @@ pub extern "system" fn Java_io_msm_Native_load<'local>(
     })
 }
 
-/// `Native.end(long handle, long request, int outcome, String id, long creationTime,
+/// What `Native.end` returns when `pending` has the result, or will have.
+const ENDED_IN_PENDING: jint = jint::MIN;
+
+/// `int Native.end(long handle, long request, int outcome, String id, long creationTime,
 /// long lastAccessedTime, int maxInactive, long read, String authType, String principal,
 /// String[] names, byte[][] values, String previousId, Pending pending)`: the request ends (see
 /// [`SessionManager::end`]); `read` is the number of the read the content derives from
 /// (`io.msm.Lookup.read()`; 0: none). `outcome`: 0 unused, 1 used (with the session's content), 2
-/// unchanged (sticky; id and lifetime only), 3 not stored. Completes `pending` with an
-/// `io.msm.Ended`; the request is over unless it says the core needs the content.
+/// unchanged (sticky; id and lifetime only), 3 not stored. Returns the backup's outcome
+/// (`Native.BACKUP_*`, -1 when none ran) when the request ended at once with its session where
+/// it was; else [`ENDED_IN_PENDING`], and `pending` is completed with an `io.msm.Ended`. The
+/// request is over unless that says the core needs the content.
 #[unsafe(no_mangle)]
 #[allow(clippy::too_many_arguments)]
 pub extern "system" fn Java_io_msm_Native_end<'local>(
@@ -640,7 +668,7 @@ pub extern "system" fn Java_io_msm_Native_end<'local>(
     values: JObjectArray<'local, JByteArray<'local>>,
     previous_id: JString<'local>,
     pending: JObject<'local>,
-) {
+) -> jint {
     run(&mut env, |env| {
         let manager = manager(handle)?;
         let mut taken = take_request(request)?;
@@ -681,7 +709,15 @@ pub extern "system" fn Java_io_msm_Native_end<'local>(
             }
             ended
         };
-        Ok(pending::start(env, &pending, work)?)
+        let direct = |ended: &Ended| match ended {
+            Ended::Done {
+                moved: None,
+                backup,
+            } => Some(backup.map_or(-1, outcome_code)),
+            _ => None,
+        };
+        let at_once = pending::start_direct(env, &pending, work, direct)?;
+        Ok(at_once.unwrap_or(ENDED_IN_PENDING))
     })
 }
 

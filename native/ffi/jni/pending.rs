@@ -208,16 +208,54 @@ where
     T: Deliver,
     F: Future<Output = crate::error::Result<T>> + Send + 'static,
 {
+    start_direct(env, pending, work, |_| None::<()>).map(drop)
+}
+
+/// [`start`], except that a result the calling thread has before returning, and that `direct`
+/// reduces to a value, is returned instead of delivered: the usual outcome of a request's begin
+/// and end then costs no call back into Java. `None`: `pending` has the result, or will have.
+pub(super) fn start_direct<T, F, R>(
+    env: &mut Env<'_>,
+    pending: &JObject<'_>,
+    work: F,
+    direct: impl FnOnce(&T) -> Option<R>,
+) -> jni::errors::Result<Option<R>>
+where
+    T: Deliver,
+    F: Future<Output = crate::error::Result<T>> + Send + 'static,
+{
     if pending.is_null() {
         return Err(jni::errors::Error::NullPtr("pending"));
     }
-    if waits_here(env, pending)? {
-        return complete(env, pending, runtime::block_on(work));
+    let result = if waits_here(env, pending)? {
+        runtime::block_on(work)
+    } else {
+        let mut work = Box::pin(work);
+        match runtime::poll_once(work.as_mut()) {
+            Poll::Ready(result) => result,
+            Poll::Pending => {
+                spawn(env, pending, work)?;
+                return Ok(None);
+            }
+        }
+    };
+    if let Some(value) = result.as_ref().ok().and_then(direct) {
+        return Ok(Some(value));
     }
-    let mut work = Box::pin(work);
-    if let Poll::Ready(result) = runtime::poll_once(work.as_mut()) {
-        return complete(env, pending, result);
-    }
+    complete(env, pending, result)?;
+    Ok(None)
+}
+
+/// Runs `work` as a task of the runtime, which completes `pending` from its own thread.
+fn spawn<T, F>(
+    env: &mut Env<'_>,
+    pending: &JObject<'_>,
+    work: Pin<Box<F>>,
+) -> jni::errors::Result<()>
+where
+    T: Deliver,
+    F: Future<Output = crate::error::Result<T>> + Send + 'static,
+{
     let pending: Global<JObject<'static>> = env.new_global_ref(pending)?;
     runtime::handle().spawn(async move {
         // Work that panicked still completes its `Pending`: the Java thread must not park

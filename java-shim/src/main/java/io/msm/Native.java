@@ -65,10 +65,23 @@ public final class Native {
      * @param sessionId the id the request carries, or null
      * @param uri the request's URI
      * @param route this host's jvmRoute, or null
-     * @param pending completed with an {@link MsmRequest}; fails with
-     *     {@link MsmLockTimeoutException} when the request must be refused (503)
+     * @return the request in the core
+     * @throws MsmLockTimeoutException when the request must be refused (503)
      */
-    public static native void begin(long handle, String sessionId, String uri, String route,
+    public static MsmRequest begin(long handle, String sessionId, String uri, String route) {
+        Pending<MsmRequest> pending = new Pending<>();
+        long begun = begin(handle, sessionId, uri, route, pending);
+        return begun != 0 ? new MsmRequest(begun, sessionId, 0) : pending.await();
+    }
+
+    /**
+     * {@link #begin(long, String, String, String)} in the core.
+     *
+     * @return the request's handle when it began at once with no flag set and the id it
+     *     carried (most requests: no call back into Java); else 0, and {@code pending} is
+     *     completed with the request
+     */
+    private static native long begin(long handle, String sessionId, String uri, String route,
             Pending<MsmRequest> pending);
 
     /**
@@ -112,9 +125,30 @@ public final class Native {
      * @param values used: serialized attribute values, index for index with {@code names}
      * @param previousId used: the id the session had when the request began, when the request
      *     changed it, else null
-     * @param pending completed with an {@link Ended}
+     * @return what the core did
      */
-    public static native void end(long handle, long request, int outcome, String id,
+    public static Ended end(long handle, long request, int outcome, String id,
+            long creationTime, long lastAccessedTime, int maxInactive, long read,
+            String authType, String principal, String[] names, byte[][] values,
+            String previousId) {
+        Pending<Ended> pending = new Pending<>();
+        int backup = end(handle, request, outcome, id, creationTime, lastAccessedTime,
+                maxInactive, read, authType, principal, names, values, previousId, pending);
+        return backup != ENDED_IN_PENDING ? new Ended(backup, null) : pending.await();
+    }
+
+    /** What the native {@code end} returns when {@code pending} has the result. */
+    private static final int ENDED_IN_PENDING = Integer.MIN_VALUE;
+
+    /**
+     * {@link #end(long, long, int, String, long, long, int, long, String, String, String[],
+     * byte[][], String)} in the core.
+     *
+     * @return the backup's outcome when the request ended at once with its session where it
+     *     was (most requests: no call back into Java); else {@link #ENDED_IN_PENDING}, and
+     *     {@code pending} is completed with the result
+     */
+    private static native int end(long handle, long request, int outcome, String id,
             long creationTime, long lastAccessedTime, int maxInactive, long read,
             String authType, String principal, String[] names, byte[][] values,
             String previousId, Pending<Ended> pending);

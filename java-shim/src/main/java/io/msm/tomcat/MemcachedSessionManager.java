@@ -352,9 +352,7 @@ public class MemcachedSessionManager extends ManagerBase {
     private void storeAtStop(MsmSession session) {
         RequestState state;
         try {
-            Pending<MsmRequest> begun = new Pending<>();
-            Native.begin(handle, null, "", getJvmRoute(), begun);
-            state = new RequestState(null, begun.await());
+            state = new RequestState(null, Native.begin(handle, null, "", getJvmRoute()));
         } catch (MsmException | IllegalArgumentException e) {
             session.markChanged();
             LOG.warn("session " + redact(session.getIdInternal()) + " not stored at stop: "
@@ -978,11 +976,9 @@ public class MemcachedSessionManager extends ManagerBase {
         // authenticator may have handed the request a session that a concurrent request of
         // this Tomcat uses, and the request keeps it.
         Session held = sticky || requested == null ? null : request.getSessionInternal(false);
-        Pending<MsmRequest> begun = new Pending<>();
         MsmRequest core;
         try {
-            Native.begin(handle, requested, request.getDecodedRequestURI(), getJvmRoute(), begun);
-            core = begun.await();
+            core = Native.begin(handle, requested, request.getDecodedRequestURI(), getJvmRoute());
         } catch (MsmLockTimeoutException e) {
             response.sendError(HttpServletResponse.SC_SERVICE_UNAVAILABLE,
                     "the session is busy; try again");
@@ -1137,20 +1133,17 @@ public class MemcachedSessionManager extends ManagerBase {
      * @return what the core did, or null when it failed (logged)
      */
     private Ended end(RequestState state, int outcome, MsmSession session, Serialized content) {
-        Pending<Ended> ended = new Pending<>();
         String id = session == null ? null : session.getIdInternal();
         try {
             if (content != null) {
-                Native.end(handle, state.core.handle(), outcome, id,
+                return Native.end(handle, state.core.handle(), outcome, id,
                         session.getCreationTimeInternal(), session.getThisAccessedTimeInternal(),
                         session.getMaxInactiveInterval(), session.read(), null, null,
-                        content.names, content.values, state.oldId, ended);
-            } else {
-                int maxInactive = session == null ? 0 : session.getMaxInactiveInterval();
-                Native.end(handle, state.core.handle(), outcome, id, 0, 0, maxInactive, 0,
-                        null, null, null, null, null, ended);
+                        content.names, content.values, state.oldId);
             }
-            return ended.await();
+            int maxInactive = session == null ? 0 : session.getMaxInactiveInterval();
+            return Native.end(handle, state.core.handle(), outcome, id, 0, 0, maxInactive, 0,
+                    null, null, null, null, null);
         } catch (MsmInvalidIdException e) {
             // A session created while disabled: not ours.
             return null;
