@@ -215,8 +215,11 @@ impl Mode for NonSticky {
         &self.stats
     }
 
+    /// Stores only once: every request declares it, from every thread.
     fn track_backups(&self) {
-        self.tracks.store(true, Ordering::Relaxed);
+        if !self.tracks.load(Ordering::Relaxed) {
+            self.tracks.store(true, Ordering::Relaxed);
+        }
     }
 
     /// The session lock is taken when `lockingMode` says so, and a session on a node that is

@@ -173,8 +173,11 @@ impl Mode for Sticky {
         &self.stats
     }
 
+    /// Stores only once: every request declares it, from every thread.
     fn track_backups(&self) {
-        self.tracks.store(true, Ordering::Relaxed);
+        if !self.tracks.load(Ordering::Relaxed) {
+            self.tracks.store(true, Ordering::Relaxed);
+        }
     }
 
     /// The session takes this host's route, and a node that is up.
