@@ -13,7 +13,9 @@
 #
 # Environment (defaults in brackets): MANAGER [msm] or standard; ATTRS [sessionBackupAsync=true]:
 # manager attributes, name=value separated by spaces; MIX [20]: percent of modifying requests;
-# CONNECTIONS [8]; WARMUP [120] and DURATION [20] seconds; PERF [1]; OUT [a new directory in /tmp]:
+# CONNECTIONS [8] (one wrk thread each); SESSIONS [1] per wrk thread; ATTRIBUTES [0]: attributes
+# of 1 KiB per session (the Tomcat benchmark's workload: CONNECTIONS=8 SESSIONS=128 ATTRIBUTES=1);
+# WARMUP [120] and DURATION [20] seconds; PERF [1]; OUT [a new directory in /tmp]:
 # where perf.data, the logs and the perf map's copy stay for `perf report -i OUT/perf.data`.
 #
 # Needs the jars (bash scripts/build-jar.sh), memcached, wrk, perf (apt-get install -y
@@ -24,6 +26,8 @@ MANAGER=${MANAGER:-msm}
 ATTRS=${ATTRS:-sessionBackupAsync=true}
 MIX=${MIX:-20}
 CONNECTIONS=${CONNECTIONS:-8}
+SESSIONS=${SESSIONS:-1}
+ATTRIBUTES=${ATTRIBUTES:-0}
 WARMUP=${WARMUP:-120}
 DURATION=${DURATION:-20}
 PERF=${PERF:-1}
@@ -84,7 +88,7 @@ grep -q READY "$OUT/tomcat.out" || {
 
 load() { # seconds output
     wrk -t"$CONNECTIONS" -c"$CONNECTIONS" -d"$1s" -s benches/tomcat/session.lua \
-        "http://127.0.0.1:$port/" -- "$MIX" >"$2" 2>&1
+        "http://127.0.0.1:$port/" -- "$MIX" "$ATTRIBUTES" "$SESSIONS" >"$2" 2>&1
 }
 # CPU ticks of the JVM's threads, summed per thread name without its number.
 ticks_by_group() {
