@@ -36,6 +36,14 @@ pub struct SessionManager {
     broadcast: Broadcast,
 }
 
+/// A request after [`SessionManager::open`].
+enum Opened {
+    /// Nothing more to do: ignored, or without a session.
+    Done(Request),
+    /// Its session's parsed id, for the mode to route.
+    Session(Request, SessionId),
+}
+
 impl Drop for SessionManager {
     fn drop(&mut self) {
         self.membership.stop();
@@ -242,21 +250,46 @@ impl SessionManager {
     /// cookie can still be sent. Fails with [`crate::Error::LockTimeout`] only when the lock was
     /// not acquired in time and `lockFailure="refuse"`: the host refuses the request (503).
     pub async fn begin(&self, start: RequestStart<'_>) -> Result<Request> {
+        let (mut request, id) = match self.open(start) {
+            Opened::Done(request) => return Ok(request),
+            Opened::Session(request, id) => (request, id),
+        };
+        with_mode!(&self.mode, m => m.begin(&mut request, id, start.route).await)?;
+        Ok(request)
+    }
+
+    /// [`SessionManager::begin`] when it needs no wait, as nearly every sticky request (its
+    /// id's node is known here): it then costs no trip through the async runtime. A host calls
+    /// it first, and `begin` when it answers `None`, as it does for every non-sticky request.
+    pub fn begin_now(&self, start: RequestStart<'_>) -> Option<Result<Request>> {
+        let Modes::Sticky(sticky) = &self.mode else {
+            return None;
+        };
+        let (mut request, id) = match self.open(start) {
+            Opened::Done(request) => return Some(Ok(request)),
+            Opened::Session(request, id) => (request, id),
+        };
+        sticky.begin_now(&mut request, id, start.route).ok()?;
+        Some(Ok(request))
+    }
+
+    /// What `begin` does before the mode routes the session: ignored URIs, requests without a
+    /// session id or with a malformed one are done.
+    fn open(&self, start: RequestStart<'_>) -> Opened {
         self.track_backups();
         let mut request = Request::new(start.uri);
         if self.config.ignores_uri(start.uri) {
             request.ignored = true;
-            return Ok(request);
+            return Opened::Done(request);
         }
         let Some(raw) = start.session_id else {
-            return Ok(request);
+            return Opened::Done(request);
         };
         let Ok(id) = self.parse_id(raw) else {
             request.invalid_id = true;
-            return Ok(request);
+            return Opened::Done(request);
         };
-        with_mode!(&self.mode, m => m.begin(&mut request, id, start.route).await)?;
-        Ok(request)
+        Opened::Session(request, id)
     }
 
     /// The request uses the session `id` (as the host names it), of which the host holds
@@ -277,11 +310,8 @@ impl SessionManager {
     /// changed it is retired; the lock goes in the round trip of the last write, or is handed to
     /// the next request of this host waiting for it. `lockingMode="auto"` learns from it.
     pub async fn end(&self, request: &mut Request, outcome: Outcome<'_>) -> Result<Ended> {
-        if request.ignored {
-            return Ok(Ended::Done {
-                moved: None,
-                backup: None,
-            });
+        if let Some(ended) = self.end_now(request, &outcome) {
+            return ended;
         }
         // With expiry events, the session is indexed when this host has not yet (once).
         let noticed = match &outcome {
@@ -297,6 +327,25 @@ impl SessionManager {
             self.events.noticed(id, max_inactive).await;
         }
         Ok(ended)
+    }
+
+    /// [`SessionManager::end`] when it sends nothing, as a sticky request that did not change
+    /// its session (without expiry events): it then costs no trip through the async runtime. A
+    /// host calls it first, and `end` with the same outcome when it answers `None`.
+    pub fn end_now(&self, request: &Request, outcome: &Outcome<'_>) -> Option<Result<Ended>> {
+        if request.ignored {
+            return Some(Ok(Ended::Done {
+                moved: None,
+                backup: None,
+            }));
+        }
+        let noticed = matches!(outcome, Outcome::Used { .. } | Outcome::Unchanged { .. });
+        match &self.mode {
+            Modes::Sticky(sticky) if !(noticed && self.events.enabled()) => {
+                sticky.end_now(request, outcome)
+            }
+            _ => None,
+        }
     }
 
     /// With `sessionEvents="expiry"`: sweeps the buckets of expiring sessions that are due

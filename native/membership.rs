@@ -342,14 +342,6 @@ impl Membership {
         self.cluster.node(id)
     }
 
-    /// Whether the node `id` names is up ([`Membership::node`] without handing it out).
-    pub(crate) async fn is_up(&self, id: &str) -> bool {
-        match self.cluster.is_up(id) {
-            Some(up) => up,
-            None => self.node(id).await.is_some_and(|n| n.is_up()),
-        }
-    }
-
     /// A session id names `node`, which this manager does not know or has retired: reads the
     /// shared list, unless it was read less than [`MIN_UNKNOWN_NODE_REFRESH`] ago (counted), so
     /// that the node is known if the cluster knows it.

@@ -1088,7 +1088,10 @@ pub unsafe extern "C" fn msm_request_begin(
             uri,
             route,
         };
-        let request = block_on(manager.0.begin(start))?;
+        let request = match manager.0.begin_now(start) {
+            Some(begun) => begun?,
+            None => block_on(manager.0.begin(start))?,
+        };
         // SAFETY: checked non-NULL; writable per the caller's contract.
         unsafe { out.write(Box::into_raw(Box::new(MsmRequest(request)))) };
         Ok(MsmStatus::Ok)
@@ -1282,7 +1285,11 @@ pub unsafe extern "C" fn msm_request_end(
             (MsmOutcome::Unused, _, _) => Outcome::Unused,
             (MsmOutcome::NotStored, _, _) => Outcome::NotStored,
         };
-        match block_on(async { manager.0.end(&mut request.0, content).await })? {
+        let ended = match manager.0.end_now(&request.0, &content) {
+            Some(ended) => ended?,
+            None => block_on(async { manager.0.end(&mut request.0, content).await })?,
+        };
+        match ended {
             Ended::NeedsContent => {
                 // SAFETY: per the caller's contract.
                 unsafe { put(needs_content, true) };

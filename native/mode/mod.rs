@@ -175,7 +175,38 @@ pub(crate) async fn route(
     id: &SessionId,
     route: Option<&str>,
 ) -> Option<SessionId> {
-    let node_up = copies.membership.is_up(id.node()).await;
+    if let Some(routed) = route_now(copies, id, route) {
+        return routed;
+    }
+    let node_up = copies
+        .membership
+        .node(id.node())
+        .await
+        .is_some_and(|n| n.is_up());
+    routed(copies, id, route, node_up)
+}
+
+/// [`route`] when this manager knows the id's node, as it does for nearly every request: no
+/// wait. `None` when the node must be looked up first.
+pub(crate) fn route_now(
+    copies: &Copies,
+    id: &SessionId,
+    route: Option<&str>,
+) -> Option<Option<SessionId>> {
+    let node_up = copies.cluster.is_up(id.node())?;
+    Some(routed(copies, id, route, node_up))
+}
+
+/// The id `id` takes on a host of route `route`, its node being up or not.
+fn routed(
+    copies: &Copies,
+    id: &SessionId,
+    route: Option<&str>,
+    node_up: bool,
+) -> Option<SessionId> {
+    if node_up && id.route() == route {
+        return None;
+    }
     let replacement = (!node_up)
         .then(|| copies.cluster.next_available(id.node()))
         .flatten();

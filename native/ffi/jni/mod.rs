@@ -421,6 +421,35 @@ struct Begun {
     plain: bool,
 }
 
+impl Begun {
+    /// A request begun with the id it `carried`, registered unless it is ignored (an ignored
+    /// request has no end).
+    fn of(request: Request, carried: Option<String>) -> Self {
+        let flags = request_flags(&request);
+        let same = match (request.session_id(), carried.as_deref()) {
+            (Some(id), Some(raw)) => id.matches(raw),
+            (None, None) => true,
+            _ => false,
+        };
+        let id = if same {
+            carried
+        } else {
+            request.session_id().map(ToString::to_string)
+        };
+        let handle = if request.ignored() {
+            0
+        } else {
+            handles::put_request(request)
+        };
+        Begun {
+            handle,
+            id,
+            flags,
+            plain: flags == 0 && same,
+        }
+    }
+}
+
 impl Deliver for Begun {
     fn deliver(self, env: &mut Env<'_>, pending: &JObject<'_>) -> jni::errors::Result<()> {
         let id = pending::java_string(env, self.id.as_deref())?;
@@ -546,6 +575,16 @@ pub extern "system" fn Java_io_msm_Native_begin<'local>(
         let session_id = optional_string(env, &session_id)?;
         let uri = string(env, &uri, "uri")?;
         let route = optional_string(env, &route)?;
+        let direct = |begun: &Begun| begun.plain.then_some(begun.handle);
+        let start = RequestStart {
+            session_id: session_id.as_deref(),
+            uri: &uri,
+            route: route.as_deref(),
+        };
+        if let Some(begun) = manager.begin_now(start) {
+            let begun = begun.map(|request| Begun::of(request, session_id));
+            return Ok(pending::finish_direct(env, &pending, begun, direct)?.unwrap_or(0));
+        }
         let work = async move {
             let start = RequestStart {
                 session_id: session_id.as_deref(),
@@ -553,31 +592,8 @@ pub extern "system" fn Java_io_msm_Native_begin<'local>(
                 route: route.as_deref(),
             };
             let request = manager.begin(start).await?;
-            let flags = request_flags(&request);
-            let carried = match (request.session_id(), session_id.as_deref()) {
-                (Some(id), Some(raw)) => id.matches(raw),
-                (None, None) => true,
-                _ => false,
-            };
-            let id = if carried {
-                session_id
-            } else {
-                request.session_id().map(ToString::to_string)
-            };
-            // An ignored request has no end.
-            let handle = if request.ignored() {
-                0
-            } else {
-                handles::put_request(request)
-            };
-            Ok(Begun {
-                handle,
-                id,
-                flags,
-                plain: flags == 0 && carried,
-            })
+            Ok(Begun::of(request, session_id))
         };
-        let direct = |begun: &Begun| begun.plain.then_some(begun.handle);
         Ok(pending::start_direct(env, &pending, work, direct)?.unwrap_or(0))
     })
 }
@@ -637,6 +653,26 @@ pub extern "system" fn Java_io_msm_Native_load<'local>(
     })
 }
 
+/// The outcome `Native.end`'s code names (see there); used only with the session's content.
+fn outcome_of<'a>(
+    code: jint,
+    id: &'a str,
+    session: Option<SessionData>,
+    previous: Option<&'a str>,
+    max_inactive: jint,
+) -> Outcome<'a> {
+    match (code, session) {
+        (1, Some(session)) => Outcome::Used {
+            id,
+            session,
+            previous,
+        },
+        (2, _) => Outcome::Unchanged { id, max_inactive },
+        (0, _) => Outcome::Unused,
+        _ => Outcome::NotStored,
+    }
+}
+
 /// What `Native.end` returns when `pending` has the result, or will have.
 const ENDED_IN_PENDING: jint = jint::MIN;
 
@@ -688,33 +724,29 @@ pub extern "system" fn Java_io_msm_Native_end<'local>(
             )?),
             _ => None,
         };
-        let work = async move {
-            let id = id.unwrap_or_default();
-            let outcome = match (outcome, session) {
-                (1, Some(session)) => Outcome::Used {
-                    id: &id,
-                    session,
-                    previous: previous.as_deref(),
-                },
-                (2, _) => Outcome::Unchanged {
-                    id: &id,
-                    max_inactive,
-                },
-                (0, _) => Outcome::Unused,
-                _ => Outcome::NotStored,
-            };
-            let ended = manager.end(&mut taken, outcome).await;
-            if matches!(ended, Ok(Ended::NeedsContent)) {
-                handles::put_back(request, taken);
-            }
-            ended
-        };
         let direct = |ended: &Ended| match ended {
             Ended::Done {
                 moved: None,
                 backup,
             } => Some(backup.map_or(-1, outcome_code)),
             _ => None,
+        };
+        if session.is_none() {
+            let id = id.as_deref().unwrap_or_default();
+            let now = outcome_of(outcome, id, None, None, max_inactive);
+            if let Some(ended) = manager.end_now(&taken, &now) {
+                let at_once = pending::finish_direct(env, &pending, ended, direct)?;
+                return Ok(at_once.unwrap_or(ENDED_IN_PENDING));
+            }
+        }
+        let work = async move {
+            let id = id.unwrap_or_default();
+            let outcome = outcome_of(outcome, &id, session, previous.as_deref(), max_inactive);
+            let ended = manager.end(&mut taken, outcome).await;
+            if matches!(ended, Ok(Ended::NeedsContent)) {
+                handles::put_back(request, taken);
+            }
+            ended
         };
         let at_once = pending::start_direct(env, &pending, work, direct)?;
         Ok(at_once.unwrap_or(ENDED_IN_PENDING))

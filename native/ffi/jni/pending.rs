@@ -239,8 +239,22 @@ where
             }
         }
     };
+    finish_direct(env, pending, result, direct)
+}
+
+/// Hands a result the calling thread has to Java: returned when `direct` reduces it to a value
+/// (see [`start_direct`]), else delivered to `pending`.
+pub(super) fn finish_direct<T: Deliver, R>(
+    env: &mut Env<'_>,
+    pending: &JObject<'_>,
+    result: crate::error::Result<T>,
+    direct: impl FnOnce(&T) -> Option<R>,
+) -> jni::errors::Result<Option<R>> {
     if let Some(value) = result.as_ref().ok().and_then(direct) {
         return Ok(Some(value));
+    }
+    if pending.is_null() {
+        return Err(jni::errors::Error::NullPtr("pending"));
     }
     complete(env, pending, result)?;
     Ok(None)

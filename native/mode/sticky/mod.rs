@@ -30,6 +30,16 @@ use crate::runtime;
 use crate::session::SessionData;
 use crate::stats::{Stats, bump};
 
+/// What the backup of a session the host knows unchanged must do.
+enum Unchanged {
+    /// Nothing: memcached holds it and its expiry is far.
+    Skipped,
+    /// Renew its expiry, at this version.
+    ExpiryDue(u64),
+    /// Nothing confirmed is known of it: the host hands over its content.
+    NeedsContent,
+}
+
 /// Sticky sessions of one manager.
 #[derive(Debug)]
 pub struct Sticky {
@@ -126,17 +136,27 @@ impl Sticky {
         wait: Option<Duration>,
     ) -> Result<Option<BackupOutcome>> {
         let key = self.key(id);
-        let Some((change, version)) = self.backups.tracker.unchanged(&key, max_inactive) else {
-            return Ok(None);
+        let version = match self.unchanged(&key, max_inactive) {
+            Unchanged::Skipped => return Ok(Some(BackupOutcome::Unchanged)),
+            Unchanged::NeedsContent => return Ok(None),
+            Unchanged::ExpiryDue(version) => version,
         };
-        if change == Change::Unchanged {
-            bump(&self.stats.session_backups_skipped);
-            return Ok(Some(BackupOutcome::Unchanged));
-        }
         let job = self
             .backups
             .job(id, key, Work::Touch(None), version, max_inactive);
         self.backups.submit(job, wait).await.map(Some)
+    }
+
+    /// What the backup of a session the host knows unchanged must do; a skipped one is counted.
+    fn unchanged(&self, key: &str, max_inactive: i32) -> Unchanged {
+        match self.backups.tracker.unchanged(key, max_inactive) {
+            None => Unchanged::NeedsContent,
+            Some((Change::Unchanged, _)) => {
+                bump(&self.stats.session_backups_skipped);
+                Unchanged::Skipped
+            }
+            Some((_, version)) => Unchanged::ExpiryDue(version),
+        }
     }
 
     /// The host expired a session for inactivity: its copies are deleted, in order with its
@@ -162,6 +182,49 @@ impl Sticky {
         matches!(self.store.copies().stored_version(id).await, Ok(Some(stored)) if stored > ours)
     }
 
+    /// [`Mode::begin`] when the id's node is known, as it is for nearly every request: no wait.
+    /// Hands the id back when its node must be looked up first.
+    pub(crate) fn begin_now(
+        &self,
+        request: &mut Request,
+        id: SessionId,
+        route: Option<&str>,
+    ) -> std::result::Result<(), SessionId> {
+        let Some(routed) = super::route_now(self.store.copies(), &id, route) else {
+            return Err(id);
+        };
+        request.routed = routed;
+        request.requested = Some(id);
+        Ok(())
+    }
+
+    /// [`Mode::end`] when it sends nothing: a session unused, not stored, or unchanged with its
+    /// expiry far. `None` when it must wait (a write, a renewal): call `end`.
+    pub(crate) fn end_now(
+        &self,
+        request: &Request,
+        outcome: &Outcome<'_>,
+    ) -> Option<Result<Ended>> {
+        let backup = match outcome {
+            Outcome::Unused | Outcome::NotStored => None,
+            Outcome::Unchanged { id, max_inactive } => {
+                let id = match request.resolve(id, &self.stats) {
+                    Ok(id) => id,
+                    Err(e) => return Some(Err(e)),
+                };
+                match self.unchanged(&self.key(&id), *max_inactive) {
+                    Unchanged::Skipped => Some(BackupOutcome::Unchanged),
+                    Unchanged::NeedsContent | Unchanged::ExpiryDue(_) => return None,
+                }
+            }
+            Outcome::Used { .. } => return None,
+        };
+        Some(Ok(Ended::Done {
+            moved: None,
+            backup,
+        }))
+    }
+
     /// How long a request waits for its backup: not at all with asynchronous backups.
     fn wait(&self) -> Option<Duration> {
         (!self.config.session_backup_async).then_some(self.config.session_backup_timeout)
@@ -182,8 +245,10 @@ impl Mode for Sticky {
 
     /// The session takes this host's route, and a node that is up.
     async fn begin(&self, request: &mut Request, id: SessionId, route: Option<&str>) -> Result<()> {
-        request.routed = super::route(self.store.copies(), &id, route).await;
-        request.requested = Some(id);
+        if let Err(id) = self.begin_now(request, id, route) {
+            request.routed = super::route(self.store.copies(), &id, route).await;
+            request.requested = Some(id);
+        }
         Ok(())
     }
 
@@ -216,6 +281,9 @@ impl Mode for Sticky {
     /// A used session is backed up: written when it changed, its expiry renewed when due, in
     /// the background unless backups are synchronous.
     async fn end(&self, request: &mut Request, outcome: Outcome<'_>) -> Result<Ended> {
+        if let Some(ended) = self.end_now(request, &outcome) {
+            return ended;
+        }
         let wait = self.wait();
         let outcome = match outcome {
             Outcome::Unused | Outcome::NotStored => None,
