@@ -128,3 +128,59 @@ pub(super) fn with_request(handle: jlong, f: impl FnOnce(&mut Request)) {
         f(request);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConfigBuilder;
+
+    fn a_manager() -> Arc<SessionManager> {
+        let mut builder = ConfigBuilder::default();
+        builder.set("memcachedNodes", "n1:127.0.0.1:1").unwrap();
+        SessionManager::new(builder.build().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_removed_manager_is_refused_though_this_thread_cached_it() {
+        let manager = a_manager();
+        let handle = add_manager(Arc::clone(&manager));
+        assert!(Arc::ptr_eq(&self::manager(handle).unwrap(), &manager));
+        assert!(
+            Arc::ptr_eq(&self::manager(handle).unwrap(), &manager),
+            "cached"
+        );
+        let other = add_manager(a_manager());
+        assert!(self::manager(other).is_some());
+        remove_manager(handle);
+        assert!(self::manager(handle).is_none());
+        assert!(self::manager(other).is_some(), "the others stay");
+        drop(manager);
+        remove_manager(other);
+        assert!(self::manager(other).is_none());
+        assert!(self::manager(987_654_321).is_none());
+    }
+
+    #[test]
+    fn a_request_is_taken_once_from_any_thread() {
+        let first = put_request(Request::new("/a"));
+        let second = put_request(Request::new("/b"));
+        assert_ne!(first, second);
+        assert!(first > 0 && second > 0);
+        let elsewhere = std::thread::spawn(|| put_request(Request::new("/c")))
+            .join()
+            .unwrap();
+        assert_ne!(elsewhere >> 32, first >> 32, "numbered by thread");
+        let mut seen = None;
+        with_request(second, |request| seen = Some(request.uri.clone()));
+        assert_eq!(seen.as_deref(), Some("/b"));
+        let taken = std::thread::spawn(move || take_request(first).map(|r| r.uri))
+            .join()
+            .unwrap();
+        assert_eq!(taken.as_deref(), Some("/a"), "ended on another thread");
+        assert!(take_request(first).is_none(), "taken once");
+        put_back(first, Request::new("/a again"));
+        assert_eq!(take_request(first).unwrap().uri, "/a again");
+        assert!(take_request(second).is_some());
+        assert!(take_request(elsewhere).is_some());
+    }
+}

@@ -653,7 +653,8 @@ pub extern "system" fn Java_io_msm_Native_load<'local>(
     })
 }
 
-/// The outcome `Native.end`'s code names (see there); used only with the session's content.
+/// The outcome `Native.end`'s code names (see there); `session` is the content, which only the
+/// used outcome carries.
 fn outcome_of<'a>(
     code: jint,
     id: &'a str,
