@@ -127,6 +127,8 @@ struct ClientSettings {
     probe_interval: Duration,
     stats: Arc<Stats>,
     recovered: Arc<Notify>,
+    /// Sticky mode: single-line requests of many callers are sent together.
+    together: bool,
 }
 
 impl ClientSettings {
@@ -141,7 +143,8 @@ impl ClientSettings {
                 self.retry_backoff,
                 self.max_value,
             )
-            .with_security(Arc::clone(&self.security)),
+            .with_security(Arc::clone(&self.security))
+            .together(self.together),
         );
         let health = Arc::new(Health {
             up: AtomicBool::new(!retired),
@@ -206,6 +209,7 @@ impl Cluster {
             probe_interval: config.node_probe_interval,
             stats: Arc::clone(&stats),
             recovered: Arc::clone(&recovered),
+            together: config.sticky,
         };
         if settings.security.is_tls() {
             tracing::info!("connections to memcached use TLS");

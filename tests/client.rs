@@ -191,3 +191,78 @@ async fn an_oversized_stored_value_is_refused_unread_and_the_node_stays_usable()
     c.set("small", b"ok", 0).await.unwrap();
     assert_eq!(c.get("small").await.unwrap().as_deref(), Some(&b"ok"[..]));
 }
+
+/// A client whose single-line requests go to the server's writer, sent with other callers'.
+fn together(port: u16, timeout_ms: u64) -> NodeClient {
+    client(port, timeout_ms).together(true)
+}
+
+#[tokio::test]
+async fn every_command_sent_together() {
+    let server = Memcached::start();
+    exercise_every_command(&together(server.port, 1000), true).await;
+}
+
+/// Concurrent callers share the writer's connection and round trips, and each gets its own
+/// reply: of two `add`s of each key exactly one stores, and a value too large fails alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_sent_together_each_get_their_own_reply() {
+    let server = Memcached::start();
+    let c = std::sync::Arc::new(together(server.port, 5000));
+    c.set("warm", b"up", 0).await.unwrap();
+    let connections = server.stat("total_connections");
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..400 {
+        let c = std::sync::Arc::clone(&c);
+        tasks.spawn(async move {
+            let key = format!("k{}", i % 200);
+            (i, c.add(&key, format!("v{i}").as_bytes(), 0).await)
+        });
+    }
+    let big = std::sync::Arc::clone(&c);
+    let too_large = tokio::spawn(async move { big.set("big", &vec![b'x'; 2 << 20], 0).await });
+    let mut stored = vec![None; 200];
+    while let Some(joined) = tasks.join_next().await {
+        let (i, added) = joined.unwrap();
+        if added.expect("an add of a small value") {
+            assert!(
+                stored[i % 200].replace(i).is_none(),
+                "k{} stored twice",
+                i % 200
+            );
+        }
+    }
+    let error = too_large.await.unwrap().unwrap_err();
+    assert!(matches!(error, Error::TooLarge { .. }), "{error:?}");
+    for (key, i) in stored.iter().enumerate() {
+        let i = i.unwrap_or_else(|| panic!("k{key} never stored"));
+        let value = c.get(&format!("k{key}")).await.unwrap();
+        assert_eq!(value, Some(format!("v{i}").into_bytes()));
+    }
+    assert!(
+        server.stat("total_connections") - connections <= 2,
+        "{} connections for 401 concurrent requests",
+        server.stat("total_connections") - connections
+    );
+}
+
+#[tokio::test]
+async fn sent_together_a_hung_server_times_out_and_a_restarted_one_is_reached_again() {
+    let mut server = Memcached::start();
+    let c = together(server.port, 200);
+    c.set("a", b"first", 0).await.unwrap();
+    server.pause();
+    let error = c.set("b", b"second", 0).await.unwrap_err();
+    assert!(matches!(error, Error::Timeout { .. }), "{error:?}");
+    server.resume();
+    // A kept connection would now read the late reply to `set b` as this one's.
+    assert!(c.add("c", b"third", 0).await.unwrap());
+    assert!(!c.add("c", b"again", 0).await.unwrap());
+    server.restart();
+    c.set("a", b"after", 0).await.unwrap();
+    assert_eq!(server.get("a").as_deref(), Some(&b"after"[..]));
+    server.kill();
+    let error = c.set("a", b"dead", 0).await.unwrap_err();
+    assert!(matches!(error, Error::Io { .. }), "{error:?}");
+    assert!(error.is_node_failure());
+}

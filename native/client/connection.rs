@@ -215,6 +215,75 @@ impl Connection {
         Ok(replies)
     }
 
+    /// Sends the requests of several callers at once (`requests`, their encodings one after
+    /// the other), the `i`th asking for `lines[i]` one-line replies, and reads every reply in
+    /// order: one round trip for all. Each caller gets
+    /// its own outcome, as [`Connection::exchange`] would have given it alone: a value refused
+    /// for its size or for want of memory fails its caller only. After any other failure the
+    /// connection is out of step: the callers after it get an I/O failure (their requests may
+    /// or may not have run, and each can run again), and `false` says the connection must go,
+    /// as it does when bytes follow the last reply (then nobody's reply can be trusted).
+    pub async fn exchange_lines(
+        &mut self,
+        requests: &[u8],
+        lines: &[usize],
+    ) -> (Vec<Result<Vec<Reply>, Failure>>, bool) {
+        let aborted = || {
+            Failure::Io(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "the connection failed on a request sent with this one",
+            ))
+        };
+        if let Err(e) = self.stream.write_all(requests).await {
+            let mut outcomes = vec![Err(tls_refusal(e))];
+            outcomes.extend((1..lines.len()).map(|_| Err(aborted())));
+            return (outcomes, false);
+        }
+        let mut outcomes = Vec::with_capacity(lines.len());
+        let mut in_step = true;
+        for &count in lines {
+            if !in_step {
+                outcomes.push(Err(aborted()));
+                continue;
+            }
+            let mut replies = Vec::with_capacity(count);
+            let mut refused = None;
+            let mut failed = None;
+            for _ in 0..count {
+                match self.read_reply(Expect::Line, 0).await {
+                    Ok(reply) => replies.push(reply),
+                    Err(Failure::Refused(message)) if is_storage_refusal(&message) => {
+                        refused.get_or_insert(message);
+                    }
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            outcomes.push(match (failed, refused) {
+                (Some(e), _) => {
+                    in_step = false;
+                    Err(e)
+                }
+                (None, Some(message)) => Err(Failure::Refused(message)),
+                (None, None) => Ok(replies),
+            });
+        }
+        if in_step && !self.buffer.is_empty() {
+            let detail = format!("{} bytes after the last reply", self.buffer.len());
+            let outcomes = lines
+                .iter()
+                .map(|_| Err(Failure::Protocol(detail.clone())))
+                .collect();
+            return (outcomes, false);
+        }
+        if self.buffer.capacity() > KEPT_CAPACITY {
+            self.buffer = Vec::with_capacity(READ_CHUNK);
+        }
+        (outcomes, in_step)
+    }
+
     async fn read_reply(&mut self, expect: Expect<'_>, max_value: usize) -> Result<Reply, Failure> {
         loop {
             let parsed = reply::parse(&self.buffer, expect, max_value).map_err(|e| {

@@ -12,12 +12,14 @@ mod command;
 mod connection;
 pub mod reply;
 mod security;
+mod writer;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, timeout_at};
 
 pub use command::{Answer, Command, MAX_KEY_LEN, expiry, validate_key};
@@ -54,6 +56,10 @@ pub struct NodeClient {
     /// How connections are set up (TLS, authentication), and the host their certificate names.
     security: Arc<Security>,
     host: String,
+    /// Whether requests answered by single lines go to the writer ([`NodeClient::together`]).
+    together: bool,
+    /// Sends requests answered by single lines together (see [`writer`]); started at first use.
+    writer: OnceLock<mpsc::UnboundedSender<writer::Queued>>,
 }
 
 impl std::fmt::Debug for NodeClient {
@@ -93,7 +99,19 @@ impl NodeClient {
                 .trim_start_matches('[')
                 .trim_end_matches(']')
                 .to_owned(),
+            together: false,
+            writer: OnceLock::new(),
         }
+    }
+
+    /// The same client, sending the requests of many callers that are answered by single lines
+    /// (stores, touches, deletes) together, on one connection ([`writer`]). They then wait for
+    /// the server's writer, behind the batch in flight: for sticky backups, whose order per
+    /// session the backup queue keeps, never for non-sticky writes, whose second copy must not
+    /// trail the release of the session's lock on the other node.
+    pub fn together(mut self, together: bool) -> Self {
+        self.together = together;
+        self
     }
 
     /// The same client, its connections set up as `security` says (TLS, authentication).
@@ -277,10 +295,12 @@ impl NodeClient {
         }
         let expects: Vec<Expect<'_>> = commands.iter().map(Command::expect).collect();
         let largest = commands.iter().map(Command::value_len).max().unwrap_or(0);
-        let replies = self
-            .exchange(&request, &expects)
-            .await
-            .map_err(|e| self.too_large(e, largest))?;
+        let replies = if self.together && expects.iter().all(|e| matches!(e, Expect::Line)) {
+            self.exchange_together(request.into(), expects.len()).await
+        } else {
+            self.exchange(&request, &expects).await
+        };
+        let replies = replies.map_err(|e| self.too_large(e, largest))?;
         commands
             .iter()
             .zip(replies)
@@ -331,6 +351,45 @@ impl NodeClient {
                     attempt += 1;
                 }
                 Ok(Err(failure)) => return Err(self.failed(failure)),
+                Err(_) => return Err(self.timed_out()),
+            }
+        }
+    }
+
+    /// [`NodeClient::exchange`] for requests answered by `lines` single lines: sent together
+    /// with other callers' by the server's writer, and retried as `exchange` retries.
+    async fn exchange_together(&self, request: Arc<[u8]>, lines: usize) -> Result<Vec<Reply>> {
+        let deadline = Instant::now() + self.timeout;
+        let writer = self.writer.get_or_init(|| {
+            writer::start(writer::Target {
+                address: self.address.clone(),
+                host: self.host.clone(),
+                security: Arc::clone(&self.security),
+                timeout: self.timeout,
+            })
+        });
+        let mut attempt = 0;
+        loop {
+            let (done, outcome) = oneshot::channel();
+            let queued = writer::Queued {
+                request: Arc::clone(&request),
+                lines,
+                done,
+            };
+            if writer.send(queued).is_err() {
+                return Err(self.protocol("the node's writer stopped"));
+            }
+            match timeout_at(deadline, outcome).await {
+                Ok(Ok(Ok(replies))) => return Ok(replies),
+                Ok(Ok(Err(Failure::Io(e))))
+                    if attempt < self.retries && Instant::now() + self.retry_backoff < deadline =>
+                {
+                    tracing::debug!(node = %self.node, error = %e, "retrying on a fresh connection");
+                    tokio::time::sleep(self.retry_backoff).await;
+                    attempt += 1;
+                }
+                Ok(Ok(Err(failure))) => return Err(self.failed(failure)),
+                Ok(Err(_)) => return Err(self.protocol("the node's writer stopped")),
                 Err(_) => return Err(self.timed_out()),
             }
         }
