@@ -4,9 +4,11 @@
 //! connection that timed out or erred is dropped, never returned to the pool. Keys are validated
 //! before anything is sent, so a malformed key can never inject a second command.
 //!
-//! Every command, single or pipelined, takes one path: [`Command`]s are encoded in `command`,
-//! sent together by a `connection`, which only writes and buffers, and their replies are read by
-//! the pure parser in [`reply`].
+//! Every command, single or pipelined, is encoded the same way ([`Command`]s, in `command`),
+//! sent by a `connection`, which only writes and buffers, and its replies are read by the pure
+//! parser in [`reply`]. A client made [`NodeClient::together`] (sticky mode) sends the requests
+//! answered by single lines through the server's `writer`, with other callers' on one
+//! connection; the others take a pooled connection each.
 
 mod command;
 mod connection;
