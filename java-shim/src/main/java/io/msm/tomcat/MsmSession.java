@@ -3,6 +3,7 @@ package io.msm.tomcat;
 import java.security.Principal;
 import java.util.Map;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.ReentrantLock;
 import java.util.function.BooleanSupplier;
 
@@ -26,15 +27,19 @@ public class MsmSession extends StandardSession {
     private volatile boolean changed = true;
 
     /**
-     * A value that could change in place (not a string, boxed number, boolean or character)
-     * was handed out by {@link #getAttribute} since the last backup: the next backup serializes
-     * the session to find out.
+     * How many values that could change in place (anything but a string, boxed number, boolean
+     * or character) {@link #getAttribute} handed out: when it grew since the last backup, the
+     * next one serializes the session to find out whether they changed.
      */
-    private volatile boolean handedOut;
+    private final AtomicLong handedOut = new AtomicLong();
+
+    /** {@link #handedOut} as the last backup took it into account. */
+    private volatile long handedOutBackedUp;
 
     /**
      * Sticky mode: requests of this Tomcat using the session now (Tomcat's {@link #access} and
-     * {@link #endAccess}). While another request uses it, a backup keeps {@link #handedOut}: that
+     * {@link #endAccess}, the first before a request can be handed anything). While another
+     * request uses the session, a backup leaves {@link #handedOutBackedUp} as it is: that
      * request may still change a value it was handed.
      */
     private final AtomicInteger users = new AtomicInteger();
@@ -93,8 +98,8 @@ public class MsmSession extends StandardSession {
     @Override
     public Object getAttribute(String name) {
         Object value = super.getAttribute(name);
-        if (value != null && !handedOut && !isImmutable(value)) {
-            handedOut = true;
+        if (value != null && !isImmutable(value)) {
+            handedOut.incrementAndGet();
         }
         return value;
     }
@@ -179,9 +184,10 @@ public class MsmSession extends StandardSession {
     boolean takeChanged() {
         boolean result = changed;
         changed = false;
-        boolean valueHandedOut = handedOut;
+        long seen = handedOut.get();
+        boolean valueHandedOut = seen != handedOutBackedUp;
         if (valueHandedOut && users.get() <= 1) {
-            handedOut = false;
+            handedOutBackedUp = seen;
         }
         return result || valueHandedOut;
     }
