@@ -383,6 +383,10 @@ impl NodeClient {
             }
             match timeout_at(deadline, outcome).await {
                 Ok(Ok(Ok(replies))) => return Ok(replies),
+                // The writer's own deadline, which may pass just before the caller's.
+                Ok(Ok(Err(Failure::Io(e)))) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    return Err(self.timed_out());
+                }
                 Ok(Ok(Err(Failure::Io(e))))
                     if attempt < self.retries && Instant::now() + self.retry_backoff < deadline =>
                 {
