@@ -37,6 +37,9 @@ pub enum Failure {
     Oversized(usize),
     /// The connection could not be set up (TLS, authentication): retrying at once cannot help.
     Setup(String),
+    /// No reply before the deadline of a batch sent by a server's writer (which may pass just
+    /// before the caller's own).
+    TimedOut,
 }
 
 impl From<std::io::Error> for Failure {

@@ -17,6 +17,7 @@ mod security;
 mod writer;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -324,44 +325,25 @@ impl NodeClient {
     /// Runs requests sent together under one deadline, retrying connection failures on fresh
     /// connections.
     async fn exchange(&self, request: &[u8], expects: &[Expect<'_>]) -> Result<Vec<Reply>> {
-        let deadline = Instant::now() + self.timeout;
-        let mut attempt = 0;
-        loop {
+        self.retrying(|attempt, deadline| async move {
             let pooled = if attempt == 0 { self.take_idle() } else { None };
-            let outcome = timeout_at(deadline, async {
-                let mut conn = match pooled {
-                    Some(conn) => conn,
-                    None => self.open(deadline).await?,
-                };
-                let reply = conn.exchange(request, expects, self.max_value).await?;
-                Ok::<_, Failure>((conn, reply))
-            })
-            .await;
-            match outcome {
-                Ok(Ok((conn, reply))) => {
-                    let mut idle = self.idle.lock();
-                    if idle.len() < MAX_IDLE {
-                        idle.push(conn);
-                    }
-                    return Ok(reply);
-                }
-                Ok(Err(Failure::Io(e)))
-                    if attempt < self.retries && Instant::now() + self.retry_backoff < deadline =>
-                {
-                    tracing::debug!(node = %self.node, error = %e, "retrying on a fresh connection");
-                    tokio::time::sleep(self.retry_backoff).await;
-                    attempt += 1;
-                }
-                Ok(Err(failure)) => return Err(self.failed(failure)),
-                Err(_) => return Err(self.timed_out()),
+            let mut conn = match pooled {
+                Some(conn) => conn,
+                None => self.open(deadline).await?,
+            };
+            let reply = conn.exchange(request, expects, self.max_value).await?;
+            let mut idle = self.idle.lock();
+            if idle.len() < MAX_IDLE {
+                idle.push(conn);
             }
-        }
+            Ok(reply)
+        })
+        .await
     }
 
     /// [`NodeClient::exchange`] for requests answered by `lines` single lines: sent together
     /// with other callers' by the server's writer, and retried as `exchange` retries.
     async fn exchange_together(&self, request: Arc<[u8]>, lines: usize) -> Result<Vec<Reply>> {
-        let deadline = Instant::now() + self.timeout;
         let writer = self.writer.get_or_init(|| {
             writer::start(writer::Target {
                 address: self.address.clone(),
@@ -370,32 +352,44 @@ impl NodeClient {
                 timeout: self.timeout,
             })
         });
-        let mut attempt = 0;
-        loop {
+        let stopped = || Failure::Protocol("the node's writer stopped".into());
+        self.retrying(|_, _| {
             let (done, outcome) = oneshot::channel();
             let queued = writer::Queued {
                 request: Arc::clone(&request),
                 lines,
                 done,
             };
-            if writer.send(queued).is_err() {
-                return Err(self.protocol("the node's writer stopped"));
+            let sent = writer.send(queued);
+            async move {
+                sent.map_err(|_| stopped())?;
+                outcome.await.map_err(|_| stopped())?
             }
-            match timeout_at(deadline, outcome).await {
-                Ok(Ok(Ok(replies))) => return Ok(replies),
-                // The writer's own deadline, which may pass just before the caller's.
-                Ok(Ok(Err(Failure::Io(e)))) if e.kind() == std::io::ErrorKind::TimedOut => {
-                    return Err(self.timed_out());
-                }
-                Ok(Ok(Err(Failure::Io(e))))
-                    if attempt < self.retries && Instant::now() + self.retry_backoff < deadline =>
+        })
+        .await
+    }
+
+    /// Runs `attempt` (given its number, from 0, and the operation's deadline) until it
+    /// succeeds, fails otherwise than by a broken connection, or the deadline passes. A broken
+    /// connection is tried again, at most `retries` times, each after `retry_backoff`, within
+    /// the deadline.
+    async fn retrying<T, F>(&self, mut attempt: impl FnMut(u32, Instant) -> F) -> Result<T>
+    where
+        F: Future<Output = std::result::Result<T, Failure>>,
+    {
+        let deadline = Instant::now() + self.timeout;
+        let mut tries = 0;
+        loop {
+            match timeout_at(deadline, attempt(tries, deadline)).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(Failure::Io(e)))
+                    if tries < self.retries && Instant::now() + self.retry_backoff < deadline =>
                 {
                     tracing::debug!(node = %self.node, error = %e, "retrying on a fresh connection");
                     tokio::time::sleep(self.retry_backoff).await;
-                    attempt += 1;
+                    tries += 1;
                 }
-                Ok(Ok(Err(failure))) => return Err(self.failed(failure)),
-                Ok(Err(_)) => return Err(self.protocol("the node's writer stopped")),
+                Ok(Err(failure)) => return Err(self.failed(failure)),
                 Err(_) => return Err(self.timed_out()),
             }
         }
@@ -428,6 +422,7 @@ impl NodeClient {
                 detail,
             },
             Failure::Protocol(detail) => self.protocol(detail),
+            Failure::TimedOut => self.timed_out(),
             // A bad value, not a bad node: the node stays up, the connection is dropped.
             Failure::Oversized(len) => Error::Corrupt(format!(
                 "node {} holds a value of {len} bytes, more than the {} accepted",

@@ -80,7 +80,7 @@ async fn run(target: Target, mut receiver: mpsc::UnboundedReceiver<Queued>) {
         .await;
         let outcomes = outcomes.unwrap_or_else(|_| {
             connection = None;
-            lines.iter().map(|_| Err(timed_out())).collect()
+            lines.iter().map(|_| Err(Failure::TimedOut)).collect()
         });
         for (queued, outcome) in batch.drain(..).zip(outcomes) {
             let _ = queued.done.send(outcome);
@@ -127,11 +127,4 @@ fn spread(failure: Failure, callers: usize) -> Vec<Result<Vec<Reply>, Failure>> 
     let mut outcomes: Vec<_> = (1..callers).map(|_| Err(again(&failure))).collect();
     outcomes.insert(0, Err(failure));
     outcomes
-}
-
-fn timed_out() -> Failure {
-    Failure::Io(std::io::Error::new(
-        std::io::ErrorKind::TimedOut,
-        "no reply before the deadline",
-    ))
 }
