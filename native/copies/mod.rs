@@ -288,7 +288,9 @@ impl Copies {
 
     /// Writes a session where its copies live: on its node, or, when that node is down, on the
     /// next available one (non-sticky: with its validity record and its second copy). Releases
-    /// `lock` in the round trip of the primary write when it can (taking it out of the option).
+    /// `lock` in the round trip of the primary write when it can (taking it out of the option),
+    /// which then comes after the second copy's: a request holding the lock writes both copies
+    /// before the next holder writes either, so that the second copy never falls behind.
     pub(crate) async fn write(
         &self,
         id: &SessionId,
@@ -311,12 +313,20 @@ impl Copies {
         }
         let exptime = self.copies_exptime(max_inactive);
         let validity = self.validity_now(max_inactive, None);
-        // Usually the session stays on its node: write both copies at once.
-        let (primary, ()) = tokio::join!(
-            self.write_primary(id, out, exptime, Some(&validity), lock),
-            self.write_second(id, out, exptime)
-        );
-        let written = primary?;
+        let written = if lock.is_some() {
+            // The lock's release rides in the primary write: the second copy goes first, so
+            // that no write of this request lands after the next holder's.
+            self.write_second(id, out, exptime).await;
+            self.write_primary(id, out, exptime, Some(&validity), lock)
+                .await?
+        } else {
+            // Usually the session stays on its node: write both copies at once.
+            let (primary, ()) = tokio::join!(
+                self.write_primary(id, out, exptime, Some(&validity), lock),
+                self.write_second(id, out, exptime)
+            );
+            primary?
+        };
         if written.id != *id {
             let everything = Outgoing { base: None, ..out };
             self.write_second(&written.id, everything, exptime).await;
