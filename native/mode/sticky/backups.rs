@@ -1,15 +1,19 @@
 //! Sticky mode: every change of a session's memcached copy (writes, renewals, deletions) goes
 //! through one queue, in order per session, so a deletion is never overtaken by a write that
 //! was already on its way. Jobs run in the background, or on the caller when the queue is full.
-
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use tokio::sync::oneshot;
+//!
+//! The background is one task per manager, started with it, that runs every session's jobs
+//! side by side: handing it a job costs a message (and a wake-up only when it is idle), not a
+//! task of its own, and the replies to many writes sent together wake it once.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot};
 
 use super::queue::{Offer, Queue, Ranked};
 use super::tracker::Tracker;
@@ -74,16 +78,49 @@ pub(crate) struct Backups {
     /// Stored attribute by attribute: what memcached holds of each session this host wrote or
     /// took over, by storage key, so that a backup sends only the attributes that changed.
     written: Mutex<HashMap<String, Base>>,
+    /// The background task's inbox: the first job of a session with nothing in flight.
+    background: mpsc::UnboundedSender<BackupJob>,
 }
 
 impl Backups {
-    pub(crate) fn new(store: Arc<NearCached>, stats: Arc<Stats>, capacity: usize) -> Self {
-        Backups {
-            store,
-            stats,
-            tracker: Tracker::default(),
-            queue: Queue::new(capacity),
-            written: Mutex::default(),
+    /// The backups of a manager, with their background task (which ends when they are dropped).
+    pub(crate) fn start(store: Arc<NearCached>, stats: Arc<Stats>, capacity: usize) -> Arc<Self> {
+        let (background, inbox) = mpsc::unbounded_channel();
+        Arc::new_cyclic(|backups| {
+            runtime::handle().spawn(Self::background(backups.clone(), inbox));
+            Backups {
+                store,
+                stats,
+                tracker: Tracker::default(),
+                queue: Queue::new(capacity),
+                written: Mutex::default(),
+                background,
+            }
+        })
+    }
+
+    /// The background task: runs each job it receives, then the session's jobs queued behind
+    /// it, every session's side by side. Ends when the backups are dropped and their last jobs
+    /// are done.
+    async fn background(backups: Weak<Self>, mut inbox: mpsc::UnboundedReceiver<BackupJob>) {
+        let mut running = FuturesUnordered::new();
+        loop {
+            tokio::select! {
+                job = inbox.recv() => match (job, backups.upgrade()) {
+                    (Some(job), Some(backups)) => running.push(backups.drain(job)),
+                    _ => break,
+                },
+                Some(()) = running.next(), if !running.is_empty() => {}
+            }
+        }
+        while running.next().await.is_some() {}
+    }
+
+    /// Hands a session's first job to the background task.
+    fn in_background(&self, job: BackupJob) {
+        if let Err(mpsc::error::SendError(job)) = self.background.send(job) {
+            // Only while the backups are dropped, when no caller is left to queue anything.
+            self.queue.next(&job.key);
         }
     }
 
@@ -188,7 +225,7 @@ impl Backups {
         match self.queue.offer(&key, job) {
             Offer::Start { job, full: false } => {
                 bump(&self.stats.session_backups_queued);
-                runtime::handle().spawn(Arc::clone(self).drain(job));
+                self.in_background(job);
                 None
             }
             Offer::Start { job, full: true } => {
@@ -197,7 +234,7 @@ impl Backups {
                 // Boxed: a rare path that writes, kept out of every caller's future.
                 let result = Box::pin(self.run(job)).await;
                 if let Some(next) = self.queue.next(&key) {
-                    runtime::handle().spawn(Arc::clone(self).drain(next));
+                    self.in_background(next);
                 }
                 Some(result)
             }

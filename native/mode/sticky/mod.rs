@@ -55,7 +55,7 @@ pub struct Sticky {
 
 impl Sticky {
     pub(crate) fn new(config: Arc<Config>, store: Arc<NearCached>, stats: Arc<Stats>) -> Self {
-        let backups = Backups::new(
+        let backups = Backups::start(
             Arc::clone(&store),
             Arc::clone(&stats),
             config.backup_queue_size,
@@ -64,7 +64,7 @@ impl Sticky {
             config,
             store,
             stats,
-            backups: Arc::new(backups),
+            backups,
             tracks: AtomicBool::new(false),
         }
     }
