@@ -3,7 +3,7 @@
 //! reservations and the mode) and hands each call to the one that owns it.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::broadcast::{Broadcast, SessionEvent};
 use crate::cluster::Cluster;
@@ -250,11 +250,14 @@ impl SessionManager {
     /// cookie can still be sent. Fails with [`crate::Error::LockTimeout`] only when the lock was
     /// not acquired in time and `lockFailure="refuse"`: the host refuses the request (503).
     pub async fn begin(&self, start: RequestStart<'_>) -> Result<Request> {
+        let started = Instant::now();
         let (mut request, id) = match self.open(start) {
             Opened::Done(request) => return Ok(request),
             Opened::Session(request, id) => (request, id),
         };
-        with_mode!(&self.mode, m => m.begin(&mut request, id, start.route).await)?;
+        let begun = with_mode!(&self.mode, m => m.begin(&mut request, id, start.route).await);
+        request.spent = started.elapsed();
+        begun.inspect_err(|_| self.stats.request_time.record(request.spent))?;
         Ok(request)
     }
 
@@ -265,11 +268,13 @@ impl SessionManager {
         let Modes::Sticky(sticky) = &self.mode else {
             return None;
         };
+        let started = Instant::now();
         let (mut request, id) = match self.open(start) {
             Opened::Done(request) => return Some(Ok(request)),
             Opened::Session(request, id) => (request, id),
         };
         sticky.begin_now(&mut request, id, start.route).ok()?;
+        request.spent = started.elapsed();
         Some(Ok(request))
     }
 
@@ -300,7 +305,10 @@ impl SessionManager {
     /// ([`SessionData::read`]): the host keeps it with its copy and hands it back with the
     /// content derived from it, whichever of its requests ends last.
     pub async fn lookup(&self, request: &mut Request, id: &str, host: HostCopy) -> Lookup {
-        with_mode!(&self.mode, m => m.lookup(request, id, host).await)
+        let started = Instant::now();
+        let lookup = with_mode!(&self.mode, m => m.lookup(request, id, host).await);
+        request.spent += started.elapsed();
+        lookup
     }
 
     /// A request ends. Sticky: a used session is backed up (written when it changed, its expiry
@@ -310,7 +318,15 @@ impl SessionManager {
     /// changed it is retired; the lock goes in the round trip of the last write, or is handed to
     /// the next request of this host waiting for it. `lockingMode="auto"` learns from it.
     pub async fn end(&self, request: &mut Request, outcome: Outcome<'_>) -> Result<Ended> {
-        if let Some(ended) = self.end_now(request, &outcome) {
+        let started = Instant::now();
+        let ended = self.finish(request, outcome).await;
+        self.spent(request, started);
+        ended
+    }
+
+    /// [`SessionManager::end`], before its time is counted.
+    async fn finish(&self, request: &mut Request, outcome: Outcome<'_>) -> Result<Ended> {
+        if let Some(ended) = self.finished_now(request, &outcome) {
             return ended;
         }
         // With expiry events, the session is indexed when this host has not yet (once).
@@ -333,6 +349,24 @@ impl SessionManager {
     /// its session (without expiry events): it then costs no trip through the async runtime. A
     /// host calls it first, and `end` with the same outcome when it answers `None`.
     pub fn end_now(&self, request: &Request, outcome: &Outcome<'_>) -> Option<Result<Ended>> {
+        let started = Instant::now();
+        let ended = self.finished_now(request, outcome)?;
+        self.spent(request, started);
+        Some(ended)
+    }
+
+    /// Counts the time a request spent in the manager, its end started at `started`. Ignored
+    /// requests never reach the manager.
+    fn spent(&self, request: &Request, started: Instant) {
+        if !request.ignored {
+            self.stats
+                .request_time
+                .record(request.spent + started.elapsed());
+        }
+    }
+
+    /// [`SessionManager::end_now`], before its time is counted.
+    fn finished_now(&self, request: &Request, outcome: &Outcome<'_>) -> Option<Result<Ended>> {
         if request.ignored {
             return Some(Ok(Ended::Done {
                 moved: None,

@@ -136,6 +136,8 @@ pub struct Request {
     /// Ids handed to the host during the request, so that the ids it gives back are not parsed
     /// (nor counted as hostile) again.
     known: Vec<SessionId>,
+    /// Time spent in the manager so far (its begin and lookups), for `request_time`.
+    pub(crate) spent: std::time::Duration,
 }
 
 impl Request {

@@ -1,59 +1,13 @@
 //! Counters and timings of one manager, readable as text by any host.
 
+mod timing;
+
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+
+pub use timing::Timing;
 
 use crate::envelope::CorruptKind;
-
-/// Count, total, minimum and maximum of a duration, in microseconds.
-#[derive(Debug)]
-pub struct Timing {
-    count: AtomicU64,
-    total_us: AtomicU64,
-    min_us: AtomicU64,
-    max_us: AtomicU64,
-}
-
-impl Default for Timing {
-    fn default() -> Self {
-        Timing {
-            count: AtomicU64::new(0),
-            total_us: AtomicU64::new(0),
-            min_us: AtomicU64::new(u64::MAX),
-            max_us: AtomicU64::new(0),
-        }
-    }
-}
-
-impl Timing {
-    /// Records one measurement.
-    pub fn record(&self, elapsed: Duration) {
-        let us = elapsed.as_micros().min(u128::from(u64::MAX)) as u64;
-        self.count.fetch_add(1, Relaxed);
-        self.total_us.fetch_add(us, Relaxed);
-        self.min_us.fetch_min(us, Relaxed);
-        self.max_us.fetch_max(us, Relaxed);
-    }
-
-    /// Number of measurements.
-    pub fn count(&self) -> u64 {
-        self.count.load(Relaxed)
-    }
-
-    fn write(&self, name: &str, out: &mut String) {
-        let count = self.count();
-        let (min, avg) = match count {
-            0 => (0, 0),
-            n => (self.min_us.load(Relaxed), self.total_us.load(Relaxed) / n),
-        };
-        let max = self.max_us.load(Relaxed);
-        let _ = writeln!(out, "{name}_count {count}");
-        let _ = writeln!(out, "{name}_min_us {min}");
-        let _ = writeln!(out, "{name}_avg_us {avg}");
-        let _ = writeln!(out, "{name}_max_us {max}");
-    }
-}
 
 macro_rules! counters {
     ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
@@ -69,6 +23,9 @@ macro_rules! counters {
             pub backup_time: Timing,
             /// Time spent waiting for session locks.
             pub lock_wait_time: Timing,
+            /// Time a request spent in the manager, as its host waited for it: its begin (the
+            /// lock included), its lookups and its end (a synchronous backup included).
+            pub request_time: Timing,
         }
 
         impl Stats {
@@ -80,6 +37,7 @@ macro_rules! counters {
                 self.load_time.write("load_time", &mut out);
                 self.backup_time.write("backup_time", &mut out);
                 self.lock_wait_time.write("lock_wait_time", &mut out);
+                self.request_time.write("request_time", &mut out);
                 out
             }
         }
@@ -266,6 +224,8 @@ pub(crate) fn bump_by(counter: &AtomicU64, n: usize) {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -279,7 +239,10 @@ mod tests {
         assert!(text.contains("store_time_count 2\n"));
         assert!(text.contains("store_time_min_us 10\n"));
         assert!(text.contains("store_time_avg_us 20\n"));
+        assert!(text.contains("store_time_p50_us 10\n"));
+        assert!(text.contains("store_time_p99_us 30\n"));
         assert!(text.contains("store_time_max_us 30\n"));
+        assert!(text.contains("request_time_p999_us 0\n"));
         assert!(text.contains("load_time_min_us 0\n"));
     }
 }

@@ -539,6 +539,22 @@ fn jmx_shows_statistics_and_replaces_the_node_list() {
         "the unchanged request sent no content"
     );
     assert!(number("BackupTimeMax") >= number("BackupTimeMin"));
+    assert_eq!(
+        number("RequestTimeCount"),
+        3,
+        "every request ended is timed"
+    );
+    for timing in [
+        "RequestTime",
+        "BackupTime",
+        "LoadTime",
+        "StoreTime",
+        "LockWaitTime",
+    ] {
+        let percentiles =
+            ["Min", "P50", "P99", "P999", "Max"].map(|p| number(&format!("{timing}{p}")));
+        assert!(percentiles.is_sorted(), "{timing}: {percentiles:?}");
+    }
     for name in [
         "TomcatFailovers",
         "MemcachedFailovers",

@@ -746,6 +746,21 @@ static int ends_with(const char *s, const char *suffix)
     return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
+/* The value of the statistic `name` in `text`; fails the test when it is missing. */
+static unsigned long long stat_value(const char *text, const char *name)
+{
+    char line[256];
+    char prefix[128];
+    unsigned long long value = 0;
+
+    snprintf(prefix, sizeof prefix, "%s ", name);
+    if (!find_line(text, prefix, line, sizeof line) || sscanf(line + strlen(prefix), "%llu", &value) != 1) {
+        printf("statistic %s missing\n", name);
+        fail();
+    }
+    return value;
+}
+
 static void test_stats(const struct msm_manager *m)
 {
     char *err = NULL;
@@ -760,6 +775,14 @@ static void test_stats(const struct msm_manager *m)
     CHECK(find_line(text, "node_n1 ", line, sizeof line) && ends_with(line, " down"));
     CHECK(find_line(text, "node_n2 ", line, sizeof line) && ends_with(line, " up"));
     CHECK(find_line(text, "node_n3 ", line, sizeof line) && ends_with(line, " up"));
+    /* The requests of test_request_lifecycle were timed, their percentiles in order. */
+    CHECK(stat_value(text, "request_time_count") > 0);
+    CHECK(stat_value(text, "request_time_min_us") <= stat_value(text, "request_time_p50_us"));
+    CHECK(stat_value(text, "request_time_p50_us") <= stat_value(text, "request_time_p99_us"));
+    CHECK(stat_value(text, "request_time_p99_us") <= stat_value(text, "request_time_p999_us"));
+    CHECK(stat_value(text, "request_time_p999_us") <= stat_value(text, "request_time_max_us"));
+    CHECK(stat_value(text, "store_time_count") > 0);
+    CHECK(stat_value(text, "store_time_p99_us") <= stat_value(text, "store_time_max_us"));
     msm_string_free(text);
 }
 

@@ -203,6 +203,141 @@ public final class ManagerStatistics implements ManagerStatisticsMBean {
     }
 
     @Override
+    public long getBackupTimeP50() {
+        return core("backup_time_p50_us");
+    }
+
+    @Override
+    public long getBackupTimeP99() {
+        return core("backup_time_p99_us");
+    }
+
+    @Override
+    public long getBackupTimeP999() {
+        return core("backup_time_p999_us");
+    }
+
+    @Override
+    public long getLoadTimeP50() {
+        return core("load_time_p50_us");
+    }
+
+    @Override
+    public long getLoadTimeP99() {
+        return core("load_time_p99_us");
+    }
+
+    @Override
+    public long getLoadTimeP999() {
+        return core("load_time_p999_us");
+    }
+
+    @Override
+    public long getStoreTimeCount() {
+        return core("store_time_count");
+    }
+
+    @Override
+    public long getStoreTimeMin() {
+        return core("store_time_min_us");
+    }
+
+    @Override
+    public long getStoreTimeAvg() {
+        return core("store_time_avg_us");
+    }
+
+    @Override
+    public long getStoreTimeP50() {
+        return core("store_time_p50_us");
+    }
+
+    @Override
+    public long getStoreTimeP99() {
+        return core("store_time_p99_us");
+    }
+
+    @Override
+    public long getStoreTimeP999() {
+        return core("store_time_p999_us");
+    }
+
+    @Override
+    public long getStoreTimeMax() {
+        return core("store_time_max_us");
+    }
+
+    @Override
+    public long getLockWaitTimeCount() {
+        return core("lock_wait_time_count");
+    }
+
+    @Override
+    public long getLockWaitTimeMin() {
+        return core("lock_wait_time_min_us");
+    }
+
+    @Override
+    public long getLockWaitTimeAvg() {
+        return core("lock_wait_time_avg_us");
+    }
+
+    @Override
+    public long getLockWaitTimeP50() {
+        return core("lock_wait_time_p50_us");
+    }
+
+    @Override
+    public long getLockWaitTimeP99() {
+        return core("lock_wait_time_p99_us");
+    }
+
+    @Override
+    public long getLockWaitTimeP999() {
+        return core("lock_wait_time_p999_us");
+    }
+
+    @Override
+    public long getLockWaitTimeMax() {
+        return core("lock_wait_time_max_us");
+    }
+
+    @Override
+    public long getRequestTimeCount() {
+        return core("request_time_count");
+    }
+
+    @Override
+    public long getRequestTimeMin() {
+        return core("request_time_min_us");
+    }
+
+    @Override
+    public long getRequestTimeAvg() {
+        return core("request_time_avg_us");
+    }
+
+    @Override
+    public long getRequestTimeP50() {
+        return core("request_time_p50_us");
+    }
+
+    @Override
+    public long getRequestTimeP99() {
+        return core("request_time_p99_us");
+    }
+
+    @Override
+    public long getRequestTimeP999() {
+        return core("request_time_p999_us");
+    }
+
+    @Override
+    public long getRequestTimeMax() {
+        return core("request_time_max_us");
+    }
+
+    @Override
     public long getSerializationTimeCount() {
         return serialization.count();
     }

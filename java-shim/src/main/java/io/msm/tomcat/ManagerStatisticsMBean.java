@@ -3,7 +3,7 @@ package io.msm.tomcat;
 /**
  * JMX view of one {@link MemcachedSessionManager}, registered as
  * {@code io.msm:type=MemcachedSessionManager,host=<host>,context=<context>}. Times are in
- * microseconds.
+ * microseconds; percentiles are those of the native core, within an eighth of the true value.
  */
 public interface ManagerStatisticsMBean {
     /** @return requests that used a session */
@@ -116,6 +116,87 @@ public interface ManagerStatisticsMBean {
 
     /** @return longest load */
     long getLoadTimeMax();
+
+    /** @return median backup write */
+    long getBackupTimeP50();
+
+    /** @return 99th percentile of backup write */
+    long getBackupTimeP99();
+
+    /** @return 99.9th percentile of backup write */
+    long getBackupTimeP999();
+
+    /** @return median load */
+    long getLoadTimeP50();
+
+    /** @return 99th percentile of load */
+    long getLoadTimeP99();
+
+    /** @return 99.9th percentile of load */
+    long getLoadTimeP999();
+
+    /** @return stores measured */
+    long getStoreTimeCount();
+
+    /** @return shortest store of a session (all its copies) */
+    long getStoreTimeMin();
+
+    /** @return average store of a session (all its copies) */
+    long getStoreTimeAvg();
+
+    /** @return median store of a session (all its copies) */
+    long getStoreTimeP50();
+
+    /** @return 99th percentile of store of a session (all its copies) */
+    long getStoreTimeP99();
+
+    /** @return 99.9th percentile of store of a session (all its copies) */
+    long getStoreTimeP999();
+
+    /** @return longest store of a session (all its copies) */
+    long getStoreTimeMax();
+
+    /** @return lock waits measured */
+    long getLockWaitTimeCount();
+
+    /** @return shortest wait for a session lock */
+    long getLockWaitTimeMin();
+
+    /** @return average wait for a session lock */
+    long getLockWaitTimeAvg();
+
+    /** @return median wait for a session lock */
+    long getLockWaitTimeP50();
+
+    /** @return 99th percentile of wait for a session lock */
+    long getLockWaitTimeP99();
+
+    /** @return 99.9th percentile of wait for a session lock */
+    long getLockWaitTimeP999();
+
+    /** @return longest wait for a session lock */
+    long getLockWaitTimeMax();
+
+    /** @return requests measured */
+    long getRequestTimeCount();
+
+    /** @return shortest time a request spent in the manager (begin, lookups, end) */
+    long getRequestTimeMin();
+
+    /** @return average time a request spent in the manager (begin, lookups, end) */
+    long getRequestTimeAvg();
+
+    /** @return median time a request spent in the manager (begin, lookups, end) */
+    long getRequestTimeP50();
+
+    /** @return 99th percentile of time a request spent in the manager (begin, lookups, end) */
+    long getRequestTimeP99();
+
+    /** @return 99.9th percentile of time a request spent in the manager (begin, lookups, end) */
+    long getRequestTimeP999();
+
+    /** @return longest time a request spent in the manager (begin, lookups, end) */
+    long getRequestTimeMax();
 
     /** @return serializations measured (one per backed-up request) */
     long getSerializationTimeCount();
