@@ -1,4 +1,5 @@
-//! Micro-benchmarks of the pure-CPU parts of the core: session ids and the stored envelope.
+//! Micro-benchmarks of the pure-CPU parts of the core: session ids, the stored envelope and the
+//! timings recorded on every request.
 //!
 //! Run with `cargo bench --bench core` (add `-- --warm-up-time 1 --measurement-time 2` for a
 //! quicker pass). Nothing here touches the network.
@@ -10,6 +11,7 @@ use msm::SessionData;
 use msm::SessionId;
 use msm::envelope::{Codec, KeyRing};
 use msm::ids::{OsRandom, RandomSource};
+use msm::stats::Timing;
 
 /// A well-formed random part (128 bits in upper-case hex).
 const RANDOM: &str = "602F7397FBE4D9932E59A9D0E52FE178";
@@ -122,5 +124,22 @@ fn bench_envelope(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_ids, bench_envelope);
+/// What timing a request costs: reading the clock at its start and end, and recording the
+/// duration (the manager does this for every request, `request_time`).
+fn bench_timing(c: &mut Criterion) {
+    let mut group = c.benchmark_group("timing");
+    let timing = Timing::default();
+    group.bench_function("measure_and_record", |b| {
+        b.iter(|| {
+            let started = std::time::Instant::now();
+            timing.record(black_box(started.elapsed()));
+        })
+    });
+    group.bench_function("percentile", |b| {
+        b.iter(|| timing.percentile(black_box(0.99)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_ids, bench_envelope, bench_timing);
 criterion_main!(benches);
