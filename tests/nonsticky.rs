@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{Memcached, command_totals, manager, stat};
+use std::time::{Duration, Instant};
+
+use common::{Memcached, command_totals, id_on, manager, stat};
 use msm::SessionData;
 use msm::runtime::block_on;
 
@@ -266,4 +268,65 @@ fn an_unchanged_session_handed_back_under_a_new_id_is_written_under_it() {
         block_on(m.load(&old)).unwrap().is_none(),
         "old copies removed"
     );
+}
+
+/// A request holding the lock lets it go only once both copies of its write are acknowledged:
+/// the next holder's writes come after all of its own, so that a late second copy of the older
+/// version never overwrites the newer one (which would be lost if the primary node then died).
+#[test]
+fn the_lock_is_released_only_after_the_second_copy_is_written() {
+    let (mut m1, mut m2) = (Memcached::start(), Memcached::start());
+    // Operations wait longer than the second copy's node pauses: its write is late, not failed.
+    let locking = [
+        ("sticky", "false"),
+        ("lockingMode", "all"),
+        ("operationTimeout", "3000"),
+    ];
+    let (a, b) = (
+        manager(&[&m1, &m2], &locking),
+        manager(&[&m1, &m2], &locking),
+    );
+    let id = id_on(&a, "n1");
+    block_on(a.store(&id, &mut session(b"1"))).unwrap();
+    let (loaded, lock) = block_on(a.load_locked(&id)).unwrap();
+    let mut changed = loaded.unwrap().session;
+    changed.attributes.insert("k".into(), b"2".to_vec());
+
+    // The second copy's node answers nothing for a while: the write waits for it.
+    m2.pause();
+    let writer = {
+        let id = id.clone();
+        std::thread::spawn(move || {
+            let finished = a
+                .non_sticky()
+                .unwrap()
+                .finish(&id, &mut changed, Some(lock), None);
+            block_on(finished).unwrap();
+        })
+    };
+    let next = {
+        let (b, id) = (std::sync::Arc::clone(&b), id.clone());
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            let lock = block_on(b.lock(&id)).unwrap();
+            (Instant::now(), lock)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let resumed = Instant::now();
+    m2.resume();
+    writer.join().unwrap();
+    let (locked, lock) = next.join().unwrap();
+    assert!(
+        locked >= resumed,
+        "the next holder took the lock {:?} before the second copy was written",
+        resumed - locked
+    );
+    block_on(b.unlock(lock)).unwrap();
+    // The primary's node dies: the second copy has the change.
+    m1.kill();
+    let loaded = block_on(b.load(&id))
+        .unwrap()
+        .expect("read from the second copy");
+    assert_eq!(loaded.session.attributes["k"], b"2");
 }
