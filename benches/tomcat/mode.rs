@@ -75,6 +75,9 @@ pub enum Manager {
     /// [`Manager::StickyAsync`] backing up only the attributes that changed
     /// (`updateGranularity=attribute`).
     StickyAsyncAttribute,
+    /// [`Manager::StickyAsync`] compressing sessions of 4 KiB and more
+    /// (`compressionThreshold=4096`, the README's suggestion).
+    StickyAsyncCompressed,
     /// The original memcached-session-manager 2.3.2, sticky, backups after the response (its
     /// default).
     Msm232StickyAsync,
@@ -100,7 +103,7 @@ pub enum Jar {
 impl Manager {
     /// Every manager configuration: this manager's in the order of the README, then the
     /// original's.
-    pub const ALL: [Manager; 13] = [
+    pub const ALL: [Manager; 14] = [
         Manager::Standard,
         Manager::StickyAsync,
         Manager::StickySync,
@@ -110,6 +113,7 @@ impl Manager {
         Manager::NonStickyEvents,
         Manager::NonStickyAttribute,
         Manager::StickyAsyncAttribute,
+        Manager::StickyAsyncCompressed,
         Manager::Msm232StickyAsync,
         Manager::Msm232StickySync,
         Manager::Msm232NonSticky,
@@ -128,6 +132,7 @@ impl Manager {
             Manager::NonStickyEvents => "nonsticky-events",
             Manager::NonStickyAttribute => "nonsticky-attribute",
             Manager::StickyAsyncAttribute => "sticky-async-attribute",
+            Manager::StickyAsyncCompressed => "sticky-async-compressed",
             Manager::Msm232StickyAsync => "msm-sticky-async",
             Manager::Msm232StickySync => "msm-sticky-sync",
             Manager::Msm232NonSticky => "msm-nonsticky",
@@ -147,6 +152,7 @@ impl Manager {
             Manager::NonStickyEvents => "nsev",
             Manager::NonStickyAttribute => "nsattr",
             Manager::StickyAsyncAttribute => "asyncattr",
+            Manager::StickyAsyncCompressed => "asynclz4",
             Manager::Msm232StickyAsync => "masync",
             Manager::Msm232StickySync => "msync",
             Manager::Msm232NonSticky => "mns",
@@ -215,6 +221,10 @@ impl Manager {
             Manager::StickyAsyncAttribute => Some(&[
                 ("sessionBackupAsync", "true"),
                 ("updateGranularity", "attribute"),
+            ]),
+            Manager::StickyAsyncCompressed => Some(&[
+                ("sessionBackupAsync", "true"),
+                ("compressionThreshold", "4096"),
             ]),
         }
     }
