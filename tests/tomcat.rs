@@ -254,8 +254,14 @@ fn a_dead_memcached_node_moves_the_session_and_reissues_the_cookie() {
     browser.get(&tomcat, "/");
     m1.kill();
 
-    // memcached closed every connection as it died, so the node is down before the next request
-    // comes: that very request moves the session and sends the new cookie. Nothing is lost.
+    // memcached closed every connection as it died, and the manager's watch of the node saw it
+    // (within milliseconds; waited for, as other Tomcats of the suite may hold the cores): the
+    // next request moves the session and sends the new cookie. Nothing is lost.
+    let down = format!("node_n1_{}_down", m1.address());
+    eventually("n1 reported down", || {
+        let stats = tomcat.get("/stats", None);
+        stats.field("NodeStates").is_some_and(|s| s.contains(&down))
+    });
     let first = browser.get(&tomcat, "/");
     let moved = first
         .new_session
