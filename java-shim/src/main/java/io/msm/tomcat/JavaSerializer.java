@@ -5,6 +5,9 @@ import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.ObjectInputStream;
 import java.io.ObjectOutputStream;
+import java.io.UncheckedIOException;
+import java.nio.ByteBuffer;
+import java.util.Arrays;
 import java.util.regex.Pattern;
 
 import org.apache.catalina.util.CustomObjectInputStream;
@@ -20,6 +23,19 @@ import org.apache.juli.logging.LogFactory;
  */
 public final class JavaSerializer implements AttributeSerializer {
     private static final Log LOG = LogFactory.getLog(JavaSerializer.class);
+
+    /*
+     * The most common values (byte arrays, ASCII strings, boxed ints and longs) are written
+     * without an ObjectOutputStream, whose construction costs more than writing them: each is the
+     * stream an ObjectOutputStream writes for a value of its class, its variable end (a length
+     * and the bytes, or the number) after a prefix that is the same for every value of the class,
+     * taken here from what an ObjectOutputStream writes. Readers cannot tell the difference.
+     */
+    private static final byte[] BYTES_PREFIX = prefix(new byte[0], Integer.BYTES);
+    private static final byte[] INTEGER_PREFIX = prefix(0, Integer.BYTES);
+    private static final byte[] LONG_PREFIX = prefix(0L, Long.BYTES);
+    /** The stream header, then a short string's tag; its length and characters follow. */
+    private static final byte[] STRING_PREFIX = prefix("", Short.BYTES);
 
     private volatile Pattern allowedClasses;
     private volatile boolean warnOnRefusal = true;
@@ -37,6 +53,72 @@ public final class JavaSerializer implements AttributeSerializer {
 
     @Override
     public byte[] serialize(String name, Object value) throws IOException {
+        byte[] written = written(value);
+        if (written != null) {
+            return written;
+        }
+        return streamed(value);
+    }
+
+    /** The serialized form of {@code value}, written directly; null when it has no such form. */
+    private static byte[] written(Object value) {
+        if (value == null) {
+            return null;
+        }
+        Class<?> type = value.getClass();
+        if (type == byte[].class) {
+            byte[] array = (byte[]) value;
+            return ByteBuffer.allocate(BYTES_PREFIX.length + Integer.BYTES + array.length)
+                    .put(BYTES_PREFIX).putInt(array.length).put(array).array();
+        }
+        if (type == Integer.class) {
+            return ByteBuffer.allocate(INTEGER_PREFIX.length + Integer.BYTES)
+                    .put(INTEGER_PREFIX).putInt((Integer) value).array();
+        }
+        if (type == Long.class) {
+            return ByteBuffer.allocate(LONG_PREFIX.length + Long.BYTES)
+                    .put(LONG_PREFIX).putLong((Long) value).array();
+        }
+        if (type == String.class) {
+            return ascii((String) value);
+        }
+        return null;
+    }
+
+    /**
+     * A string of ASCII characters but NUL, short enough for a short string: its modified UTF-8
+     * is its characters, one byte each. Null for any other string.
+     */
+    private static byte[] ascii(String value) {
+        int length = value.length();
+        if (length > 0xFFFF) {
+            return null;
+        }
+        byte[] out = Arrays.copyOf(STRING_PREFIX, STRING_PREFIX.length + Short.BYTES + length);
+        int at = STRING_PREFIX.length;
+        out[at++] = (byte) (length >>> 8);
+        out[at++] = (byte) length;
+        for (int i = 0; i < length; i++) {
+            char c = value.charAt(i);
+            if (c == 0 || c > 0x7F) {
+                return null;
+            }
+            out[at++] = (byte) c;
+        }
+        return out;
+    }
+
+    /** What an ObjectOutputStream writes for {@code value}, without its last {@code end} bytes. */
+    private static byte[] prefix(Object value, int end) {
+        try {
+            byte[] whole = streamed(value);
+            return Arrays.copyOf(whole, whole.length - end);
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    private static byte[] streamed(Object value) throws IOException {
         ByteArrayOutputStream bytes = new ByteArrayOutputStream(256);
         try (ObjectOutputStream out = new ObjectOutputStream(bytes)) {
             out.writeObject(value);

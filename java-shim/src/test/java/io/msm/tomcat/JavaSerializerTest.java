@@ -4,8 +4,12 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
 import java.io.NotSerializableException;
+import java.io.ObjectOutputStream;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 
 import org.junit.jupiter.api.Test;
@@ -37,5 +41,39 @@ class JavaSerializerTest {
     void garbageDoesNotDeserialize() {
         assertThrows(java.io.IOException.class,
                 () -> serializer.deserialize("x", new byte[] {1, 2, 3}, loader));
+    }
+
+    @Test
+    void commonValuesAreWrittenAsAnObjectOutputStreamWritesThem() throws Exception {
+        byte[] large = new byte[70_000];
+        Arrays.fill(large, (byte) 7);
+        List<Object> values = List.of(new byte[0], new byte[] {-1, 0, 1}, large,
+                0, -1, Integer.MIN_VALUE, Integer.MAX_VALUE, 0L, Long.MIN_VALUE, Long.MAX_VALUE,
+                "", "cart", "x".repeat(0xFFFF), "x".repeat(0x10000), "caf\u00e9", "a\0b",
+                "\ud83d\ude00", 3.5, List.of("not", "common"));
+        for (Object value : values) {
+            byte[] written = serializer.serialize("v", value);
+            assertArrayEquals(streamed(value), written, () -> "bytes of " + describe(value));
+            Object back = serializer.deserialize("v", written, loader);
+            if (value instanceof byte[]) {
+                assertArrayEquals((byte[]) value, (byte[]) back);
+            } else {
+                assertEquals(value, back);
+            }
+        }
+    }
+
+    private static byte[] streamed(Object value) throws IOException {
+        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+        try (ObjectOutputStream out = new ObjectOutputStream(bytes)) {
+            out.writeObject(value);
+        }
+        return bytes.toByteArray();
+    }
+
+    private static String describe(Object value) {
+        String text = value instanceof byte[] ? "byte[" + ((byte[]) value).length + "]"
+                : value.toString();
+        return value.getClass().getSimpleName() + " " + text.substring(0, Math.min(40, text.length()));
     }
 }
