@@ -7,11 +7,12 @@
 //! task of its own, and the replies to many writes sent together wake it once.
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 
@@ -107,13 +108,30 @@ impl Backups {
         loop {
             tokio::select! {
                 job = inbox.recv() => match (job, backups.upgrade()) {
-                    (Some(job), Some(backups)) => running.push(backups.drain(job)),
+                    (Some(job), Some(backups)) => running.push(backups.contained(job)),
                     _ => break,
                 },
                 Some(()) = running.next(), if !running.is_empty() => {}
             }
         }
         while running.next().await.is_some() {}
+    }
+
+    /// [`Backups::drain`], a panic of which ends only its session's jobs (logged, the session
+    /// free to queue new ones), not the background task and every other session's.
+    async fn contained(self: Arc<Self>, first: BackupJob) {
+        let key = first.key.clone();
+        if AssertUnwindSafe(Arc::clone(&self).drain(first))
+            .catch_unwind()
+            .await
+            .is_err()
+        {
+            tracing::error!("session backup panicked (contained); its queued writes are dropped");
+            bump(&self.stats.session_backups_failed);
+            self.tracker.failed(&key);
+            self.written.lock().remove(&key);
+            while self.queue.next(&key).is_some() {}
+        }
     }
 
     /// Hands a session's first job to the background task.
