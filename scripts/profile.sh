@@ -55,16 +55,7 @@ fi
 
 port=$(free_port)
 memcached_port=$(free_port)
-user=()
-[ "$(id -u)" = 0 ] && user=(-u root)
-memcached -l 127.0.0.1 -p "$memcached_port" -U 0 -t 2 "${user[@]}" </dev/null >/dev/null 2>&1 &
-memcached_pid=$!
-tomcat_pid=
-cleanup() {
-    for pid in $tomcat_pid $memcached_pid; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-}
-trap cleanup EXIT
+start_memcached "$memcached_port"
 
 attributes=()
 if [ "$MANAGER" = msm ]; then
@@ -76,15 +67,7 @@ java -Xms512m -Xmx512m -XX:+UseParallelGC -XX:+PreserveFramePointer "${library[@
     io.msm.demo.EmbeddedTomcat --port "$port" --route a --manager "$MANAGER" "${attributes[@]}" \
     </dev/null >"$OUT/tomcat.out" 2>"$OUT/tomcat.err" &
 tomcat_pid=$!
-for _ in $(seq 600); do
-    grep -q READY "$OUT/tomcat.out" 2>/dev/null && break
-    sleep 0.1
-done
-grep -q READY "$OUT/tomcat.out" || {
-    echo "profile: Tomcat did not start:" >&2
-    cat "$OUT/tomcat.out" "$OUT/tomcat.err" >&2
-    exit 1
-}
+await_ready profile Tomcat "$OUT/tomcat.out" "$OUT/tomcat.err"
 
 load() { # seconds output
     wrk -t"$CONNECTIONS" -c"$CONNECTIONS" -d"$1s" -s benches/tomcat/session.lua \

@@ -25,19 +25,9 @@ require_jars session-memory
 OUT=$(mktemp -d /tmp/msm-session-memory.XXXXXX)
 
 memcached_port=$(free_port)
-user=()
-[ "$(id -u)" = 0 ] && user=(-u root)
 # Room for every session's backup: an eviction would not change the Tomcat's memory, but keep
 # the run real.
-memcached -l 127.0.0.1 -p "$memcached_port" -U 0 -t 2 -m $((SESSIONS * 3 / 1024 + 64)) \
-    "${user[@]}" </dev/null >/dev/null 2>&1 &
-memcached_pid=$!
-tomcat_pid=
-cleanup() {
-    for pid in $tomcat_pid $memcached_pid; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-}
-trap cleanup EXIT
+start_memcached "$memcached_port" -m $((SESSIONS * 3 / 1024 + 64))
 
 # GET the path COUNT times on one connection, without a cookie: a new session each time.
 requests() { # port path count
@@ -72,15 +62,7 @@ for manager in standard msm; do
         io.msm.demo.EmbeddedTomcat --port "$port" --route a --manager "$manager" "${attributes[@]}" \
         </dev/null >"$OUT/$manager.out" 2>"$OUT/$manager.err" &
     tomcat_pid=$!
-    for _ in $(seq 600); do
-        grep -q READY "$OUT/$manager.out" 2>/dev/null && break
-        sleep 0.1
-    done
-    grep -q READY "$OUT/$manager.out" || {
-        echo "session-memory: Tomcat did not start:" >&2
-        cat "$OUT/$manager.out" "$OUT/$manager.err" >&2
-        exit 1
-    }
+    await_ready session-memory Tomcat "$OUT/$manager.out" "$OUT/$manager.err"
     # Every class and path loaded, the JIT's first work done, before the first measure.
     requests "$port" "/?attributes=1" 2000
     heap_before=$(heap "$tomcat_pid")

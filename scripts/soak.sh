@@ -108,15 +108,7 @@ for i in 0 1; do
     pids+=("$!")
 done
 for i in 0 1; do
-    for _ in $(seq 600); do
-        grep -q READY "$work/tomcat-$i.out" 2>/dev/null && break
-        sleep 0.1
-    done
-    grep -q READY "$work/tomcat-$i.out" || {
-        echo "soak: Tomcat ${routes[$i]} did not start:" >&2
-        cat "$work/tomcat-$i.out" "$work/tomcat-$i.err" >&2
-        exit 1
-    }
+    await_ready soak "Tomcat ${routes[$i]}" "$work/tomcat-$i.out" "$work/tomcat-$i.err"
 done
 
 # Resources of one JVM, on one line.
