@@ -127,9 +127,7 @@ impl Backups {
             .is_err()
         {
             tracing::error!("session backup panicked (contained); its queued writes are dropped");
-            bump(&self.stats.session_backups_failed);
-            self.tracker.failed(&key);
-            self.written.lock().remove(&key);
+            self.unknown(&key);
             while self.queue.next(&key).is_some() {}
         }
     }
@@ -314,11 +312,8 @@ impl Backups {
             Ok(BackupOutcome::Refreshed) => bump(&self.stats.session_backups_refreshed),
             Ok(_) => {}
             Err(e) => {
-                // Unknown state in memcached: the next request writes the session again, and
-                // the near cache writes it back when the cluster answers, requests or not.
-                self.tracker.failed(&job.key);
-                self.written.lock().remove(&job.key);
-                bump(&self.stats.session_backups_failed);
+                // The near cache writes it back when the cluster answers, requests or not.
+                self.unknown(&job.key);
                 if matches!(e, Error::NodeDown(_)) {
                     // Already logged when the node went down; the next request moves the session.
                     tracing::debug!(session = %job.id.redacted(), "session backup skipped: node down");
@@ -327,6 +322,14 @@ impl Backups {
                 }
             }
         }
+    }
+
+    /// A backup of the session under `key` failed, so what memcached holds of it is unknown:
+    /// counted, and its next backup writes it again, whole.
+    fn unknown(&self, key: &str) {
+        bump(&self.stats.session_backups_failed);
+        self.tracker.failed(key);
+        self.written.lock().remove(key);
     }
 
     async fn write(&self, job: &BackupJob) -> Result<BackupOutcome> {
