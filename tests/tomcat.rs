@@ -598,6 +598,9 @@ fn a_session_read_for_longer_than_its_lifetime_is_still_taken_over() {
     let nodes = node_list(&[&server]);
     let extra = [("maxInactiveInterval", "3")];
     let mut a = tomcat("a", &nodes, &extra);
+    // Started now, so that the takeover below does not wait for a JVM to start: on a slow
+    // machine that can take longer than the session's lifetime.
+    let b = tomcat("b", &nodes, &extra);
     let id = a.get("/", None).new_session.unwrap();
     // Read, never changed, for twice its lifetime: memcached's copy is renewed, not rewritten.
     for _ in 0..6 {
@@ -605,7 +608,6 @@ fn a_session_read_for_longer_than_its_lifetime_is_still_taken_over() {
         assert_eq!(a.get("/read", Some(&id)).field("counter"), Some("1"));
     }
     a.kill();
-    let b = tomcat("b", &nodes, &extra);
     let response = b.get("/", Some(&id));
     assert_eq!(
         response.field("counter"),
