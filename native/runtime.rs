@@ -4,6 +4,7 @@
 //! futures they wait for are bounded by the operation deadlines, and background work (node
 //! probes) runs on the runtime's own threads.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::sync::OnceLock;
 use std::task::{Context, Poll, Waker};
@@ -40,12 +41,42 @@ pub fn wait<T>(future: impl Future<Output = T>) -> Result<T> {
     if Handle::try_current().is_ok() {
         return Err(Error::NestedRuntime);
     }
+    let _waiting = HostWait::enter();
     // Pinned here, so that the runtime moves a pointer rather than the future.
     let mut future = std::pin::pin!(future);
     if let Poll::Ready(output) = poll_once(future.as_mut()) {
         return Ok(output);
     }
     Ok(handle().block_on(future))
+}
+
+thread_local! {
+    /// Whether this thread is a host thread waiting in [`wait`].
+    static HOST_WAITS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the code running is a future a host thread waits for in [`wait`]: there a system
+/// call that blocks costs nothing the thread would not pay anyway, so the client reads and
+/// writes its socket itself rather than through the runtime's I/O driver, which would wake a
+/// runtime thread to wake this one for every reply. Never on a runtime thread, nor on a virtual
+/// thread's call (polled once, never waited for there).
+pub fn host_waits() -> bool {
+    HOST_WAITS.get()
+}
+
+/// Marks the thread as waiting in [`wait`] until dropped (panics included).
+struct HostWait(bool);
+
+impl HostWait {
+    fn enter() -> Self {
+        HostWait(HOST_WAITS.replace(true))
+    }
+}
+
+impl Drop for HostWait {
+    fn drop(&mut self) {
+        HOST_WAITS.set(self.0);
+    }
 }
 
 /// Polls a future once in the runtime's context. Most calls of a request finish so (a sticky

@@ -266,3 +266,60 @@ async fn sent_together_a_hung_server_times_out_and_a_restarted_one_is_reached_ag
     assert!(matches!(error, Error::Io { .. }), "{error:?}");
     assert!(error.is_node_failure());
 }
+
+/// Runs `future` as a host thread waiting for it does (`msm::runtime::wait`): the client then
+/// reads and writes blocking connections of its own on this thread.
+fn waited<T>(future: impl std::future::Future<Output = T>) -> T {
+    msm::runtime::wait(future).expect("a host thread, not a runtime's")
+}
+
+#[test]
+fn every_command_from_a_waiting_host_thread() {
+    let server = Memcached::start();
+    let c = client(server.port, 1000);
+    // Each query of the server's statistics is a connection of its own.
+    let opened = |since: u64, queries: u64| server.stat("total_connections") - since - queries;
+    let connections = server.stat("total_connections");
+    waited(exercise_every_command(&c, true));
+    assert_eq!(
+        opened(connections, 1),
+        1,
+        "one blocking connection, kept between commands"
+    );
+    waited(async {
+        assert!(msm::runtime::host_waits());
+        c.set("from", b"host", 0).await.unwrap();
+    });
+    // The runtime's callers have connections of their own.
+    let on_runtime = msm::runtime::handle().block_on(async {
+        assert!(!msm::runtime::host_waits());
+        c.get("from").await.unwrap()
+    });
+    assert_eq!(on_runtime.as_deref(), Some(&b"host"[..]));
+    assert_eq!(opened(connections, 2), 2);
+}
+
+#[test]
+fn from_a_waiting_host_thread_a_hung_server_times_out_and_a_restarted_one_is_reached_again() {
+    let mut server = Memcached::start();
+    let c = client(server.port, 200);
+    waited(async {
+        c.set("a", b"first", 0).await.unwrap();
+        c.set("b", b"second", 0).await.unwrap();
+    });
+    server.pause();
+    let error = waited(c.get("a")).unwrap_err();
+    assert!(matches!(error, Error::Timeout { .. }), "{error:?}");
+    server.resume();
+    // A reused connection would now read the late reply to `get a`.
+    assert_eq!(waited(c.get("b")).unwrap().as_deref(), Some(&b"second"[..]));
+    server.restart();
+    // The pooled connection is dead; the retry connects afresh within the same deadline.
+    assert_eq!(waited(c.get("a")).unwrap(), None);
+    waited(c.set("a", b"after", 0)).unwrap();
+    assert_eq!(server.get("a").as_deref(), Some(&b"after"[..]));
+    server.kill();
+    let error = waited(c.get("a")).unwrap_err();
+    assert!(matches!(error, Error::Io { .. }), "{error:?}");
+    assert!(error.is_node_failure());
+}

@@ -38,7 +38,7 @@ pub enum Failure {
     /// The connection could not be set up (TLS, authentication): retrying at once cannot help.
     Setup(String),
     /// No reply before the deadline of a batch sent by a server's writer (which may pass just
-    /// before the caller's own).
+    /// before the caller's own), or of a blocking connection's exchange.
     TimedOut,
 }
 
@@ -61,6 +61,16 @@ impl From<ReplyError> for Failure {
 enum Stream {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+    /// A plain socket in blocking mode, read and written by the thread that polls the
+    /// connection's future, for host threads that wait for it anyway
+    /// ([`crate::runtime::host_waits`]): a reply then wakes that thread directly, not a runtime
+    /// thread that wakes it. Each read waits until `deadline` at most, the deadline of the
+    /// exchange under way ([`Connection::exchange`]); writes until the operation timeout set when
+    /// it was opened.
+    Blocking {
+        tcp: std::net::TcpStream,
+        deadline: std::time::Instant,
+    },
 }
 
 impl Stream {
@@ -71,6 +81,7 @@ impl Stream {
                 s.write_all(bytes).await?;
                 s.flush().await
             }
+            Stream::Blocking { tcp, .. } => std::io::Write::write_all(tcp, bytes),
         }
     }
 
@@ -78,6 +89,7 @@ impl Stream {
         match self {
             Stream::Plain(s) => s.read_buf(buffer).await,
             Stream::Tls(s) => s.read_buf(buffer).await,
+            Stream::Blocking { tcp, deadline } => read_blocking(tcp, *deadline, buffer),
         }
     }
 
@@ -87,8 +99,46 @@ impl Stream {
         match self {
             Stream::Plain(s) => Pin::new(s).poll_read(&mut cx, buffer),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(&mut cx, buffer),
+            Stream::Blocking { tcp, .. } => {
+                tcp.set_nonblocking(true)?;
+                let peeked = tcp.peek(buffer.initialize_unfilled());
+                tcp.set_nonblocking(false)?;
+                match peeked {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Poll::Pending,
+                    Err(e) => Poll::Ready(Err(e)),
+                    Ok(n) => {
+                        buffer.advance(n);
+                        Poll::Ready(Ok(()))
+                    }
+                }
+            }
         }
     }
+}
+
+/// Reads what the server sent into `buffer`'s spare room (at least a byte of it), waiting until
+/// `deadline` at most: then it fails as [`std::io::ErrorKind::TimedOut`].
+fn read_blocking(
+    tcp: &mut std::net::TcpStream,
+    deadline: std::time::Instant,
+    buffer: &mut Vec<u8>,
+) -> std::io::Result<usize> {
+    let timed_out = || std::io::Error::from(std::io::ErrorKind::TimedOut);
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    if left.is_zero() {
+        return Err(timed_out());
+    }
+    tcp.set_read_timeout(Some(left))?;
+    let filled = buffer.len();
+    let room = (buffer.capacity() - filled).clamp(1, READ_CHUNK);
+    buffer.resize(filled + room, 0);
+    let read = std::io::Read::read(tcp, &mut buffer[filled..]);
+    buffer.truncate(filled + *read.as_ref().unwrap_or(&0));
+    // A receive timeout ends the read as if the socket were non-blocking.
+    read.map_err(|e| match e.kind() {
+        std::io::ErrorKind::WouldBlock => timed_out(),
+        _ => e,
+    })
 }
 
 /// A connection to one server.
@@ -136,18 +186,63 @@ impl Connection {
             buffer: Vec::with_capacity(READ_CHUNK),
         };
         if let Some(credentials) = security.credentials() {
-            conn.authenticate(credentials).await?;
+            conn.authenticate(credentials, deadline).await?;
+        }
+        Ok(conn)
+    }
+
+    /// [`Connection::open`] for a host thread that waits ([`Stream::Blocking`]): a plain
+    /// connection (TLS takes the runtime's), authenticated when `security` says so, whose
+    /// writes wait `timeout` at most. The calling thread connects, before `deadline`.
+    pub async fn open_blocking(
+        address: &str,
+        security: &Security,
+        timeout: std::time::Duration,
+        deadline: Instant,
+    ) -> Result<Self, Failure> {
+        let deadline = deadline.into_std();
+        let mut last = None;
+        let mut connected = None;
+        for address in std::net::ToSocketAddrs::to_socket_addrs(address)? {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(Failure::TimedOut);
+            }
+            match std::net::TcpStream::connect_timeout(&address, left) {
+                Ok(tcp) => {
+                    connected = Some(tcp);
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        let tcp = match (connected, last) {
+            (Some(tcp), _) => tcp,
+            (None, Some(e)) => return Err(io_failure(e)),
+            (None, None) => return Err(std::io::Error::from(std::io::ErrorKind::NotFound).into()),
+        };
+        tcp.set_nodelay(true)?;
+        tcp.set_write_timeout(Some(timeout))?;
+        let mut conn = Connection {
+            stream: Stream::Blocking { tcp, deadline },
+            buffer: Vec::with_capacity(READ_CHUNK),
+        };
+        if let Some(credentials) = security.credentials() {
+            conn.authenticate(credentials, deadline.into()).await?;
         }
         Ok(conn)
     }
 
     /// memcached's ASCII authentication: a `set` of any key whose value is `<user> <password>`,
     /// answered `STORED`.
-    async fn authenticate(&mut self, credentials: &[u8]) -> Result<(), Failure> {
+    async fn authenticate(&mut self, credentials: &[u8], deadline: Instant) -> Result<(), Failure> {
         let mut request = format!("set msm_auth 0 0 {}\r\n", credentials.len()).into_bytes();
         request.extend_from_slice(credentials);
         request.extend_from_slice(b"\r\n");
-        match self.exchange(&request, &[Expect::Line], READ_CHUNK).await {
+        match self
+            .exchange(&request, &[Expect::Line], READ_CHUNK, deadline)
+            .await
+        {
             Ok(replies) if replies == [Reply::Stored] => Ok(()),
             Ok(replies) => Err(Failure::Setup(format!(
                 "unexpected answer to authentication: {replies:?}"
@@ -178,16 +273,25 @@ impl Connection {
     }
 
     /// Sends encoded requests at once and reads their replies in order, one per `expects`
-    /// entry: one round trip however many requests. Values larger than `max_value` are refused
-    /// before anything is allocated for them. Bytes left after the last reply fail the exchange:
-    /// the server said more than it was asked, so no reply can be trusted to be ours.
+    /// entry: one round trip however many requests, over by `deadline` (the caller bounds the
+    /// wait of a connection on the runtime; a blocking one bounds its own reads). Values larger
+    /// than `max_value` are refused before anything is allocated for them. Bytes left after the
+    /// last reply fail the exchange: the server said more than it was asked, so no reply can be
+    /// trusted to be ours.
     pub async fn exchange(
         &mut self,
         requests: &[u8],
         expects: &[Expect<'_>],
         max_value: usize,
+        deadline: Instant,
     ) -> Result<Vec<Reply>, Failure> {
-        self.stream.write_all(requests).await.map_err(tls_refusal)?;
+        if let Stream::Blocking {
+            deadline: bound, ..
+        } = &mut self.stream
+        {
+            *bound = deadline.into_std();
+        }
+        self.stream.write_all(requests).await.map_err(io_failure)?;
         let mut replies = Vec::with_capacity(expects.len());
         let mut refused = None;
         for expect in expects {
@@ -325,7 +429,7 @@ impl Connection {
                         .stream
                         .read_buf(&mut self.buffer)
                         .await
-                        .map_err(tls_refusal)?
+                        .map_err(io_failure)?
                         == 0
                     {
                         return Err(Failure::Io(std::io::ErrorKind::UnexpectedEof.into()));
@@ -353,6 +457,16 @@ fn tls_failure(e: &std::io::Error) -> String {
         format!("TLS handshake failed: the server's certificate was refused: {e}")
     } else {
         format!("TLS handshake failed: {e} (does the server speak TLS, memcached -Z?)")
+    }
+}
+
+/// What an I/O error on a connection means: a blocking read past its deadline is a timeout, a
+/// TLS refusal a set-up failure ([`tls_refusal`]), anything else a broken connection.
+fn io_failure(e: std::io::Error) -> Failure {
+    if e.kind() == std::io::ErrorKind::TimedOut {
+        Failure::TimedOut
+    } else {
+        tls_refusal(e)
     }
 }
 

@@ -32,6 +32,7 @@ use reply::{Expect, Reply};
 pub use security::Security;
 
 use crate::error::{Error, Result};
+use crate::runtime;
 
 /// Idle connections kept per server.
 const MAX_IDLE: usize = 32;
@@ -56,6 +57,9 @@ pub struct NodeClient {
     retry_backoff: Duration,
     max_value: usize,
     idle: Mutex<Vec<Connection>>,
+    /// Idle connections of host threads that wait ([`crate::runtime::host_waits`]): blocking
+    /// ones, plain connections only.
+    idle_blocking: Mutex<Vec<Connection>>,
     /// How connections are set up (TLS, authentication), and the host their certificate names.
     security: Arc<Security>,
     host: String,
@@ -95,6 +99,7 @@ impl NodeClient {
             retry_backoff,
             max_value,
             idle: Mutex::new(Vec::new()),
+            idle_blocking: Mutex::new(Vec::new()),
             security: Security::plain(),
             host: address
                 .rsplit_once(':')
@@ -323,16 +328,33 @@ impl NodeClient {
     }
 
     /// Runs requests sent together under one deadline, retrying connection failures on fresh
-    /// connections.
+    /// connections. A host thread that waits for them sends and reads on a blocking connection
+    /// itself (plain connections only: TLS goes through the runtime).
     async fn exchange(&self, request: &[u8], expects: &[Expect<'_>]) -> Result<Vec<Reply>> {
+        let blocking = runtime::host_waits() && !self.security.is_tls();
+        let idle = if blocking {
+            &self.idle_blocking
+        } else {
+            &self.idle
+        };
         self.retrying(|attempt, deadline| async move {
-            let pooled = if attempt == 0 { self.take_idle() } else { None };
+            let pooled = if attempt == 0 {
+                self.take_idle(idle)
+            } else {
+                None
+            };
             let mut conn = match pooled {
                 Some(conn) => conn,
+                None if blocking => {
+                    Connection::open_blocking(&self.address, &self.security, self.timeout, deadline)
+                        .await?
+                }
                 None => self.open(deadline).await?,
             };
-            let reply = conn.exchange(request, expects, self.max_value).await?;
-            let mut idle = self.idle.lock();
+            let reply = conn
+                .exchange(request, expects, self.max_value, deadline)
+                .await?;
+            let mut idle = idle.lock();
             if idle.len() < MAX_IDLE {
                 idle.push(conn);
             }
@@ -442,10 +464,10 @@ impl NodeClient {
         }
     }
 
-    /// A pooled connection that the server left quiet; the others are dropped.
-    fn take_idle(&self) -> Option<Connection> {
+    /// A connection of `idle` that the server left quiet; the others are dropped.
+    fn take_idle(&self, idle: &Mutex<Vec<Connection>>) -> Option<Connection> {
         loop {
-            let mut conn = self.idle.lock().pop()?;
+            let mut conn = idle.lock().pop()?;
             if conn.is_quiet() {
                 return Some(conn);
             }
