@@ -130,7 +130,7 @@ fn read_blocking(
     }
     tcp.set_read_timeout(Some(left))?;
     let filled = buffer.len();
-    let room = (buffer.capacity() - filled).clamp(1, READ_CHUNK);
+    let room = (buffer.capacity() - filled).max(1);
     buffer.resize(filled + room, 0);
     let read = std::io::Read::read(tcp, &mut buffer[filled..]);
     buffer.truncate(filled + *read.as_ref().unwrap_or(&0));
@@ -146,6 +146,9 @@ pub struct Connection {
     stream: Stream,
     /// Bytes received and not yet taken by a reply.
     buffer: Vec<u8>,
+    /// One-line answers the server owes to stores sent unanswered
+    /// ([`Connection::send_unanswered`]), read before the next exchange's.
+    owed: usize,
 }
 
 impl Connection {
@@ -184,6 +187,7 @@ impl Connection {
         let mut conn = Connection {
             stream,
             buffer: Vec::with_capacity(READ_CHUNK),
+            owed: 0,
         };
         if let Some(credentials) = security.credentials() {
             conn.authenticate(credentials, deadline).await?;
@@ -226,6 +230,7 @@ impl Connection {
         let mut conn = Connection {
             stream: Stream::Blocking { tcp, deadline },
             buffer: Vec::with_capacity(READ_CHUNK),
+            owed: 0,
         };
         if let Some(credentials) = security.credentials() {
             conn.authenticate(credentials, deadline.into()).await?;
@@ -255,8 +260,13 @@ impl Connection {
     }
 
     /// Whether an idle connection can serve a request: the server has neither closed it nor
-    /// sent anything since its last reply (which a later request would take for its own).
+    /// sent anything since its last reply (which a later request would take for its own). One
+    /// that is owed answers is taken as it is: they may be there already, and the next exchange
+    /// reads them (one the server closed fails it, and the caller retries on a fresh one).
     pub fn is_quiet(&mut self) -> bool {
+        if self.owed > 0 {
+            return true;
+        }
         let mut probe = [0u8; 1];
         let mut probe = ReadBuf::new(&mut probe);
         self.stream.poll_now(&mut probe).is_pending()
@@ -292,6 +302,7 @@ impl Connection {
             *bound = deadline.into_std();
         }
         self.stream.write_all(requests).await.map_err(io_failure)?;
+        self.read_owed().await?;
         let mut replies = Vec::with_capacity(expects.len());
         let mut refused = None;
         for expect in expects {
@@ -389,6 +400,35 @@ impl Connection {
             self.buffer = Vec::with_capacity(READ_CHUNK);
         }
         (outcomes, in_step)
+    }
+
+    /// Sends an encoded store without reading its answer (one line), which the next exchange
+    /// reads before its own: for a store whose outcome would change nothing its caller does (a
+    /// validity record's renewal), on a blocking connection, so that the caller's thread does
+    /// not wait for the server. A refusal is logged when it is read.
+    pub async fn send_unanswered(&mut self, requests: &[u8]) -> Result<(), Failure> {
+        self.stream.write_all(requests).await.map_err(io_failure)?;
+        self.owed += 1;
+        Ok(())
+    }
+
+    /// Reads the answers owed to stores sent unanswered; a refusal is logged (nobody waits
+    /// for it), any other failure fails the exchange.
+    async fn read_owed(&mut self) -> Result<(), Failure> {
+        while self.owed > 0 {
+            match self.read_reply(Expect::Line, 0).await {
+                Ok(Reply::Stored) => {}
+                Ok(other) => {
+                    tracing::warn!(reply = ?other, "a store sent unanswered was not stored");
+                }
+                Err(Failure::Refused(message)) => {
+                    tracing::warn!(%message, "a store sent unanswered was refused");
+                }
+                Err(e) => return Err(e),
+            }
+            self.owed -= 1;
+        }
+        Ok(())
     }
 
     async fn read_reply(&mut self, expect: Expect<'_>, max_value: usize) -> Result<Reply, Failure> {

@@ -216,6 +216,33 @@ impl NodeClient {
         }
     }
 
+    /// [`NodeClient::set`] without waiting for the server's answer, for a store whose outcome
+    /// would change nothing the caller does: on a host thread that waits
+    /// ([`crate::runtime::host_waits`]) the request is sent on a blocking connection whose next
+    /// exchange reads the answer (a refusal is logged then; see [`Connection::send_unanswered`]);
+    /// elsewhere it is a `set`.
+    pub async fn set_unanswered(&self, key: &str, value: &[u8], exptime: u64) -> Result<()> {
+        if !self.blocking() {
+            return self.set(key, value, exptime).await;
+        }
+        let command = Command::Set {
+            key,
+            value,
+            exptime,
+        };
+        let mut request = Vec::with_capacity(value.len() + 64);
+        command.encode(&mut request)?;
+        let request = &request;
+        self.retrying(|attempt, deadline| async move {
+            let mut conn = self.connection(attempt, true, deadline).await?;
+            conn.send_unanswered(request).await?;
+            self.keep(conn, true);
+            Ok(())
+        })
+        .await
+        .map_err(|e| self.too_large(e, value.len()))
+    }
+
     /// Stores only if the key is absent; `false` when it exists.
     pub async fn add(&self, key: &str, value: &[u8], exptime: u64) -> Result<bool> {
         match self
@@ -331,36 +358,58 @@ impl NodeClient {
     /// connections. A host thread that waits for them sends and reads on a blocking connection
     /// itself (plain connections only: TLS goes through the runtime).
     async fn exchange(&self, request: &[u8], expects: &[Expect<'_>]) -> Result<Vec<Reply>> {
-        let blocking = runtime::host_waits() && !self.security.is_tls();
-        let idle = if blocking {
-            &self.idle_blocking
-        } else {
-            &self.idle
-        };
+        let blocking = self.blocking();
         self.retrying(|attempt, deadline| async move {
-            let pooled = if attempt == 0 {
-                self.take_idle(idle)
-            } else {
-                None
-            };
-            let mut conn = match pooled {
-                Some(conn) => conn,
-                None if blocking => {
-                    Connection::open_blocking(&self.address, &self.security, self.timeout, deadline)
-                        .await?
-                }
-                None => self.open(deadline).await?,
-            };
+            let mut conn = self.connection(attempt, blocking, deadline).await?;
             let reply = conn
                 .exchange(request, expects, self.max_value, deadline)
                 .await?;
-            let mut idle = idle.lock();
-            if idle.len() < MAX_IDLE {
-                idle.push(conn);
-            }
+            self.keep(conn, blocking);
             Ok(reply)
         })
         .await
+    }
+
+    /// Whether the caller is a host thread that waits, served by blocking connections (plain
+    /// ones only: TLS goes through the runtime).
+    fn blocking(&self) -> bool {
+        runtime::host_waits() && !self.security.is_tls()
+    }
+
+    /// The pool of idle connections of blocking callers, or of the runtime's.
+    fn idle(&self, blocking: bool) -> &Mutex<Vec<Connection>> {
+        if blocking {
+            &self.idle_blocking
+        } else {
+            &self.idle
+        }
+    }
+
+    /// A connection for an attempt: a pooled one first, a fresh one for a retry.
+    async fn connection(
+        &self,
+        attempt: u32,
+        blocking: bool,
+        deadline: Instant,
+    ) -> std::result::Result<Connection, Failure> {
+        if attempt == 0
+            && let Some(conn) = self.take_idle(self.idle(blocking))
+        {
+            return Ok(conn);
+        }
+        if blocking {
+            Connection::open_blocking(&self.address, &self.security, self.timeout, deadline).await
+        } else {
+            self.open(deadline).await
+        }
+    }
+
+    /// Puts a connection that served its exchange back in its pool, unless the pool is full.
+    fn keep(&self, conn: Connection, blocking: bool) {
+        let mut idle = self.idle(blocking).lock();
+        if idle.len() < MAX_IDLE {
+            idle.push(conn);
+        }
     }
 
     /// [`NodeClient::exchange`] for requests answered by `lines` single lines: sent together

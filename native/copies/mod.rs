@@ -809,6 +809,21 @@ impl Copies {
             validity = self.validity_now(max_inactive, None);
         }
         let (validity_key, record, lifetime) = self.validity_item(id, &validity);
+        if !renew_copies && lock.is_none() {
+            // Only the record is written, and its answer would change nothing this request
+            // does: it is read with the connection's next exchange.
+            let sent = self.cluster.call(&node, |c| {
+                c.set_unanswered(&validity_key, &record, lifetime)
+            });
+            return match sent.await {
+                Ok(()) => {
+                    bump(&self.stats.sessions_touched);
+                    Ok(true)
+                }
+                Err(e) if e.is_node_failure() => Ok(false),
+                Err(e) => Err(e),
+            };
+        }
         let key = self.key(KeyKind::Session, id);
         let copies_ttl = self.copies_exptime(max_inactive);
         let versions = match (renew_copies && self.split(), base) {
