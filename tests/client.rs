@@ -324,27 +324,35 @@ fn from_a_waiting_host_thread_a_hung_server_times_out_and_a_restarted_one_is_rea
     assert!(error.is_node_failure());
 }
 
-/// A store sent unanswered from a waiting host thread is answered to the connection's next
-/// exchange, which reads that answer first: refused or not, every caller gets its own reply.
+/// Commands sent unanswered from a waiting host thread are answered to the connection's next
+/// exchange, which reads those answers first: refused or not, every caller gets its own reply.
 #[test]
-fn a_store_sent_unanswered_is_read_by_the_next_exchange() {
+fn commands_sent_unanswered_are_read_by_the_next_exchange() {
     let server = Memcached::start();
     let c = client(server.port, 5000);
+    let set = |key, value| Command::Set {
+        key,
+        value,
+        exptime: 0,
+    };
+    let big = vec![b'x'; 2 << 20];
     waited(async {
-        c.set_unanswered("a", b"1", 0).await.unwrap();
+        c.pipeline_unanswered(&[set("a", b"1"), set("gone", b"x")])
+            .await
+            .unwrap();
         assert_eq!(c.get("a").await.unwrap().as_deref(), Some(&b"1"[..]));
         // Refused for its size: logged when read, and the connection stays in step.
-        let big = vec![b'x'; 2 << 20];
-        c.set_unanswered("big", &big, 0).await.unwrap();
-        c.set_unanswered("b", b"2", 0).await.unwrap();
-        let found = c.get_multi(&["a", "b", "big"]).await.unwrap();
+        let commands = [set("big", &big), set("b", b"2"), Command::Delete("gone")];
+        c.pipeline_unanswered(&commands).await.unwrap();
+        let found = c.get_multi(&["a", "b", "big", "gone"]).await.unwrap();
         assert_eq!(found.len(), 2, "{:?}", found.keys());
         assert_eq!(found["b"], b"2");
         assert!(c.add("c", b"3", 0).await.unwrap());
     });
     assert_eq!(server.get("c").as_deref(), Some(&b"3"[..]));
-    // On a runtime thread it is a plain `set`, answered at once.
-    let refused = msm::runtime::handle().block_on(c.set_unanswered("big", &vec![b'x'; 2 << 20], 0));
+    // On a runtime thread they are a pipeline, answered at once.
+    let too_large = [set("big", &big)];
+    let refused = msm::runtime::handle().block_on(c.pipeline_unanswered(&too_large));
     assert!(
         matches!(refused, Err(Error::TooLarge { .. })),
         "{refused:?}"

@@ -146,7 +146,7 @@ pub struct Connection {
     stream: Stream,
     /// Bytes received and not yet taken by a reply.
     buffer: Vec<u8>,
-    /// One-line answers the server owes to stores sent unanswered
+    /// One-line answers the server owes to requests sent unanswered
     /// ([`Connection::send_unanswered`]), read before the next exchange's.
     owed: usize,
 }
@@ -402,27 +402,25 @@ impl Connection {
         (outcomes, in_step)
     }
 
-    /// Sends an encoded store without reading its answer (one line), which the next exchange
-    /// reads before its own: for a store whose outcome would change nothing its caller does (a
-    /// validity record's renewal), on a blocking connection, so that the caller's thread does
-    /// not wait for the server. A refusal is logged when it is read.
-    pub async fn send_unanswered(&mut self, requests: &[u8]) -> Result<(), Failure> {
+    /// Sends encoded requests answered by `lines` single lines without reading them; the next
+    /// exchange reads them before its own. For requests whose outcome would change nothing
+    /// their caller does (a validity record's renewal, a lock's release), on a blocking
+    /// connection, so that the caller's thread does not wait for the server. A refusal is
+    /// logged when it is read.
+    pub async fn send_unanswered(&mut self, requests: &[u8], lines: usize) -> Result<(), Failure> {
         self.stream.write_all(requests).await.map_err(io_failure)?;
-        self.owed += 1;
+        self.owed += lines;
         Ok(())
     }
 
-    /// Reads the answers owed to stores sent unanswered; a refusal is logged (nobody waits
+    /// Reads the answers owed to requests sent unanswered; a refusal is logged (nobody waits
     /// for it), any other failure fails the exchange.
     async fn read_owed(&mut self) -> Result<(), Failure> {
         while self.owed > 0 {
             match self.read_reply(Expect::Line, 0).await {
-                Ok(Reply::Stored) => {}
-                Ok(other) => {
-                    tracing::warn!(reply = ?other, "a store sent unanswered was not stored");
-                }
+                Ok(_) => {}
                 Err(Failure::Refused(message)) => {
-                    tracing::warn!(%message, "a store sent unanswered was refused");
+                    tracing::warn!(%message, "a request sent unanswered was refused");
                 }
                 Err(e) => return Err(e),
             }

@@ -216,33 +216,6 @@ impl NodeClient {
         }
     }
 
-    /// [`NodeClient::set`] without waiting for the server's answer, for a store whose outcome
-    /// would change nothing the caller does: on a host thread that waits
-    /// ([`crate::runtime::host_waits`]) the request is sent on a blocking connection whose next
-    /// exchange reads the answer (a refusal is logged then; see [`Connection::send_unanswered`]);
-    /// elsewhere it is a `set`.
-    pub async fn set_unanswered(&self, key: &str, value: &[u8], exptime: u64) -> Result<()> {
-        if !self.blocking() {
-            return self.set(key, value, exptime).await;
-        }
-        let command = Command::Set {
-            key,
-            value,
-            exptime,
-        };
-        let mut request = Vec::with_capacity(value.len() + 64);
-        command.encode(&mut request)?;
-        let request = &request;
-        self.retrying(|attempt, deadline| async move {
-            let mut conn = self.connection(attempt, true, deadline).await?;
-            conn.send_unanswered(request).await?;
-            self.keep(conn, true);
-            Ok(())
-        })
-        .await
-        .map_err(|e| self.too_large(e, value.len()))
-    }
-
     /// Stores only if the key is absent; `false` when it exists.
     pub async fn add(&self, key: &str, value: &[u8], exptime: u64) -> Result<bool> {
         match self
@@ -341,6 +314,32 @@ impl NodeClient {
             .zip(replies)
             .map(|(command, reply)| command.answer(reply).map_err(|r| self.unexpected(r)))
             .collect()
+    }
+
+    /// [`NodeClient::pipeline`] without waiting for the answers, for commands answered by one
+    /// line whose outcome would change nothing the caller does (a validity record's renewal,
+    /// a lock's release): on a host thread that waits ([`crate::runtime::host_waits`]) they
+    /// are sent on a blocking connection whose next exchange reads the answers (a refusal is
+    /// logged then; see [`Connection::send_unanswered`]); elsewhere, and for other commands,
+    /// this is a pipeline.
+    pub async fn pipeline_unanswered(&self, commands: &[Command<'_>]) -> Result<()> {
+        let lines = commands.iter().all(|c| matches!(c.expect(), Expect::Line));
+        if !self.blocking() || !lines || commands.is_empty() {
+            return self.pipeline(commands).await.map(drop);
+        }
+        let values: usize = commands.iter().map(Command::value_len).sum();
+        let mut request = Vec::with_capacity(values + 64 * commands.len());
+        for command in commands {
+            command.encode(&mut request)?;
+        }
+        let request = &request;
+        self.retrying(|attempt, deadline| async move {
+            let mut conn = self.connection(attempt, true, deadline).await?;
+            conn.send_unanswered(request, commands.len()).await?;
+            self.keep(conn, true);
+            Ok(())
+        })
+        .await
     }
 
     /// A server's refusal of a value as too large, as [`Error::TooLarge`].

@@ -809,14 +809,25 @@ impl Copies {
             validity = self.validity_now(max_inactive, None);
         }
         let (validity_key, record, lifetime) = self.validity_item(id, &validity);
-        if !renew_copies && lock.is_none() {
-            // Only the record is written, and its answer would change nothing this request
-            // does: it is read with the connection's next exchange.
-            let sent = self.cluster.call(&node, |c| {
-                c.set_unanswered(&validity_key, &record, lifetime)
-            });
+        let rider = Rider::on(lock, &node, self.config.lock_expiration);
+        if !renew_copies && rider.as_ref().is_none_or(|r| !r.hands_over()) {
+            // Only the record is written (and the lock deleted), and no answer would change
+            // what this request does: they are read with the connection's next exchange.
+            let mut commands = vec![Command::Set {
+                key: &validity_key,
+                value: &record,
+                exptime: lifetime,
+            }];
+            commands.extend(rider.as_ref().map(Rider::command));
+            let sent_at = std::time::Instant::now();
+            let sent = self
+                .cluster
+                .call(&node, |c| c.pipeline_unanswered(&commands));
             return match sent.await {
                 Ok(()) => {
+                    if let Some(rider) = rider {
+                        rider.done(lock, sent_at, &[]);
+                    }
                     bump(&self.stats.sessions_touched);
                     Ok(true)
                 }
