@@ -313,6 +313,13 @@ fn from_a_waiting_host_thread_a_hung_server_times_out_and_a_restarted_one_is_rea
     server.resume();
     // A reused connection would now read the late reply to `get a`.
     assert_eq!(waited(c.get("b")).unwrap().as_deref(), Some(&b"second"[..]));
+    // A connection owed an answer when the server restarts is retried like any other.
+    let renewal = [Command::Set {
+        key: "c",
+        value: b"third",
+        exptime: 0,
+    }];
+    waited(c.pipeline_unanswered(&renewal)).unwrap();
     server.restart();
     // The pooled connection is dead; the retry connects afresh within the same deadline.
     assert_eq!(waited(c.get("a")).unwrap(), None);

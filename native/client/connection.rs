@@ -260,16 +260,18 @@ impl Connection {
     }
 
     /// Whether an idle connection can serve a request: the server has neither closed it nor
-    /// sent anything since its last reply (which a later request would take for its own). One
-    /// that is owed answers is taken as it is: they may be there already, and the next exchange
-    /// reads them (one the server closed fails it, and the caller retries on a fresh one).
+    /// sent anything since its last reply (which a later request would take for its own), or
+    /// what it sent may be answers it owes (only blocking connections are owed any, and their
+    /// probe leaves the bytes in place): the next exchange reads them, and fails if the server
+    /// closed the connection behind them, to be retried on a fresh one.
     pub fn is_quiet(&mut self) -> bool {
-        if self.owed > 0 {
-            return true;
-        }
         let mut probe = [0u8; 1];
         let mut probe = ReadBuf::new(&mut probe);
-        self.stream.poll_now(&mut probe).is_pending()
+        match self.stream.poll_now(&mut probe) {
+            Poll::Pending => true,
+            Poll::Ready(Ok(())) => self.owed > 0 && !probe.filled().is_empty(),
+            Poll::Ready(Err(_)) => false,
+        }
     }
 
     /// Waits until the server closes the connection (or breaks it, or sends bytes nobody asked
