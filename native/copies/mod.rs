@@ -790,7 +790,9 @@ impl Copies {
     /// its copies' expiry when `copies_expire` comes close; releases `lock` in the same round
     /// trip when it can (taking it out of the option). Stored attribute by attribute, the
     /// attributes' items are renewed with the copy (their names from `base`, or else read). `false`
-    /// when the session's node is down or memcached no longer holds the session.
+    /// when the session's node is down or memcached no longer holds the session. When only the
+    /// record is written (and the lock deleted), nothing waits for the answers
+    /// ([`crate::client::NodeClient::pipeline_unanswered`]).
     pub(crate) async fn renew(
         &self,
         id: &SessionId,
@@ -809,10 +811,14 @@ impl Copies {
             validity = self.validity_now(max_inactive, None);
         }
         let (validity_key, record, lifetime) = self.validity_item(id, &validity);
-        let rider = Rider::on(lock, &node, self.config.lock_expiration);
-        if !renew_copies && rider.as_ref().is_none_or(|r| !r.hands_over()) {
-            // Only the record is written (and the lock deleted), and no answer would change
-            // what this request does: they are read with the connection's next exchange.
+        // When only the record is written and the lock, if it goes along, is deleted: the
+        // lock's release, if any.
+        let record_only = (!renew_copies)
+            .then(|| Rider::on(lock, &node, self.config.lock_expiration))
+            .filter(|rider| rider.as_ref().is_none_or(|r| !r.hands_over()));
+        if let Some(rider) = record_only {
+            // No answer would change what this request does: they are read with the
+            // connection's next exchange.
             let mut commands = vec![Command::Set {
                 key: &validity_key,
                 value: &record,
