@@ -1,4 +1,6 @@
-//! Our memcached client: the text protocol on tokio, one pool of connections per server.
+//! Our memcached client: the text protocol on tokio, two pools of connections per server: the
+//! runtime's, and blocking ones for host threads that wait for their calls anyway
+//! ([`crate::runtime::host_waits`]), which read and write them themselves.
 //!
 //! Every operation has a deadline that covers connecting, retries and reading the reply. A
 //! connection that timed out or erred is dropped, never returned to the pool. Keys are validated
@@ -8,7 +10,9 @@
 //! sent by a `connection`, which only writes and buffers, and its replies are read by the pure
 //! parser in [`reply`]. A client made [`NodeClient::together`] (sticky mode) sends the requests
 //! answered by single lines through the server's `writer`, with other callers' on one
-//! connection; the others take a pooled connection each.
+//! connection; the others take a pooled connection each. Requests whose answers would change
+//! nothing (a validity record's renewal) may go unanswered on a blocking connection, whose next
+//! exchange reads those answers ([`NodeClient::pipeline_unanswered`]).
 
 mod command;
 mod connection;
