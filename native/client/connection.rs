@@ -64,9 +64,8 @@ enum Stream {
     /// A plain socket in blocking mode, read and written by the thread that polls the
     /// connection's future, for host threads that wait for it anyway
     /// ([`crate::runtime::host_waits`]): a reply then wakes that thread directly, not a runtime
-    /// thread that wakes it. Each read waits until `deadline` at most, the deadline of the
-    /// exchange under way ([`Connection::exchange`]); writes until the operation timeout set when
-    /// it was opened.
+    /// thread that wakes it. Each read and write waits until `deadline` at most, the deadline
+    /// of the exchange under way ([`Connection::exchange`], [`Connection::send_unanswered`]).
     Blocking {
         tcp: std::net::TcpStream,
         deadline: std::time::Instant,
@@ -81,7 +80,7 @@ impl Stream {
                 s.write_all(bytes).await?;
                 s.flush().await
             }
-            Stream::Blocking { tcp, .. } => std::io::Write::write_all(tcp, bytes),
+            Stream::Blocking { tcp, deadline } => write_blocking(tcp, *deadline, bytes),
         }
     }
 
@@ -116,29 +115,58 @@ impl Stream {
     }
 }
 
+/// What is left until `deadline`, or a [`std::io::ErrorKind::TimedOut`] error when nothing is.
+fn left(deadline: std::time::Instant) -> std::io::Result<std::time::Duration> {
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    if left.is_zero() {
+        Err(std::io::ErrorKind::TimedOut.into())
+    } else {
+        Ok(left)
+    }
+}
+
+/// A socket timeout ends a blocking call as if the socket were non-blocking: that is the
+/// deadline passing.
+fn timed_out(e: std::io::Error) -> std::io::Error {
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock => std::io::ErrorKind::TimedOut.into(),
+        _ => e,
+    }
+}
+
+/// Writes `bytes` whole, waiting until `deadline` at most: then it fails as
+/// [`std::io::ErrorKind::TimedOut`].
+fn write_blocking(
+    tcp: &mut std::net::TcpStream,
+    deadline: std::time::Instant,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    tcp.set_write_timeout(Some(left(deadline)?))?;
+    std::io::Write::write_all(tcp, bytes).map_err(timed_out)
+}
+
 /// Reads what the server sent into `buffer`'s spare room (at least a byte of it), waiting until
-/// `deadline` at most: then it fails as [`std::io::ErrorKind::TimedOut`].
+/// `deadline` at most: then it fails as [`std::io::ErrorKind::TimedOut`]. A signal that
+/// interrupts the wait does not end it.
 fn read_blocking(
     tcp: &mut std::net::TcpStream,
     deadline: std::time::Instant,
     buffer: &mut Vec<u8>,
 ) -> std::io::Result<usize> {
-    let timed_out = || std::io::Error::from(std::io::ErrorKind::TimedOut);
-    let left = deadline.saturating_duration_since(std::time::Instant::now());
-    if left.is_zero() {
-        return Err(timed_out());
-    }
-    tcp.set_read_timeout(Some(left))?;
     let filled = buffer.len();
     let room = (buffer.capacity() - filled).max(1);
     buffer.resize(filled + room, 0);
-    let read = std::io::Read::read(tcp, &mut buffer[filled..]);
+    let read = loop {
+        let read = left(deadline)
+            .and_then(|left| tcp.set_read_timeout(Some(left)))
+            .and_then(|()| std::io::Read::read(tcp, &mut buffer[filled..]));
+        match read {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            read => break read,
+        }
+    };
     buffer.truncate(filled + *read.as_ref().unwrap_or(&0));
-    // A receive timeout ends the read as if the socket were non-blocking.
-    read.map_err(|e| match e.kind() {
-        std::io::ErrorKind::WouldBlock => timed_out(),
-        _ => e,
-    })
+    read.map_err(timed_out)
 }
 
 /// A connection to one server.
@@ -196,12 +224,12 @@ impl Connection {
     }
 
     /// [`Connection::open`] for a host thread that waits ([`Stream::Blocking`]): a plain
-    /// connection (TLS takes the runtime's), authenticated when `security` says so, whose
-    /// writes wait `timeout` at most. The calling thread connects, before `deadline`.
+    /// connection (TLS takes the runtime's), authenticated when `security` says so. The calling
+    /// thread connects, before `deadline` (a host name is resolved first, by the system, which
+    /// no deadline bounds).
     pub async fn open_blocking(
         address: &str,
         security: &Security,
-        timeout: std::time::Duration,
         deadline: Instant,
     ) -> Result<Self, Failure> {
         let deadline = deadline.into_std();
@@ -226,7 +254,6 @@ impl Connection {
             (None, None) => return Err(std::io::Error::from(std::io::ErrorKind::NotFound).into()),
         };
         tcp.set_nodelay(true)?;
-        tcp.set_write_timeout(Some(timeout))?;
         let mut conn = Connection {
             stream: Stream::Blocking { tcp, deadline },
             buffer: Vec::with_capacity(READ_CHUNK),
@@ -297,12 +324,7 @@ impl Connection {
         max_value: usize,
         deadline: Instant,
     ) -> Result<Vec<Reply>, Failure> {
-        if let Stream::Blocking {
-            deadline: bound, ..
-        } = &mut self.stream
-        {
-            *bound = deadline.into_std();
-        }
+        self.bound(deadline);
         self.stream.write_all(requests).await.map_err(io_failure)?;
         self.read_owed().await?;
         let mut replies = Vec::with_capacity(expects.len());
@@ -409,19 +431,27 @@ impl Connection {
     /// their caller does (a validity record's renewal, a lock's release), on a blocking
     /// connection, so that the caller's thread does not wait for the server. A refusal is
     /// logged when it is read.
-    pub async fn send_unanswered(&mut self, requests: &[u8], lines: usize) -> Result<(), Failure> {
+    pub async fn send_unanswered(
+        &mut self,
+        requests: &[u8],
+        lines: usize,
+        deadline: Instant,
+    ) -> Result<(), Failure> {
+        self.bound(deadline);
         self.stream.write_all(requests).await.map_err(io_failure)?;
         self.owed += lines;
         Ok(())
     }
 
-    /// Reads the answers owed to requests sent unanswered; a refusal is logged (nobody waits
-    /// for it), any other failure fails the exchange.
-    async fn read_owed(&mut self) -> Result<(), Failure> {
+    /// Reads the answers owed to requests sent unanswered, by the deadline of the exchange
+    /// under way: a value refused for its size or for want of memory is logged (nobody waits
+    /// for it, and the server goes on with the next request); any other failure fails the
+    /// exchange, whose connection is then out of step.
+    pub async fn read_owed(&mut self) -> Result<(), Failure> {
         while self.owed > 0 {
             match self.read_reply(Expect::Line, 0).await {
                 Ok(_) => {}
-                Err(Failure::Refused(message)) => {
+                Err(Failure::Refused(message)) if is_storage_refusal(&message) => {
                     tracing::warn!(%message, "a request sent unanswered was refused");
                 }
                 Err(e) => return Err(e),
@@ -429,6 +459,16 @@ impl Connection {
             self.owed -= 1;
         }
         Ok(())
+    }
+
+    /// Bounds a blocking connection's reads and writes by `deadline` (see [`Stream::Blocking`]).
+    fn bound(&mut self, deadline: Instant) {
+        if let Stream::Blocking {
+            deadline: bound, ..
+        } = &mut self.stream
+        {
+            *bound = deadline.into_std();
+        }
     }
 
     async fn read_reply(&mut self, expect: Expect<'_>, max_value: usize) -> Result<Reply, Failure> {

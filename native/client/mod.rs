@@ -339,8 +339,13 @@ impl NodeClient {
         let request = &request;
         self.retrying(|attempt, deadline| async move {
             let mut conn = self.connection(attempt, true, deadline).await?;
-            conn.send_unanswered(request, commands.len()).await?;
-            self.keep(conn, true);
+            conn.send_unanswered(request, commands.len(), deadline)
+                .await?;
+            if let Some(mut unkept) = self.keep(conn, true) {
+                // Closed with answers unread, the connection would be reset, and the server
+                // could drop what it has not read yet.
+                unkept.read_owed().await?;
+            }
             Ok(())
         })
         .await
@@ -401,18 +406,21 @@ impl NodeClient {
             return Ok(conn);
         }
         if blocking {
-            Connection::open_blocking(&self.address, &self.security, self.timeout, deadline).await
+            Connection::open_blocking(&self.address, &self.security, deadline).await
         } else {
             self.open(deadline).await
         }
     }
 
-    /// Puts a connection that served its exchange back in its pool, unless the pool is full.
-    fn keep(&self, conn: Connection, blocking: bool) {
+    /// Puts a connection that served its exchange back in its pool; returns it when the pool
+    /// is full.
+    fn keep(&self, conn: Connection, blocking: bool) -> Option<Connection> {
         let mut idle = self.idle(blocking).lock();
         if idle.len() < MAX_IDLE {
             idle.push(conn);
+            return None;
         }
+        Some(conn)
     }
 
     /// [`NodeClient::exchange`] for requests answered by `lines` single lines: sent together
