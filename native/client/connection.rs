@@ -134,6 +134,21 @@ fn timed_out(e: std::io::Error) -> std::io::Error {
     }
 }
 
+/// Connects to the first address `address` resolves to that accepts, before `deadline`.
+fn connect_blocking(
+    address: &str,
+    deadline: std::time::Instant,
+) -> std::io::Result<std::net::TcpStream> {
+    let mut failure = std::io::Error::from(std::io::ErrorKind::NotFound);
+    for address in std::net::ToSocketAddrs::to_socket_addrs(address)? {
+        match std::net::TcpStream::connect_timeout(&address, left(deadline)?) {
+            Ok(tcp) => return Ok(tcp),
+            Err(e) => failure = e,
+        }
+    }
+    Err(failure)
+}
+
 /// Writes `bytes` whole, waiting until `deadline` at most: then it fails as
 /// [`std::io::ErrorKind::TimedOut`].
 fn write_blocking(
@@ -233,26 +248,7 @@ impl Connection {
         deadline: Instant,
     ) -> Result<Self, Failure> {
         let deadline = deadline.into_std();
-        let mut last = None;
-        let mut connected = None;
-        for address in std::net::ToSocketAddrs::to_socket_addrs(address)? {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return Err(Failure::TimedOut);
-            }
-            match std::net::TcpStream::connect_timeout(&address, left) {
-                Ok(tcp) => {
-                    connected = Some(tcp);
-                    break;
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        let tcp = match (connected, last) {
-            (Some(tcp), _) => tcp,
-            (None, Some(e)) => return Err(io_failure(e)),
-            (None, None) => return Err(std::io::Error::from(std::io::ErrorKind::NotFound).into()),
-        };
+        let tcp = connect_blocking(address, deadline).map_err(io_failure)?;
         tcp.set_nodelay(true)?;
         let mut conn = Connection {
             stream: Stream::Blocking { tcp, deadline },
@@ -313,7 +309,8 @@ impl Connection {
 
     /// Sends encoded requests at once and reads their replies in order, one per `expects`
     /// entry: one round trip however many requests, over by `deadline` (the caller bounds the
-    /// wait of a connection on the runtime; a blocking one bounds its own reads). Values larger
+    /// wait of a connection on the runtime; a blocking one bounds its own reads and writes).
+    /// Values larger
     /// than `max_value` are refused before anything is allocated for them. Bytes left after the
     /// last reply fail the exchange: the server said more than it was asked, so no reply can be
     /// trusted to be ours.

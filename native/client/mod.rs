@@ -52,6 +52,16 @@ pub enum CasOutcome {
     NotFound,
 }
 
+/// `commands` encoded one after the other, as they go out together.
+fn encode(commands: &[Command<'_>]) -> Result<Vec<u8>> {
+    let values: usize = commands.iter().map(Command::value_len).sum();
+    let mut request = Vec::with_capacity(values + 64 * commands.len());
+    for command in commands {
+        command.encode(&mut request)?;
+    }
+    Ok(request)
+}
+
 /// The client of one memcached server.
 pub struct NodeClient {
     node: String,
@@ -300,11 +310,7 @@ impl NodeClient {
         if commands.is_empty() {
             return Ok(Vec::new());
         }
-        let values: usize = commands.iter().map(Command::value_len).sum();
-        let mut request = Vec::with_capacity(values + 64 * commands.len());
-        for command in commands {
-            command.encode(&mut request)?;
-        }
+        let request = encode(commands)?;
         let expects: Vec<Expect<'_>> = commands.iter().map(Command::expect).collect();
         let largest = commands.iter().map(Command::value_len).max().unwrap_or(0);
         let replies = if self.together && expects.iter().all(|e| matches!(e, Expect::Line)) {
@@ -331,11 +337,7 @@ impl NodeClient {
         if !self.blocking() || !lines || commands.is_empty() {
             return self.pipeline(commands).await.map(drop);
         }
-        let values: usize = commands.iter().map(Command::value_len).sum();
-        let mut request = Vec::with_capacity(values + 64 * commands.len());
-        for command in commands {
-            command.encode(&mut request)?;
-        }
+        let request = encode(commands)?;
         let request = &request;
         self.retrying(|attempt, deadline| async move {
             let mut conn = self.connection(attempt, true, deadline).await?;

@@ -131,6 +131,18 @@ pub(crate) struct Copies {
     deletions: deletions::Deletions,
 }
 
+/// Whether the caller of [`Copies::send_releasing`] looks at the answers. When it does not
+/// (a validity record's renewal, with the lock's deletion), a host thread does not wait for
+/// them: they are read by the connection's next exchange
+/// ([`crate::client::NodeClient::pipeline_unanswered`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Answers {
+    /// Read and returned.
+    Wanted,
+    /// Not waited for where the caller's thread would wait for them.
+    Ignored,
+}
+
 impl Copies {
     pub(crate) fn new(
         config: Arc<Config>,
@@ -400,20 +412,22 @@ impl Copies {
             value: out.whole,
             exptime,
         }];
-        self.send_releasing(node, commands, record.as_ref(), lock)
+        self.send_releasing(node, commands, record.as_ref(), lock, Answers::Wanted)
             .await?;
         Ok(None)
     }
 
     /// Sends `commands` to `node` in one round trip, then `record` (a validity record: key,
     /// value, expiry) and, last, the release of `lock` when it lives there and is certainly still
-    /// ours (the lock is then taken out of the option).
+    /// ours (the lock is then taken out of the option). With [`Answers::Ignored`] none is
+    /// returned.
     pub(crate) async fn send_releasing<'a>(
         &self,
         node: &Node,
         commands: Vec<Command<'a>>,
         record: Option<&'a (String, Vec<u8>, u64)>,
         lock: &mut Option<SessionLock>,
+        answers: Answers,
     ) -> Result<Vec<Answer>> {
         let mut commands = commands;
         if let Some((key, value, exptime)) = record {
@@ -427,8 +441,19 @@ impl Copies {
         if let Some(rider) = &rider {
             commands.push(rider.command());
         }
+        // A hand-over's answer says whether the next request of this host has the lock.
+        let unanswered =
+            answers == Answers::Ignored && rider.as_ref().is_none_or(|r| !r.hands_over());
         let sent = std::time::Instant::now();
-        let answers = self.cluster.call(node, |c| c.pipeline(&commands)).await?;
+        let answers = if unanswered {
+            let call = self
+                .cluster
+                .call(node, |c| c.pipeline_unanswered(&commands));
+            call.await?;
+            Vec::new()
+        } else {
+            self.cluster.call(node, |c| c.pipeline(&commands)).await?
+        };
         if let Some(rider) = rider {
             rider.done(lock, sent, &answers);
         }
@@ -791,8 +816,7 @@ impl Copies {
     /// trip when it can (taking it out of the option). Stored attribute by attribute, the
     /// attributes' items are renewed with the copy (their names from `base`, or else read). `false`
     /// when the session's node is down or memcached no longer holds the session. When only the
-    /// record is written (and the lock deleted), nothing waits for the answers
-    /// ([`crate::client::NodeClient::pipeline_unanswered`]).
+    /// record is written, nothing waits for the answers ([`Answers::Ignored`]).
     pub(crate) async fn renew(
         &self,
         id: &SessionId,
@@ -811,36 +835,6 @@ impl Copies {
             validity = self.validity_now(max_inactive, None);
         }
         let (validity_key, record, lifetime) = self.validity_item(id, &validity);
-        // When only the record is written and the lock, if it goes along, is deleted: the
-        // lock's release, if any.
-        let record_only = (!renew_copies)
-            .then(|| Rider::on(lock, &node, self.config.lock_expiration))
-            .filter(|rider| rider.as_ref().is_none_or(|r| !r.hands_over()));
-        if let Some(rider) = record_only {
-            // No answer would change what this request does: they are read with the
-            // connection's next exchange.
-            let mut commands = vec![Command::Set {
-                key: &validity_key,
-                value: &record,
-                exptime: lifetime,
-            }];
-            commands.extend(rider.as_ref().map(Rider::command));
-            let sent_at = std::time::Instant::now();
-            let sent = self
-                .cluster
-                .call(&node, |c| c.pipeline_unanswered(&commands));
-            return match sent.await {
-                Ok(()) => {
-                    if let Some(rider) = rider {
-                        rider.done(lock, sent_at, &[]);
-                    }
-                    bump(&self.stats.sessions_touched);
-                    Ok(true)
-                }
-                Err(e) if e.is_node_failure() => Ok(false),
-                Err(e) => Err(e),
-            };
-        }
         let key = self.key(KeyKind::Session, id);
         let copies_ttl = self.copies_exptime(max_inactive);
         let versions = match (renew_copies && self.split(), base) {
@@ -896,8 +890,13 @@ impl Copies {
                 touched.await.ok();
             }
         };
+        // Only the copies' touches have answers this looks at.
+        let answers = match renew_copies {
+            true => Answers::Wanted,
+            false => Answers::Ignored,
+        };
         let (answers, ()) = tokio::join!(
-            self.send_releasing(&node, commands, None, lock),
+            self.send_releasing(&node, commands, None, lock, answers),
             renew_second
         );
         let answers = match answers {
