@@ -340,12 +340,6 @@ impl Rider {
             })
     }
 
-    /// Whether the release hands the lock to the next request of this host: its answer then
-    /// says whether that request has it.
-    pub(crate) fn hands_over(&self) -> bool {
-        self.release == Release::HandOver
-    }
-
     /// The pipelined command that gives the lock up.
     pub(crate) fn command(&self) -> Command<'_> {
         match self.release {

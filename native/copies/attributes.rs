@@ -31,7 +31,7 @@ use parking_lot::Mutex;
 
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::{Answers, Copies, Layout, Outgoing};
+use super::{Copies, Layout, Outgoing};
 use crate::client::{Answer, Command};
 use crate::cluster::Node;
 use crate::envelope::{Index, Stored};
@@ -318,7 +318,7 @@ impl Copies {
         });
         let _turn = self.index_turns.take(&key).await;
         let answers = match self
-            .send_releasing(node, commands, record.as_ref(), lock, Answers::Wanted)
+            .send_releasing(node, commands, record.as_ref(), lock)
             .await
         {
             Ok(answers) => answers,

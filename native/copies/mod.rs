@@ -131,18 +131,6 @@ pub(crate) struct Copies {
     deletions: deletions::Deletions,
 }
 
-/// Whether the caller of [`Copies::send_releasing`] looks at the answers. When it does not
-/// (a validity record's renewal, with the lock's deletion), a host thread does not wait for
-/// them: they are read by the connection's next exchange
-/// ([`crate::client::NodeClient::pipeline_unanswered`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Answers {
-    /// Read and returned.
-    Wanted,
-    /// Not waited for where the caller's thread would wait for them.
-    Ignored,
-}
-
 impl Copies {
     pub(crate) fn new(
         config: Arc<Config>,
@@ -412,22 +400,20 @@ impl Copies {
             value: out.whole,
             exptime,
         }];
-        self.send_releasing(node, commands, record.as_ref(), lock, Answers::Wanted)
+        self.send_releasing(node, commands, record.as_ref(), lock)
             .await?;
         Ok(None)
     }
 
     /// Sends `commands` to `node` in one round trip, then `record` (a validity record: key,
     /// value, expiry) and, last, the release of `lock` when it lives there and is certainly still
-    /// ours (the lock is then taken out of the option). With [`Answers::Ignored`] none is
-    /// returned.
+    /// ours (the lock is then taken out of the option).
     pub(crate) async fn send_releasing<'a>(
         &self,
         node: &Node,
         commands: Vec<Command<'a>>,
         record: Option<&'a (String, Vec<u8>, u64)>,
         lock: &mut Option<SessionLock>,
-        answers: Answers,
     ) -> Result<Vec<Answer>> {
         let mut commands = commands;
         if let Some((key, value, exptime)) = record {
@@ -441,19 +427,8 @@ impl Copies {
         if let Some(rider) = &rider {
             commands.push(rider.command());
         }
-        // A hand-over's answer says whether the next request of this host has the lock.
-        let unanswered =
-            answers == Answers::Ignored && rider.as_ref().is_none_or(|r| !r.hands_over());
         let sent = std::time::Instant::now();
-        let answers = if unanswered {
-            let call = self
-                .cluster
-                .call(node, |c| c.pipeline_unanswered(&commands));
-            call.await?;
-            Vec::new()
-        } else {
-            self.cluster.call(node, |c| c.pipeline(&commands)).await?
-        };
+        let answers = self.cluster.call(node, |c| c.pipeline(&commands)).await?;
         if let Some(rider) = rider {
             rider.done(lock, sent, &answers);
         }
@@ -815,8 +790,7 @@ impl Copies {
     /// its copies' expiry when `copies_expire` comes close; releases `lock` in the same round
     /// trip when it can (taking it out of the option). Stored attribute by attribute, the
     /// attributes' items are renewed with the copy (their names from `base`, or else read). `false`
-    /// when the session's node is down or memcached no longer holds the session. When only the
-    /// record is written, nothing waits for the answers ([`Answers::Ignored`]).
+    /// when the session's node is down or memcached no longer holds the session.
     pub(crate) async fn renew(
         &self,
         id: &SessionId,
@@ -890,13 +864,8 @@ impl Copies {
                 touched.await.ok();
             }
         };
-        // Only the copies' touches have answers this looks at.
-        let answers = match renew_copies {
-            true => Answers::Wanted,
-            false => Answers::Ignored,
-        };
         let (answers, ()) = tokio::join!(
-            self.send_releasing(&node, commands, None, lock, answers),
+            self.send_releasing(&node, commands, None, lock),
             renew_second
         );
         let answers = match answers {
