@@ -11,8 +11,8 @@
 //! parser in [`reply`]. A client made [`NodeClient::together`] (sticky mode) sends the requests
 //! answered by single lines through the server's `writer`, with other callers' on one
 //! connection; the others take a pooled connection each. Requests whose answers would change
-//! nothing (a validity record's renewal) may go unanswered on a blocking connection, whose next
-//! exchange reads those answers ([`NodeClient::pipeline_unanswered`]).
+//! nothing may go unanswered on a blocking connection, whose next exchange reads those answers
+//! ([`NodeClient::pipeline_unanswered`]).
 
 mod command;
 mod connection;
@@ -327,8 +327,7 @@ impl NodeClient {
     }
 
     /// [`NodeClient::pipeline`] without waiting for the answers, for commands answered by one
-    /// line whose outcome would change nothing the caller does (a validity record's renewal,
-    /// a lock's release): on a host thread that waits ([`crate::runtime::host_waits`]) they
+    /// line whose outcome would change nothing the caller does: on a host thread that waits ([`crate::runtime::host_waits`]) they
     /// are sent on a blocking connection whose next exchange reads the answers (a refusal is
     /// logged then; see [`Connection::send_unanswered`]); elsewhere, and for other commands,
     /// this is a pipeline.
