@@ -41,7 +41,7 @@ for target in "${RUST_TARGETS[@]}"; do
 done
 # cargo-zigbuild runs this zig, not one found on the PATH; macOS libraries load on macOS 11+
 # (zig's default would be its newest SDK).
-CARGO_ZIGBUILD_ZIG_PATH="$ZIG" MACOSX_DEPLOYMENT_TARGET=11.0 cargo zigbuild --release --lib --locked "${targets[@]}"
+CARGO_ZIGBUILD_ZIG_PATH="$ZIG" MACOSX_DEPLOYMENT_TARGET=11.0 cargo zigbuild --release --lib --locked --features mimalloc "${targets[@]}"
 
 # The shipped libraries, in target/native/<platform>/: Linux ones stripped, with their debug
 # information (compressed) in a .debug file that the library names (.gnu_debuglink); macOS ones

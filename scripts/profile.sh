@@ -45,7 +45,7 @@ mkdir -p "$OUT"
 library=()
 if [ "$PERF" = 1 ] && [ "$MANAGER" = msm ]; then
     # The jar's library has no frame pointers: perf could not walk from the core back to Java.
-    RUSTFLAGS="-C force-frame-pointers=yes" cargo build --release --lib --locked \
+    RUSTFLAGS="-C force-frame-pointers=yes" cargo build --release --lib --locked --features mimalloc \
         --target-dir target/frame-pointers >"$OUT/cargo.log" 2>&1 || {
         cat "$OUT/cargo.log" >&2
         exit 1
