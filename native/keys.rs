@@ -103,7 +103,12 @@ impl KeyScheme {
 
     /// The key of one record of a session.
     pub fn key(&self, kind: KeyKind, id: &SessionId) -> String {
-        format!("{}{}{}", kind.tag(), self.prefix, id.storage_part())
+        let tag = kind.tag();
+        let mut key = String::with_capacity(tag.len() + self.prefix.len() + id.storage_part_len());
+        key.push_str(tag);
+        key.push_str(&self.prefix);
+        id.push_storage_part(&mut key);
+        key
     }
 
     /// The key of the item holding the version `version` of the attribute `name` of a session

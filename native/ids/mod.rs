@@ -134,7 +134,22 @@ impl SessionId {
     /// The part that names the stored session: the id without its route, which changes on
     /// Tomcat failover while the stored session stays the same.
     pub fn storage_part(&self) -> String {
-        format!("{}-{}", self.random, self.node)
+        let mut part = String::with_capacity(self.storage_part_len());
+        self.push_storage_part(&mut part);
+        part
+    }
+
+    /// Bytes of [`SessionId::storage_part`].
+    pub fn storage_part_len(&self) -> usize {
+        self.random.len() + 1 + self.node.len()
+    }
+
+    /// Appends [`SessionId::storage_part`] to `out`, for keys built without a string of it
+    /// first (every request builds several).
+    pub fn push_storage_part(&self, out: &mut String) {
+        out.push_str(&self.random);
+        out.push('-');
+        out.push_str(&self.node);
     }
 }
 

@@ -145,10 +145,10 @@ impl Backups {
     pub(crate) fn write_of(
         &self,
         id: &SessionId,
-        session: &SessionData,
+        session: SessionData,
         version: u64,
     ) -> Result<Work> {
-        let mut versioned = session.clone();
+        let mut versioned = session;
         versioned.version = version;
         let whole = self
             .store
@@ -352,7 +352,7 @@ impl Backups {
                     self.tracker.failed(&job.key);
                     return Ok(BackupOutcome::Unchanged);
                 };
-                rewrite = self.write_of(&job.id, session, job.version)?;
+                rewrite = self.write_of(&job.id, session.clone(), job.version)?;
                 let Work::Write { session, whole } = &rewrite else {
                     unreachable!("write_of makes a write")
                 };

@@ -83,34 +83,34 @@ impl Sticky {
         session: &SessionData,
         wait: Option<Duration>,
     ) -> Result<BackupOutcome> {
-        runtime::block_on(self.backup_async(id, session, wait))
+        runtime::block_on(self.backup_async(id, session.clone(), wait))
     }
 
-    /// [`Sticky::backup`] for async callers.
+    /// [`Sticky::backup`] for async callers, given the session (a write keeps it, so that
+    /// it is not copied).
     pub async fn backup_async(
         &self,
         id: &SessionId,
-        session: &SessionData,
+        session: SessionData,
         wait: Option<Duration>,
     ) -> Result<BackupOutcome> {
         self.track_backups();
         let key = self.key(id);
-        let fingerprint = Fingerprint::of(session);
-        let (change, version) =
-            self.backups
-                .tracker
-                .compare(&key, &fingerprint, session.max_inactive);
+        let fingerprint = Fingerprint::of(&session);
+        let max_inactive = session.max_inactive;
+        let (change, version) = self
+            .backups
+            .tracker
+            .compare(&key, &fingerprint, max_inactive);
         let work = match change {
             Change::Unchanged => {
                 bump(&self.stats.session_backups_skipped);
                 return Ok(BackupOutcome::Unchanged);
             }
-            Change::ExpiryDue => Work::Touch(Some(session.clone())),
+            Change::ExpiryDue => Work::Touch(Some(session)),
             Change::Changed => self.backups.write_of(id, session, version)?,
         };
-        let job = self
-            .backups
-            .job(id, key, work, version, session.max_inactive);
+        let job = self.backups.job(id, key, work, version, max_inactive);
         self.backups.submit(job, wait).await
     }
 
@@ -296,7 +296,7 @@ impl Mode for Sticky {
             }
             Outcome::Used { id, session, .. } => {
                 let id = request.resolve(id, &self.stats)?;
-                Some(self.backup_async(&id, &session, wait).await?)
+                Some(self.backup_async(&id, session, wait).await?)
             }
         };
         Ok(Ended::Done {
