@@ -28,6 +28,10 @@ use crate::runtime;
 use crate::session::SessionData;
 use crate::stats::{Stats, bump};
 
+/// How long an asynchronous backup waits for others to go out with it (see
+/// [`Backups::background`]).
+const GATHER: Duration = Duration::from_millis(1);
+
 /// One change of a session's memcached copies, run in the background or on the caller's thread.
 #[derive(Debug)]
 pub(crate) struct BackupJob {
@@ -103,14 +107,25 @@ impl Backups {
     /// The background task: runs each job it receives, then the session's jobs queued behind
     /// it, every session's side by side. Ends when the backups are dropped and their last jobs
     /// are done.
+    ///
+    /// A job nobody waits for (an asynchronous backup) first waits [`GATHER`] for others: the
+    /// jobs handed over meanwhile wake nobody (a wake-up of this task cost the request thread
+    /// and this one a switch each) and go out together, in one write per node.
     async fn background(backups: Weak<Self>, mut inbox: mpsc::UnboundedReceiver<BackupJob>) {
         let mut running = FuturesUnordered::new();
         loop {
             tokio::select! {
-                job = inbox.recv() => match (job, backups.upgrade()) {
-                    (Some(job), Some(backups)) => running.push(backups.contained(job)),
-                    _ => break,
-                },
+                job = inbox.recv() => {
+                    let Some(job) = job else { break };
+                    if job.done.is_none() {
+                        tokio::time::sleep(GATHER).await;
+                    }
+                    let Some(backups) = backups.upgrade() else { break };
+                    running.push(Arc::clone(&backups).contained(job));
+                    while let Ok(job) = inbox.try_recv() {
+                        running.push(Arc::clone(&backups).contained(job));
+                    }
+                }
                 Some(()) = running.next(), if !running.is_empty() => {}
             }
         }
