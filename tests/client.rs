@@ -313,13 +313,6 @@ fn from_a_waiting_host_thread_a_hung_server_times_out_and_a_restarted_one_is_rea
     server.resume();
     // A reused connection would now read the late reply to `get a`.
     assert_eq!(waited(c.get("b")).unwrap().as_deref(), Some(&b"second"[..]));
-    // A connection owed an answer when the server restarts is retried like any other.
-    let renewal = [Command::Set {
-        key: "c",
-        value: b"third",
-        exptime: 0,
-    }];
-    waited(c.pipeline_unanswered(&renewal)).unwrap();
     server.restart();
     // The pooled connection is dead; the retry connects afresh within the same deadline.
     assert_eq!(waited(c.get("a")).unwrap(), None);
@@ -329,39 +322,4 @@ fn from_a_waiting_host_thread_a_hung_server_times_out_and_a_restarted_one_is_rea
     let error = waited(c.get("a")).unwrap_err();
     assert!(matches!(error, Error::Io { .. }), "{error:?}");
     assert!(error.is_node_failure());
-}
-
-/// Commands sent unanswered from a waiting host thread are answered to the connection's next
-/// exchange, which reads those answers first: refused or not, every caller gets its own reply.
-#[test]
-fn commands_sent_unanswered_are_read_by_the_next_exchange() {
-    let server = Memcached::start();
-    let c = client(server.port, 5000);
-    let set = |key, value| Command::Set {
-        key,
-        value,
-        exptime: 0,
-    };
-    let big = vec![b'x'; 2 << 20];
-    waited(async {
-        c.pipeline_unanswered(&[set("a", b"1"), set("gone", b"x")])
-            .await
-            .unwrap();
-        assert_eq!(c.get("a").await.unwrap().as_deref(), Some(&b"1"[..]));
-        // Refused for its size: logged when read, and the connection stays in step.
-        let commands = [set("big", &big), set("b", b"2"), Command::Delete("gone")];
-        c.pipeline_unanswered(&commands).await.unwrap();
-        let found = c.get_multi(&["a", "b", "big", "gone"]).await.unwrap();
-        assert_eq!(found.len(), 2, "{:?}", found.keys());
-        assert_eq!(found["b"], b"2");
-        assert!(c.add("c", b"3", 0).await.unwrap());
-    });
-    assert_eq!(server.get("c").as_deref(), Some(&b"3"[..]));
-    // On a runtime thread they are a pipeline, answered at once.
-    let too_large = [set("big", &big)];
-    let refused = msm::runtime::handle().block_on(c.pipeline_unanswered(&too_large));
-    assert!(
-        matches!(refused, Err(Error::TooLarge { .. })),
-        "{refused:?}"
-    );
 }

@@ -65,7 +65,7 @@ enum Stream {
     /// connection's future, for host threads that wait for it anyway
     /// ([`crate::runtime::host_waits`]): a reply then wakes that thread directly, not a runtime
     /// thread that wakes it. Each read and write waits until `deadline` at most, the deadline
-    /// of the exchange under way ([`Connection::exchange`], [`Connection::send_unanswered`]).
+    /// of the exchange under way ([`Connection::exchange`]).
     Blocking {
         tcp: std::net::TcpStream,
         deadline: std::time::Instant,
@@ -189,9 +189,6 @@ pub struct Connection {
     stream: Stream,
     /// Bytes received and not yet taken by a reply.
     buffer: Vec<u8>,
-    /// One-line answers the server owes to requests sent unanswered
-    /// ([`Connection::send_unanswered`]), read before the next exchange's.
-    owed: usize,
 }
 
 impl Connection {
@@ -230,7 +227,6 @@ impl Connection {
         let mut conn = Connection {
             stream,
             buffer: Vec::with_capacity(READ_CHUNK),
-            owed: 0,
         };
         if let Some(credentials) = security.credentials() {
             conn.authenticate(credentials, deadline).await?;
@@ -253,7 +249,6 @@ impl Connection {
         let mut conn = Connection {
             stream: Stream::Blocking { tcp, deadline },
             buffer: Vec::with_capacity(READ_CHUNK),
-            owed: 0,
         };
         if let Some(credentials) = security.credentials() {
             conn.authenticate(credentials, deadline.into()).await?;
@@ -283,18 +278,11 @@ impl Connection {
     }
 
     /// Whether an idle connection can serve a request: the server has neither closed it nor
-    /// sent anything since its last reply (which a later request would take for its own), or
-    /// what it sent may be answers it owes (only blocking connections are owed any, and their
-    /// probe leaves the bytes in place): the next exchange reads them, and fails if the server
-    /// closed the connection behind them, to be retried on a fresh one.
+    /// sent anything since its last reply (which a later request would take for its own).
     pub fn is_quiet(&mut self) -> bool {
         let mut probe = [0u8; 1];
         let mut probe = ReadBuf::new(&mut probe);
-        match self.stream.poll_now(&mut probe) {
-            Poll::Pending => true,
-            Poll::Ready(Ok(())) => self.owed > 0 && !probe.filled().is_empty(),
-            Poll::Ready(Err(_)) => false,
-        }
+        self.stream.poll_now(&mut probe).is_pending()
     }
 
     /// Waits until the server closes the connection (or breaks it, or sends bytes nobody asked
@@ -310,10 +298,9 @@ impl Connection {
     /// Sends encoded requests at once and reads their replies in order, one per `expects`
     /// entry: one round trip however many requests, over by `deadline` (the caller bounds the
     /// wait of a connection on the runtime; a blocking one bounds its own reads and writes).
-    /// Values larger
-    /// than `max_value` are refused before anything is allocated for them. Bytes left after the
-    /// last reply fail the exchange: the server said more than it was asked, so no reply can be
-    /// trusted to be ours.
+    /// Values larger than `max_value` are refused before anything is allocated for them. Bytes
+    /// left after the last reply fail the exchange: the server said more than it was asked, so
+    /// no reply can be trusted to be ours.
     pub async fn exchange(
         &mut self,
         requests: &[u8],
@@ -323,7 +310,6 @@ impl Connection {
     ) -> Result<Vec<Reply>, Failure> {
         self.bound(deadline);
         self.stream.write_all(requests).await.map_err(io_failure)?;
-        self.read_owed().await?;
         let mut replies = Vec::with_capacity(expects.len());
         let mut refused = None;
         for expect in expects {
@@ -421,41 +407,6 @@ impl Connection {
             self.buffer = Vec::with_capacity(READ_CHUNK);
         }
         (outcomes, in_step)
-    }
-
-    /// Sends encoded requests answered by `lines` single lines without reading them; the next
-    /// exchange reads them before its own. For requests whose outcome would change nothing
-    /// their caller does (a validity record's renewal, a lock's release), on a blocking
-    /// connection, so that the caller's thread does not wait for the server. A refusal is
-    /// logged when it is read.
-    pub async fn send_unanswered(
-        &mut self,
-        requests: &[u8],
-        lines: usize,
-        deadline: Instant,
-    ) -> Result<(), Failure> {
-        self.bound(deadline);
-        self.stream.write_all(requests).await.map_err(io_failure)?;
-        self.owed += lines;
-        Ok(())
-    }
-
-    /// Reads the answers owed to requests sent unanswered, by the deadline of the exchange
-    /// under way: a value refused for its size or for want of memory is logged (nobody waits
-    /// for it, and the server goes on with the next request); any other failure fails the
-    /// exchange, whose connection is then out of step.
-    pub async fn read_owed(&mut self) -> Result<(), Failure> {
-        while self.owed > 0 {
-            match self.read_reply(Expect::Line, 0).await {
-                Ok(_) => {}
-                Err(Failure::Refused(message)) if is_storage_refusal(&message) => {
-                    tracing::warn!(%message, "a request sent unanswered was refused");
-                }
-                Err(e) => return Err(e),
-            }
-            self.owed -= 1;
-        }
-        Ok(())
     }
 
     /// Bounds a blocking connection's reads and writes by `deadline` (see [`Stream::Blocking`]).

@@ -10,9 +10,7 @@
 //! sent by a `connection`, which only writes and buffers, and its replies are read by the pure
 //! parser in [`reply`]. A client made [`NodeClient::together`] (sticky mode) sends the requests
 //! answered by single lines through the server's `writer`, with other callers' on one
-//! connection; the others take a pooled connection each. Requests whose answers would change
-//! nothing may go unanswered on a blocking connection, whose next exchange reads those answers
-//! ([`NodeClient::pipeline_unanswered`]).
+//! connection; the others take a pooled connection each.
 
 mod command;
 mod connection;
@@ -50,16 +48,6 @@ pub enum CasOutcome {
     Exists,
     /// The item is gone.
     NotFound,
-}
-
-/// `commands` encoded one after the other, as they go out together.
-fn encode(commands: &[Command<'_>]) -> Result<Vec<u8>> {
-    let values: usize = commands.iter().map(Command::value_len).sum();
-    let mut request = Vec::with_capacity(values + 64 * commands.len());
-    for command in commands {
-        command.encode(&mut request)?;
-    }
-    Ok(request)
 }
 
 /// The client of one memcached server.
@@ -310,7 +298,11 @@ impl NodeClient {
         if commands.is_empty() {
             return Ok(Vec::new());
         }
-        let request = encode(commands)?;
+        let values: usize = commands.iter().map(Command::value_len).sum();
+        let mut request = Vec::with_capacity(values + 64 * commands.len());
+        for command in commands {
+            command.encode(&mut request)?;
+        }
         let expects: Vec<Expect<'_>> = commands.iter().map(Command::expect).collect();
         let largest = commands.iter().map(Command::value_len).max().unwrap_or(0);
         let replies = if self.together && expects.iter().all(|e| matches!(e, Expect::Line)) {
@@ -324,32 +316,6 @@ impl NodeClient {
             .zip(replies)
             .map(|(command, reply)| command.answer(reply).map_err(|r| self.unexpected(r)))
             .collect()
-    }
-
-    /// [`NodeClient::pipeline`] without waiting for the answers, for commands answered by one
-    /// line whose outcome would change nothing the caller does: on a host thread that waits ([`crate::runtime::host_waits`]) they
-    /// are sent on a blocking connection whose next exchange reads the answers (a refusal is
-    /// logged then; see [`Connection::send_unanswered`]); elsewhere, and for other commands,
-    /// this is a pipeline.
-    pub async fn pipeline_unanswered(&self, commands: &[Command<'_>]) -> Result<()> {
-        let lines = commands.iter().all(|c| matches!(c.expect(), Expect::Line));
-        if !self.blocking() || !lines || commands.is_empty() {
-            return self.pipeline(commands).await.map(drop);
-        }
-        let request = encode(commands)?;
-        let request = &request;
-        self.retrying(|attempt, deadline| async move {
-            let mut conn = self.connection(attempt, true, deadline).await?;
-            conn.send_unanswered(request, commands.len(), deadline)
-                .await?;
-            if let Some(mut unkept) = self.keep(conn, true) {
-                // Closed with answers unread, the connection would be reset, and the server
-                // could drop what it has not read yet.
-                unkept.read_owed().await?;
-            }
-            Ok(())
-        })
-        .await
     }
 
     /// A server's refusal of a value as too large, as [`Error::TooLarge`].
@@ -413,15 +379,12 @@ impl NodeClient {
         }
     }
 
-    /// Puts a connection that served its exchange back in its pool; returns it when the pool
-    /// is full.
-    fn keep(&self, conn: Connection, blocking: bool) -> Option<Connection> {
+    /// Puts a connection that served its exchange back in its pool, unless the pool is full.
+    fn keep(&self, conn: Connection, blocking: bool) {
         let mut idle = self.idle(blocking).lock();
         if idle.len() < MAX_IDLE {
             idle.push(conn);
-            return None;
         }
-        Some(conn)
     }
 
     /// [`NodeClient::exchange`] for requests answered by `lines` single lines: sent together
