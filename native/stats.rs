@@ -61,6 +61,9 @@ counters! {
     sessions_missing,
     /// Sessions whose expiry was renewed.
     sessions_touched,
+    /// Non-sticky: accesses that left the session's validity record as it was, since it had been
+    /// renewed less than a second before (see `RENEWAL_LAG_MS`).
+    renewals_skipped,
     /// Sessions deleted.
     sessions_deleted,
     /// Sessions moved to another node because theirs failed.

@@ -35,6 +35,13 @@ const FIELDS_LEN: usize = 20;
 /// Bytes before the tag, in format 2.
 const BODY_LEN: usize = FIELDS_AT + FIELDS_LEN;
 
+/// The most a session's recorded last access lags behind its true last access: an access less
+/// than this long after the record's last renewal does not renew it again. Memcached counts
+/// expiries in whole seconds, so the record it keeps may already expire up to a second early;
+/// skipping renewals within a second adds no larger error and spares a round trip to most
+/// requests of an active session.
+pub const RENEWAL_LAG_MS: u64 = 1000;
+
 /// The memcached lifetime of a session's copies that lives `max_inactive` seconds: a quarter
 /// longer, so that renewing them a quarter-lifetime after the last write or touch always covers
 /// the session's own expiry. 0 (never expires) stays 0.
@@ -84,6 +91,18 @@ impl Validity {
             return false;
         };
         secs > 0 && now.saturating_sub(self.last_accessed) > secs * 1000
+    }
+
+    /// Whether the record, renewed at its last access, is recent enough at `now` (milliseconds
+    /// since the Unix epoch) that an access now need not renew it: less than [`RENEWAL_LAG_MS`]
+    /// ago, and less than a twentieth of the session's lifetime. A last access after `now` (a
+    /// host whose clock runs ahead) is not recent: the record is renewed.
+    pub fn renewed_lately(&self, now: u64) -> bool {
+        let lag = match u64::try_from(self.max_inactive) {
+            Ok(secs) if secs > 0 => RENEWAL_LAG_MS.min(secs * 1000 / 20),
+            _ => RENEWAL_LAG_MS,
+        };
+        self.last_accessed <= now && now - self.last_accessed < lag
     }
 
     /// Whether the copies' expiry must be renewed at `now` (seconds since the Unix epoch): less
@@ -304,6 +323,29 @@ mod tests {
         };
         assert!(!forever.expired(u64::MAX));
         assert!(Validity::ENDED.expired(now_millis()));
+    }
+
+    #[test]
+    fn a_record_renewed_within_the_lag_is_not_renewed_again() {
+        let v = record();
+        let at = v.last_accessed;
+        assert!(v.renewed_lately(at));
+        assert!(v.renewed_lately(at + RENEWAL_LAG_MS - 1));
+        assert!(!v.renewed_lately(at + RENEWAL_LAG_MS));
+        assert!(!v.renewed_lately(at - 1), "a clock ahead renews");
+        // Short lifetimes: a twentieth of it.
+        let short = Validity {
+            max_inactive: 4,
+            ..v
+        };
+        assert!(short.renewed_lately(at + 199));
+        assert!(!short.renewed_lately(at + 200));
+        let forever = Validity {
+            max_inactive: 0,
+            ..v
+        };
+        assert!(forever.renewed_lately(at + RENEWAL_LAG_MS - 1));
+        assert!(!forever.renewed_lately(at + RENEWAL_LAG_MS));
     }
 
     #[test]

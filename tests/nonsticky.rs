@@ -107,34 +107,36 @@ fn a_request_end_writes_only_a_changed_session_and_always_unlocks() {
     let id = block_on(m.new_session_id(None)).unwrap();
     block_on(m.store(&id, &mut session(b"1"))).unwrap();
 
-    // Unchanged: the lock's `add`, one get of session and validity record, then the record
-    // rewritten and the lock deleted; the copies are neither written nor touched.
-    let before = command_totals(&nodes);
-    let (loaded, lock) = block_on(m.load_locked(&id)).unwrap();
-    let mut s = loaded.unwrap().session;
-    block_on(
-        m.non_sticky()
-            .unwrap()
-            .finish(&id, &mut s, Some(lock), None),
-    )
-    .unwrap();
-    assert_eq!(
-        since(before, &nodes),
-        [2, 2, 0, 1],
-        "[gets, sets, touches, deletes]"
-    );
+    let nonsticky = m.non_sticky().unwrap();
+    let unchanged = || {
+        let before = command_totals(&nodes);
+        let (loaded, lock) = block_on(m.load_locked(&id)).unwrap();
+        let mut s = loaded.unwrap().session;
+        block_on(nonsticky.finish(&id, &mut s, Some(lock), None)).unwrap();
+        since(before, &nodes)
+    };
+    let unused = || {
+        let before = command_totals(&nodes);
+        let lock = block_on(m.lock(&id)).unwrap();
+        assert!(block_on(nonsticky.accessed(&id, Some(lock), None)).unwrap());
+        since(before, &nodes)
+    };
+    let lag = Duration::from_millis(1050);
+    // [gets, sets, touches, deletes]. Unchanged, a second after the last write: the lock's
+    // `add`, one get of session and validity record, then the record rewritten and the lock
+    // deleted; the copies are neither written nor touched.
+    std::thread::sleep(lag);
+    assert_eq!(unchanged(), [2, 2, 0, 1], "unchanged");
+    // Right after that renewal: the record is left as it is.
+    assert_eq!(unchanged(), [2, 1, 0, 1], "unchanged, renewed lately");
+    assert_eq!(stat(&m, "renewals_skipped"), 1);
 
     // Changed: both copies and the record written, the lock deleted.
     let before = command_totals(&nodes);
     let (loaded, lock) = block_on(m.load_locked(&id)).unwrap();
     let mut s = loaded.unwrap().session;
     s.attributes.insert("k".into(), b"2".to_vec());
-    block_on(
-        m.non_sticky()
-            .unwrap()
-            .finish(&id, &mut s, Some(lock), None),
-    )
-    .unwrap();
+    block_on(nonsticky.finish(&id, &mut s, Some(lock), None)).unwrap();
     assert_eq!(
         since(before, &nodes),
         [2, 4, 0, 1],
@@ -143,15 +145,12 @@ fn a_request_end_writes_only_a_changed_session_and_always_unlocks() {
     let again = block_on(m.load(&id)).unwrap().unwrap().session;
     assert_eq!(again.attributes["k"], b"2");
 
-    // A request that never used the session: the record read and rewritten, nothing else.
-    let before = command_totals(&nodes);
-    let lock = block_on(m.lock(&id)).unwrap();
-    assert!(block_on(m.non_sticky().unwrap().accessed(&id, Some(lock), None)).unwrap());
-    assert_eq!(
-        since(before, &nodes),
-        [1, 2, 0, 1],
-        "[gets, sets, touches, deletes]"
-    );
+    // A request that never used the session: the record read, left as the change wrote it,
+    // then, a second later, read and rewritten; nothing else.
+    assert_eq!(unused(), [1, 1, 0, 1], "unused, renewed lately");
+    std::thread::sleep(lag);
+    assert_eq!(unused(), [1, 2, 0, 1], "unused");
+    assert_eq!(stat(&m, "renewals_skipped"), 2);
 
     // The lock is free: a new one is granted at once.
     let lock = block_on(m.lock(&id)).unwrap();

@@ -5,6 +5,7 @@ mod common;
 
 use common::tomcat::{Browser, Options, Tomcat, storage};
 use common::{Memcached, command_totals, node_list};
+use std::time::Duration;
 
 const PREFIX: &str = "e2e:";
 
@@ -336,26 +337,29 @@ fn an_unreachable_store_serves_local_copies_and_answers_503_instead_of_a_new_ses
     );
 }
 
-/// Memcached commands per request of each kind, over 20 requests of one session.
-fn per_request(
+/// Memcached commands of each kind that `requests` requests of one session to `path` sent,
+/// `gap` apart, and how many of them left the session's validity record unrenewed.
+fn commands(
     tomcat: &Tomcat,
     browser: &mut Browser,
     nodes: &[&Memcached],
     path: &str,
-) -> [u64; 4] {
-    const REQUESTS: u64 = 20;
-    let before = command_totals(nodes);
-    for i in 0..REQUESTS {
+    (requests, gap): (u64, Duration),
+) -> ([u64; 4], u64) {
+    let skipped = |tomcat: &Tomcat| -> u64 {
+        let stats = tomcat.get("/stats", None);
+        stats.field("RenewalsSkipped").unwrap().parse().unwrap()
+    };
+    let (before, skipped_before) = (command_totals(nodes), skipped(tomcat));
+    for i in 0..requests {
+        std::thread::sleep(gap);
         let response = browser.get(tomcat, &path.replace("{i}", &i.to_string()));
         assert_eq!(response.status, 200, "{response:?}");
         assert!(response.new_session.is_none(), "{response:?}");
     }
     let after = command_totals(nodes);
-    std::array::from_fn(|i| {
-        let delta = after[i] - before[i];
-        assert_eq!(delta % REQUESTS, 0, "{path}: {delta} commands of kind {i}");
-        delta / REQUESTS
-    })
+    let totals = std::array::from_fn(|i| after[i] - before[i]);
+    (totals, skipped(tomcat) - skipped_before)
 }
 
 #[test]
@@ -363,6 +367,8 @@ fn each_request_costs_the_fewest_memcached_commands() {
     let (m1, m2) = (Memcached::start(), Memcached::start());
     let nodes = [&m1, &m2];
     let list = node_list(&nodes);
+    // Requests a second apart, each after the last renewal's lag; and one after the other.
+    let (spaced, close) = ((2, Duration::from_millis(1050)), (20, Duration::ZERO));
     // Expiry events off (the default), then on: once a session's first request indexed it,
     // they cost no command per request. (Tomcat's background poll for expired sessions is held
     // off here, `processExpiresFrequency` being far beyond the test.)
@@ -388,25 +394,51 @@ fn each_request_costs_the_fewest_memcached_commands() {
                 std::array::from_fn(|i| base[i] + lock[i])
             }
         };
+        let mut per_request = |path, (requests, gap)| {
+            let (totals, skipped) = commands(&a, &mut browser, &nodes, path, (requests, gap));
+            let per: [u64; 4] = std::array::from_fn(|i| totals[i] / requests);
+            assert_eq!(
+                per.map(|n| n * requests),
+                totals,
+                "{locking}: {path}: {totals:?}"
+            );
+            (per, skipped)
+        };
         // [get keys, sets, touches, deletes]. Reading: session and validity record in one
         // get, the record rewritten. Modifying: both copies and the record written. Not using
         // the session: only the record, read and rewritten. A lock adds its `add` and `delete`,
         // the delete sent with the last write.
         assert_eq!(
-            per_request(&a, &mut browser, &nodes, "/read"),
-            locked([2, 1, 0, 0]),
+            per_request("/read", spaced),
+            (locked([2, 1, 0, 0]), 0),
             "{locking}: reading"
         );
         assert_eq!(
-            per_request(&a, &mut browser, &nodes, "/set?name=k&value={i}"),
-            locked([2, 3, 0, 0]),
+            per_request("/set?name=k&value={i}", close),
+            (locked([2, 3, 0, 0]), 0),
             "{locking}: modifying"
         );
         assert_eq!(
-            per_request(&a, &mut browser, &nodes, "/plain"),
-            locked([1, 1, 0, 0]),
+            per_request("/plain", spaced),
+            (locked([1, 1, 0, 0]), 0),
             "{locking}: not using the session"
         );
+        // One after the other, most requests find the record renewed less than a second ago
+        // and leave it: each request renews it or counts as skipped.
+        for (path, gets) in [("/read", 2), ("/plain", 1)] {
+            let (requests, _) = close;
+            let (totals, skipped) = commands(&a, &mut browser, &nodes, path, close);
+            let locks = if locking == "all" { requests } else { 0 };
+            assert_eq!(
+                totals,
+                [gets * requests, requests - skipped + locks, 0, locks],
+                "{locking}: {path}, one after the other ({skipped} skipped)"
+            );
+            assert!(
+                skipped >= requests / 2,
+                "{locking}: {path}: only {skipped} of {requests} renewals skipped"
+            );
+        }
         assert_eq!(browser.get(&a, "/get?name=k").field("k"), Some("19"));
     }
 }

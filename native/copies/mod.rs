@@ -787,24 +787,33 @@ impl Copies {
     }
 
     /// Renews a non-sticky session accessed now without rewriting it: its validity record, and
-    /// its copies' expiry when `copies_expire` comes close; releases `lock` in the same round
-    /// trip when it can (taking it out of the option). Stored attribute by attribute, the
-    /// attributes' items are renewed with the copy (their names from `base`, or else read). `false`
+    /// its copies' expiry when the record `read` says it comes close; releases `lock` in the same
+    /// round trip when it can (taking it out of the option). Stored attribute by attribute, the
+    /// attributes' items are renewed with the copy (their names from `base`, or else read). A
+    /// record renewed lately ([`Validity::renewed_lately`]) for the same lifetime, whose copies
+    /// are not due, is left as it is: nothing is sent (the lock stays in the option). `false`
     /// when the session's node is down or memcached no longer holds the session.
     pub(crate) async fn renew(
         &self,
         id: &SessionId,
         max_inactive: i32,
-        copies_expire: u64,
+        read: Option<&Validity>,
         base: Option<&Base>,
         lock: &mut Option<SessionLock>,
     ) -> Result<bool> {
         let Some(node) = self.cluster.node(id.node()).filter(|n| n.is_up()) else {
             return Ok(false);
         };
-        let now = now_millis() / 1000;
+        let now_ms = now_millis();
+        let now = now_ms / 1000;
+        let copies_expire = read.map_or(0, |v| v.copies_expire);
         let mut validity = self.validity_now(max_inactive, Some(copies_expire));
         let renew_copies = validity.copies_due_within(now, self.grace());
+        let lately = |r: &Validity| r.max_inactive == max_inactive && r.renewed_lately(now_ms);
+        if !renew_copies && read.is_some_and(lately) {
+            bump(&self.stats.renewals_skipped);
+            return Ok(true);
+        }
         if renew_copies {
             validity = self.validity_now(max_inactive, None);
         }
@@ -899,8 +908,9 @@ impl Copies {
         match self.read_validity(&node, id).await? {
             Some(validity) if validity.expired(now_millis()) => Ok(false),
             Some(validity) => {
-                let (max_inactive, expire) = (validity.max_inactive, validity.copies_expire);
-                self.renew(id, max_inactive, expire, None, lock).await
+                let max_inactive = validity.max_inactive;
+                self.renew(id, max_inactive, Some(&validity), None, lock)
+                    .await
             }
             None => {
                 // No record (lost with an evicted item, or the session predates non-sticky
@@ -908,7 +918,7 @@ impl Copies {
                 match self.read(id, None).await? {
                     Some(found) if found.loaded.relocated.is_none() => {
                         let max_inactive = found.loaded.session.max_inactive;
-                        self.renew(id, max_inactive, 0, found.base.as_ref(), lock)
+                        self.renew(id, max_inactive, None, found.base.as_ref(), lock)
                             .await
                     }
                     _ => Ok(false),
@@ -921,7 +931,7 @@ impl Copies {
     /// record, its copy and its second copy); `false` when the session is not in memcached.
     pub(crate) async fn touch(&self, id: &SessionId, max_inactive: i32) -> Result<bool> {
         if self.layout == Layout::Replicated {
-            return self.renew(id, max_inactive, 0, None, &mut None).await;
+            return self.renew(id, max_inactive, None, None, &mut None).await;
         }
         let Some(node) = self.membership.node(id.node()).await else {
             return Ok(false);

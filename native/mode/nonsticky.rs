@@ -23,6 +23,7 @@ use crate::locking::{Locks, SessionLock};
 use crate::request::{Ended, Lookup, Outcome, Request};
 use crate::session::SessionData;
 use crate::stats::Stats;
+use crate::validity::Validity;
 
 /// Most URIs `lockingMode="auto"` remembers as read-only; past it, it starts over.
 const MAX_READ_ONLY_URIS: usize = 10_000;
@@ -110,7 +111,7 @@ impl NonSticky {
             id: loaded.relocated.clone().unwrap_or_else(|| id.clone()),
             fingerprint: Fingerprint::of(&loaded.session),
             version: loaded.session.version,
-            copies_expire: found.validity.map_or(0, |v| v.copies_expire),
+            validity: found.validity,
             base: found.base,
         };
         let read = self.reads.fetch_add(1, Ordering::Relaxed) + 1;
@@ -149,10 +150,10 @@ impl NonSticky {
                 unchanged = true;
                 session.version = read.version;
                 let base = read.base.as_ref();
-                let (max_inactive, expire) = (session.max_inactive, read.copies_expire);
+                let (max_inactive, validity) = (session.max_inactive, read.validity.as_ref());
                 let copies = self.store.copies();
                 match copies
-                    .renew(id, max_inactive, expire, base, &mut lock)
+                    .renew(id, max_inactive, validity, base, &mut lock)
                     .await
                 {
                     Ok(true) => Ok(None),
@@ -356,8 +357,8 @@ struct HandedOut {
     id: SessionId,
     fingerprint: Fingerprint,
     version: u64,
-    /// When memcached drops its copies, seconds since the Unix epoch (0: unknown or never).
-    copies_expire: u64,
+    /// Its validity record as read with it, if one was.
+    validity: Option<Validity>,
     /// Stored attribute by attribute: what memcached held of it.
     base: Option<Base>,
 }

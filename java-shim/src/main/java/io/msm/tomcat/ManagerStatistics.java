@@ -118,6 +118,11 @@ public final class ManagerStatistics implements ManagerStatisticsMBean {
     }
 
     @Override
+    public long getRenewalsSkipped() {
+        return core("renewals_skipped");
+    }
+
+    @Override
     public long getSerializationFailures() {
         return serializationFailures.sum();
     }

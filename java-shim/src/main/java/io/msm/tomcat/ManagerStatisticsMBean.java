@@ -54,6 +54,12 @@ public interface ManagerStatisticsMBean {
      */
     long getSecondCopiesMissed();
 
+    /**
+     * @return non-sticky mode: accesses that left the session's validity record as it was, since
+     *     it had been renewed less than a second before
+     */
+    long getRenewalsSkipped();
+
     /** @return attributes that could not be serialized */
     long getSerializationFailures();
 
