@@ -7,6 +7,7 @@ import java.io.ObjectInputStream;
 import java.io.ObjectOutputStream;
 import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
 import java.util.Arrays;
 import java.util.regex.Pattern;
 
@@ -39,6 +40,12 @@ public final class JavaSerializer implements AttributeSerializer {
 
     private volatile Pattern allowedClasses;
     private volatile boolean warnOnRefusal = true;
+    /**
+     * Which common values are read directly: those whose classes (the ones an ObjectInputStream
+     * would resolve for them) the filter allows. Strings resolve no class.
+     */
+    private volatile boolean readsBytes = true;
+    private volatile boolean readsNumbers = true;
 
     /**
      * Restricts deserialization to classes whose names match.
@@ -49,6 +56,14 @@ public final class JavaSerializer implements AttributeSerializer {
     public void allowClasses(Pattern pattern, boolean warn) {
         this.allowedClasses = pattern;
         this.warnOnRefusal = warn;
+        this.readsBytes = allows(pattern, "[B");
+        this.readsNumbers = allows(pattern, "java.lang.Integer", "java.lang.Long",
+                "java.lang.Number");
+    }
+
+    private static boolean allows(Pattern pattern, String... classes) {
+        return pattern == null
+                || Arrays.stream(classes).allMatch(name -> pattern.matcher(name).matches());
     }
 
     @Override
@@ -108,6 +123,51 @@ public final class JavaSerializer implements AttributeSerializer {
         return out;
     }
 
+    /**
+     * The value of a stream that is exactly what an ObjectOutputStream writes for a common value
+     * ({@link #written}), read without an ObjectInputStream; null for any other stream, which an
+     * ObjectInputStream reads (a string with other than ASCII characters, a class the filter
+     * refuses, anything malformed).
+     */
+    private Object read(byte[] bytes) {
+        if (readsBytes && startsWith(bytes, BYTES_PREFIX)) {
+            int length = bytes.length - BYTES_PREFIX.length - Integer.BYTES;
+            if (length >= 0 && intAt(bytes, BYTES_PREFIX.length) == length) {
+                return Arrays.copyOfRange(bytes, bytes.length - length, bytes.length);
+            }
+        } else if (readsNumbers && bytes.length == INTEGER_PREFIX.length + Integer.BYTES
+                && startsWith(bytes, INTEGER_PREFIX)) {
+            return intAt(bytes, INTEGER_PREFIX.length);
+        } else if (readsNumbers && bytes.length == LONG_PREFIX.length + Long.BYTES
+                && startsWith(bytes, LONG_PREFIX)) {
+            return ByteBuffer.wrap(bytes, LONG_PREFIX.length, Long.BYTES).getLong();
+        } else if (startsWith(bytes, STRING_PREFIX)
+                && bytes.length >= STRING_PREFIX.length + Short.BYTES) {
+            int at = STRING_PREFIX.length;
+            int length = (bytes[at] & 0xFF) << 8 | bytes[at + 1] & 0xFF;
+            at += Short.BYTES;
+            if (bytes.length != at + length) {
+                return null;
+            }
+            for (int i = at; i < bytes.length; i++) {
+                if (bytes[i] <= 0) {
+                    return null;
+                }
+            }
+            return new String(bytes, at, length, StandardCharsets.US_ASCII);
+        }
+        return null;
+    }
+
+    private static boolean startsWith(byte[] bytes, byte[] prefix) {
+        return bytes.length >= prefix.length
+                && Arrays.equals(bytes, 0, prefix.length, prefix, 0, prefix.length);
+    }
+
+    private static int intAt(byte[] bytes, int at) {
+        return ByteBuffer.wrap(bytes, at, Integer.BYTES).getInt();
+    }
+
     /** What an ObjectOutputStream writes for {@code value}, without its last {@code end} bytes. */
     private static byte[] prefix(Object value, int end) {
         try {
@@ -129,6 +189,10 @@ public final class JavaSerializer implements AttributeSerializer {
     @Override
     public Object deserialize(String name, byte[] bytes, ClassLoader loader)
             throws IOException, ClassNotFoundException {
+        Object read = read(bytes);
+        if (read != null) {
+            return read;
+        }
         try (ObjectInputStream in = new CustomObjectInputStream(new ByteArrayInputStream(bytes),
                 loader, LOG, allowedClasses, warnOnRefusal)) {
             return in.readObject();

@@ -4,13 +4,17 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 
+import java.io.ByteArrayInputStream;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
+import java.io.InvalidClassException;
 import java.io.NotSerializableException;
+import java.io.ObjectInputStream;
 import java.io.ObjectOutputStream;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.regex.Pattern;
 
 import org.junit.jupiter.api.Test;
 
@@ -60,6 +64,54 @@ class JavaSerializerTest {
             } else {
                 assertEquals(value, back);
             }
+        }
+    }
+
+    @Test
+    void streamsAreReadAsAnObjectInputStreamReadsThem() throws Exception {
+        List<Object> values = List.of(new byte[0], new byte[] {-1, 0, 1}, new byte[70_000], 7,
+                Integer.MIN_VALUE, Long.MAX_VALUE, "", "cart", "x".repeat(0xFFFF),
+                "x".repeat(0x10000), "caf\u00e9", "a\0b", "\ud83d\ude00", List.of("a", 1));
+        for (Object value : values) {
+            byte[] stream = streamed(value);
+            // Whole, with a byte more, and cut short: as an ObjectInputStream reads them.
+            for (byte[] bytes : List.of(stream, Arrays.copyOf(stream, stream.length + 1),
+                    Arrays.copyOf(stream, stream.length - 1))) {
+                Object expected;
+                try {
+                    expected = objectStreamRead(bytes);
+                } catch (IOException e) {
+                    assertThrows(e.getClass(), () -> serializer.deserialize("v", bytes, loader),
+                            () -> describe(value));
+                    continue;
+                }
+                Object read = serializer.deserialize("v", bytes, loader);
+                if (value instanceof byte[]) {
+                    assertArrayEquals((byte[]) expected, (byte[]) read, () -> describe(value));
+                } else {
+                    assertEquals(expected, read, () -> describe(value));
+                }
+            }
+        }
+    }
+
+    @Test
+    void theClassFilterHoldsForEveryValue() throws Exception {
+        serializer.allowClasses(Pattern.compile("java\\.lang\\.(Integer|Number)"), false);
+        assertEquals(42, serializer.deserialize("v", streamed(42), loader));
+        assertEquals("cart", serializer.deserialize("v", streamed("cart"), loader));
+        for (Object refused : List.of(new byte[] {1}, 42L)) {
+            assertThrows(InvalidClassException.class,
+                    () -> serializer.deserialize("v", streamed(refused), loader),
+                    () -> describe(refused));
+        }
+        serializer.allowClasses(null, false);
+        assertEquals(42L, serializer.deserialize("v", streamed(42L), loader));
+    }
+
+    private static Object objectStreamRead(byte[] bytes) throws Exception {
+        try (ObjectInputStream in = new ObjectInputStream(new ByteArrayInputStream(bytes))) {
+            return in.readObject();
         }
     }
 
