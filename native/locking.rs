@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use tokio::sync::OwnedMutexGuard;
 use tokio::time::Instant;
 
-use crate::client::{Answer, Command};
+use crate::client::{Answer, Command, Item};
 use crate::cluster::{Cluster, Node};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -202,6 +202,19 @@ impl Locks {
     /// jittered exponential backoff until `lockMaxWait`, unless the previous holder on this
     /// host handed the lock over.
     pub(crate) async fn lock(&self, id: &SessionId) -> Result<SessionLock> {
+        Ok(self.lock_reading(id, None).await?.0)
+    }
+
+    /// [`Locks::lock`], sending `read` (a retrieval command) behind each `add` in the same round
+    /// trip when the lock lives on the session's own node: memcached runs a connection's
+    /// commands in order, so what the `add` that took the lock is followed by was read under
+    /// the lock. Returns the items it found then; `None` when it was not sent with the `add`
+    /// that took the lock (a lock handed over, or on another node).
+    pub(crate) async fn lock_reading(
+        &self,
+        id: &SessionId,
+        read: Option<Command<'_>>,
+    ) -> Result<(SessionLock, Option<Vec<Item>>)> {
         let started = std::time::Instant::now();
         let node = match self.membership.node(id.node()).await.filter(|n| n.is_up()) {
             Some(node) => node,
@@ -223,16 +236,25 @@ impl Locks {
         };
         let key = wanted.key.clone();
         let exptime = self.config.lock_expiration.as_secs();
+        let read = read.filter(|_| node.id() == id.node());
+        let items = Mutex::new(None);
         let outcome = self
             .turns
             .acquire(wanted, |token| {
-                let (node, key) = (&node, &key);
+                let (node, key, read, items) = (&node, &key, &read, &items);
                 async move {
-                    let added = self
-                        .cluster
-                        .call(node, |c| c.add(key, token.as_bytes(), exptime))
-                        .await?;
-                    if added {
+                    let add = Command::Add {
+                        key,
+                        value: token.as_bytes(),
+                        exptime,
+                    };
+                    let commands: Vec<Command<'_>> = std::iter::once(add).chain(*read).collect();
+                    let answers = self.cluster.call(node, |c| c.pipeline(&commands)).await?;
+                    // The pipeline checked each answer's kind: `Stored` or `NotStored`.
+                    if answers.first() == Some(&Answer::Stored) {
+                        if let Some(Answer::Items(found)) = answers.into_iter().nth(1) {
+                            *items.lock() = Some(found);
+                        }
                         return Ok(true);
                     }
                     // An `add` retried after a broken connection may have been stored the first
@@ -250,12 +272,12 @@ impl Locks {
         match outcome {
             Ok(Acquired::Taken(lock)) => {
                 bump(&self.stats.locks_acquired);
-                Ok(lock)
+                Ok((lock, items.into_inner()))
             }
             Ok(Acquired::HandedOver(lock)) => {
                 bump(&self.stats.locks_acquired);
                 bump(&self.stats.locks_handed_over);
-                Ok(lock)
+                Ok((lock, None))
             }
             Err(e) => {
                 if matches!(e, Error::LockTimeout(_)) {

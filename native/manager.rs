@@ -478,7 +478,7 @@ impl SessionManager {
     /// second copy's node, which becomes its primary, and [`Loaded::relocated`] carries the new
     /// id. When the cluster cannot serve, this host's near cache may.
     pub async fn load(&self, id: &SessionId) -> Result<Option<Loaded>> {
-        with_mode!(&self.mode, m => m.load(id).await)
+        with_mode!(&self.mode, m => m.load(id, None).await)
     }
 
     /// Renews the memcached expiry of a session without rewriting it (non-sticky: its validity

@@ -12,7 +12,7 @@
 //! trip of the last write. The host keeps its own objects (sessions, cookies, response codes)
 //! and does what the answers say.
 
-use crate::copies::Loaded;
+use crate::copies::{Loaded, Primed};
 use crate::error::{Error, Result};
 use crate::ids::SessionId;
 use crate::locking::SessionLock;
@@ -131,6 +131,9 @@ pub struct Request {
     pub(crate) lock: Option<SessionLock>,
     /// A lookup done by `begin` (a session moved off a node that is down), for the host.
     pub(crate) prefetched: Option<Lookup>,
+    /// What the session's first read found, sent by `begin` behind the lock's `add`: the
+    /// request's load of the session takes it instead of reading again.
+    pub(crate) primed: Option<Primed>,
     /// Ids the request looked up, and whether the session was missing.
     pub(crate) looked_up: Vec<(SessionId, bool)>,
     /// Ids handed to the host during the request, so that the ids it gives back are not parsed

@@ -143,6 +143,8 @@ counters! {
     locks_acquired,
     /// Session locks handed from a request to the next one of this host without being released.
     locks_handed_over,
+    /// Non-sticky: loads that took the session as read in the round trip that took its lock.
+    loads_with_lock,
     /// Lock attempts that found the lock taken and backed off.
     lock_retries,
     /// Lock acquisitions that gave up after `lockMaxWait`.

@@ -98,6 +98,57 @@ fn since(before: [u64; 4], nodes: &[&Memcached]) -> [u64; 4] {
     std::array::from_fn(|i| now[i] - before[i])
 }
 
+/// A request that takes its session's lock reads the session in the same round trip, behind the
+/// lock's `add`: its lookup sends nothing more, and finds what the previous holder wrote.
+#[test]
+fn a_locked_request_reads_its_session_in_the_round_trip_that_takes_the_lock() {
+    let (m1, m2) = (Memcached::start(), Memcached::start());
+    let nodes = [&m1, &m2];
+    let m = manager(&nodes, &[("sticky", "false"), ("lockingMode", "all")]);
+    let id = block_on(m.new_session_id(None)).unwrap();
+    block_on(m.store(&id, &mut session(b"1"))).unwrap();
+    let id = id.to_string();
+    for (previous, value) in [(b"1", b"2"), (b"2", b"3")] {
+        let start = msm::RequestStart {
+            session_id: Some(&id),
+            uri: "/",
+            route: None,
+        };
+        let before = command_totals(&nodes);
+        let mut request = block_on(m.begin(start)).unwrap();
+        assert!(request.locked());
+        assert_eq!(
+            since(before, &nodes),
+            [2, 1, 0, 0],
+            "the lock's add and the read"
+        );
+        let found =
+            msm::runtime::handle().block_on(m.lookup(&mut request, &id, msm::HostCopy::None));
+        assert_eq!(
+            since(before, &nodes),
+            [2, 1, 0, 0],
+            "the lookup sent nothing"
+        );
+        let msm::Lookup::Found(mut loaded) = found else {
+            panic!("session not found: {found:?}");
+        };
+        assert_eq!(loaded.session.attributes["k"], previous);
+        loaded.session.attributes.insert("k".into(), value.to_vec());
+        let outcome = msm::Outcome::Used {
+            id: &id,
+            session: loaded.session,
+            previous: None,
+        };
+        block_on(m.end(&mut request, outcome)).unwrap();
+    }
+    assert_eq!(stat(&m, "loads_with_lock"), 2);
+    let id = m.parse_id(&id).unwrap();
+    assert_eq!(
+        block_on(m.load(&id)).unwrap().unwrap().session.attributes["k"],
+        b"3"
+    );
+}
+
 #[test]
 fn a_request_end_writes_only_a_changed_session_and_always_unlocks() {
     let (m1, m2) = (Memcached::start(), Memcached::start());

@@ -9,12 +9,13 @@ pub mod attributes;
 mod deletions;
 pub mod near;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use attributes::{Base, Earlier, IndexTurns};
 
-use crate::client::{Answer, CasOutcome, Command, expiry};
+use crate::client::{Answer, CasOutcome, Command, Item, expiry};
 use crate::cluster::{Cluster, Node};
 use crate::config::{Config, UpdateGranularity};
 use crate::envelope::{Codec, Index, Stored};
@@ -49,6 +50,54 @@ pub(crate) struct Found {
     pub(crate) from_near: bool,
     /// Stored attribute by attribute: what memcached holds of it, for the next write.
     pub(crate) base: Option<Base>,
+}
+
+/// The first read of a non-sticky session's load, on its node: its copy and its validity
+/// record ([`Copies::primary_read`]).
+#[derive(Debug)]
+pub(crate) struct PrimaryRead {
+    id: SessionId,
+    /// The copy's key, then the record's.
+    keys: [String; 2],
+    /// Read with `gets`: the session is stored attribute by attribute.
+    with_cas: bool,
+}
+
+impl PrimaryRead {
+    /// The keys, for [`PrimaryRead::command`].
+    pub(crate) fn keys(&self) -> [&str; 2] {
+        [&self.keys[0], &self.keys[1]]
+    }
+
+    /// The retrieval command of `keys` (this read's [`PrimaryRead::keys`]).
+    pub(crate) fn command<'a>(&self, keys: &'a [&'a str; 2]) -> Command<'a> {
+        if self.with_cas {
+            Command::Gets(keys)
+        } else {
+            Command::Get(keys)
+        }
+    }
+
+    /// What this read found, sent in another round trip's pipeline (behind the `add` that took
+    /// the session's lock), for the session's load to take instead of reading again.
+    pub(crate) fn primed(self, items: Vec<Item>) -> Primed {
+        Primed { id: self.id, items }
+    }
+}
+
+/// What a [`PrimaryRead`] found, sent ahead of the load that needs it; the load of the same
+/// session takes it instead of reading again.
+#[derive(Debug)]
+pub(crate) struct Primed {
+    id: SessionId,
+    items: Vec<Item>,
+}
+
+impl Primed {
+    /// Whether it was read for the session `id` (on the node `id` names).
+    pub(crate) fn is_for(&self, id: &SessionId) -> bool {
+        self.id.storage_part() == id.storage_part()
+    }
 }
 
 /// A session on its way to memcached.
@@ -599,36 +648,57 @@ impl Copies {
         })
     }
 
+    /// What [`Copies::read`] reads first on a non-sticky session's node, in one command: the
+    /// session's copy and its validity record, with `gets` when stored attribute by attribute (a
+    /// write goes with `cas` over the index read here). A request taking the session's lock
+    /// sends it behind the lock's `add` ([`PrimaryRead::primed`]). `None` in sticky mode.
+    pub(crate) fn primary_read(&self, id: &SessionId) -> Option<PrimaryRead> {
+        (self.layout == Layout::Replicated).then(|| PrimaryRead {
+            id: id.clone(),
+            keys: [
+                self.key(KeyKind::Session, id),
+                self.key(KeyKind::Validity, id),
+            ],
+            with_cas: self.split(),
+        })
+    }
+
     /// Reads a session's copy on its node (non-sticky: with its validity record, in one round
-    /// trip). A session whose record says it expired is not found; a missing or corrupt record
-    /// leaves the copy to tell (memcached keeps it no longer than a quarter past its lifetime).
+    /// trip, unless `primed` holds what that read found). A session whose record says it
+    /// expired is not found; a missing or corrupt record leaves the copy to tell (memcached
+    /// keeps it no longer than a quarter past its lifetime).
     async fn read_primary(
         &self,
         node: &Node,
         id: &SessionId,
         earlier: Option<Earlier<'_>>,
+        primed: Option<Primed>,
     ) -> Result<Option<(Copy, Option<Validity>)>> {
-        if self.layout == Layout::Single {
+        let Some(read) = self.primary_read(id) else {
             let found = self.read_copy(node, KeyKind::Session, id).await?;
             return Ok(found.map(|copy| (copy, None)));
-        }
-        let key = self.key(KeyKind::Session, id);
-        let validity_key = self.key(KeyKind::Validity, id);
-        let keys = [key.as_str(), validity_key.as_str()];
-        // Stored attribute by attribute, a write goes with `cas` over the index read here.
-        let mut found: std::collections::HashMap<String, (Vec<u8>, Option<u64>)> = if self.split() {
-            let found = self.cluster.call(node, |c| c.gets_multi(&keys)).await?;
-            found
-                .into_iter()
-                .map(|(key, (value, cas))| (key, (value, Some(cas))))
-                .collect()
-        } else {
-            let found = self.cluster.call(node, |c| c.get_multi(&keys)).await?;
-            found
-                .into_iter()
-                .map(|(key, value)| (key, (value, None)))
-                .collect()
         };
+        let items = match primed.filter(|p| p.is_for(id)) {
+            Some(primed) => {
+                bump(&self.stats.loads_with_lock);
+                primed.items
+            }
+            None => {
+                let keys = read.keys();
+                let command = [read.command(&keys)];
+                let answer = self.cluster.call(node, |c| c.pipeline(&command));
+                // The pipeline checked the answer's kind.
+                match answer.await?.pop() {
+                    Some(Answer::Items(items)) => items,
+                    _ => Vec::new(),
+                }
+            }
+        };
+        let [key, validity_key] = read.keys;
+        let mut found: HashMap<String, (Vec<u8>, Option<u64>)> = items
+            .into_iter()
+            .map(|item| (item.key, (item.data, item.cas)))
+            .collect();
         let validity = found
             .remove(&validity_key)
             .and_then(|(value, _)| self.decode_validity(node, id, &value));
@@ -711,11 +781,13 @@ impl Copies {
     /// second copy; when its node is down it moves to the second copy's node, which becomes its
     /// primary, and [`Loaded::relocated`] carries the new id. Stored attribute by attribute,
     /// the attributes of `earlier` (this host's copy) whose versions the index names are not
-    /// fetched.
+    /// fetched; `primed` is what the first read on the session's node found, when a request
+    /// sent it ahead (see [`Copies::primary_read`]).
     pub(crate) async fn read(
         &self,
         id: &SessionId,
         earlier: Option<Earlier<'_>>,
+        primed: Option<Primed>,
     ) -> Result<Option<Found>> {
         let Some(primary) = self.membership.node(id.node()).await else {
             tracing::debug!(node = id.node(), "session id names an unknown node");
@@ -731,7 +803,7 @@ impl Copies {
             from_near: false,
             base: copy.base,
         };
-        let primary_failure = match self.read_primary(&primary, id, earlier).await {
+        let primary_failure = match self.read_primary(&primary, id, earlier, primed).await {
             Ok(Some((copy, validity))) => return Ok(Some(found(copy, None, validity))),
             Ok(None) => None,
             Err(e) => Some(e),
@@ -915,7 +987,7 @@ impl Copies {
             None => {
                 // No record (lost with an evicted item, or the session predates non-sticky
                 // mode): the session's copy tells; rare, so read it.
-                match self.read(id, None).await? {
+                match self.read(id, None, None).await? {
                     Some(found) if found.loaded.relocated.is_none() => {
                         let max_inactive = found.loaded.session.max_inactive;
                         self.renew(id, max_inactive, None, found.base.as_ref(), lock)

@@ -20,7 +20,7 @@ use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 
 use super::attributes::{Base, Earlier};
-use super::{Copies, Found, Layout, Loaded, Outgoing, WrittenOver};
+use super::{Copies, Found, Layout, Loaded, Outgoing, Primed, WrittenOver};
 use crate::error::{Error, Result};
 use crate::ids::SessionId;
 use crate::locking::SessionLock;
@@ -286,11 +286,15 @@ impl NearCached {
         self.cache.size()
     }
 
-    /// Loads a session (see [`Copies::read`]) within the budget of one load; when the cluster
-    /// cannot serve it (unreachable, corrupt) or lost it (flushed, restarted empty), this host's
-    /// copy stands in. The session found counts as accessed now: its copy exists, so the
-    /// session is alive, and the request reading it is its access.
-    pub(crate) async fn load(&self, id: &SessionId) -> Result<Option<Found>> {
+    /// Loads a session (see [`Copies::read`], which takes `primed`) within the budget of one
+    /// load; when the cluster cannot serve it (unreachable, corrupt) or lost it (flushed,
+    /// restarted empty), this host's copy stands in. The session found counts as accessed now:
+    /// its copy exists, so the session is alive, and the request reading it is its access.
+    pub(crate) async fn load(
+        &self,
+        id: &SessionId,
+        primed: Option<Primed>,
+    ) -> Result<Option<Found>> {
         let started = Instant::now();
         let deadline = started + self.copies.budget();
         // Stored attribute by attribute, this host's clean copy spares fetching what it holds.
@@ -306,7 +310,7 @@ impl NearCached {
                 base: copy.base.as_ref()?,
             })
         });
-        let found = self.copies.read(id, earlier);
+        let found = self.copies.read(id, earlier, primed);
         let found = self.copies.until(deadline, found).await;
         let Some(mut found) = self.or_near_copy(id, found, deadline).await? else {
             bump(&self.stats.sessions_missing);
@@ -457,7 +461,7 @@ impl NearCached {
             return Ok(Recheck::Ended);
         }
         if record.is_some() {
-            if let Some(found) = self.copies.read(id, None).await? {
+            if let Some(found) = self.copies.read(id, None, None).await? {
                 return Ok(Recheck::Found(Box::new(found)));
             }
         }

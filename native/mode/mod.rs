@@ -7,7 +7,7 @@ pub mod sticky;
 
 use std::time::Duration;
 
-use crate::copies::{Copies, Loaded};
+use crate::copies::{Copies, Loaded, Primed};
 use crate::error::{Error, Result};
 use crate::ids::SessionId;
 use crate::request::{Ended, HostCopy, Lookup, Outcome, Request};
@@ -36,8 +36,9 @@ pub(crate) trait Mode {
     /// `request`.
     fn shares(&self, request: &Request) -> bool;
 
-    /// Loads a session (see [`crate::copies::near::NearCached::load`]).
-    async fn load(&self, id: &SessionId) -> Result<Option<Loaded>>;
+    /// Loads a session (see [`crate::copies::near::NearCached::load`]), taking what `primed`
+    /// found instead of reading it again.
+    async fn load(&self, id: &SessionId, primed: Option<Primed>) -> Result<Option<Loaded>>;
 
     /// What a request finds of a session whose load failed with `error`.
     fn unreadable(&self, error: &Error) -> Lookup;
@@ -86,7 +87,8 @@ pub(crate) trait Mode {
 
     /// Reads a request's session from memcached and classifies the outcome.
     async fn read(&self, request: &mut Request, id: &SessionId) -> Lookup {
-        let found = match self.load(id).await {
+        let primed = request.primed.take().filter(|primed| primed.is_for(id));
+        let found = match self.load(id, primed).await {
             Ok(Some(loaded)) => {
                 if let Some(moved) = &loaded.relocated {
                     request.remember(moved);

@@ -13,9 +13,9 @@ use parking_lot::Mutex;
 
 use super::Mode;
 use crate::config::{Config, LockingMode};
-use crate::copies::Loaded;
 use crate::copies::attributes::Base;
 use crate::copies::near::NearCached;
+use crate::copies::{Loaded, PrimaryRead, Primed};
 use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprint;
 use crate::ids::SessionId;
@@ -86,8 +86,22 @@ impl NonSticky {
     /// returns `None` and the request goes on unlocked; `refuse` fails with
     /// [`Error::LockTimeout`]. Both are counted and logged by the lock itself.
     pub async fn lock_for_request(&self, id: &SessionId) -> Result<Option<SessionLock>> {
-        match self.locks.lock(id).await {
-            Ok(lock) => Ok(Some(lock)),
+        Ok(self.lock_reading(id).await?.map(|(lock, _)| lock))
+    }
+
+    /// [`NonSticky::lock_for_request`], reading the session on its node in the round trip that
+    /// takes the lock: what the request's load of the session then takes (a request under the
+    /// lock reads its session anew anyway).
+    async fn lock_reading(&self, id: &SessionId) -> Result<Option<(SessionLock, Option<Primed>)>> {
+        let copies = self.store.copies();
+        let read = copies.primary_read(id);
+        let keys = read.as_ref().map(PrimaryRead::keys);
+        let command = read.as_ref().zip(keys.as_ref()).map(|(r, k)| r.command(k));
+        match self.locks.lock_reading(id, command).await {
+            Ok((lock, items)) => {
+                let primed = read.zip(items).map(|(read, items)| read.primed(items));
+                Ok(Some((lock, primed)))
+            }
             Err(Error::LockTimeout(_)) if !self.config.lock_failure_refuses => {
                 tracing::warn!(session = %id.redacted(), "request proceeds without the session lock");
                 Ok(None)
@@ -96,11 +110,11 @@ impl NonSticky {
         }
     }
 
-    /// Loads a session; one read from the cluster, when the host ends its requests here, is
-    /// numbered and what it found kept until the host hands the session back (see
-    /// [`SessionData::read`]).
-    async fn hand_out(&self, id: &SessionId) -> Result<Option<Loaded>> {
-        let Some(found) = self.store.load(id).await? else {
+    /// Loads a session, taking what `primed` found instead of reading it again; one read from
+    /// the cluster, when the host ends its requests here, is numbered and what it found kept
+    /// until the host hands the session back (see [`SessionData::read`]).
+    async fn hand_out(&self, id: &SessionId, primed: Option<Primed>) -> Result<Option<Loaded>> {
+        let Some(found) = self.store.load(id, primed).await? else {
             return Ok(None);
         };
         let mut loaded = found.loaded;
@@ -234,12 +248,13 @@ impl Mode for NonSticky {
         if self.locks_request(&request.uri) {
             // Boxed: waiting for a lock is long next to an allocation, and most requests
             // take none.
-            request.lock = match Box::pin(self.lock_for_request(&id)).await {
-                Ok(lock) => lock,
+            (request.lock, request.primed) = match Box::pin(self.lock_reading(&id)).await {
+                Ok(Some((lock, primed))) => (Some(lock), primed),
+                Ok(None) => (None, None),
                 Err(e @ Error::LockTimeout(_)) => return Err(e),
                 Err(e) => {
                     tracing::warn!(session = %id.redacted(), error = %e, "session not locked");
-                    None
+                    (None, None)
                 }
             };
         }
@@ -263,8 +278,8 @@ impl Mode for NonSticky {
 
     /// A session read from the cluster is numbered, so that its end writes it only if it
     /// changed (one served from the near cache is always written: the cluster lacks it).
-    async fn load(&self, id: &SessionId) -> Result<Option<Loaded>> {
-        self.hand_out(id).await
+    async fn load(&self, id: &SessionId, primed: Option<Primed>) -> Result<Option<Loaded>> {
+        self.hand_out(id, primed).await
     }
 
     /// No usable copy anywhere (the second copy and the near cache were tried) is no session;

@@ -19,8 +19,8 @@ use tracker::Change;
 
 use super::Mode;
 use crate::config::Config;
-use crate::copies::Loaded;
 use crate::copies::near::NearCached;
+use crate::copies::{Loaded, Primed};
 use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprint;
 use crate::ids::SessionId;
@@ -260,8 +260,8 @@ impl Mode for Sticky {
     /// A session taken over from memcached (Tomcat failover) is recorded, so that the next
     /// backup claims it with a newer version and the host it came from keeps it when that host
     /// expires its stale copy.
-    async fn load(&self, id: &SessionId) -> Result<Option<Loaded>> {
-        let Some(found) = self.store.load(id).await? else {
+    async fn load(&self, id: &SessionId, primed: Option<Primed>) -> Result<Option<Loaded>> {
+        let Some(found) = self.store.load(id, primed).await? else {
             return Ok(None);
         };
         if self.tracks.load(Ordering::Relaxed) {
