@@ -753,9 +753,22 @@ impl Copies {
 
     /// Reads a session's validity record on `node`; `None` when there is none, or when it is
     /// corrupt (counted and reported).
-    async fn read_validity(&self, node: &Node, id: &SessionId) -> Result<Option<Validity>> {
+    /// What `primed` found of it stands for the read when given.
+    async fn read_validity(
+        &self,
+        node: &Node,
+        id: &SessionId,
+        primed: Option<Primed>,
+    ) -> Result<Option<Validity>> {
         let key = self.key(KeyKind::Validity, id);
-        let record = self.cluster.call(node, |c| c.get(&key)).await?;
+        let record = match primed.filter(|p| p.is_for(id)) {
+            Some(primed) => primed
+                .items
+                .into_iter()
+                .find(|i| i.key == key)
+                .map(|i| i.data),
+            None => self.cluster.call(node, |c| c.get(&key)).await?,
+        };
         Ok(record.and_then(|value| self.decode_validity(node, id, &value)))
     }
 
@@ -763,7 +776,7 @@ impl Copies {
     /// that is down or fails now, or a corrupt record, tells nothing).
     pub(crate) async fn record(&self, id: &SessionId) -> Option<Validity> {
         let node = self.cluster.node(id.node()).filter(|n| n.is_up())?;
-        self.read_validity(&node, id).await.ok().flatten()
+        self.read_validity(&node, id, None).await.ok().flatten()
     }
 
     /// A validity record's content; `None`, counted and reported, when it is corrupt.
@@ -967,17 +980,19 @@ impl Copies {
     }
 
     /// Renews a non-sticky session that a request carried but never used: its validity record
-    /// is read for the session's lifetime (or, lacking one, its copy), then renewed. `false`
-    /// when memcached holds no live session under `id` (or its node is down).
+    /// is read for the session's lifetime (or taken from `primed`; lacking one, its copy tells),
+    /// then renewed. `false` when memcached holds no live session under `id` (or its node is
+    /// down).
     pub(crate) async fn renew_unread(
         &self,
         id: &SessionId,
         lock: &mut Option<SessionLock>,
+        primed: Option<Primed>,
     ) -> Result<bool> {
         let Some(node) = self.membership.node(id.node()).await.filter(|n| n.is_up()) else {
             return Ok(false);
         };
-        match self.read_validity(&node, id).await? {
+        match self.read_validity(&node, id, primed).await? {
             Some(validity) if validity.expired(now_millis()) => Ok(false),
             Some(validity) => {
                 let max_inactive = validity.max_inactive;
@@ -1114,7 +1129,7 @@ impl Copies {
         ours: &SessionData,
     ) -> Result<WrittenOver> {
         if self.layout == Layout::Replicated {
-            let record = self.read_validity(node, id).await?;
+            let record = self.read_validity(node, id, None).await?;
             if record.is_some_and(|r| r.expired(now_millis())) {
                 return Ok(WrittenOver::Superseded);
             }

@@ -200,9 +200,25 @@ impl NonSticky {
         lock: Option<SessionLock>,
         uri: Option<&str>,
     ) -> Result<bool> {
+        self.accessed_primed(id, lock, uri, None).await
+    }
+
+    /// [`NonSticky::accessed`], taking the validity record from what the round trip that took
+    /// the lock read (`primed`) instead of reading it again.
+    async fn accessed_primed(
+        &self,
+        id: &SessionId,
+        lock: Option<SessionLock>,
+        uri: Option<&str>,
+        primed: Option<Primed>,
+    ) -> Result<bool> {
         self.learn(uri, true);
         let mut lock = lock;
-        let result = self.store.copies().renew_unread(id, &mut lock).await;
+        let result = self
+            .store
+            .copies()
+            .renew_unread(id, &mut lock, primed)
+            .await;
         self.locks.release(lock).await;
         result
     }
@@ -310,7 +326,9 @@ impl Mode for NonSticky {
                 match (&request.requested, renews) {
                     (Some(id), true) => {
                         // Boxed, as every wait on the network: this future stays small.
-                        if let Err(e) = Box::pin(self.accessed(id, lock, uri)).await {
+                        let primed = request.primed.take();
+                        let accessed = self.accessed_primed(id, lock, uri, primed);
+                        if let Err(e) = Box::pin(accessed).await {
                             tracing::warn!(session = %id.redacted(), error = %e, "session not renewed");
                         }
                     }
