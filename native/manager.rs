@@ -333,7 +333,9 @@ impl SessionManager {
         let noticed = match &outcome {
             _ if !self.events.enabled() => None,
             Outcome::Used { id, session, .. } => Some((*id, session.max_inactive)),
-            Outcome::Unchanged { id, max_inactive } => Some((*id, *max_inactive)),
+            Outcome::Unchanged {
+                id, max_inactive, ..
+            } => Some((*id, *max_inactive)),
             Outcome::Unused | Outcome::NotStored => None,
         };
         let noticed = noticed.and_then(|(id, m)| Some((SessionId::parse(id)?, m)));

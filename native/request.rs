@@ -87,13 +87,18 @@ pub enum Outcome<'a> {
         /// Its id before the request changed it.
         previous: Option<&'a str>,
     },
-    /// Sticky: the host knows the session under `id` unchanged since its last backup (changed
-    /// through no method, holding only immutable values); only its expiry may need renewing.
+    /// The host knows the session under `id` unchanged (changed through no method, and no value
+    /// that can change in place handed out): sticky, since its last backup; non-sticky, since
+    /// the read `read` (the lookup's [`SessionData::read`]) it derives from. Only its expiry may
+    /// need renewing. When the core cannot vouch for the copy, the end answers
+    /// [`Ended::NeedsContent`].
     Unchanged {
         /// The session's id.
         id: &'a str,
         /// Its lifetime in seconds.
         max_inactive: i32,
+        /// Non-sticky: the read the host's copy derives from.
+        read: Option<u64>,
     },
     /// Nothing of the session is written: another request of this host hands it back later,
     /// it is kept out of memcached, or it could not be serialized.
@@ -111,8 +116,9 @@ pub enum Ended {
         /// Sticky: what the backup did.
         backup: Option<BackupOutcome>,
     },
-    /// Sticky: the core has no confirmed copy of the session the host calls unchanged; the
-    /// host ends the request again with [`Outcome::Used`] and the session's content.
+    /// The core has no confirmed copy of the session the host calls unchanged (sticky), or its
+    /// copy's renewal found it gone or its node down (non-sticky); the host ends the request
+    /// again with [`Outcome::Used`] and the session's content.
     NeedsContent,
 }
 

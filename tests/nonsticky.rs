@@ -149,6 +149,79 @@ fn a_locked_request_reads_its_session_in_the_round_trip_that_takes_the_lock() {
     );
 }
 
+/// A host that knows its copy unchanged since the read it came from ends the request without
+/// the content: the core renews the session as that read found it. A read it cannot vouch for
+/// (forgotten, or of another session) asks for the content, which the same request then hands
+/// back under the lock it still holds.
+#[test]
+fn an_unchanged_copy_is_renewed_as_read_and_an_unknown_read_asks_for_the_content() {
+    let (m1, m2) = (Memcached::start(), Memcached::start());
+    let nodes = [&m1, &m2];
+    let m = manager(&nodes, &[("sticky", "false"), ("lockingMode", "all")]);
+    let id = block_on(m.new_session_id(None)).unwrap();
+    block_on(m.store(&id, &mut session(b"1"))).unwrap();
+    let id = id.to_string();
+    std::thread::sleep(Duration::from_millis(1050));
+    for forged in [false, true] {
+        let start = msm::RequestStart {
+            session_id: Some(&id),
+            uri: "/",
+            route: None,
+        };
+        let mut request = block_on(m.begin(start)).unwrap();
+        let found =
+            msm::runtime::handle().block_on(m.lookup(&mut request, &id, msm::HostCopy::None));
+        let msm::Lookup::Found(loaded) = found else {
+            panic!("session not found: {found:?}");
+        };
+        let read = loaded
+            .session
+            .read
+            .map(|read| if forged { read + 1000 } else { read });
+        assert!(read.is_some(), "a read from the cluster is numbered");
+        let before = command_totals(&nodes);
+        let unchanged = msm::Outcome::Unchanged {
+            id: &id,
+            max_inactive: loaded.session.max_inactive,
+            read,
+        };
+        let ended = block_on(m.end(&mut request, unchanged)).unwrap();
+        if !forged {
+            // The record rewritten and the lock deleted in one round trip; no copy written.
+            assert_eq!(since(before, &nodes), [0, 1, 0, 1]);
+            assert!(
+                matches!(ended, msm::Ended::Done { moved: None, .. }),
+                "{ended:?}"
+            );
+            continue;
+        }
+        assert_eq!(ended, msm::Ended::NeedsContent);
+        assert_eq!(
+            since(before, &nodes),
+            [0, 0, 0, 0],
+            "nothing sent, the lock held"
+        );
+        assert!(request.locked());
+        let mut session = loaded.session;
+        session.attributes.insert("k".into(), b"2".to_vec());
+        let used = msm::Outcome::Used {
+            id: &id,
+            session,
+            previous: None,
+        };
+        block_on(m.end(&mut request, used)).unwrap();
+        // Both copies and the record written, the lock deleted.
+        assert_eq!(since(before, &nodes), [0, 3, 0, 1]);
+    }
+    let id = m.parse_id(&id).unwrap();
+    assert_eq!(
+        block_on(m.load(&id)).unwrap().unwrap().session.attributes["k"],
+        b"2"
+    );
+    let lock = block_on(m.lock(&id)).unwrap();
+    block_on(m.unlock(lock)).unwrap();
+}
+
 #[test]
 fn a_request_end_writes_only_a_changed_session_and_always_unlocks() {
     let (m1, m2) = (Memcached::start(), Memcached::start());

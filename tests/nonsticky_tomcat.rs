@@ -449,6 +449,43 @@ fn each_request_costs_the_fewest_memcached_commands() {
     }
 }
 
+/// How many times `tomcat` serialized a session's attributes to hand them back.
+fn serializations(tomcat: &Tomcat) -> u64 {
+    let stats = tomcat.get("/stats", None);
+    let count = stats.field("SerializationTimeCount");
+    count
+        .and_then(|v| v.parse().ok())
+        .expect("SerializationTimeCount")
+}
+
+/// A request that changed its session through no method and was handed no value that can
+/// change in place hands nothing back: the core renews the session as it was read. A value
+/// changed in place (a list appended to without `setAttribute`) is still stored, from either
+/// Tomcat.
+#[test]
+fn unchanged_sessions_are_not_serialized_and_values_changed_in_place_are_stored() {
+    let (m1, m2) = (Memcached::start(), Memcached::start());
+    let nodes = node_list(&[&m1, &m2]);
+    let (a, b) = (tomcat("a", &nodes, &[]), tomcat("b", &nodes, &[]));
+    let mut browser = Browser::default();
+    browser.get(&a, "/append?value=x");
+    browser.get(&b, "/append?value=y");
+    let serialized = [serializations(&a), serializations(&b)];
+    for tomcat in [&a, &b, &a, &b] {
+        let response = browser.get(tomcat, "/read");
+        assert_eq!(response.status, 200, "{response:?}");
+    }
+    assert_eq!(
+        [serializations(&a), serializations(&b)],
+        serialized,
+        "reads that handed out no list serialized nothing"
+    );
+    browser.get(&a, "/append?value=z");
+    let response = browser.get(&b, "/get?name=list");
+    assert!(response.body.contains("list=[x, y, z]"), "{response:?}");
+    assert_eq!(serializations(&a), serialized[0] + 1, "the append");
+}
+
 #[test]
 fn sessions_expire_in_memcached_and_requests_not_using_them_keep_them_alive() {
     let (m1, m2) = (Memcached::start(), Memcached::start());

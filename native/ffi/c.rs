@@ -127,7 +127,8 @@ pub enum MsmOutcome {
     Unused = 0,
     /// The request used the session; its content is given.
     Used = 1,
-    /// Sticky: the session is unchanged since its last backup (no content given).
+    /// The session is unchanged since its last backup (sticky) or since the read it came from
+    /// (non-sticky); no content given.
     Unchanged = 2,
     /// Nothing of the session is written.
     NotStored = 3,
@@ -1218,10 +1219,11 @@ pub unsafe extern "C" fn msm_request_lookup(
 /// The request ends (the contract is the core's `SessionManager::end`): `outcome` says what it
 /// did; with `MSM_OUTCOME_USED`, `id` and `session` are the session's id and content now, and
 /// `previous_id` (NULL unless the request changed it) its id when the request began; with
-/// `MSM_OUTCOME_UNCHANGED`, `id` and `session` (only its lifetime is read). `*new_id` receives
-/// the session's new id when it moved to another node (send it as the new cookie; release with
-/// `msm_string_free`), else NULL. Sticky, `*needs_content` is set when the core has no confirmed
-/// copy of a session called unchanged: end the request again with `MSM_OUTCOME_USED`. The lock
+/// `MSM_OUTCOME_UNCHANGED`, `id` and `session` (only its lifetime and, non-sticky, the read it
+/// came from are read). `*new_id` receives the session's new id when it moved to another node
+/// (send it as the new cookie; release with `msm_string_free`), else NULL. `*needs_content` is
+/// set when the core cannot vouch for a session called unchanged: end the request again with
+/// `MSM_OUTCOME_USED`. The lock
 /// is released (or handed to the next request of this host) whatever the status.
 ///
 /// # Safety
@@ -1277,6 +1279,7 @@ pub unsafe extern "C" fn msm_request_end(
             (MsmOutcome::Unchanged, Some(id), Some(session)) => Outcome::Unchanged {
                 id,
                 max_inactive: session.0.max_inactive,
+                read: session.0.read,
             },
             (MsmOutcome::Used | MsmOutcome::Unchanged, _, _) => {
                 block_on(async { manager.0.end(&mut request.0, Outcome::NotStored).await })?;

@@ -188,6 +188,31 @@ impl NonSticky {
         result
     }
 
+    /// The end of a request whose session the host knows unchanged since the read `read` it
+    /// derives from: renews the session as [`NonSticky::finish`] renews an unchanged one, with
+    /// what that read found. `false` (nothing sent) when the read is forgotten or was of another
+    /// id, or when the session's node is down or memcached lost it: its content must be stored.
+    async fn renew_read(
+        &self,
+        id: &SessionId,
+        read: u64,
+        max_inactive: i32,
+        lock: &mut Option<SessionLock>,
+    ) -> Result<bool> {
+        let handed = self.handed_out.lock().remove(&read);
+        let Some(handed) = handed.filter(|h| h.id.storage_part() == id.storage_part()) else {
+            return Ok(false);
+        };
+        let (validity, base) = (handed.validity.as_ref(), handed.base.as_ref());
+        let copies = self.store.copies();
+        let renewed = copies.renew(id, max_inactive, validity, base, lock).await;
+        if let Ok(false) = renewed {
+            // The write that follows derives from the same read.
+            self.handed_out.lock().insert(read, handed);
+        }
+        renewed
+    }
+
     /// The end of a request that carried the session's id but never used the session: the
     /// request still counts as the session's access, which renews only the session's validity
     /// record, not loading the session. Then releases the lock, if the request held one. For
@@ -321,6 +346,25 @@ impl Mode for NonSticky {
         let lock = request.lock.take();
         let uri = Some(request.uri.as_str());
         match outcome {
+            Outcome::Unchanged {
+                id,
+                max_inactive,
+                read: Some(read),
+            } => {
+                let mut lock = lock;
+                let renewed = match request.resolve(id, &self.stats) {
+                    Ok(id) => Box::pin(self.renew_read(&id, read, max_inactive, &mut lock)).await,
+                    Err(e) => Err(e),
+                };
+                if let Ok(false) = renewed {
+                    // The content is asked for, and stored under this lock.
+                    request.lock = lock;
+                    return Ok(Ended::NeedsContent);
+                }
+                self.learn(uri, true);
+                self.locks.release(lock).await;
+                renewed.map(|_| done(None))
+            }
             Outcome::Unused | Outcome::Unchanged { .. } => {
                 let renews = request.looked_up.is_empty() && request.requested.is_some();
                 match (&request.requested, renews) {

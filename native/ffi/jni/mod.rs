@@ -654,13 +654,13 @@ pub extern "system" fn Java_io_msm_Native_load<'local>(
 }
 
 /// The outcome `Native.end`'s code names (see there); `session` is the content, which only the
-/// used outcome carries.
+/// used outcome carries; `read` the read an unchanged copy derives from (0: none).
 fn outcome_of<'a>(
     code: jint,
     id: &'a str,
     session: Option<SessionData>,
     previous: Option<&'a str>,
-    max_inactive: jint,
+    (max_inactive, read): (jint, jlong),
 ) -> Outcome<'a> {
     match (code, session) {
         (1, Some(session)) => Outcome::Used {
@@ -668,7 +668,11 @@ fn outcome_of<'a>(
             session,
             previous,
         },
-        (2, _) => Outcome::Unchanged { id, max_inactive },
+        (2, _) => Outcome::Unchanged {
+            id,
+            max_inactive,
+            read: u64::try_from(read).ok().filter(|&read| read != 0),
+        },
         (0, _) => Outcome::Unused,
         _ => Outcome::NotStored,
     }
@@ -682,7 +686,7 @@ const ENDED_IN_PENDING: jint = jint::MIN;
 /// String[] names, byte[][] values, String previousId, Pending pending)`: the request ends (see
 /// [`SessionManager::end`]); `read` is the number of the read the content derives from
 /// (`io.msm.Lookup.read()`; 0: none). `outcome`: 0 unused, 1 used (with the session's content), 2
-/// unchanged (sticky; id and lifetime only), 3 not stored. Returns the backup's outcome
+/// unchanged (id, lifetime and, non-sticky, `read` only), 3 not stored. Returns the backup's outcome
 /// (`Native.BACKUP_*`, -1 when none ran) when the request ended at once with its session where
 /// it was; else [`ENDED_IN_PENDING`], and `pending` is completed with an `io.msm.Ended`. The
 /// request is over unless that says the core needs the content.
@@ -734,7 +738,7 @@ pub extern "system" fn Java_io_msm_Native_end<'local>(
         };
         if session.is_none() {
             let id = id.as_deref().unwrap_or_default();
-            let now = outcome_of(outcome, id, None, None, max_inactive);
+            let now = outcome_of(outcome, id, None, None, (max_inactive, read));
             if let Some(ended) = manager.end_now(&taken, &now) {
                 let at_once = pending::finish_direct(env, &pending, ended, direct)?;
                 return Ok(at_once.unwrap_or(ENDED_IN_PENDING));
@@ -742,7 +746,8 @@ pub extern "system" fn Java_io_msm_Native_end<'local>(
         }
         let work = async move {
             let id = id.unwrap_or_default();
-            let outcome = outcome_of(outcome, &id, session, previous.as_deref(), max_inactive);
+            let previous = previous.as_deref();
+            let outcome = outcome_of(outcome, &id, session, previous, (max_inactive, read));
             let ended = manager.end(&mut taken, outcome).await;
             if matches!(ended, Ok(Ended::NeedsContent)) {
                 handles::put_back(request, taken);

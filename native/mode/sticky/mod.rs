@@ -207,7 +207,9 @@ impl Sticky {
     ) -> Option<Result<Ended>> {
         let backup = match outcome {
             Outcome::Unused | Outcome::NotStored => None,
-            Outcome::Unchanged { id, max_inactive } => {
+            Outcome::Unchanged {
+                id, max_inactive, ..
+            } => {
                 let id = match request.resolve(id, &self.stats) {
                     Ok(id) => id,
                     Err(e) => return Some(Err(e)),
@@ -287,7 +289,9 @@ impl Mode for Sticky {
         let wait = self.wait();
         let outcome = match outcome {
             Outcome::Unused | Outcome::NotStored => None,
-            Outcome::Unchanged { id, max_inactive } => {
+            Outcome::Unchanged {
+                id, max_inactive, ..
+            } => {
                 let id = request.resolve(id, &self.stats)?;
                 match self.backup_unchanged_async(&id, max_inactive, wait).await? {
                     Some(outcome) => Some(outcome),

@@ -45,7 +45,10 @@ public final class Native {
     public static final int OUTCOME_UNUSED = 0;
     /** {@link #end}'s outcome: the request used its session, whose content is given. */
     public static final int OUTCOME_USED = 1;
-    /** {@link #end}'s outcome: sticky, the session is unchanged since its last backup. */
+    /**
+     * {@link #end}'s outcome: the session is unchanged since its last backup (sticky) or since
+     * the read it came from (non-sticky).
+     */
     public static final int OUTCOME_UNCHANGED = 2;
     /** {@link #end}'s outcome: nothing of the session is written. */
     public static final int OUTCOME_NOT_STORED = 3;
@@ -118,7 +121,8 @@ public final class Native {
      * @param creationTime used: creation time, epoch milliseconds
      * @param lastAccessedTime used: last access, epoch milliseconds
      * @param maxInactive the session's lifetime in seconds
-     * @param read used: the read the content derives from ({@link Lookup#read()}), or 0
+     * @param read used and unchanged: the read the content derives from ({@link Lookup#read()}),
+     *     or 0
      * @param authType used: authentication type, or null
      * @param principal used: principal name, or null
      * @param names used: attribute names

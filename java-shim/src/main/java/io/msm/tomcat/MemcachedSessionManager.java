@@ -658,10 +658,10 @@ public class MemcachedSessionManager extends ManagerBase {
         session.restoreTimes(loaded.creationTime(), loaded.lastAccessedTime());
         session.attributeMap().clear();
         restored.forEach(session::restoreAttribute);
-        session.derivesFrom(loaded.read());
         if (getPersistAuthentication()) {
             ContainerLogin.apply(session, login);
         }
+        session.derivesFrom(loaded.read());
         return true;
     }
 
@@ -1084,18 +1084,28 @@ public class MemcachedSessionManager extends ManagerBase {
             // It leaves this Tomcat's memory for memcached: its attributes hear it first.
             session.passivate();
         }
-        Serialized content = leaves ? serialize(request, session) : null;
-        boolean keeps = session.isValid() && !distributes(session);
-        if (leaves && keeps) {
-            // Its serialization made it local or stopped distribution: it stays, in use here.
-            session.activate();
+        // Unchanged since the read it came from (under the same id): the core renews it as read.
+        boolean unchanged = leaves && state.oldId == null && session.read() != 0
+                && !session.changedSinceRead();
+        if (unchanged) {
+            statistics.requestsWithSession.increment();
         }
+        boolean keeps = false;
         try {
-            if (content != null) {
-                statistics.requestsWithSession.increment();
+            Ended ended = unchanged ? end(state, Native.OUTCOME_UNCHANGED, session, null) : null;
+            if (!unchanged || ended != null && ended.needsContent()) {
+                Serialized content = leaves ? serialize(request, session) : null;
+                keeps = session.isValid() && !distributes(session);
+                if (leaves && keeps) {
+                    // Its serialization made it local or stopped distribution: it stays here.
+                    session.activate();
+                }
+                if (content != null && !unchanged) {
+                    statistics.requestsWithSession.increment();
+                }
+                ended = end(state, content == null ? Native.OUTCOME_NOT_STORED
+                        : Native.OUTCOME_USED, session, content);
             }
-            Ended ended = end(state, content == null ? Native.OUTCOME_NOT_STORED
-                    : Native.OUTCOME_USED, session, content);
             String moved = ended == null ? null : ended.movedId();
             if (moved != null && !request.getResponse().isCommitted()) {
                 request.changeSessionId(moved);
@@ -1142,7 +1152,8 @@ public class MemcachedSessionManager extends ManagerBase {
                         content.names, content.values, state.oldId);
             }
             int maxInactive = session == null ? 0 : session.getMaxInactiveInterval();
-            return Native.end(handle, state.core.handle(), outcome, id, 0, 0, maxInactive, 0,
+            long read = session == null ? 0 : session.read();
+            return Native.end(handle, state.core.handle(), outcome, id, 0, 0, maxInactive, read,
                     null, null, null, null, null);
         } catch (MsmInvalidIdException e) {
             // A session created while disabled: not ours.

@@ -7,6 +7,8 @@ import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.ReentrantLock;
 import java.util.function.BooleanSupplier;
 
+import jakarta.servlet.http.HttpSessionActivationListener;
+
 import org.apache.catalina.Manager;
 import org.apache.catalina.session.StandardSession;
 
@@ -193,6 +195,25 @@ public class MsmSession extends StandardSession {
     }
 
     /**
+     * Non-sticky mode, as the copy leaves this Tomcat: whether it may differ from the read it
+     * derives from ({@link #derivesFrom}): as {@link #takeChanged}, and a session holding a value
+     * that hears its passivation (which may change it) counts as changed.
+     *
+     * @return whether the copy's content must be handed back
+     */
+    boolean changedSinceRead() {
+        if (takeChanged()) {
+            return true;
+        }
+        for (Object value : attributes.values()) {
+            if (value instanceof HttpSessionActivationListener) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /**
      * Starts a backup outside any request (the manager stops, after the attributes heard of
      * their passivation, which may change them): as {@link #takeChanged}, and a session holding
      * a value that could change in place counts as changed.
@@ -314,12 +335,15 @@ public class MsmSession extends StandardSession {
     }
 
     /**
-     * Non-sticky mode: records the read of memcached this copy's content came from.
+     * Non-sticky mode: records the read of memcached this copy's content came from, filled in
+     * now; changes count from here.
      *
      * @param read the core's number of the read
      */
     void derivesFrom(long read) {
         this.read = read;
+        changed = false;
+        handedOutBackedUp = handedOut.get();
     }
 
     /** Tags the session local: from now on it lives in this Tomcat's memory only. */
