@@ -98,24 +98,34 @@ fn since(before: [u64; 4], nodes: &[&Memcached]) -> [u64; 4] {
     std::array::from_fn(|i| now[i] - before[i])
 }
 
+/// A manager that locks every request, and a session it stored (`k` = `1`), by id.
+fn locking_every_request(nodes: &[&Memcached]) -> (std::sync::Arc<msm::SessionManager>, String) {
+    let m = manager(nodes, &[("sticky", "false"), ("lockingMode", "all")]);
+    let id = block_on(m.new_session_id(None)).unwrap();
+    block_on(m.store(&id, &mut session(b"1"))).unwrap();
+    (m, id.to_string())
+}
+
+/// Begins a request for the session `id`.
+fn begin(m: &msm::SessionManager, id: &str) -> msm::Request {
+    let start = msm::RequestStart {
+        session_id: Some(id),
+        uri: "/",
+        route: None,
+    };
+    block_on(m.begin(start)).unwrap()
+}
+
 /// A request that takes its session's lock reads the session in the same round trip, behind the
 /// lock's `add`: its lookup sends nothing more, and finds what the previous holder wrote.
 #[test]
 fn a_locked_request_reads_its_session_in_the_round_trip_that_takes_the_lock() {
     let (m1, m2) = (Memcached::start(), Memcached::start());
     let nodes = [&m1, &m2];
-    let m = manager(&nodes, &[("sticky", "false"), ("lockingMode", "all")]);
-    let id = block_on(m.new_session_id(None)).unwrap();
-    block_on(m.store(&id, &mut session(b"1"))).unwrap();
-    let id = id.to_string();
+    let (m, id) = locking_every_request(&nodes);
     for (previous, value) in [(b"1", b"2"), (b"2", b"3")] {
-        let start = msm::RequestStart {
-            session_id: Some(&id),
-            uri: "/",
-            route: None,
-        };
         let before = command_totals(&nodes);
-        let mut request = block_on(m.begin(start)).unwrap();
+        let mut request = begin(&m, &id);
         assert!(request.locked());
         assert_eq!(
             since(before, &nodes),
@@ -157,18 +167,10 @@ fn a_locked_request_reads_its_session_in_the_round_trip_that_takes_the_lock() {
 fn an_unchanged_copy_is_renewed_as_read_and_an_unknown_read_asks_for_the_content() {
     let (m1, m2) = (Memcached::start(), Memcached::start());
     let nodes = [&m1, &m2];
-    let m = manager(&nodes, &[("sticky", "false"), ("lockingMode", "all")]);
-    let id = block_on(m.new_session_id(None)).unwrap();
-    block_on(m.store(&id, &mut session(b"1"))).unwrap();
-    let id = id.to_string();
+    let (m, id) = locking_every_request(&nodes);
     std::thread::sleep(Duration::from_millis(1050));
     for forged in [false, true] {
-        let start = msm::RequestStart {
-            session_id: Some(&id),
-            uri: "/",
-            route: None,
-        };
-        let mut request = block_on(m.begin(start)).unwrap();
+        let mut request = begin(&m, &id);
         let found =
             msm::runtime::handle().block_on(m.lookup(&mut request, &id, msm::HostCopy::None));
         let msm::Lookup::Found(loaded) = found else {

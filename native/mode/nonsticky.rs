@@ -335,8 +335,9 @@ impl Mode for NonSticky {
     }
 
     /// A used session is written when it changed (else only its validity record is renewed);
-    /// a session the request carried but never used is renewed; then the id it had before the
-    /// request changed it is retired. The lock goes in the round trip of the last write, or is
+    /// one the host calls unchanged since its read is renewed as that read found it, or its
+    /// content is asked for; a session the request carried but never used is renewed; then the
+    /// id it had before the request changed it is retired. The lock goes in the round trip of the last write, or is
     /// handed to the next request of this host waiting for it. `lockingMode="auto"` learns.
     async fn end(&self, request: &mut Request, outcome: Outcome<'_>) -> Result<Ended> {
         let done = |moved| Ended::Done {
