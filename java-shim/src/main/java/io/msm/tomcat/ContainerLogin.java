@@ -10,6 +10,7 @@ import java.io.Serializable;
 import java.security.Principal;
 import java.util.HashMap;
 import java.util.Iterator;
+import java.util.Map;
 
 import org.apache.catalina.Session;
 import org.apache.catalina.util.CustomObjectInputStream;
@@ -100,16 +101,16 @@ final class ContainerLogin {
     }
 
     /**
-     * Gives a session the login it was stored with.
+     * Gives a session the login it was stored with; restoring it is no change of the session.
      *
      * @param session the session being restored
      * @param login what {@link #read} returned, or null when it was stored without a login
      */
-    static void apply(Session session, ContainerLogin login) {
-        session.setAuthType(login == null ? null : login.authType);
-        session.setPrincipal(login == null ? null : login.principal);
-        if (login != null) {
-            login.notes.forEach(session::setNote);
+    static void apply(MsmSession session, ContainerLogin login) {
+        if (login == null) {
+            session.restoreLogin(null, null, Map.of());
+        } else {
+            session.restoreLogin(login.authType, login.principal, login.notes);
         }
     }
 }

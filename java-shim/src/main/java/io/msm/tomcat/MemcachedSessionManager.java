@@ -652,16 +652,16 @@ public class MemcachedSessionManager extends ManagerBase {
         if (!complete && policy.dropsSession()) {
             return false;
         }
+        session.derivesFrom(loaded.read());
         session.setNew(false);
         session.setValid(true);
-        session.setMaxInactiveInterval(loaded.maxInactiveInterval());
+        session.restoreMaxInactiveInterval(loaded.maxInactiveInterval());
         session.restoreTimes(loaded.creationTime(), loaded.lastAccessedTime());
         session.attributeMap().clear();
         restored.forEach(session::restoreAttribute);
         if (getPersistAuthentication()) {
             ContainerLogin.apply(session, login);
         }
-        session.derivesFrom(loaded.read());
         return true;
     }
 

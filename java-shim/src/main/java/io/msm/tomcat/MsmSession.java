@@ -176,6 +176,20 @@ public class MsmSession extends StandardSession {
         super.setMaxInactiveInterval(interval);
     }
 
+    /** The authenticators' notes are stored with the session ({@code persistAuthentication}). */
+    @Override
+    public void setNote(String name, Object value) {
+        changed = true;
+        super.setNote(name, value);
+    }
+
+    /** The authenticators' notes are stored with the session ({@code persistAuthentication}). */
+    @Override
+    public void removeNote(String name) {
+        changed = true;
+        super.removeNote(name);
+    }
+
     /**
      * Starts a backup at the end of a request: from now on changes count towards the next one.
      * A value handed out still counts when another request uses the session now.
@@ -335,8 +349,8 @@ public class MsmSession extends StandardSession {
     }
 
     /**
-     * Non-sticky mode: records the read of memcached this copy's content came from, filled in
-     * now; changes count from here.
+     * Non-sticky mode: records the read of memcached this copy's content is about to be filled
+     * from; changes count from here (the filling itself changes nothing).
      *
      * @param read the core's number of the read
      */
@@ -435,6 +449,28 @@ public class MsmSession extends StandardSession {
     /** @return the live attribute map (names to values) */
     Map<String, Object> attributeMap() {
         return attributes;
+    }
+
+    /**
+     * Restores the lifetime of a session loaded from memcached (not a change).
+     *
+     * @param interval seconds
+     */
+    void restoreMaxInactiveInterval(int interval) {
+        super.setMaxInactiveInterval(interval);
+    }
+
+    /**
+     * Restores the container login of a session loaded from memcached (not a change).
+     *
+     * @param authType the authentication type, or null
+     * @param principal the principal, or null
+     * @param notes the authenticators' notes
+     */
+    void restoreLogin(String authType, Principal principal, Map<String, Object> notes) {
+        super.setAuthType(authType);
+        super.setPrincipal(principal);
+        notes.forEach(super::setNote);
     }
 
     /**
