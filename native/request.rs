@@ -116,9 +116,10 @@ pub enum Ended {
         /// Sticky: what the backup did.
         backup: Option<BackupOutcome>,
     },
-    /// The core has no confirmed copy of the session the host calls unchanged (sticky), or its
-    /// copy's renewal found it gone or its node down (non-sticky); the host ends the request
-    /// again with [`Outcome::Used`] and the session's content.
+    /// The core has no confirmed copy of the session the host calls unchanged (sticky), or
+    /// cannot renew it as read (non-sticky: the read forgotten or of another id, its node down,
+    /// or memcached lost it); the host ends the request again with [`Outcome::Used`] and the
+    /// session's content, the request keeping its lock until then.
     NeedsContent,
 }
 

@@ -873,7 +873,8 @@ impl Copies {
 
     /// Renews a non-sticky session accessed now without rewriting it: its validity record, and
     /// its copies' expiry when the record `read` says it comes close; releases `lock` in the same
-    /// round trip when it can (taking it out of the option). Stored attribute by attribute, the
+    /// round trip when it can (taking it out of the option), unless the copies are renewed too (a
+    /// session found lost is then written under it). Stored attribute by attribute, the
     /// attributes' items are renewed with the copy (their names from `base`, or else read). A
     /// record renewed lately ([`Validity::renewed_lately`]) for the same lifetime, whose copies
     /// are not due, is left as it is: nothing is sent (the lock stays in the option). `false`
@@ -958,8 +959,12 @@ impl Copies {
                 touched.await.ok();
             }
         };
+        // Renewing the copies may find the session lost, and the caller then writes it under
+        // the lock: the lock rides only with the record alone.
+        let mut kept = None;
+        let rider = if renew_copies { &mut kept } else { lock };
         let (answers, ()) = tokio::join!(
-            self.send_releasing(&node, commands, None, lock),
+            self.send_releasing(&node, commands, None, rider),
             renew_second
         );
         let answers = match answers {

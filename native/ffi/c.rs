@@ -1223,8 +1223,8 @@ pub unsafe extern "C" fn msm_request_lookup(
 /// came from are read). `*new_id` receives the session's new id when it moved to another node
 /// (send it as the new cookie; release with `msm_string_free`), else NULL. `*needs_content` is
 /// set when the core cannot vouch for a session called unchanged: end the request again with
-/// `MSM_OUTCOME_USED`. The lock
-/// is released (or handed to the next request of this host) whatever the status.
+/// `MSM_OUTCOME_USED` (the request keeps its lock until then). Otherwise the lock is released
+/// (or handed to the next request of this host) whatever the status.
 ///
 /// # Safety
 /// `manager` is a live manager; `request` a live request not used elsewhere during the call;

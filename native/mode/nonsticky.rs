@@ -190,8 +190,9 @@ impl NonSticky {
 
     /// The end of a request whose session the host knows unchanged since the read `read` it
     /// derives from: renews the session as [`NonSticky::finish`] renews an unchanged one, with
-    /// what that read found. `false` (nothing sent) when the read is forgotten or was of another
-    /// id, or when the session's node is down or memcached lost it: its content must be stored.
+    /// what that read found. `false` (the lock still held) when the read is forgotten or was of
+    /// another id, or when the session's node is down or memcached lost it: its content must be
+    /// stored.
     async fn renew_read(
         &self,
         id: &SessionId,
