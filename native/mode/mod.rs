@@ -87,8 +87,7 @@ pub(crate) trait Mode {
 
     /// Reads a request's session from memcached and classifies the outcome.
     async fn read(&self, request: &mut Request, id: &SessionId) -> Lookup {
-        let primed = request.primed.take().filter(|primed| primed.is_for(id));
-        let found = match self.load(id, primed).await {
+        let found = match self.load(id, request.primed.take()).await {
             Ok(Some(loaded)) => {
                 if let Some(moved) = &loaded.relocated {
                     request.remember(moved);

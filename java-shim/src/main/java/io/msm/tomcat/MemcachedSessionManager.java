@@ -1087,24 +1087,22 @@ public class MemcachedSessionManager extends ManagerBase {
         // Unchanged since the read it came from (under the same id): the core renews it as read.
         boolean unchanged = leaves && state.oldId == null && session.read() != 0
                 && !session.changedSinceRead();
-        if (unchanged) {
-            statistics.requestsWithSession.increment();
-        }
         boolean keeps = false;
         try {
             Ended ended = unchanged ? end(state, Native.OUTCOME_UNCHANGED, session, null) : null;
+            Serialized content = null;
             if (!unchanged || ended != null && ended.needsContent()) {
-                Serialized content = leaves ? serialize(request, session) : null;
+                content = leaves ? serialize(request, session) : null;
                 keeps = session.isValid() && !distributes(session);
                 if (leaves && keeps) {
                     // Its serialization made it local or stopped distribution: it stays here.
                     session.activate();
                 }
-                if (content != null && !unchanged) {
-                    statistics.requestsWithSession.increment();
-                }
                 ended = end(state, content == null ? Native.OUTCOME_NOT_STORED
                         : Native.OUTCOME_USED, session, content);
+            }
+            if (unchanged || content != null) {
+                statistics.requestsWithSession.increment();
             }
             String moved = ended == null ? null : ended.movedId();
             if (moved != null && !request.getResponse().isCommitted()) {
